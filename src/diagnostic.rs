@@ -1,0 +1,235 @@
+//! Diagnostics: what went wrong, where, and what to do about it.
+
+use crate::source::Span;
+use std::fmt::Write as _;
+
+/// How bad a diagnostic is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// The spec cannot be compiled.
+    Error,
+    /// The spec compiles, but probably not as meant.
+    Warning,
+}
+
+/// A message tied to a span.
+#[derive(Debug, Clone)]
+pub struct Label {
+    /// Where.
+    pub span: Span,
+    /// What about it; may be empty.
+    pub message: String,
+}
+
+/// One problem found in a spec.
+#[derive(Debug, Clone)]
+pub struct Diagnostic {
+    /// Error or warning.
+    pub severity: Severity,
+    /// A stable code, such as `unknown-stage`, for scripts and docs.
+    pub code: &'static str,
+    /// One line saying what is wrong.
+    pub summary: String,
+    /// The place the problem is, if known.
+    pub primary: Option<Label>,
+    /// Other places that matter (the other end of a cycle, a merged anchor).
+    pub secondary: Vec<Label>,
+    /// What to do about it.
+    pub help: Option<String>,
+}
+
+impl Diagnostic {
+    /// A new error.
+    pub fn error(code: &'static str, summary: impl Into<String>) -> Self {
+        Self { severity: Severity::Error, code, summary: summary.into(), primary: None, secondary: Vec::new(), help: None }
+    }
+
+    /// A new warning.
+    pub fn warning(code: &'static str, summary: impl Into<String>) -> Self {
+        Self { severity: Severity::Warning, ..Self::error(code, summary) }
+    }
+
+    /// Points the diagnostic at `span`.
+    pub fn at(mut self, span: Option<Span>, message: impl Into<String>) -> Self {
+        self.primary = span.map(|span| Label { span, message: message.into() });
+        self
+    }
+
+    /// Adds another place of interest.
+    pub fn also(mut self, span: Option<Span>, message: impl Into<String>) -> Self {
+        if let Some(span) = span {
+            self.secondary.push(Label { span, message: message.into() });
+        }
+        self
+    }
+
+    /// Adds a hint.
+    pub fn help(mut self, help: impl Into<String>) -> Self {
+        self.help = Some(help.into());
+        self
+    }
+
+    /// Sort key: file, then position, then text, so output is stable.
+    fn sort_key(&self) -> (String, usize, String) {
+        match &self.primary {
+            Some(label) => (label.span.file.name.clone(), label.span.start.byte, self.summary.clone()),
+            None => (String::new(), 0, self.summary.clone()),
+        }
+    }
+
+    /// Renders rustc-style text with a source snippet and a caret.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let kind = match self.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        let _ = writeln!(out, "{kind}[{}]: {}", self.code, self.summary);
+        let labels: Vec<&Label> = self.primary.iter().chain(self.secondary.iter()).collect();
+        let gutter = labels.iter().map(|l| l.span.start.line.to_string().len()).max().unwrap_or(1);
+        let pad = " ".repeat(gutter);
+        for (i, label) in labels.iter().enumerate() {
+            let span = &label.span;
+            let arrow = if i == 0 { "-->" } else { ":::" };
+            let _ = writeln!(out, "{pad}{arrow} {}:{}:{}", span.file.name, span.start.line, span.start.column);
+            let _ = writeln!(out, "{pad} |");
+            let line = span.file.line_text(span.start.line);
+            let _ = writeln!(out, "{:>gutter$} | {}", span.start.line, line.replace('\t', " "));
+            let width = if span.end.line == span.start.line {
+                span.end.column.saturating_sub(span.start.column).max(1)
+            } else {
+                line.chars().count().saturating_sub(span.start.column - 1).max(1)
+            };
+            let marker = if i == 0 { "^" } else { "-" };
+            let underline = marker.repeat(width);
+            let indent = " ".repeat(span.start.column - 1);
+            let text = if label.message.is_empty() { String::new() } else { format!(" {}", label.message) };
+            let _ = writeln!(out, "{pad} | {indent}{underline}{text}");
+        }
+        if let Some(help) = &self.help {
+            if !labels.is_empty() {
+                let _ = writeln!(out, "{pad} |");
+            }
+            let _ = writeln!(out, "{pad} = help: {help}");
+        }
+        out
+    }
+}
+
+/// Every diagnostic of one run, sorted by place, without repeats.
+#[derive(Debug, Clone, Default)]
+pub struct Diagnostics(Vec<Diagnostic>);
+
+impl Diagnostics {
+    /// No diagnostics.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds one.
+    pub fn push(&mut self, diagnostic: Diagnostic) {
+        self.0.push(diagnostic);
+    }
+
+    /// Adds many.
+    pub fn extend(&mut self, more: impl IntoIterator<Item = Diagnostic>) {
+        self.0.extend(more);
+    }
+
+    /// Whether any is an error.
+    pub fn has_errors(&self) -> bool {
+        self.0.iter().any(|d| d.severity == Severity::Error)
+    }
+
+    /// How many errors.
+    pub fn error_count(&self) -> usize {
+        self.0.iter().filter(|d| d.severity == Severity::Error).count()
+    }
+
+    /// How many warnings.
+    pub fn warning_count(&self) -> usize {
+        self.0.iter().filter(|d| d.severity == Severity::Warning).count()
+    }
+
+    /// All of them, sorted by file and position, duplicates removed.
+    pub fn sorted(&self) -> Vec<&Diagnostic> {
+        let mut all: Vec<&Diagnostic> = self.0.iter().collect();
+        all.sort_by_key(|d| d.sort_key());
+        all.dedup_by(|a, b| a.sort_key() == b.sort_key() && a.code == b.code);
+        all
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Renders them all as text, with a closing count.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        for d in self.sorted() {
+            out.push_str(&d.render());
+            out.push('\n');
+        }
+        let (errors, warnings) = (self.error_count(), self.warning_count());
+        if errors > 0 {
+            let _ = writeln!(out, "{} error{} and {} warning{}", errors, plural(errors), warnings, plural(warnings));
+        }
+        out
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+impl IntoIterator for Diagnostics {
+    type Item = Diagnostic;
+    type IntoIter = std::vec::IntoIter<Diagnostic>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
+
+/// The closest candidate to `wanted`, if one is close enough to be a likely typo.
+pub fn did_you_mean<'a>(wanted: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let mut best: Option<(f64, &str)> = None;
+    for candidate in candidates {
+        let distance = strsim::damerau_levenshtein(wanted, candidate);
+        let limit = (wanted.chars().count().max(candidate.chars().count()) / 3).max(1);
+        if distance <= limit {
+            let score = strsim::jaro_winkler(wanted, candidate) - distance as f64;
+            if best.is_none_or(|(s, _)| score > s) {
+                best = Some((score, candidate));
+            }
+        }
+    }
+    best.map(|(_, c)| c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::SourceFile;
+
+    #[test]
+    fn suggests_close_names_only() {
+        let names = ["dbt_run_staging", "dbt_run_marts", "dbt_test"];
+        assert_eq!(did_you_mean("dbt_run_stagng", names), Some("dbt_run_staging"));
+        assert_eq!(did_you_mean("completely_else", names), None);
+    }
+
+    #[test]
+    fn renders_caret_under_span() {
+        let file = SourceFile::new("p.yaml", "stages:\n  a:\n    after: [b]\n");
+        let at = file.text.find("[b]").unwrap() + 1;
+        let d = Diagnostic::error("unknown-stage", "unknown stage `b`")
+            .at(Some(Span::at(&file, at, 1)), "no such stage")
+            .help("did you mean `a`?");
+        let text = d.render();
+        assert!(text.contains("--> p.yaml:3:13"), "{text}");
+        assert!(text.contains("    after: [b]\n  |             ^ no such stage"), "{text}");
+        assert!(text.contains("= help: did you mean `a`?"), "{text}");
+    }
+}

@@ -1,0 +1,5 @@
+pub mod diagnostic;
+pub mod parse;
+pub mod source;
+pub mod spec;
+pub mod validate;

@@ -1,0 +1,3 @@
+fn main() {
+    print!("{}", fhirflow::validate::schema::to_text());
+}

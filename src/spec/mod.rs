@@ -1,0 +1,563 @@
+//! The typed pipeline spec: what a user writes in `pipelines/*.yaml`.
+//!
+//! These types are the single source of truth for the format. The JSON Schema in
+//! `schemas/pipeline.schema.json` is generated from them (see [`crate::validate::schema`]),
+//! so doc comments here become the descriptions editors show.
+
+mod duration;
+mod names;
+mod schedule;
+
+pub use duration::Duration;
+pub use names::{DbtSelector, Identifier, ModelName, PipelineId, StageId, TableName};
+pub use schedule::{Preset, Schedule};
+
+use indexmap::IndexMap;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// A whole fhirflow spec: one file, any number of pipelines.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "fhirflow pipeline spec", extend("$id" = "https://fhirflow.dev/schemas/pipeline.schema.json"))]
+pub struct Spec {
+    /// Spec format version. Only `1` exists.
+    #[schemars(range(min = 1, max = 1))]
+    pub version: u32,
+    /// Task settings every pipeline and stage inherits unless it overrides them.
+    #[serde(default)]
+    pub defaults: TaskSettings,
+    /// Named connections. They reference an Airflow connection id or environment variables, never a secret.
+    #[serde(default)]
+    pub connections: IndexMap<Identifier, Connection>,
+    /// The dbt project that dbt stages run and whose properties YAML fhirflow writes.
+    #[serde(default)]
+    pub dbt: Option<DbtProject>,
+    /// Where and for which Airflow the DAG files are written.
+    #[serde(default)]
+    pub airflow: AirflowTarget,
+    /// dbt model layers, keyed by layer name. Each layer's models carry its tags.
+    #[serde(default)]
+    pub layers: IndexMap<Identifier, Layer>,
+    /// Pipelines, keyed by id. Each one becomes one Airflow DAG with that `dag_id`.
+    #[schemars(length(min = 1))]
+    pub pipelines: IndexMap<PipelineId, Pipeline>,
+}
+
+/// Task settings that inherit project → pipeline → stage. Unset fields inherit.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TaskSettings {
+    /// Airflow task owner.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub owner: Option<String>,
+    /// How many times a failed task is retried.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 100))]
+    pub retries: Option<u32>,
+    /// Wait between retries, such as `5m`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_delay: Option<Duration>,
+    /// Double the retry delay after each failed attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_exponential_backoff: Option<bool>,
+    /// Longest a single attempt may run before it is failed, such as `1h`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution_timeout: Option<Duration>,
+    /// First logical date, `YYYY-MM-DD` or an RFC 3339 date-time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2})?(Z|[+-]\d{2}:\d{2})?)?$"))]
+    pub start_date: Option<String>,
+    /// IANA time zone that schedules and the start date are read in, such as `UTC` or `Europe/Paris`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub timezone: Option<String>,
+    /// Send an email when a task fails (needs `email`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email_on_failure: Option<bool>,
+    /// Addresses that failure emails go to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<Vec<String>>,
+}
+
+/// A named connection to a storage system, by reference only.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Connection {
+    /// What the connection points at.
+    #[serde(rename = "type")]
+    pub kind: ConnectionKind,
+    /// Airflow connection id that generated DAGs use, such as `aws_default`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9_.-]{1,250}$"))]
+    pub airflow_conn_id: Option<String>,
+    /// Environment variable names (not values) that `fhirflow run` reads settings from, keyed by setting.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<Identifier, EnvVarName>,
+    /// S3 bucket name (s3 only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"))]
+    pub bucket: Option<String>,
+    /// AWS region (s3 only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[a-z0-9-]{1,32}$"))]
+    pub region: Option<String>,
+    /// Snowflake database (snowflake only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<Identifier>,
+    /// Snowflake warehouse (snowflake only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warehouse: Option<Identifier>,
+    /// Snowflake role (snowflake only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<Identifier>,
+}
+
+/// The kinds of system a connection can point at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectionKind {
+    /// Amazon S3 or an S3-compatible object store.
+    S3,
+    /// A Snowflake account.
+    Snowflake,
+}
+
+/// The name of an environment variable.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize, JsonSchema)]
+#[serde(transparent)]
+pub struct EnvVarName(#[schemars(regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"))] pub String);
+
+/// The dbt project that dbt stages run in.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DbtProject {
+    /// The dbt project folder in this repository, relative to the spec. fhirflow writes properties YAML into it.
+    pub project_dir: RelativePath,
+    /// The folder holding `profiles.yml`, relative to the spec. Defaults to `project_dir`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profiles_dir: Option<RelativePath>,
+    /// dbt target (`--target`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<Identifier>,
+    /// dbt threads (`--threads`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 256))]
+    pub threads: Option<u32>,
+    /// The dbt executable that tasks call.
+    #[serde(default = "default_dbt_executable")]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9_./-]{1,255}$"))]
+    pub executable: String,
+    /// Where Airflow workers see the project, when that differs from this repository's layout (for example `/opt/airflow/dbt`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deploy: Option<DbtDeploy>,
+}
+
+fn default_dbt_executable() -> String {
+    "dbt".to_owned()
+}
+
+/// Absolute paths of the dbt project as Airflow workers see it.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DbtDeploy {
+    /// Project folder on the workers.
+    #[schemars(regex(pattern = r"^/[^\x00-\x1f]*$"))]
+    pub project_dir: String,
+    /// Profiles folder on the workers. Defaults to the deployed `project_dir`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^/[^\x00-\x1f]*$"))]
+    pub profiles_dir: Option<String>,
+}
+
+/// A path relative to the spec's folder, with no `..` escaping above the repository is not checked here.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(transparent)]
+pub struct RelativePath(
+    #[schemars(regex(pattern = r"^[^/\x00-\x1f][^\x00-\x1f]*$"), length(min = 1, max = 1024))] pub String,
+);
+
+/// Where generated DAG files go and which Airflow they target.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AirflowTarget {
+    /// The DAGs folder, relative to the spec.
+    #[serde(default = "default_dags_folder")]
+    pub dags_folder: RelativePath,
+    /// Airflow major version the files are written for.
+    #[serde(default = "default_airflow_version")]
+    #[schemars(range(min = 3, max = 3))]
+    pub version: u32,
+}
+
+impl Default for AirflowTarget {
+    fn default() -> Self {
+        Self { dags_folder: default_dags_folder(), version: default_airflow_version() }
+    }
+}
+
+fn default_dags_folder() -> RelativePath {
+    RelativePath("dags".to_owned())
+}
+
+fn default_airflow_version() -> u32 {
+    3
+}
+
+/// A dbt layer: a models folder whose models share tags.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Layer {
+    /// What the layer is for. Goes into the selector's description.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Models folder inside the dbt project. Defaults to `models/<layer>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<RelativePath>,
+    /// Tags every model of the layer carries. Defaults to the layer's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<Vec<Identifier>>,
+    /// The layer's models.
+    #[schemars(length(min = 1))]
+    pub models: Vec<ModelEntry>,
+}
+
+/// A model of a layer: its name alone, or its name with docs and tests.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum ModelEntry {
+    /// Just the model name.
+    Name(ModelName),
+    /// The model with docs, extra tags and column tests.
+    Detailed(Model),
+}
+
+impl ModelEntry {
+    /// The model's name.
+    pub fn name(&self) -> &ModelName {
+        match self {
+            ModelEntry::Name(name) => name,
+            ModelEntry::Detailed(model) => &model.name,
+        }
+    }
+}
+
+/// A dbt model with its documentation.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Model {
+    /// The model's name (its SQL file's name without `.sql`).
+    pub name: ModelName,
+    /// Model documentation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Tags beyond the layer's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<Identifier>,
+    /// Documented columns and their data tests.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub columns: Vec<Column>,
+}
+
+/// A documented model column.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Column {
+    /// Column name.
+    pub name: ModelName,
+    /// Column documentation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Generic data tests on the column.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tests: Vec<ColumnTest>,
+}
+
+/// A dbt generic data test on a column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ColumnTest {
+    /// Every value is distinct.
+    Unique,
+    /// No value is null.
+    NotNull,
+}
+
+/// One pipeline: one Airflow DAG.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Pipeline {
+    /// When the pipeline runs: a cron expression (`*/5 * * * *`), a preset (`@daily`), an interval (`10s`, `5m`), or null for manual runs only.
+    #[serde(default)]
+    pub schedule: Option<Schedule>,
+    /// Run the intervals missed since `start_date`.
+    #[serde(default)]
+    pub catchup: bool,
+    /// How many runs of this pipeline may be active at once.
+    #[serde(default = "default_max_active_runs")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub max_active_runs: u32,
+    /// Airflow tags, for filtering in the UI.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<Tag>,
+    /// One-line description shown in Airflow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Settings that override the project defaults for every stage of this pipeline.
+    #[serde(default)]
+    pub defaults: TaskSettings,
+    /// The pipeline's stages, keyed by stage id. A stage id is its Airflow task id.
+    #[schemars(length(min = 1))]
+    pub stages: IndexMap<StageId, Stage>,
+}
+
+fn default_max_active_runs() -> u32 {
+    16
+}
+
+/// An Airflow DAG tag.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize, JsonSchema)]
+#[serde(transparent)]
+pub struct Tag(#[schemars(regex(pattern = r"^[^\x00-\x1f]{1,100}$"))] pub String);
+
+/// A stage: one step of a pipeline, and the Airflow task or tasks it becomes.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct Stage {
+    /// What the stage does, and its kind-specific settings.
+    #[serde(flatten)]
+    pub kind: StageKind,
+    /// Stages of this pipeline that must succeed first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub after: Vec<StageId>,
+    /// Settings that override the pipeline's for this stage.
+    #[serde(flatten)]
+    pub settings: TaskSettings,
+}
+
+/// The kinds of stage.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum StageKind {
+    /// A dbt command.
+    Dbt(DbtStage),
+    /// Load new files under an S3 prefix into a warehouse table with `COPY INTO`, tracked by a watermark.
+    CopyInto(CopyIntoStage),
+    /// A shell command.
+    Shell(ShellStage),
+    /// Wait for another pipeline, or one of its stages, to succeed.
+    Sensor(SensorStage),
+}
+
+/// A dbt command stage.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+pub struct DbtStage {
+    /// The dbt command.
+    pub command: DbtCommand,
+    /// Node selection (`--select`), such as `tag:staging` or `+fct_encounters`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub select: Vec<DbtSelector>,
+    /// Nodes to leave out (`--exclude`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<DbtSelector>,
+    /// dbt variables (`--vars`), passed as JSON.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub vars: BTreeMap<Identifier, serde_json::Value>,
+    /// Rebuild incremental models from scratch (`--full-refresh`).
+    #[serde(default)]
+    pub full_refresh: bool,
+    /// dbt target for this stage, overriding the project's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<Identifier>,
+    /// Add a task after this one that reads `target/run_results.json` and logs successes, failures and skips. `true` names it `parse_<stage>_results`; a string names it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parse_results: Option<ParseResults>,
+}
+
+/// Whether and how to name the run-results task of a dbt stage.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum ParseResults {
+    /// `true` for the derived name, `false` for none.
+    Enabled(bool),
+    /// The task id to use.
+    Named(StageId),
+}
+
+/// The dbt commands a stage can run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize, JsonSchema)]
+pub enum DbtCommand {
+    /// `dbt deps`: install packages.
+    #[serde(rename = "deps")]
+    Deps,
+    /// `dbt debug`: check the connection and project.
+    #[serde(rename = "debug")]
+    Debug,
+    /// `dbt run`: build models.
+    #[serde(rename = "run")]
+    Run,
+    /// `dbt test`: run data tests.
+    #[serde(rename = "test")]
+    Test,
+    /// `dbt build`: seeds, models, snapshots and tests in DAG order.
+    #[serde(rename = "build")]
+    Build,
+    /// `dbt seed`: load CSV seeds.
+    #[serde(rename = "seed")]
+    Seed,
+    /// `dbt snapshot`: run snapshots.
+    #[serde(rename = "snapshot")]
+    Snapshot,
+    /// `dbt source freshness`: check source freshness.
+    #[serde(rename = "source freshness")]
+    SourceFreshness,
+    /// `dbt docs generate`: build the docs site.
+    #[serde(rename = "docs generate")]
+    DocsGenerate,
+}
+
+impl DbtCommand {
+    /// The command's words on the dbt command line.
+    pub fn words(self) -> &'static [&'static str] {
+        match self {
+            DbtCommand::Deps => &["deps"],
+            DbtCommand::Debug => &["debug"],
+            DbtCommand::Run => &["run"],
+            DbtCommand::Test => &["test"],
+            DbtCommand::Build => &["build"],
+            DbtCommand::Seed => &["seed"],
+            DbtCommand::Snapshot => &["snapshot"],
+            DbtCommand::SourceFreshness => &["source", "freshness"],
+            DbtCommand::DocsGenerate => &["docs", "generate"],
+        }
+    }
+
+    /// Whether the command accepts `--select`/`--exclude`.
+    pub fn takes_selection(self) -> bool {
+        !matches!(self, DbtCommand::Deps | DbtCommand::Debug)
+    }
+
+    /// Whether the command accepts `--full-refresh`.
+    pub fn takes_full_refresh(self) -> bool {
+        matches!(self, DbtCommand::Run | DbtCommand::Build | DbtCommand::Seed)
+    }
+
+    /// Whether the command writes `target/run_results.json`.
+    pub fn writes_run_results(self) -> bool {
+        matches!(
+            self,
+            DbtCommand::Run | DbtCommand::Test | DbtCommand::Build | DbtCommand::Seed | DbtCommand::Snapshot
+        )
+    }
+}
+
+/// An S3 → warehouse `COPY INTO` load with a watermark.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+pub struct CopyIntoStage {
+    /// Where new files are found.
+    pub source: CopySource,
+    /// The warehouse table they are loaded into.
+    pub target: CopyTarget,
+    /// The table that records the watermark: the newest file loaded so far.
+    pub watermark_table: TableName,
+    /// Most files loaded by one run.
+    #[serde(default = "default_batch_size")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub batch_size: u32,
+    /// Prefix for the five task ids this stage becomes, so that two loads can share a pipeline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"))]
+    pub task_prefix: Option<String>,
+}
+
+fn default_batch_size() -> u32 {
+    100
+}
+
+/// The S3 side of a load.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CopySource {
+    /// Name of an `s3` connection.
+    pub connection: Identifier,
+    /// Key prefix under the bucket, such as `raw/patients/`.
+    #[schemars(regex(pattern = r"^[A-Za-z0-9!_.*'()/=-]{0,1024}$"))]
+    pub prefix: String,
+}
+
+/// The warehouse side of a load.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CopyTarget {
+    /// Name of a `snowflake` connection.
+    pub connection: Identifier,
+    /// The raw table, such as `RAW.FHIR_BUNDLES`. Columns: file key, load time, and the file as JSON.
+    pub table: TableName,
+    /// Snowflake external stage over the bucket root that `COPY INTO` reads from, such as `RAW.FHIR_S3`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<TableName>,
+    /// Snowflake storage integration for reading the bucket directly, when no `stage` is given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_integration: Option<Identifier>,
+}
+
+/// A shell command stage.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+pub struct ShellStage {
+    /// The command, run by bash. Airflow renders `{{ ... }}` templates in it.
+    #[schemars(length(min = 1, max = 65536))]
+    pub command: String,
+    /// Extra environment variables for the command.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<EnvVarName, String>,
+}
+
+/// A stage that waits for another pipeline.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+pub struct SensorStage {
+    /// The pipeline to wait for.
+    pub pipeline: PipelineId,
+    /// The stage of that pipeline to wait for. Without it, the whole run must succeed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<StageId>,
+    /// Give up after this long.
+    #[serde(default = "default_sensor_timeout")]
+    pub timeout: Duration,
+    /// How often to check.
+    #[serde(default = "default_poke_interval")]
+    pub poke_interval: Duration,
+    /// `reschedule` frees the worker slot between checks; `poke` holds it.
+    #[serde(default)]
+    pub mode: SensorMode,
+}
+
+fn default_sensor_timeout() -> Duration {
+    Duration::from_secs(3600)
+}
+
+fn default_poke_interval() -> Duration {
+    Duration::from_secs(60)
+}
+
+/// How a sensor waits between checks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SensorMode {
+    /// Release the worker slot between checks.
+    #[default]
+    Reschedule,
+    /// Hold the worker slot and sleep.
+    Poke,
+}
+
+impl SensorMode {
+    /// The Airflow `mode=` string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SensorMode::Reschedule => "reschedule",
+            SensorMode::Poke => "poke",
+        }
+    }
+}

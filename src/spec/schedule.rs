@@ -1,0 +1,217 @@
+//! Pipeline schedules: cron expressions, Airflow presets and fixed intervals.
+
+use super::Duration;
+use chrono::{DateTime, TimeZone};
+use croner::Cron;
+use croner::parser::{CronParser, Seconds, Year};
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::borrow::Cow;
+use std::fmt;
+
+/// When a pipeline runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Schedule {
+    /// A five-field cron expression, as Airflow reads it.
+    Cron(String),
+    /// An Airflow preset such as `@daily`.
+    Preset(Preset),
+    /// A fixed interval from the start date, such as `10s`.
+    Interval(Duration),
+}
+
+/// Airflow's schedule presets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Preset {
+    /// Run once, at the start date.
+    Once,
+    /// `0 * * * *`
+    Hourly,
+    /// `0 0 * * *`
+    Daily,
+    /// `0 0 * * 0`
+    Weekly,
+    /// `0 0 1 * *`
+    Monthly,
+    /// `0 0 1 */3 *`
+    Quarterly,
+    /// `0 0 1 1 *`
+    Yearly,
+}
+
+impl Preset {
+    const ALL: [(&'static str, Preset); 8] = [
+        ("@once", Preset::Once),
+        ("@hourly", Preset::Hourly),
+        ("@daily", Preset::Daily),
+        ("@weekly", Preset::Weekly),
+        ("@monthly", Preset::Monthly),
+        ("@quarterly", Preset::Quarterly),
+        ("@yearly", Preset::Yearly),
+        ("@annually", Preset::Yearly),
+    ];
+
+    /// The preset as written in Airflow.
+    pub fn as_str(self) -> &'static str {
+        Self::ALL.iter().find(|(_, p)| *p == self).map(|(s, _)| *s).unwrap_or("@once")
+    }
+
+    /// The cron expression the preset stands for, if it repeats.
+    pub fn cron(self) -> Option<&'static str> {
+        match self {
+            Preset::Once => None,
+            Preset::Hourly => Some("0 * * * *"),
+            Preset::Daily => Some("0 0 * * *"),
+            Preset::Weekly => Some("0 0 * * 0"),
+            Preset::Monthly => Some("0 0 1 * *"),
+            Preset::Quarterly => Some("0 0 1 */3 *"),
+            Preset::Yearly => Some("0 0 1 1 *"),
+        }
+    }
+}
+
+/// The pattern that the JSON Schema checks; [`Schedule::parse`] does the full check.
+const SCHEDULE_PATTERN: &str = r"^(@[a-z]+|([0-9]+[smhdw])+|\S+( +\S+){4})$";
+
+fn cron_parser() -> CronParser {
+    CronParser::builder().seconds(Seconds::Disallowed).year(Year::Disallowed).build()
+}
+
+impl Schedule {
+    /// Reads a schedule string: a preset, an interval, or a five-field cron expression.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        if text.starts_with('@') {
+            return Preset::ALL
+                .iter()
+                .find(|(name, _)| *name == text)
+                .map(|(_, preset)| Schedule::Preset(*preset))
+                .ok_or_else(|| {
+                    format!(
+                        "{text:?} is not an Airflow preset: use one of @once, @hourly, @daily, @weekly, @monthly, @quarterly, @yearly"
+                    )
+                });
+        }
+        if text.split_whitespace().count() == 1 {
+            let interval = Duration::parse(text).map_err(|_| {
+                format!("{text:?} is not a schedule: write a cron expression (`*/5 * * * *`), a preset (`@daily`) or an interval (`10s`, `5m`)")
+            })?;
+            if interval.as_secs() == 0 {
+                return Err("an interval schedule must be longer than 0s".to_owned());
+            }
+            return Ok(Schedule::Interval(interval));
+        }
+        let fields = text.split_whitespace().count();
+        if fields != 5 {
+            return Err(format!(
+                "{text:?} has {fields} fields; Airflow cron expressions have five: minute hour day-of-month month day-of-week"
+            ));
+        }
+        cron_parser().parse(text).map_err(|e| format!("{text:?} is not a valid cron expression: {e}"))?;
+        Ok(Schedule::Cron(text.split_whitespace().collect::<Vec<_>>().join(" ")))
+    }
+
+    /// The repeating cron expression behind this schedule, if it has one.
+    pub fn cron_expression(&self) -> Option<&str> {
+        match self {
+            Schedule::Cron(expr) => Some(expr),
+            Schedule::Preset(preset) => preset.cron(),
+            Schedule::Interval(_) => None,
+        }
+    }
+
+    /// Fire times (Airflow logical dates) from `start`, inclusive, up to `limit` of them, in `tz`.
+    pub fn fire_times<Tz: TimeZone>(&self, start: &DateTime<Tz>, limit: usize) -> Vec<DateTime<Tz>>
+    where
+        Tz::Offset: Copy,
+    {
+        match self {
+            Schedule::Interval(every) => {
+                let step = chrono::TimeDelta::seconds(every.as_secs() as i64);
+                let mut out = Vec::with_capacity(limit);
+                let mut at = start.clone();
+                for _ in 0..limit {
+                    out.push(at.clone());
+                    match at.clone().checked_add_signed(step) {
+                        Some(next) => at = next,
+                        None => break,
+                    }
+                }
+                out
+            }
+            Schedule::Preset(Preset::Once) => vec![start.clone()],
+            _ => {
+                let Some(expr) = self.cron_expression() else { return Vec::new() };
+                let Ok(cron): Result<Cron, _> = cron_parser().parse(expr) else { return Vec::new() };
+                cron.iter_from(start.clone(), croner::Direction::Forward).take(limit).collect()
+            }
+        }
+    }
+}
+
+impl fmt::Display for Schedule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Schedule::Cron(expr) => f.write_str(expr),
+            Schedule::Preset(preset) => f.write_str(preset.as_str()),
+            Schedule::Interval(every) => write!(f, "{every}"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Schedule {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Schedule::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+impl Serialize for Schedule {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl JsonSchema for Schedule {
+    fn schema_name() -> Cow<'static, str> {
+        "Schedule".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "string",
+            "pattern": SCHEDULE_PATTERN,
+            "description": "A five-field cron expression, an Airflow preset (@once, @hourly, @daily, @weekly, @monthly, @quarterly, @yearly) or an interval such as 10s or 5m.",
+            "examples": ["*/5 * * * *", "@daily", "10s"]
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Utc;
+
+    #[test]
+    fn reads_every_form() {
+        assert_eq!(Schedule::parse("*/5 * * * *").unwrap(), Schedule::Cron("*/5 * * * *".into()));
+        assert_eq!(Schedule::parse("@daily").unwrap(), Schedule::Preset(Preset::Daily));
+        assert_eq!(Schedule::parse("10s").unwrap(), Schedule::Interval(Duration::from_secs(10)));
+        assert_eq!(Schedule::parse("0  2 * *  *").unwrap(), Schedule::Cron("0 2 * * *".into()));
+    }
+
+    #[test]
+    fn rejects_bad_schedules() {
+        for text in ["@sometimes", "0 * * *", "0 0 * * * *", "61 * * * *", "soon", "0s"] {
+            assert!(Schedule::parse(text).is_err(), "{text}");
+        }
+    }
+
+    #[test]
+    fn fire_times_follow_cron() {
+        let start = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        let times = Schedule::parse("*/10 * * * *").unwrap().fire_times(&start, 3);
+        let minutes: Vec<_> = times.iter().map(|t| t.format("%H:%M").to_string()).collect();
+        assert_eq!(minutes, ["00:00", "00:10", "00:20"]);
+    }
+}

@@ -1,0 +1,448 @@
+#!/usr/bin/env python3
+"""Check a dbt project against fhirflow's dbt expectations (see CONTRACT.md).
+
+Usage:
+    python dbt_check.py [--dbt PATH] [--strict] [--keep-temp] DBT_PROJECT_DIR EXPECT_JSON
+
+EXPECT_JSON is the document printed by `fhirflow graph SPEC --format json` (only its
+`format_version`, `tags` and `selectors` keys are read):
+
+    {"format_version": 1, "tags": {"<tag>": ["<model>", ...]}, "selectors": ["<name>", ...]}
+
+What is checked, with the real dbt (dbt-core 1.11, tested with dbt-duckdb 1.11.1):
+
+1. `dbt parse` succeeds (this validates every properties YAML and selectors.yml).
+2. For every tag: `dbt ls --resource-type model --select tag:<tag> --output json
+   --output-keys name` lists exactly the expected model names.
+3. For every selector: it is defined in selectors.yml, and `dbt ls --selector <name>`
+   succeeds and lists at least one node.
+
+dbt runs with --project-dir and --profiles-dir set to DBT_PROJECT_DIR, and with
+--target-path, --log-path, the working directory and DBT_DUCKDB_PATH all inside a
+temporary directory, so the project folder is not written to. dbt's console output is
+requested as JSON lines (--log-format json): `dbt ls` results are the `PrintEvent`
+records, and warnings/errors are picked out by level, so log lines can never be mistaken
+for results.
+
+dbt is `--dbt PATH` if given, else the `dbt` next to sys.executable (run this script
+with the dbt venv's python), else `dbt` on PATH.
+
+Exit status: 0 when everything matches (prints `dbt_check: N tags, M selectors match`),
+1 on any mismatch or dbt failure (a precise diff is printed), 2 on bad usage or an
+unreadable expectations file. Warnings dbt logs while parsing (deprecations included)
+are printed; with --strict they also fail the check.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+EXIT_OK = 0
+EXIT_MISMATCH = 1
+EXIT_USAGE = 2
+
+SUPPORTED_FORMAT_VERSION = 1
+
+
+class UsageError(Exception):
+    pass
+
+
+# --------------------------------------------------------------------------------------
+# Expectations
+
+
+def load_expectations(path: Path) -> Tuple[Dict[str, List[str]], List[str]]:
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc}") from exc
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{path} is not valid JSON: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise UsageError(f"{path}: top level must be a JSON object")
+    version = doc.get("format_version")
+    if version != SUPPORTED_FORMAT_VERSION:
+        raise UsageError(
+            f"{path}: format_version is {version!r}, this checker understands "
+            f"{SUPPORTED_FORMAT_VERSION}"
+        )
+    tags = doc.get("tags", {})
+    if not isinstance(tags, dict):
+        raise UsageError(f"{path}: 'tags' must be an object of tag -> [model names]")
+    for tag, models in tags.items():
+        if not isinstance(models, list) or not all(isinstance(m, str) for m in models):
+            raise UsageError(f"{path}: tags[{tag!r}] must be a list of model names")
+        dupes = sorted({m for m in models if models.count(m) > 1})
+        if dupes:
+            raise UsageError(f"{path}: tags[{tag!r}] lists models more than once: {dupes}")
+        if any(ch.isspace() or ch == "," for ch in tag) or not tag:
+            raise UsageError(f"{path}: tag {tag!r} cannot be used in a dbt selection")
+    selectors = doc.get("selectors", [])
+    if not isinstance(selectors, list) or not all(isinstance(s, str) for s in selectors):
+        raise UsageError(f"{path}: 'selectors' must be a list of selector names")
+    if len(set(selectors)) != len(selectors):
+        raise UsageError(f"{path}: 'selectors' lists a name more than once")
+    return tags, selectors
+
+
+# --------------------------------------------------------------------------------------
+# Running dbt
+
+
+def default_dbt() -> str:
+    exe = "dbt.exe" if os.name == "nt" else "dbt"
+    # Do not resolve symlinks: in a venv, sys.executable is <venv>/bin/python -> system python.
+    beside = Path(sys.executable).parent / exe
+    if beside.is_file():
+        return str(beside)
+    on_path = shutil.which("dbt")
+    if on_path:
+        return on_path
+    raise UsageError(
+        f"no dbt executable next to {sys.executable} or on PATH; pass --dbt PATH_TO_DBT"
+    )
+
+
+class DbtResult:
+    def __init__(self, argv: List[str], returncode: int, stdout: str, stderr: str, seconds: float):
+        self.argv = argv
+        self.returncode = returncode
+        self.stdout = stdout
+        self.stderr = stderr
+        self.seconds = seconds
+        self.events: List[dict] = []
+        self.other_lines: List[str] = []  # stdout lines that are not dbt JSON log records
+        for line in stdout.splitlines():
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                self.other_lines.append(line)
+                continue
+            if isinstance(record, dict) and isinstance(record.get("info"), dict):
+                self.events.append(record)
+            else:
+                self.other_lines.append(line)
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+    def printed(self) -> List[str]:
+        """Messages of PrintEvent records: what `dbt ls` prints as its results."""
+        return [
+            str(e.get("data", {}).get("msg", e["info"].get("msg", "")))
+            for e in self.events
+            if e["info"].get("name") == "PrintEvent"
+        ]
+
+    def at_levels(self, *levels: str) -> List[dict]:
+        return [e for e in self.events if e["info"].get("level") in levels]
+
+    def describe_failure(self) -> str:
+        lines = [f"  command: {' '.join(self.argv)}", f"  exit status: {self.returncode}"]
+        problems = self.at_levels("error", "warn")
+        for e in problems:
+            lines.append(f"  dbt {e['info'].get('level')}: [{e['info'].get('name')}] "
+                         + indent_tail(e["info"].get("msg", "")))
+        if not problems:
+            tail = (self.other_lines + self.stderr.splitlines())[-30:]
+            if tail:
+                lines.append("  output (last lines):")
+                lines.extend("    " + t for t in tail)
+        elif self.stderr.strip():
+            lines.append("  stderr (last lines):")
+            lines.extend("    " + t for t in self.stderr.splitlines()[-15:])
+        return "\n".join(lines)
+
+
+def indent_tail(text: str) -> str:
+    return str(text).strip().replace("\n", "\n      ")
+
+
+class Dbt:
+    def __init__(self, exe: str, project_dir: Path, work: Path, timeout: float):
+        self.exe = exe
+        self.project_dir = project_dir
+        self.work = work
+        self.timeout = timeout
+        self.env = dict(os.environ)
+        self.env.update(
+            {
+                "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+                # Profiles that use it (like tests/fixtures/dbt_fhir) keep their database
+                # out of the project; parse and ls do not connect anyway.
+                "DBT_DUCKDB_PATH": str(work / "check.duckdb"),
+            }
+        )
+        # Flags below are given explicitly; do not let the caller's environment
+        # (DBT_QUIET, DBT_LOG_FORMAT, DBT_TARGET_PATH, ...) change how we read dbt.
+        for var in ("DBT_QUIET", "DBT_LOG_FORMAT", "DBT_LOG_LEVEL", "DBT_PRINT",
+                    "DBT_TARGET_PATH", "DBT_LOG_PATH", "DBT_PROJECT_DIR", "DBT_PROFILES_DIR"):
+            self.env.pop(var, None)
+
+    def run(self, command: Sequence[str], extra: Sequence[str] = ()) -> DbtResult:
+        argv = [
+            self.exe,
+            "--no-use-colors",
+            "--log-format", "json",
+            "--log-level", "info",
+            "--no-quiet",
+            *command,
+            "--project-dir", str(self.project_dir),
+            "--profiles-dir", str(self.project_dir),
+            "--target-path", str(self.work / "target"),
+            "--log-path", str(self.work / "logs"),
+            *extra,
+        ]
+        start = time.monotonic()
+        try:
+            proc = subprocess.run(
+                argv,
+                cwd=str(self.work),
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                encoding="utf-8",
+                errors="replace",
+                timeout=self.timeout,
+            )
+        except FileNotFoundError as exc:
+            raise UsageError(f"cannot run dbt executable {self.exe!r}: {exc}") from exc
+        except subprocess.TimeoutExpired as exc:
+            out = exc.stdout if isinstance(exc.stdout, str) else (exc.stdout or b"").decode("utf-8", "replace")
+            err = exc.stderr if isinstance(exc.stderr, str) else (exc.stderr or b"").decode("utf-8", "replace")
+            return DbtResult(argv, -1, out, err + f"\n(timed out after {self.timeout}s)",
+                             time.monotonic() - start)
+        return DbtResult(argv, proc.returncode, proc.stdout, proc.stderr, time.monotonic() - start)
+
+    def ls(self, selection: Sequence[str], output_keys: Sequence[str]) -> Tuple[DbtResult, Optional[List[dict]], List[str]]:
+        """Run `dbt ls ... --output json`; return (result, nodes or None on failure, errors)."""
+        result = self.run(
+            ["ls"],
+            [*selection, "--output", "json", "--output-keys", *output_keys, "--no-print"],
+        )
+        if not result.ok:
+            return result, None, []
+        nodes: List[dict] = []
+        bad: List[str] = []
+        for msg in result.printed():
+            try:
+                node = json.loads(msg)
+            except json.JSONDecodeError:
+                bad.append(msg)
+                continue
+            if isinstance(node, dict):
+                nodes.append(node)
+            else:
+                bad.append(msg)
+        return result, nodes, bad
+
+
+# --------------------------------------------------------------------------------------
+# Project facts used to explain mismatches
+
+
+def load_manifest_models(target: Path) -> Dict[str, dict]:
+    """name -> {"tags": [...], "path": original_file_path} for the root project's models."""
+    try:
+        manifest = json.loads((target / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return {}
+    root = manifest.get("metadata", {}).get("project_name")
+    models: Dict[str, dict] = {}
+    for node in manifest.get("nodes", {}).values():
+        if node.get("resource_type") != "model":
+            continue
+        if root and node.get("package_name") != root:
+            continue
+        models[node["name"]] = {
+            "tags": sorted(node.get("tags") or []),
+            "path": node.get("original_file_path", ""),
+        }
+    return models
+
+
+def load_selector_names(project_dir: Path) -> Optional[List[str]]:
+    """Names defined in <project>/selectors.yml, or None if it cannot be read."""
+    path = project_dir / "selectors.yml"
+    if not path.is_file():
+        return []
+    try:
+        import yaml  # PyYAML is a dbt-core dependency
+    except ImportError:
+        return None
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except Exception:  # dbt parse reports the real error
+        return None
+    names = []
+    for entry in doc.get("selectors") or []:
+        if isinstance(entry, dict) and "name" in entry:
+            names.append(str(entry["name"]))
+    return names
+
+
+def describe_model(name: str, models: Dict[str, dict]) -> str:
+    info = models.get(name)
+    if not models:
+        return name
+    if info is None:
+        return f"{name} (no such model in the project)"
+    return f"{name} ({info['path']}; tags: {info['tags']})"
+
+
+# --------------------------------------------------------------------------------------
+# Main
+
+
+def check(args: argparse.Namespace) -> int:
+    project_dir = Path(args.project_dir).resolve()
+    if not (project_dir / "dbt_project.yml").is_file():
+        raise UsageError(f"{project_dir} has no dbt_project.yml")
+    if not (project_dir / "profiles.yml").is_file():
+        raise UsageError(f"{project_dir} has no profiles.yml (profiles dir = project dir)")
+    tags, selectors = load_expectations(Path(args.expect_json))
+    exe = args.dbt or default_dbt()
+
+    failures: List[str] = []
+    notes: List[str] = []
+
+    work_ctx = tempfile.TemporaryDirectory(prefix="dbt_check.")
+    work = Path(work_ctx.name)
+    try:
+        dbt = Dbt(exe, project_dir, work, args.timeout)
+
+        # 1. parse --------------------------------------------------------------------
+        parse = dbt.run(["parse"], ["--show-all-deprecations"])
+        if args.verbose:
+            print(f"dbt_check: dbt parse took {parse.seconds:.1f}s", file=sys.stderr)
+        if not parse.ok:
+            print("dbt_check: FAILED: dbt parse failed", file=sys.stderr)
+            print(parse.describe_failure(), file=sys.stderr)
+            return EXIT_MISMATCH
+        warnings = parse.at_levels("warn", "error")
+        for e in warnings:
+            line = f"dbt parse {e['info'].get('level')}: [{e['info'].get('name')}] {indent_tail(e['info'].get('msg', ''))}"
+            (failures if args.strict else notes).append(line)
+
+        models = load_manifest_models(work / "target")
+
+        # 2. tags ---------------------------------------------------------------------
+        for tag in sorted(tags):
+            expected = set(tags[tag])
+            result, nodes, bad = dbt.ls(["--resource-type", "model", "--select", f"tag:{tag}"], ["name"])
+            if args.verbose:
+                print(f"dbt_check: dbt ls tag:{tag} took {result.seconds:.1f}s", file=sys.stderr)
+            if nodes is None:
+                failures.append(f"tag {tag!r}: `dbt ls --select tag:{tag}` failed\n" + result.describe_failure())
+                continue
+            if bad:
+                failures.append(f"tag {tag!r}: unreadable `dbt ls` result lines: {bad}")
+            names = [n.get("name") for n in nodes]
+            actual = {n for n in names if isinstance(n, str)}
+            if len(actual) != len(names):
+                failures.append(f"tag {tag!r}: dbt listed a model more than once or without a name: {names}")
+            if actual != expected:
+                lines = [
+                    f"tag {tag!r}: dbt selects {len(actual)} model(s), expected {len(expected)}"
+                ]
+                missing = sorted(expected - actual)
+                extra = sorted(actual - expected)
+                if missing:
+                    lines.append("  - expected but not selected by dbt:")
+                    lines.extend(f"      {describe_model(m, models)}" for m in missing)
+                if extra:
+                    lines.append("  + selected by dbt but not expected:")
+                    lines.extend(f"      {describe_model(m, models)}" for m in extra)
+                failures.append("\n".join(lines))
+
+        # 3. selectors ----------------------------------------------------------------
+        defined = load_selector_names(project_dir)
+        if defined is not None:
+            undefined = [s for s in selectors if s not in defined]
+            if undefined:
+                where = project_dir / "selectors.yml"
+                failures.append(
+                    f"selectors not defined in {where}: {undefined} (defined: {sorted(defined)})"
+                )
+            unexpected = sorted(set(defined) - set(selectors))
+            if unexpected:
+                notes.append(f"selectors.yml also defines selectors not in the expectations: {unexpected}")
+        else:
+            undefined = []
+        for name in selectors:
+            if name in undefined:
+                continue
+            result, nodes, bad = dbt.ls(["--selector", name], ["name", "resource_type"])
+            if args.verbose:
+                print(f"dbt_check: dbt ls --selector {name} took {result.seconds:.1f}s", file=sys.stderr)
+            if nodes is None:
+                failures.append(f"selector {name!r}: `dbt ls --selector {name}` failed\n" + result.describe_failure())
+                continue
+            if bad:
+                failures.append(f"selector {name!r}: unreadable `dbt ls` result lines: {bad}")
+            if not nodes:
+                failures.append(f"selector {name!r}: `dbt ls --selector {name}` lists no nodes")
+            elif args.verbose:
+                counts: Dict[str, int] = {}
+                for n in nodes:
+                    counts[str(n.get("resource_type"))] = counts.get(str(n.get("resource_type")), 0) + 1
+                print(f"dbt_check: selector {name!r} lists {counts}", file=sys.stderr)
+    finally:
+        if args.keep_temp:
+            print(f"dbt_check: kept dbt target/log dir {work}", file=sys.stderr)
+        else:
+            work_ctx.cleanup()
+
+    for note in notes:
+        print(f"dbt_check: note: {note}", file=sys.stderr)
+    if failures:
+        print(f"dbt_check: FAILED ({len(failures)} problem(s)):", file=sys.stderr)
+        for f in failures:
+            print(f, file=sys.stderr)
+        return EXIT_MISMATCH
+    print(f"dbt_check: {len(tags)} tags, {len(selectors)} selectors match")
+    return EXIT_OK
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(
+        description="Compare a dbt project's tags and selectors with fhirflow's dbt expectations JSON."
+    )
+    parser.add_argument("project_dir", metavar="DBT_PROJECT_DIR",
+                        help="dbt project dir (also used as --profiles-dir)")
+    parser.add_argument("expect_json", metavar="EXPECT_JSON", help="expectations JSON file")
+    parser.add_argument("--dbt", metavar="PATH_TO_DBT_EXE",
+                        help="dbt executable (default: the dbt next to this python, else dbt on PATH)")
+    parser.add_argument("--strict", action="store_true",
+                        help="fail if `dbt parse` logs any warning (deprecations included)")
+    parser.add_argument("--timeout", type=float, default=600.0,
+                        help="seconds allowed per dbt invocation (default 600)")
+    parser.add_argument("--keep-temp", action="store_true",
+                        help="keep the temporary dbt target/log dir and print its path")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="print timings and per-selector node counts to stderr")
+    args = parser.parse_args(argv)
+    try:
+        return check(args)
+    except UsageError as exc:
+        print(f"dbt_check: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())
