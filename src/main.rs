@@ -1,3 +1,153 @@
-fn main() {
-    print!("{}", fhirflow::validate::schema::to_text());
+//! The `fhirflow` command line: a thin layer over the library.
+
+use clap::{Parser, Subcommand};
+use fhirflow::graph::GraphFormat;
+use fhirflow::plan::PlanFormat;
+use fhirflow::{Error, ExitStatus};
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+const EXIT_CODES: &str = "\
+Exit status:
+  0  success (plan --detailed-exitcode: no changes)
+  1  the spec is invalid; every problem is printed with its file, line and column
+  2  usage error; with plan --detailed-exitcode or apply --check: changes pending
+  3  a file could not be read or written
+  4  apply refused to overwrite a file it did not write, or one edited by hand";
+
+/// Compile a YAML pipeline spec into Airflow DAGs and dbt config.
+#[derive(Debug, Parser)]
+#[command(name = "fhirflow", version, about, after_help = EXIT_CODES, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check a spec: YAML, schema, graph. Prints every problem found.
+    Validate {
+        /// The spec file.
+        spec: PathBuf,
+    },
+    /// Show what `apply` would add, change or remove, down to tasks and schedules.
+    #[command(after_help = EXIT_CODES)]
+    Plan {
+        /// The spec file.
+        spec: PathBuf,
+        /// Root the spec's relative output paths here instead of the spec's folder.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Exit 0 when nothing would change, 2 when something would, 1 on error.
+        #[arg(long)]
+        detailed_exitcode: bool,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
+        format: PlanFormat,
+    },
+    /// Write the DAG files and dbt YAML, removing stale ones this spec wrote before.
+    #[command(after_help = EXIT_CODES)]
+    Apply {
+        /// The spec file.
+        spec: PathBuf,
+        /// Root the spec's relative output paths here instead of the spec's folder.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Write nothing; exit 2 if the files on disk are out of date (the CI drift check).
+        #[arg(long)]
+        check: bool,
+        /// Overwrite files edited by hand or not written by fhirflow.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print the compiled task graph.
+    Graph {
+        /// The spec file.
+        spec: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = GraphFormat::Mermaid)]
+        format: GraphFormat,
+    },
+    /// Print the spec's JSON Schema (Draft 2020-12).
+    Schema,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(status) => ExitCode::from(status as u8),
+        Err(error) => {
+            report(&error);
+            ExitCode::from(error.exit_status() as u8)
+        }
+    }
+}
+
+fn report(error: &Error) {
+    let mut stderr = std::io::stderr().lock();
+    match error {
+        Error::Invalid(diagnostics) => {
+            let _ = write!(stderr, "{}", diagnostics.render());
+        }
+        other => {
+            let _ = writeln!(stderr, "error: {other}");
+        }
+    }
+}
+
+fn print(text: &str) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(text.as_bytes());
+}
+
+fn run(cli: Cli) -> Result<ExitStatus, Error> {
+    match cli.command {
+        Command::Validate { spec } => {
+            let compiled = fhirflow::compile_file(&spec)?;
+            let graph = &compiled.graph;
+            print(&format!(
+                "{}: valid ({} pipelines, {} tasks)\n",
+                spec.display(),
+                graph.pipelines.len(),
+                graph.task_count()
+            ));
+            Ok(ExitStatus::Ok)
+        }
+        Command::Plan { spec, out, detailed_exitcode, format } => {
+            let (_, plan) = fhirflow::plan_file(&spec, out.as_deref())?;
+            print(&plan.render(format));
+            Ok(if detailed_exitcode && plan.has_changes() { ExitStatus::UsageOrChanges } else { ExitStatus::Ok })
+        }
+        Command::Apply { spec, out, check, force } => {
+            let (_, plan) = fhirflow::plan_file(&spec, out.as_deref())?;
+            if check {
+                if plan.has_changes() {
+                    print(&plan.render(PlanFormat::Text));
+                    eprintln!("error: the generated files are out of date; run `fhirflow apply {}`", spec.display());
+                    return Ok(ExitStatus::UsageOrChanges);
+                }
+                print("The generated files are up to date.\n");
+                return Ok(ExitStatus::Ok);
+            }
+            print(&plan.render(PlanFormat::Text));
+            let report = fhirflow::plan::apply(&plan, force)?;
+            if plan.has_changes() {
+                print(&format!(
+                    "Apply complete: {} added, {} changed, {} removed.\n",
+                    report.added, report.changed, report.removed
+                ));
+            }
+            Ok(ExitStatus::Ok)
+        }
+        Command::Graph { spec, format } => {
+            let compiled = fhirflow::compile_file(&spec)?;
+            print(&compiled.graph.render(format));
+            Ok(ExitStatus::Ok)
+        }
+        Command::Schema => {
+            print(&fhirflow::validate::schema::to_text());
+            Ok(ExitStatus::Ok)
+        }
+    }
 }

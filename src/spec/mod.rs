@@ -11,6 +11,7 @@ mod schedule;
 pub use duration::Duration;
 pub use names::{DbtSelector, Identifier, ModelName, PipelineId, StageId, TableName};
 pub use schedule::{Preset, Schedule};
+pub(crate) use schedule::cron_parser;
 
 use indexmap::IndexMap;
 use schemars::JsonSchema;
@@ -495,12 +496,8 @@ pub struct CopyTarget {
     pub connection: Identifier,
     /// The raw table, such as `RAW.FHIR_BUNDLES`. Columns: file key, load time, and the file as JSON.
     pub table: TableName,
-    /// Snowflake external stage over the bucket root that `COPY INTO` reads from, such as `RAW.FHIR_S3`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stage: Option<TableName>,
-    /// Snowflake storage integration for reading the bucket directly, when no `stage` is given.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub storage_integration: Option<Identifier>,
+    /// Snowflake external stage whose URL is the bucket root, such as `RAW.FHIR_S3_STAGE`. `COPY INTO` reads the listed keys through it (Snowflake allows the load's column transformation only from a named stage).
+    pub stage: TableName,
 }
 
 /// A shell command stage.

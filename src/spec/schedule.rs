@@ -1,8 +1,6 @@
 //! Pipeline schedules: cron expressions, Airflow presets and fixed intervals.
 
 use super::Duration;
-use chrono::{DateTime, TimeZone};
-use croner::Cron;
 use croner::parser::{CronParser, Seconds, Year};
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -73,7 +71,8 @@ impl Preset {
 /// The pattern that the JSON Schema checks; [`Schedule::parse`] does the full check.
 const SCHEDULE_PATTERN: &str = r"^(@[a-z]+|([0-9]+[smhdw])+|\S+( +\S+){4})$";
 
-fn cron_parser() -> CronParser {
+/// The cron parser with Airflow's rules: five fields, no seconds, no years.
+pub(crate) fn cron_parser() -> CronParser {
     CronParser::builder().seconds(Seconds::Disallowed).year(Year::Disallowed).build()
 }
 
@@ -119,34 +118,6 @@ impl Schedule {
             Schedule::Interval(_) => None,
         }
     }
-
-    /// Fire times (Airflow logical dates) from `start`, inclusive, up to `limit` of them, in `tz`.
-    pub fn fire_times<Tz: TimeZone>(&self, start: &DateTime<Tz>, limit: usize) -> Vec<DateTime<Tz>>
-    where
-        Tz::Offset: Copy,
-    {
-        match self {
-            Schedule::Interval(every) => {
-                let step = chrono::TimeDelta::seconds(every.as_secs() as i64);
-                let mut out = Vec::with_capacity(limit);
-                let mut at = start.clone();
-                for _ in 0..limit {
-                    out.push(at.clone());
-                    match at.clone().checked_add_signed(step) {
-                        Some(next) => at = next,
-                        None => break,
-                    }
-                }
-                out
-            }
-            Schedule::Preset(Preset::Once) => vec![start.clone()],
-            _ => {
-                let Some(expr) = self.cron_expression() else { return Vec::new() };
-                let Ok(cron): Result<Cron, _> = cron_parser().parse(expr) else { return Vec::new() };
-                cron.iter_from(start.clone(), croner::Direction::Forward).take(limit).collect()
-            }
-        }
-    }
 }
 
 impl fmt::Display for Schedule {
@@ -190,7 +161,6 @@ impl JsonSchema for Schedule {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::Utc;
 
     #[test]
     fn reads_every_form() {
@@ -205,13 +175,5 @@ mod tests {
         for text in ["@sometimes", "0 * * *", "0 0 * * * *", "61 * * * *", "soon", "0s"] {
             assert!(Schedule::parse(text).is_err(), "{text}");
         }
-    }
-
-    #[test]
-    fn fire_times_follow_cron() {
-        let start = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
-        let times = Schedule::parse("*/10 * * * *").unwrap().fire_times(&start, 3);
-        let minutes: Vec<_> = times.iter().map(|t| t.format("%H:%M").to_string()).collect();
-        assert_eq!(minutes, ["00:00", "00:10", "00:20"]);
     }
 }

@@ -1,0 +1,433 @@
+//! The Airflow 3 emitter: one static DAG file per pipeline.
+
+use super::header::{self, sha256};
+use super::literal::{Language, docstring, literal, quoted, sql_string};
+use super::paths::relative;
+use super::{FileKind, GeneratedFile, Layout, code, render};
+use crate::error::Error;
+use crate::graph::{
+    DbtArg, LoadPlan, LoadStep, Operation, PipelineGraph, PipelineTasks, Settings, Task, TriggerRule,
+    expectations::operator_name,
+};
+use crate::spec::Schedule;
+use minijinja::{Value, context};
+use serde_json::json;
+use std::collections::BTreeSet;
+
+/// Names the generated module defines or imports; a task variable must not shadow them.
+const RESERVED: &[&str] = &[
+    "DAG", "BashOperator", "PythonOperator", "SQLExecuteQueryOperator", "ExternalTaskSensor", "timedelta", "pendulum",
+    "os", "json", "logging", "shlex", "dag", "default_args", "annotations", "DBT_PROJECT_DIR", "DBT_PROFILES_DIR",
+];
+
+/// Python keywords and builtins a task variable must not be.
+const PYTHON_WORDS: &[&str] = &[
+    "False", "None", "True", "and", "as", "assert", "async", "await", "break", "class", "continue", "def", "del", "elif",
+    "else", "except", "finally", "for", "from", "global", "if", "import", "in", "is", "lambda", "nonlocal", "not", "or",
+    "pass", "raise", "return", "try", "while", "with", "yield", "match", "case", "type", "print", "list", "dict", "set",
+    "str", "int", "len", "id", "object", "open", "max", "min",
+];
+
+/// Writes Airflow 3 DAG files.
+pub struct AirflowEmitter<'a> {
+    graph: &'a PipelineGraph,
+    layout: &'a Layout,
+}
+
+impl<'a> AirflowEmitter<'a> {
+    /// An emitter for `graph` into `layout`.
+    pub fn new(graph: &'a PipelineGraph, layout: &'a Layout) -> Self {
+        Self { graph, layout }
+    }
+
+    /// One DAG file per pipeline.
+    pub fn emit(&self) -> Result<Vec<GeneratedFile>, Error> {
+        let folder = &self.graph.spec.airflow.dags_folder.0;
+        self.graph
+            .pipelines
+            .iter()
+            .map(|p| {
+                let body = self.render_pipeline(p)?;
+                Ok(GeneratedFile {
+                    path: self.layout.place(folder).join(format!("{}.py", p.id)),
+                    contents: header::wrap(&self.layout.spec_name, &body),
+                    kind: FileKind::AirflowDag(p.id.to_string()),
+                })
+            })
+            .collect()
+    }
+
+    fn dbt_dirs(&self) -> Result<Option<Value>, Error> {
+        let Some(project) = &self.graph.spec.dbt else { return Ok(None) };
+        let dags = &self.graph.spec.airflow.dags_folder.0;
+        let profiles = project.profiles_dir.as_ref().unwrap_or(&project.project_dir);
+        let locate = |deployed: Option<&String>, local: &str, what: &str| -> Result<String, Error> {
+            if let Some(path) = deployed {
+                return Ok(quoted(path));
+            }
+            let rel = relative(dags, local).ok_or_else(|| Error::Render {
+                template: "dag.py.j2".to_owned(),
+                message: format!(
+                    "cannot tell where the dbt {what} folder is from the DAGs folder; set `dbt.deploy.{what}_dir` to its path on the Airflow workers"
+                ),
+            })?;
+            Ok(format!("os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), {}))", quoted(&rel)))
+        };
+        let deploy = project.deploy.as_ref();
+        let project_dir = locate(deploy.map(|d| &d.project_dir), &project.project_dir.0, "project")?;
+        let profiles_dir = match deploy {
+            Some(d) => quoted(d.profiles_dir.as_ref().unwrap_or(&d.project_dir)),
+            None => locate(None, &profiles.0, "profiles")?,
+        };
+        Ok(Some(context! { project_dir => code(project_dir), profiles_dir => code(profiles_dir) }))
+    }
+
+    fn render_pipeline(&self, p: &PipelineTasks) -> Result<String, Error> {
+        let vars = task_variables(p);
+        let mut uses = BTreeSet::new();
+        let mut tasks = Vec::new();
+        let mut summary = Vec::new();
+        for (task, var) in p.tasks.iter().zip(&vars) {
+            let (operator, kwargs) = self.task_kwargs(p, task, &mut uses);
+            let kwarg_text: String = kwargs.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+            let digest = &sha256(&format!("{operator}\n{kwarg_text}"))[..16];
+            summary.push(code(summary_line(task, digest)));
+            tasks.push(context! {
+                var => code(var.clone()),
+                operator => code(operator),
+                id => task.id.clone(),
+                kwargs => kwargs.into_iter().map(|(k, v)| context! { name => code(k), value => code(v) }).collect::<Vec<_>>(),
+            });
+        }
+        let var_of = |id: &str| p.tasks.iter().position(|t| t.id == id).map(|i| vars[i].clone());
+        let mut edges = Vec::new();
+        for (task, var) in p.tasks.iter().zip(&vars) {
+            let ups: Vec<String> = task.upstream.iter().filter_map(|u| var_of(u)).collect();
+            match ups.as_slice() {
+                [] => {}
+                [one] => edges.push(code(format!("{one} >> {var}"))),
+                many => edges.push(code(format!("[{}] >> {var}", many.join(", ")))),
+            }
+        }
+        let schedule = match &p.schedule {
+            None => "None".to_owned(),
+            Some(Schedule::Interval(every)) => format!("timedelta(seconds={})", every.as_secs()),
+            Some(other) => quoted(&other.to_string()),
+        };
+        let start_date = p.start.map(|start| {
+            let tz: chrono_tz::Tz = p.defaults.timezone.value.parse().unwrap_or(chrono_tz::Tz::UTC);
+            let local = start.with_timezone(&tz);
+            use chrono::{Datelike, Timelike};
+            let mut parts = vec![local.year().to_string(), local.month().to_string(), local.day().to_string()];
+            if (local.hour(), local.minute(), local.second()) != (0, 0, 0) {
+                parts.extend([local.hour().to_string(), local.minute().to_string(), local.second().to_string()]);
+            }
+            code(format!("pendulum.datetime({}, tz={})", parts.join(", "), quoted(tz.name())))
+        });
+        if start_date.is_some() {
+            uses.insert("pendulum");
+        }
+        let mut doc = format!("Airflow DAG `{}`, generated by fhirflow from {}.", p.id, self.layout.spec_name);
+        if let Some(description) = &p.description {
+            doc = format!("{description}\n\n{doc}");
+        }
+        let default_args = settings_kwargs(&p.defaults, None)
+            .into_iter()
+            .map(|(k, v)| context! { name => k, value => code(v) })
+            .collect::<Vec<_>>();
+        let dbt = if uses.contains("dbt") || uses.contains("results") { self.dbt_dirs()? } else { None };
+        render(
+            "dag.py.j2",
+            context! {
+                docstring => code(docstring(&doc)),
+                imports => imports(&uses).into_iter().map(code).collect::<Vec<_>>(),
+                dbt => dbt,
+                uses_results => uses.contains("results"),
+                uses_load => uses.contains("load"),
+                dag_id => p.id.to_string(),
+                description => p.description.clone(),
+                schedule => code(schedule),
+                start_date => start_date,
+                catchup => p.catchup,
+                max_active_runs => p.max_active_runs,
+                tags => p.tags.clone(),
+                default_args => default_args,
+                tasks => tasks,
+                edges => edges,
+                summary => summary,
+                dag_summary => code(dag_summary_line(p)),
+            },
+        )
+    }
+
+    /// The operator and its keyword arguments (as Python code) for one task.
+    fn task_kwargs(&self, p: &PipelineTasks, task: &Task, uses: &mut BTreeSet<&'static str>) -> (String, Vec<(String, String)>) {
+        let lit = |v: serde_json::Value| literal(Language::Python, &v);
+        let mut kwargs: Vec<(String, String)> = Vec::new();
+        match &task.operation {
+            Operation::Dbt(inv) => {
+                uses.insert("dbt");
+                uses.insert("bash");
+                let mut words = vec![quoted(&inv.executable)];
+                words.extend(inv.args.iter().map(|a| match a {
+                    DbtArg::Literal(s) => quoted(s),
+                    DbtArg::ProjectDir => "DBT_PROJECT_DIR".to_owned(),
+                    DbtArg::ProfilesDir => "DBT_PROFILES_DIR".to_owned(),
+                }));
+                kwargs.push(("bash_command".into(), format!("shlex.join([{}])", words.join(", "))));
+            }
+            Operation::Shell { command, env } => {
+                uses.insert("bash");
+                // BashOperator reads a command ending in .sh/.bash as a template file name.
+                let mut command = command.clone();
+                if command.trim_end().ends_with(".sh") || command.trim_end().ends_with(".bash") {
+                    command.push(' ');
+                }
+                kwargs.push(("bash_command".into(), quoted(&command)));
+                if !env.is_empty() {
+                    kwargs.push(("env".into(), lit(json!(env))));
+                    kwargs.push(("append_env".into(), "True".into()));
+                }
+            }
+            Operation::DbtResults { .. } => {
+                uses.insert("results");
+                uses.insert("python");
+                kwargs.push(("python_callable".into(), "_log_dbt_results".into()));
+                kwargs.push((
+                    "op_kwargs".into(),
+                    "{\"results_path\": os.path.join(DBT_PROJECT_DIR, \"target\", \"run_results.json\")}".into(),
+                ));
+            }
+            Operation::Sensor(s) => {
+                uses.insert("sensor");
+                kwargs.push(("external_dag_id".into(), quoted(s.pipeline.as_str())));
+                kwargs.push(("external_task_id".into(), lit(json!(s.task))));
+                kwargs.push(("execution_delta".into(), format!("timedelta(seconds={})", s.execution_delta.as_secs())));
+                kwargs.push(("allowed_states".into(), "[\"success\"]".into()));
+                kwargs.push(("failed_states".into(), "[\"failed\", \"upstream_failed\"]".into()));
+                kwargs.push(("check_existence".into(), "True".into()));
+                kwargs.push(("timeout".into(), s.timeout.as_secs().to_string()));
+                kwargs.push(("poke_interval".into(), s.poke_interval.as_secs().to_string()));
+                kwargs.push(("mode".into(), quoted(s.mode.as_str())));
+            }
+            Operation::Load { step, plan } => {
+                uses.insert("load");
+                load_kwargs(*step, plan, uses, &mut kwargs);
+            }
+        }
+        if task.trigger_rule == TriggerRule::AllDone {
+            kwargs.push(("trigger_rule".into(), quoted("all_done")));
+        }
+        kwargs.extend(settings_kwargs(&task.settings, Some(&p.defaults)));
+        (operator_name(&task.operation).to_owned(), kwargs)
+    }
+}
+
+fn load_kwargs(step: LoadStep, plan: &LoadPlan, uses: &mut BTreeSet<&'static str>, kwargs: &mut Vec<(String, String)>) {
+    let table = plan.table.quoted();
+    let marks = plan.watermark_table.quoted();
+    let source = sql_string(plan.stage.as_str());
+    let conn = quoted(&plan.warehouse_conn_id);
+    let task_ref = |s: LoadStep| quoted(plan.task_id(s));
+    match step {
+        LoadStep::CreateTables => {
+            uses.insert("sql");
+            let ddl = [
+                format!(
+                    "CREATE TABLE IF NOT EXISTS {table} (FILE_KEY VARCHAR NOT NULL, LOADED_AT TIMESTAMP_TZ DEFAULT CURRENT_TIMESTAMP(), BUNDLE VARIANT)"
+                ),
+                format!(
+                    "CREATE TABLE IF NOT EXISTS {marks} (LOAD_ID NUMBER AUTOINCREMENT, SOURCE VARCHAR NOT NULL, LAST_MODIFIED VARCHAR, LAST_KEY VARCHAR, FILES_LOADED NUMBER, UPDATED_AT TIMESTAMP_TZ DEFAULT CURRENT_TIMESTAMP())"
+                ),
+            ];
+            kwargs.push(("conn_id".into(), conn));
+            kwargs.push(("sql".into(), format!("[{}]", ddl.iter().map(|s| quoted(s)).collect::<Vec<_>>().join(", "))));
+        }
+        LoadStep::GetWatermark => {
+            uses.insert("python");
+            let sql = format!(
+                "SELECT LAST_MODIFIED, LAST_KEY FROM {marks} WHERE SOURCE = {source} ORDER BY LOAD_ID DESC LIMIT 1"
+            );
+            kwargs.push(("python_callable".into(), "_get_last_watermark".into()));
+            kwargs.push(("op_kwargs".into(), format!("{{\"conn_id\": {conn}, \"sql\": {}}}", quoted(&sql))));
+        }
+        LoadStep::ListFiles => {
+            uses.insert("python");
+            kwargs.push(("python_callable".into(), "_list_new_s3_files".into()));
+            kwargs.push((
+                "op_kwargs".into(),
+                format!(
+                    "{{\"aws_conn_id\": {}, \"bucket\": {}, \"prefix\": {}, \"batch_size\": {}, \"watermark_task\": {}}}",
+                    quoted(&plan.s3_conn_id),
+                    quoted(&plan.bucket),
+                    quoted(&plan.prefix),
+                    plan.batch_size,
+                    task_ref(LoadStep::GetWatermark)
+                ),
+            ));
+        }
+        LoadStep::Load => {
+            uses.insert("python");
+            let head = format!(
+                "COPY INTO {table} (FILE_KEY, LOADED_AT, BUNDLE) FROM (SELECT METADATA$FILENAME, CURRENT_TIMESTAMP(), $1 FROM @{})",
+                plan.snowflake_stage.quoted()
+            );
+            let tail = "FILE_FORMAT = (TYPE = 'JSON') ON_ERROR = 'ABORT_STATEMENT'";
+            kwargs.push(("python_callable".into(), "_copy_files_into".into()));
+            kwargs.push((
+                "op_kwargs".into(),
+                format!(
+                    "{{\"conn_id\": {conn}, \"files_task\": {}, \"copy_head\": {}, \"copy_tail\": {}}}",
+                    task_ref(LoadStep::ListFiles),
+                    quoted(&head),
+                    quoted(tail)
+                ),
+            ));
+        }
+        LoadStep::UpdateWatermark => {
+            uses.insert("python");
+            let sql = format!(
+                "INSERT INTO {marks} (SOURCE, LAST_MODIFIED, LAST_KEY, FILES_LOADED) VALUES ({source}, %(last_modified)s, %(last_key)s, %(files)s)"
+            );
+            kwargs.push(("python_callable".into(), "_update_watermark".into()));
+            kwargs.push((
+                "op_kwargs".into(),
+                format!("{{\"conn_id\": {conn}, \"files_task\": {}, \"sql\": {}}}", task_ref(LoadStep::ListFiles), quoted(&sql)),
+            ));
+        }
+    }
+}
+
+/// Settings as keyword arguments: all of them for `default_args`, or only those that differ
+/// from the pipeline's for a task.
+fn settings_kwargs(settings: &Settings, pipeline: Option<&Settings>) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let differs = |a: bool| pipeline.is_none() || a;
+    let p = pipeline;
+    if differs(p.is_some_and(|p| p.owner.value != settings.owner.value)) {
+        out.push(("owner".into(), quoted(&settings.owner.value)));
+    }
+    if differs(p.is_some_and(|p| p.retries.value != settings.retries.value)) {
+        out.push(("retries".into(), settings.retries.value.to_string()));
+    }
+    if differs(p.is_some_and(|p| p.retry_delay.value != settings.retry_delay.value)) {
+        out.push(("retry_delay".into(), format!("timedelta(seconds={})", settings.retry_delay.value.as_secs())));
+    }
+    if differs(p.is_some_and(|p| p.retry_exponential_backoff.value != settings.retry_exponential_backoff.value)) {
+        let on = if settings.retry_exponential_backoff.value { "True" } else { "False" };
+        out.push(("retry_exponential_backoff".into(), on.into()));
+    }
+    if differs(p.is_some_and(|p| p.execution_timeout.value != settings.execution_timeout.value)) {
+        let value = settings.execution_timeout.value.map_or("None".to_owned(), |d| format!("timedelta(seconds={})", d.as_secs()));
+        out.push(("execution_timeout".into(), value));
+    }
+    if differs(p.is_some_and(|p| p.email_on_failure.value != settings.email_on_failure.value)) {
+        out.push(("email_on_failure".into(), if settings.email_on_failure.value { "True" } else { "False" }.into()));
+    }
+    if !settings.email.value.is_empty() && differs(p.is_some_and(|p| p.email.value != settings.email.value)) {
+        out.push(("email".into(), literal(Language::Python, &json!(settings.email.value))));
+    }
+    out
+}
+
+fn imports(uses: &BTreeSet<&'static str>) -> Vec<String> {
+    let has = |k| uses.contains(k);
+    let mut stdlib = Vec::new();
+    if has("results") || has("load") {
+        stdlib.push("import json");
+        stdlib.push("import logging");
+    }
+    if has("dbt") || has("results") {
+        stdlib.push("import os");
+    }
+    if has("dbt") {
+        stdlib.push("import shlex");
+    }
+    stdlib.push("from datetime import timedelta");
+    let mut third = Vec::new();
+    if has("pendulum") {
+        third.push("import pendulum");
+    }
+    third.push("from airflow.sdk import DAG");
+    if has("bash") {
+        third.push("from airflow.providers.standard.operators.bash import BashOperator");
+    }
+    if has("python") {
+        third.push("from airflow.providers.standard.operators.python import PythonOperator");
+    }
+    if has("sensor") {
+        third.push("from airflow.providers.standard.sensors.external_task import ExternalTaskSensor");
+    }
+    if has("sql") {
+        third.push("from airflow.providers.common.sql.operators.sql import SQLExecuteQueryOperator");
+    }
+    let mut lines: Vec<String> = stdlib.into_iter().map(str::to_owned).collect();
+    lines.push(String::new());
+    lines.extend(third.into_iter().map(str::to_owned));
+    lines
+}
+
+/// A Python variable per task: the task id where that is a safe identifier, else a numbered name.
+fn task_variables(p: &PipelineTasks) -> Vec<String> {
+    let mut taken: BTreeSet<String> = BTreeSet::new();
+    p.tasks
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let candidate = t.id.replace('-', "_");
+            let name = if RESERVED.contains(&candidate.as_str())
+                || PYTHON_WORDS.contains(&candidate.as_str())
+                || candidate.starts_with("__")
+                || taken.contains(&candidate)
+            {
+                format!("task_{i}")
+            } else {
+                candidate
+            };
+            taken.insert(name.clone());
+            name
+        })
+        .collect()
+}
+
+fn json_line(value: serde_json::Value) -> String {
+    serde_json::to_string(&value)
+        .unwrap_or_default()
+        .replace('\u{2028}', "\\u2028")
+        .replace('\u{2029}', "\\u2029")
+        .replace('\u{85}', "\\u0085")
+}
+
+/// One comment line per task that `plan` reads back to tell what changed.
+fn summary_line(task: &Task, digest: &str) -> String {
+    let sensor = match &task.operation {
+        Operation::Sensor(s) => json!({
+            "pipeline": s.pipeline.as_str(),
+            "task": s.task,
+            "execution_delta": s.execution_delta.to_string(),
+        }),
+        _ => serde_json::Value::Null,
+    };
+    json_line(json!({
+        "id": task.id,
+        "stage": task.stage.as_str(),
+        "operator": operator_name(&task.operation),
+        "upstream": task.upstream,
+        "retries": task.settings.retries.value,
+        "retry_delay": task.settings.retry_delay.value.to_string(),
+        "execution_timeout": task.settings.execution_timeout.value.map(|d| d.to_string()),
+        "sensor": sensor,
+        "digest": digest,
+    }))
+}
+
+fn dag_summary_line(p: &PipelineTasks) -> String {
+    json_line(json!({
+        "dag_id": p.id.as_str(),
+        "schedule": p.schedule.as_ref().map(ToString::to_string),
+        "catchup": p.catchup,
+        "max_active_runs": p.max_active_runs,
+        "tags": p.tags,
+        "start_date": p.defaults.start_date.value,
+    }))
+}

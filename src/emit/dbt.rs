@@ -1,0 +1,86 @@
+//! The dbt emitter: one properties file per layer, and `selectors.yml`.
+
+use super::{FileKind, GeneratedFile, Layout, header, render};
+use crate::error::Error;
+use crate::graph::PipelineGraph;
+use crate::spec::{ColumnTest, ModelEntry};
+use minijinja::context;
+use std::path::PathBuf;
+
+/// Writes dbt properties YAML.
+pub struct DbtEmitter<'a> {
+    graph: &'a PipelineGraph,
+    layout: &'a Layout,
+}
+
+impl<'a> DbtEmitter<'a> {
+    /// An emitter for `graph` into `layout`.
+    pub fn new(graph: &'a PipelineGraph, layout: &'a Layout) -> Self {
+        Self { graph, layout }
+    }
+
+    /// `models/<layer>/<layer>_models.yml` per layer, and `selectors.yml`; nothing without layers.
+    pub fn emit(&self) -> Result<Vec<GeneratedFile>, Error> {
+        let spec = &self.graph.spec;
+        let Some(project) = &spec.dbt else { return Ok(Vec::new()) };
+        if spec.layers.is_empty() {
+            return Ok(Vec::new());
+        }
+        let root = self.layout.place(&project.project_dir.0);
+        let mut files = Vec::new();
+        let mut selectors = Vec::new();
+        for (name, layer) in &spec.layers {
+            let tags: Vec<String> = match &layer.tags {
+                Some(tags) => tags.iter().map(ToString::to_string).collect(),
+                None => vec![name.to_string()],
+            };
+            let models: Vec<minijinja::Value> = layer
+                .models
+                .iter()
+                .map(|entry| {
+                    let mut model_tags = tags.clone();
+                    let (description, columns) = match entry {
+                        ModelEntry::Name(_) => (None, Vec::new()),
+                        ModelEntry::Detailed(m) => {
+                            model_tags.extend(m.tags.iter().map(ToString::to_string));
+                            let columns = m
+                                .columns
+                                .iter()
+                                .map(|c| {
+                                    let tests: Vec<&str> = c
+                                        .tests
+                                        .iter()
+                                        .map(|t| match t {
+                                            ColumnTest::Unique => "unique",
+                                            ColumnTest::NotNull => "not_null",
+                                        })
+                                        .collect();
+                                    context! { name => c.name.to_string(), description => c.description.clone(), tests => tests }
+                                })
+                                .collect::<Vec<_>>();
+                            (m.description.clone(), columns)
+                        }
+                    };
+                    model_tags.dedup();
+                    context! { name => entry.name().to_string(), description => description, tags => model_tags, columns => columns }
+                })
+                .collect();
+            let body = render("layer.yml.j2", context! { models => models })?;
+            let folder = layer.path.as_ref().map_or_else(|| PathBuf::from("models").join(name.as_str()), |p| PathBuf::from(&p.0));
+            files.push(GeneratedFile {
+                path: root.join(folder).join(format!("{name}_models.yml")),
+                contents: header::wrap(&self.layout.spec_name, &body),
+                kind: FileKind::DbtLayer(name.to_string()),
+            });
+            let description = layer.description.clone().unwrap_or_else(|| format!("The {name} layer."));
+            selectors.push(context! { name => name.to_string(), description => description, tag => tags[0].clone() });
+        }
+        let body = render("selectors.yml.j2", context! { selectors => selectors })?;
+        files.push(GeneratedFile {
+            path: root.join("selectors.yml"),
+            contents: header::wrap(&self.layout.spec_name, &body),
+            kind: FileKind::DbtSelectors,
+        });
+        Ok(files)
+    }
+}

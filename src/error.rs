@@ -1,0 +1,75 @@
+//! Errors the library returns, and the exit status each one maps to.
+
+use crate::diagnostic::Diagnostics;
+use std::path::PathBuf;
+
+/// Why a command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The spec has errors; each is a located diagnostic.
+    #[error("the spec is invalid")]
+    Invalid(Diagnostics),
+    /// A file could not be read or written.
+    #[error("cannot {action} {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What was being done: "read", "write", "remove", "create".
+        action: &'static str,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A spec file is not UTF-8 text.
+    #[error("{path} is not UTF-8 text (invalid byte at offset {byte})")]
+    NotUtf8 {
+        /// The file.
+        path: PathBuf,
+        /// Where the first invalid byte is.
+        byte: usize,
+    },
+    /// `apply` would overwrite a file it does not own, or one edited by hand.
+    #[error("refusing to overwrite {path}: {reason}")]
+    Refused {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// A template failed to render: a bug in fhirflow, not in the spec.
+    #[error("internal error rendering {template}: {message}")]
+    Render {
+        /// The template.
+        template: String,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// Process exit statuses, documented in the README and `--help`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// Success; for `plan --detailed-exitcode`, no changes.
+    Ok = 0,
+    /// The spec is invalid.
+    Invalid = 1,
+    /// A usage error; or, with `plan --detailed-exitcode` and `apply --check`, changes pending.
+    UsageOrChanges = 2,
+    /// A file could not be read or written.
+    Io = 3,
+    /// `apply` refused to overwrite a file it does not own or that was edited by hand.
+    Refused = 4,
+    /// A bug in fhirflow.
+    Internal = 70,
+}
+
+impl Error {
+    /// The exit status for this error.
+    pub fn exit_status(&self) -> ExitStatus {
+        match self {
+            Error::Invalid(_) => ExitStatus::Invalid,
+            Error::Io { .. } | Error::NotUtf8 { .. } => ExitStatus::Io,
+            Error::Refused { .. } => ExitStatus::Refused,
+            Error::Render { .. } => ExitStatus::Internal,
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! What real Airflow and real dbt must report for this graph (tests/conformance/CONTRACT.md).
+
+use super::{LoadStep, Operation, PipelineGraph};
+use crate::spec::Schedule;
+use serde_json::{Map, Value, json};
+use std::collections::BTreeMap;
+
+impl PipelineGraph {
+    /// The Airflow and dbt expectations document that the conformance checkers compare against.
+    pub fn expectations(&self) -> Value {
+        let mut dags = Map::new();
+        for p in &self.pipelines {
+            let schedule = match &p.schedule {
+                None => Value::Null,
+                Some(Schedule::Interval(every)) => json!({ "interval_seconds": every.as_secs() }),
+                Some(other) => Value::String(other.to_string()),
+            };
+            let mut tasks = Map::new();
+            for t in &p.tasks {
+                let operator = operator_name(&t.operation);
+                let sensor = match &t.operation {
+                    Operation::Sensor(s) => json!({
+                        "external_dag_id": s.pipeline.as_str(),
+                        "external_task_id": s.task,
+                        "execution_delta_seconds": s.execution_delta.as_secs(),
+                        "timeout_seconds": s.timeout.as_secs(),
+                        "poke_interval_seconds": s.poke_interval.as_secs(),
+                        "mode": s.mode.as_str(),
+                    }),
+                    _ => Value::Null,
+                };
+                tasks.insert(
+                    t.id.clone(),
+                    json!({
+                        "operator": operator,
+                        "upstream": t.upstream,
+                        "retries": t.settings.retries.value,
+                        "retry_delay_seconds": t.settings.retry_delay.value.as_secs(),
+                        "retry_exponential_backoff": t.settings.retry_exponential_backoff.value,
+                        "execution_timeout_seconds": t.settings.execution_timeout.value.map(|d| d.as_secs()),
+                        "sensor": sensor,
+                    }),
+                );
+            }
+            dags.insert(
+                p.id.to_string(),
+                json!({
+                    "file": format!("{}.py", p.id),
+                    "schedule": schedule,
+                    "catchup": p.catchup,
+                    "max_active_runs": p.max_active_runs,
+                    "tags": p.tags,
+                    "tasks": tasks,
+                }),
+            );
+        }
+        let mut tags: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (layer_name, layer) in &self.spec.layers {
+            let layer_tags: Vec<String> = match &layer.tags {
+                Some(t) => t.iter().map(ToString::to_string).collect(),
+                None => vec![layer_name.to_string()],
+            };
+            for model in &layer.models {
+                let mut all = layer_tags.clone();
+                if let crate::spec::ModelEntry::Detailed(m) = model {
+                    all.extend(m.tags.iter().map(ToString::to_string));
+                }
+                for tag in all {
+                    tags.entry(tag).or_default().push(model.name().to_string());
+                }
+            }
+        }
+        for models in tags.values_mut() {
+            models.sort();
+            models.dedup();
+        }
+        let selectors: Vec<String> = self.spec.layers.keys().map(ToString::to_string).collect();
+        json!({
+            "format_version": 1,
+            "dags": dags,
+            "dbt": { "format_version": 1, "tags": tags, "selectors": selectors },
+        })
+    }
+}
+
+/// The Airflow operator class a task becomes.
+pub fn operator_name(operation: &Operation) -> &'static str {
+    match operation {
+        Operation::Dbt(_) | Operation::Shell { .. } => "BashOperator",
+        Operation::DbtResults { .. } => "PythonOperator",
+        Operation::Sensor(_) => "ExternalTaskSensor",
+        Operation::Load { step: LoadStep::CreateTables, .. } => "SQLExecuteQueryOperator",
+        Operation::Load { .. } => "PythonOperator",
+    }
+}

@@ -1,0 +1,870 @@
+//! Lowering: a validated [`Spec`] → a [`PipelineGraph`] of Airflow-shaped tasks.
+//!
+//! Each stage becomes one or more tasks; `after:` becomes edges; sensors are resolved to a
+//! task of another pipeline with the `execution_delta` that makes them line up. Everything a
+//! backend needs is decided here, so the Airflow emitter and the executor run the same graph.
+//! Rejected here: cycles (with their path), dangling references (with a did-you-mean),
+//! duplicate task ids, and sensors that would wait forever.
+
+pub mod expectations;
+mod render;
+pub mod sensor;
+pub mod settings;
+
+pub use render::GraphFormat;
+pub use settings::{Origin, Resolved, Settings};
+
+use crate::diagnostic::{Diagnostic, Diagnostics, did_you_mean};
+use crate::parse::{Document, escape_pointer};
+use crate::spec::{
+    ConnectionKind, DbtCommand, Duration, Identifier, ParseResults, PipelineId, Schedule, SensorMode, Spec,
+    StageId, StageKind, TableName, TaskSettings,
+};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use chrono_tz::Tz;
+use petgraph::algo::tarjan_scc;
+use petgraph::graph::{DiGraph, NodeIndex};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+/// The compiled spec: every pipeline with its tasks in a stable topological order.
+#[derive(Debug, Clone)]
+pub struct PipelineGraph {
+    /// The spec it was compiled from.
+    pub spec: Arc<Spec>,
+    /// Pipelines in spec order.
+    pub pipelines: Vec<PipelineTasks>,
+}
+
+/// One pipeline, lowered: one Airflow DAG.
+#[derive(Debug, Clone)]
+pub struct PipelineTasks {
+    /// The `dag_id`.
+    pub id: PipelineId,
+    /// When it runs.
+    pub schedule: Option<Schedule>,
+    /// Whether missed intervals are run.
+    pub catchup: bool,
+    /// Concurrent runs allowed.
+    pub max_active_runs: u32,
+    /// Airflow tags, sorted.
+    pub tags: Vec<String>,
+    /// One-line description.
+    pub description: Option<String>,
+    /// The pipeline-level settings (project defaults overridden by the pipeline's).
+    pub defaults: Settings,
+    /// The parsed start date, in UTC.
+    pub start: Option<DateTime<Utc>>,
+    /// Tasks, upstream before downstream, ties broken by spec order.
+    pub tasks: Vec<Task>,
+}
+
+/// One Airflow task.
+#[derive(Debug, Clone)]
+pub struct Task {
+    /// The `task_id`.
+    pub id: String,
+    /// The stage it comes from.
+    pub stage: StageId,
+    /// What it does.
+    pub operation: Operation,
+    /// Task ids it waits for, sorted.
+    pub upstream: Vec<String>,
+    /// Its resolved settings.
+    pub settings: Settings,
+    /// When it runs relative to its upstream tasks.
+    pub trigger_rule: TriggerRule,
+}
+
+/// Airflow trigger rules fhirflow uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TriggerRule {
+    /// Run when every upstream task succeeded (Airflow's default).
+    AllSuccess,
+    /// Run when every upstream task finished, whatever its state.
+    AllDone,
+}
+
+/// What a task does.
+#[derive(Debug, Clone)]
+pub enum Operation {
+    /// Run dbt.
+    Dbt(DbtInvocation),
+    /// Read the dbt task's `run_results.json` and log its counts.
+    DbtResults {
+        /// The dbt task whose results are read.
+        dbt_task: String,
+    },
+    /// Run a shell command.
+    Shell {
+        /// The command.
+        command: String,
+        /// Extra environment.
+        env: BTreeMap<String, String>,
+    },
+    /// Wait for another pipeline.
+    Sensor(SensorTarget),
+    /// One step of an S3 → warehouse load.
+    Load {
+        /// Which step.
+        step: LoadStep,
+        /// The load it belongs to.
+        plan: Arc<LoadPlan>,
+    },
+}
+
+/// A dbt command line, with the project and profiles folders left for the backend to place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DbtInvocation {
+    /// The command.
+    pub command: DbtCommand,
+    /// The executable, such as `dbt`.
+    pub executable: String,
+    /// Arguments after the executable.
+    pub args: Vec<DbtArg>,
+}
+
+/// One dbt argument.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DbtArg {
+    /// A literal word.
+    Literal(String),
+    /// The project folder, wherever the backend runs it.
+    ProjectDir,
+    /// The profiles folder, wherever the backend runs it.
+    ProfilesDir,
+}
+
+/// The resolved target of a sensor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SensorTarget {
+    /// The pipeline waited for.
+    pub pipeline: PipelineId,
+    /// The task waited for; `None` waits for the whole run.
+    pub task: Option<String>,
+    /// How far before this run's logical date the awaited run is.
+    pub execution_delta: Duration,
+    /// Give up after this long.
+    pub timeout: Duration,
+    /// Check this often.
+    pub poke_interval: Duration,
+    /// Poke or reschedule.
+    pub mode: SensorMode,
+}
+
+/// The steps of a load, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LoadStep {
+    /// Create the raw and watermark tables if missing.
+    CreateTables,
+    /// Read the last watermark.
+    GetWatermark,
+    /// List files newer than the watermark, one batch.
+    ListFiles,
+    /// `COPY INTO` the batch.
+    Load,
+    /// Advance the watermark past the batch.
+    UpdateWatermark,
+}
+
+impl LoadStep {
+    /// All steps in order.
+    pub const ALL: [LoadStep; 5] =
+        [LoadStep::CreateTables, LoadStep::GetWatermark, LoadStep::ListFiles, LoadStep::Load, LoadStep::UpdateWatermark];
+
+    /// The task id of the step, before any prefix: the seed's names.
+    pub fn task_name(self) -> &'static str {
+        match self {
+            LoadStep::CreateTables => "create_snowflake_tables",
+            LoadStep::GetWatermark => "get_last_watermark",
+            LoadStep::ListFiles => "list_new_s3_files",
+            LoadStep::Load => "load_files_to_snowflake",
+            LoadStep::UpdateWatermark => "update_watermark",
+        }
+    }
+}
+
+/// Everything a load needs, shared by its five tasks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadPlan {
+    /// The stage.
+    pub stage: StageId,
+    /// Airflow connection id of the S3 side.
+    pub s3_conn_id: String,
+    /// The bucket.
+    pub bucket: String,
+    /// The key prefix.
+    pub prefix: String,
+    /// Airflow connection id of the warehouse.
+    pub warehouse_conn_id: String,
+    /// The raw table.
+    pub table: TableName,
+    /// The watermark table.
+    pub watermark_table: TableName,
+    /// Files per run.
+    pub batch_size: u32,
+    /// Snowflake stage to read from.
+    pub snowflake_stage: TableName,
+    /// Task ids of the five steps, in [`LoadStep::ALL`] order.
+    pub task_ids: [String; 5],
+}
+
+impl LoadPlan {
+    /// The task id of `step`.
+    pub fn task_id(&self, step: LoadStep) -> &str {
+        &self.task_ids[step as usize]
+    }
+}
+
+impl PipelineGraph {
+    /// The pipeline with id `id`.
+    pub fn pipeline(&self, id: &str) -> Option<&PipelineTasks> {
+        self.pipelines.iter().find(|p| p.id.as_str() == id)
+    }
+
+    /// How many tasks in all.
+    pub fn task_count(&self) -> usize {
+        self.pipelines.iter().map(|p| p.tasks.len()).sum()
+    }
+}
+
+impl PipelineTasks {
+    /// The task with id `id`.
+    pub fn task(&self, id: &str) -> Option<&Task> {
+        self.tasks.iter().find(|t| t.id == id)
+    }
+}
+
+/// A stage lowered to tasks, before edges are known.
+struct LoweredStage {
+    stage: StageId,
+    index: usize,
+    tasks: Vec<Task>,
+    /// Tasks that `after:` edges into this stage attach to.
+    entry: Vec<String>,
+    /// Tasks that downstream stages wait for.
+    exit: Vec<String>,
+    /// The task whose success means the stage succeeded (what sensors wait for).
+    completion: String,
+}
+
+struct Lowering<'a> {
+    spec: &'a Spec,
+    doc: &'a Document,
+    diagnostics: Diagnostics,
+}
+
+/// Lowers a validated spec to its graph. `doc` locates errors.
+pub fn lower(spec: Spec, doc: &Document) -> Result<PipelineGraph, Diagnostics> {
+    let mut lowering = Lowering { spec: &spec, doc, diagnostics: Diagnostics::new() };
+    let pipelines = lowering.pipelines();
+    if lowering.diagnostics.has_errors() {
+        return Err(lowering.diagnostics);
+    }
+    drop(lowering);
+    Ok(PipelineGraph { spec: Arc::new(spec), pipelines })
+}
+
+fn stage_pointer(pipeline: &PipelineId, stage: &StageId) -> String {
+    format!("/pipelines/{}/stages/{}", escape_pointer(pipeline.as_str()), escape_pointer(stage.as_str()))
+}
+
+fn setting_pointer(origin: Origin, pipeline: &PipelineId, stage: Option<&StageId>, field: &str) -> String {
+    match (origin, stage) {
+        (Origin::Stage, Some(stage)) => format!("{}/{field}", stage_pointer(pipeline, stage)),
+        (Origin::Pipeline, _) => format!("/pipelines/{}/defaults/{field}", escape_pointer(pipeline.as_str())),
+        _ => format!("/defaults/{field}"),
+    }
+}
+
+fn parse_start(text: &str, tz: Tz) -> Option<DateTime<Utc>> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Some(t.with_timezone(&Utc));
+    }
+    let naive = NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .or_else(|| NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S").ok())
+        .or_else(|| NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S").ok())
+        .or_else(|| NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M").ok())
+        .or_else(|| NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M").ok())?;
+    tz.from_local_datetime(&naive).earliest().map(|t| t.with_timezone(&Utc))
+}
+
+impl Lowering<'_> {
+    fn error(&mut self, diagnostic: Diagnostic) {
+        self.diagnostics.push(diagnostic);
+    }
+
+    fn pipelines(&mut self) -> Vec<PipelineTasks> {
+        let mut lowered: Vec<PipelineTasks> = Vec::new();
+        let mut stage_maps: HashMap<PipelineId, Vec<LoweredStage>> = HashMap::new();
+        for (id, pipeline) in &self.spec.pipelines {
+            let defaults = Settings::resolve(&self.spec.defaults, &pipeline.defaults, &TaskSettings::default());
+            let tz = self.timezone(&defaults, id);
+            let start = self.start_date(&defaults, id, tz);
+            let stages = self.stages(id);
+            let tasks = self.order_tasks(id, &stages);
+            let mut tags: Vec<String> = pipeline.tags.iter().map(|t| t.0.clone()).collect();
+            tags.sort();
+            tags.dedup();
+            lowered.push(PipelineTasks {
+                id: id.clone(),
+                schedule: pipeline.schedule.clone(),
+                catchup: pipeline.catchup,
+                max_active_runs: pipeline.max_active_runs,
+                tags,
+                description: pipeline.description.clone(),
+                defaults,
+                start,
+                tasks,
+            });
+            stage_maps.insert(id.clone(), stages);
+        }
+        self.resolve_sensors(&mut lowered, &stage_maps);
+        lowered
+    }
+
+    fn timezone(&mut self, settings: &Settings, pipeline: &PipelineId) -> Tz {
+        match settings.timezone.value.parse::<Tz>() {
+            Ok(tz) => tz,
+            Err(_) => {
+                let pointer = setting_pointer(settings.timezone.origin, pipeline, None, "timezone");
+                let names = chrono_tz::TZ_VARIANTS.iter().map(|tz| tz.name());
+                let mut d = Diagnostic::error("unknown-timezone", format!("unknown time zone {:?}", settings.timezone.value))
+                    .at(self.doc.span(&pointer), "not an IANA time zone name");
+                if let Some(guess) = did_you_mean(&settings.timezone.value, names) {
+                    d = d.help(format!("did you mean `{guess}`?"));
+                }
+                self.error(d);
+                Tz::UTC
+            }
+        }
+    }
+
+    fn start_date(&mut self, settings: &Settings, pipeline: &PipelineId, tz: Tz) -> Option<DateTime<Utc>> {
+        let text = settings.start_date.value.as_ref()?;
+        let parsed = parse_start(text, tz);
+        if parsed.is_none() {
+            let pointer = setting_pointer(settings.start_date.origin, pipeline, None, "start_date");
+            self.error(
+                Diagnostic::error("invalid-date", format!("{text:?} is not a date"))
+                    .at(self.doc.span(&pointer), "")
+                    .help("write YYYY-MM-DD, or an RFC 3339 date-time such as 2026-01-01T02:00:00Z"),
+            );
+        }
+        parsed
+    }
+
+    fn stages(&mut self, pipeline_id: &PipelineId) -> Vec<LoweredStage> {
+        let spec = self.spec;
+        let pipeline = &spec.pipelines[pipeline_id];
+        let mut out = Vec::new();
+        let mut seen: HashMap<String, StageId> = HashMap::new();
+        for (index, (stage_id, stage)) in pipeline.stages.iter().enumerate() {
+            let pointer = stage_pointer(pipeline_id, stage_id);
+            for field in ["start_date", "timezone"] {
+                let set = if field == "timezone" { stage.settings.timezone.is_some() } else { stage.settings.start_date.is_some() };
+                if set {
+                    self.error(
+                        Diagnostic::error("pipeline-setting", format!("`{field}` is a pipeline setting, not a stage setting"))
+                            .at(self.doc.key_span(&format!("{pointer}/{field}")), "")
+                            .help(format!("move it to `pipelines.{pipeline_id}.defaults.{field}`")),
+                    );
+                }
+            }
+            let settings = Settings::resolve(&spec.defaults, &pipeline.defaults, &stage.settings);
+            let Some(lowered) = self.stage(pipeline_id, stage_id, index, &stage.kind, settings) else { continue };
+            for task in &lowered.tasks {
+                if let Some(other) = seen.get(&task.id) {
+                    let other_pointer = stage_pointer(pipeline_id, other);
+                    self.error(
+                        Diagnostic::error(
+                            "duplicate-task-id",
+                            format!("task id `{}` is used twice in pipeline `{pipeline_id}`", task.id),
+                        )
+                        .at(self.doc.key_span(&pointer), format!("stage `{stage_id}` makes task `{}`", task.id))
+                        .also(self.doc.key_span(&other_pointer), format!("stage `{other}` makes it too"))
+                        .help("rename one stage, or give a copy_into stage a `task_prefix`"),
+                    );
+                } else {
+                    seen.insert(task.id.clone(), stage_id.clone());
+                }
+            }
+            out.push(lowered);
+        }
+        self.link_after(pipeline_id, &mut out);
+        out
+    }
+
+    fn stage(
+        &mut self,
+        pipeline_id: &PipelineId,
+        stage_id: &StageId,
+        index: usize,
+        kind: &StageKind,
+        settings: Settings,
+    ) -> Option<LoweredStage> {
+        let pointer = stage_pointer(pipeline_id, stage_id);
+        let single = |operation: Operation, settings: Settings| LoweredStage {
+            stage: stage_id.clone(),
+            index,
+            entry: vec![stage_id.to_string()],
+            exit: vec![stage_id.to_string()],
+            completion: stage_id.to_string(),
+            tasks: vec![Task {
+                id: stage_id.to_string(),
+                stage: stage_id.clone(),
+                operation,
+                upstream: Vec::new(),
+                settings,
+                trigger_rule: TriggerRule::AllSuccess,
+            }],
+        };
+        match kind {
+            StageKind::Shell(shell) => Some(single(
+                Operation::Shell {
+                    command: shell.command.clone(),
+                    env: shell.env.iter().map(|(k, v)| (k.0.clone(), v.clone())).collect(),
+                },
+                settings,
+            )),
+            StageKind::Sensor(sensor) => Some(single(
+                Operation::Sensor(SensorTarget {
+                    pipeline: sensor.pipeline.clone(),
+                    task: sensor.stage.as_ref().map(ToString::to_string),
+                    execution_delta: Duration::from_secs(0),
+                    timeout: sensor.timeout,
+                    poke_interval: sensor.poke_interval,
+                    mode: sensor.mode,
+                }),
+                settings,
+            )),
+            StageKind::Dbt(dbt) => {
+                let invocation = self.dbt_invocation(&pointer, dbt)?;
+                let mut lowered = single(Operation::Dbt(invocation), settings.clone());
+                let results_id = match &dbt.parse_results {
+                    None | Some(ParseResults::Enabled(false)) => None,
+                    Some(ParseResults::Enabled(true)) => Some(default_results_task(stage_id, dbt.command)),
+                    Some(ParseResults::Named(name)) => Some(name.to_string()),
+                };
+                if let Some(results_id) = results_id {
+                    if !dbt.command.writes_run_results() {
+                        self.error(
+                            Diagnostic::error(
+                                "no-run-results",
+                                format!("`dbt {}` writes no run_results.json to parse", dbt.command.words().join(" ")),
+                            )
+                            .at(self.doc.span(&format!("{pointer}/parse_results")), "")
+                            .help("use parse_results with run, test, build, seed or snapshot"),
+                        );
+                    }
+                    lowered.tasks.push(Task {
+                        id: results_id.clone(),
+                        stage: stage_id.clone(),
+                        operation: Operation::DbtResults { dbt_task: stage_id.to_string() },
+                        upstream: vec![stage_id.to_string()],
+                        settings: Settings { retries: Resolved { value: 0, origin: Origin::Builtin }, ..settings },
+                        // Counts are worth logging most when the dbt task failed.
+                        trigger_rule: TriggerRule::AllDone,
+                    });
+                    // Downstream waits for the dbt task itself too, so a failed dbt run stops
+                    // the chain even though the results task succeeds.
+                    lowered.exit.push(results_id);
+                }
+                Some(lowered)
+            }
+            StageKind::CopyInto(copy) => {
+                let plan = self.load_plan(&pointer, stage_id, copy)?;
+                let plan = Arc::new(plan);
+                let mut tasks = Vec::new();
+                let mut previous: Option<String> = None;
+                for step in LoadStep::ALL {
+                    let id = plan.task_id(step).to_owned();
+                    tasks.push(Task {
+                        id: id.clone(),
+                        stage: stage_id.clone(),
+                        operation: Operation::Load { step, plan: Arc::clone(&plan) },
+                        upstream: previous.iter().cloned().collect(),
+                        settings: settings.clone(),
+                        trigger_rule: TriggerRule::AllSuccess,
+                    });
+                    previous = Some(id);
+                }
+                let first = plan.task_id(LoadStep::CreateTables).to_owned();
+                let last = plan.task_id(LoadStep::UpdateWatermark).to_owned();
+                Some(LoweredStage {
+                    stage: stage_id.clone(),
+                    index,
+                    tasks,
+                    entry: vec![first],
+                    exit: vec![last.clone()],
+                    completion: last,
+                })
+            }
+        }
+    }
+
+    fn dbt_invocation(&mut self, pointer: &str, dbt: &crate::spec::DbtStage) -> Option<DbtInvocation> {
+        let Some(project) = &self.spec.dbt else {
+            self.error(
+                Diagnostic::error("no-dbt-project", "a dbt stage needs the top-level `dbt:` section")
+                    .at(self.doc.span(&format!("{pointer}/kind")), "")
+                    .help("add `dbt: {project_dir: path/to/dbt}` to the spec"),
+            );
+            return None;
+        };
+        let command = dbt.command;
+        let words = command.words().join(" ");
+        if !command.takes_selection() && (!dbt.select.is_empty() || !dbt.exclude.is_empty()) {
+            let field = if dbt.select.is_empty() { "exclude" } else { "select" };
+            self.error(
+                Diagnostic::error("no-selection", format!("`dbt {words}` takes no --{field}"))
+                    .at(self.doc.key_span(&format!("{pointer}/{field}")), ""),
+            );
+        }
+        if dbt.full_refresh && !command.takes_full_refresh() {
+            self.error(
+                Diagnostic::error("no-full-refresh", format!("`dbt {words}` takes no --full-refresh"))
+                    .at(self.doc.key_span(&format!("{pointer}/full_refresh")), "")
+                    .help("full_refresh applies to run, build and seed"),
+            );
+        }
+        let lit = |s: &str| DbtArg::Literal(s.to_owned());
+        let mut args: Vec<DbtArg> = command.words().iter().map(|w| lit(w)).collect();
+        args.extend([lit("--project-dir"), DbtArg::ProjectDir, lit("--profiles-dir"), DbtArg::ProfilesDir]);
+        if let Some(target) = dbt.target.as_ref().or(project.target.as_ref()) {
+            args.extend([lit("--target"), lit(target.as_str())]);
+        }
+        let takes_threads =
+            matches!(command, DbtCommand::Run | DbtCommand::Test | DbtCommand::Build | DbtCommand::Seed | DbtCommand::Snapshot);
+        if let (Some(threads), true) = (project.threads, takes_threads) {
+            args.extend([lit("--threads"), lit(&threads.to_string())]);
+        }
+        if command.takes_selection() {
+            for (flag, list) in [("--select", &dbt.select), ("--exclude", &dbt.exclude)] {
+                if !list.is_empty() {
+                    args.push(lit(flag));
+                    args.extend(list.iter().map(|s| lit(s.as_str())));
+                }
+            }
+        }
+        if !dbt.vars.is_empty() {
+            let vars: BTreeMap<&str, &serde_json::Value> = dbt.vars.iter().map(|(k, v)| (k.as_str(), v)).collect();
+            args.extend([lit("--vars"), lit(&serde_json::to_string(&vars).unwrap_or_default())]);
+        }
+        if dbt.full_refresh && command.takes_full_refresh() {
+            args.push(lit("--full-refresh"));
+        }
+        Some(DbtInvocation { command, executable: project.executable.clone(), args })
+    }
+
+    fn connection(&mut self, pointer: &str, name: &Identifier, kind: ConnectionKind) -> Option<&crate::spec::Connection> {
+        let spec = self.spec;
+        match spec.connections.get(name.as_str()) {
+            Some(conn) if conn.kind == kind => Some(conn),
+            Some(_) => {
+                let wanted = if kind == ConnectionKind::S3 { "s3" } else { "snowflake" };
+                self.error(
+                    Diagnostic::error("wrong-connection", format!("connection `{name}` is not of type {wanted}"))
+                        .at(self.doc.span(pointer), "")
+                        .also(self.doc.key_span(&format!("/connections/{}", escape_pointer(name.as_str()))), "defined here"),
+                );
+                None
+            }
+            None => {
+                let mut d = Diagnostic::error("unknown-connection", format!("unknown connection `{name}`"))
+                    .at(self.doc.span(pointer), "not defined under `connections`");
+                if let Some(guess) = did_you_mean(name.as_str(), spec.connections.keys().map(Identifier::as_str)) {
+                    d = d.help(format!("did you mean `{guess}`?"));
+                }
+                self.error(d);
+                None
+            }
+        }
+    }
+
+    fn load_plan(&mut self, pointer: &str, stage_id: &StageId, copy: &crate::spec::CopyIntoStage) -> Option<LoadPlan> {
+        let source = self.connection(&format!("{pointer}/source/connection"), &copy.source.connection, ConnectionKind::S3).cloned();
+        let target =
+            self.connection(&format!("{pointer}/target/connection"), &copy.target.connection, ConnectionKind::Snowflake).cloned();
+        let (source, target) = (source?, target?);
+        let Some(bucket) = source.bucket.clone() else {
+            self.error(
+                Diagnostic::error("missing-bucket", format!("connection `{}` has no `bucket`", copy.source.connection))
+                    .at(self.doc.key_span(&format!("/connections/{}", escape_pointer(copy.source.connection.as_str()))), "")
+                    .help("add `bucket: <name>` to the s3 connection"),
+            );
+            return None;
+        };
+        let prefix = copy.task_prefix.clone().unwrap_or_default();
+        let task_ids = LoadStep::ALL.map(|step| format!("{prefix}{}", step.task_name()));
+        Some(LoadPlan {
+            stage: stage_id.clone(),
+            s3_conn_id: source.airflow_conn_id.clone().unwrap_or_else(|| "aws_default".to_owned()),
+            bucket,
+            prefix: copy.source.prefix.clone(),
+            warehouse_conn_id: target.airflow_conn_id.clone().unwrap_or_else(|| "snowflake_default".to_owned()),
+            table: copy.target.table.clone(),
+            watermark_table: copy.watermark_table.clone(),
+            batch_size: copy.batch_size,
+            snowflake_stage: copy.target.stage.clone(),
+            task_ids,
+        })
+    }
+
+    /// Resolves `after:` into task edges and rejects unknown stages and cycles.
+    fn link_after(&mut self, pipeline_id: &PipelineId, stages: &mut [LoweredStage]) {
+        let spec = self.spec;
+        let pipeline = &spec.pipelines[pipeline_id];
+        let position: HashMap<&str, usize> = stages.iter().enumerate().map(|(i, s)| (s.stage.as_str(), i)).collect();
+        let mut graph: DiGraph<usize, usize> = DiGraph::new();
+        let nodes: Vec<NodeIndex> = (0..stages.len()).map(|i| graph.add_node(i)).collect();
+        let mut incoming: Vec<BTreeSet<String>> = vec![BTreeSet::new(); stages.len()];
+        for (i, lowered) in stages.iter().enumerate() {
+            let stage = &pipeline.stages[lowered.stage.as_str()];
+            for (k, dep) in stage.after.iter().enumerate() {
+                let pointer = format!("{}/after/{k}", stage_pointer(pipeline_id, &lowered.stage));
+                match position.get(dep.as_str()) {
+                    Some(&j) => {
+                        graph.add_edge(nodes[j], nodes[i], k);
+                        incoming[i].extend(stages[j].exit.iter().cloned());
+                    }
+                    None => {
+                        let mut d = Diagnostic::error(
+                            "unknown-stage",
+                            format!("`{}` waits for `{dep}`, which is not a stage of pipeline `{pipeline_id}`", lowered.stage),
+                        )
+                        .at(self.doc.span(&pointer), "no such stage");
+                        let names = pipeline.stages.keys().map(StageId::as_str).filter(|n| *n != lowered.stage.as_str());
+                        if let Some(guess) = did_you_mean(dep.as_str(), names) {
+                            d = d.help(format!("did you mean `{guess}`?"));
+                        } else if let Some(task) = stages.iter().flat_map(|s| &s.tasks).find(|t| t.id == dep.as_str()) {
+                            d = d.help(format!("`{dep}` is a task of stage `{}`; name the stage", task.stage));
+                        }
+                        self.error(d);
+                    }
+                }
+            }
+        }
+        for component in tarjan_scc(&graph) {
+            let looped = component.len() > 1 || graph.contains_edge(component[0], component[0]);
+            if looped {
+                let path = cycle_path(&graph, &component);
+                let names: Vec<&str> = path.iter().map(|n| stages[graph[*n]].stage.as_str()).collect();
+                let last = &stages[graph[path[path.len() - 2]]];
+                let closing = &stages[graph[*path.last().unwrap_or(&path[0])]];
+                let k = pipeline.stages[last.stage.as_str()]
+                    .after
+                    .iter()
+                    .position(|d| d.as_str() == closing.stage.as_str())
+                    .unwrap_or(0);
+                let pointer = format!("{}/after/{k}", stage_pointer(pipeline_id, &last.stage));
+                self.error(
+                    Diagnostic::error("cycle", format!("stages wait for each other in a circle: {}", names.join(" → ")))
+                        .at(self.doc.span(&pointer), "this closes the circle")
+                        .help("remove one of these `after:` entries"),
+                );
+            }
+        }
+        for (i, lowered) in stages.iter_mut().enumerate() {
+            let upstream: Vec<String> = incoming[i].iter().cloned().collect();
+            for entry in &lowered.entry.clone() {
+                if let Some(task) = lowered.tasks.iter_mut().find(|t| &t.id == entry) {
+                    let mut all: BTreeSet<String> = task.upstream.drain(..).collect();
+                    all.extend(upstream.iter().cloned());
+                    task.upstream = all.into_iter().collect();
+                }
+            }
+        }
+    }
+
+    /// Tasks in topological order; ties keep spec order.
+    fn order_tasks(&mut self, _pipeline: &PipelineId, stages: &[LoweredStage]) -> Vec<Task> {
+        let all: Vec<(usize, usize, &Task)> = stages
+            .iter()
+            .flat_map(|s| s.tasks.iter().enumerate().map(move |(k, t)| (s.index, k, t)))
+            .collect();
+        let index: HashMap<&str, usize> = all.iter().enumerate().map(|(i, (_, _, t))| (t.id.as_str(), i)).collect();
+        let mut pending: Vec<usize> = all
+            .iter()
+            .map(|(_, _, t)| t.upstream.iter().filter(|u| index.contains_key(u.as_str())).count())
+            .collect();
+        let mut children: Vec<Vec<usize>> = vec![Vec::new(); all.len()];
+        for (i, (_, _, t)) in all.iter().enumerate() {
+            for u in &t.upstream {
+                if let Some(&j) = index.get(u.as_str()) {
+                    children[j].push(i);
+                }
+            }
+        }
+        let mut ready: BTreeSet<(usize, usize, usize)> =
+            (0..all.len()).filter(|&i| pending[i] == 0).map(|i| (all[i].0, all[i].1, i)).collect();
+        let mut out = Vec::with_capacity(all.len());
+        while let Some(first) = ready.pop_first() {
+            let i = first.2;
+            out.push(all[i].2.clone());
+            for &c in &children[i] {
+                pending[c] -= 1;
+                if pending[c] == 0 {
+                    ready.insert((all[c].0, all[c].1, c));
+                }
+            }
+        }
+        // A cycle leaves tasks out; it has been reported, so the partial order is never used.
+        out
+    }
+
+    fn resolve_sensors(&mut self, pipelines: &mut [PipelineTasks], stages: &HashMap<PipelineId, Vec<LoweredStage>>) {
+        let mut clocks = HashMap::new();
+        for p in pipelines.iter() {
+            let tz: Tz = p.defaults.timezone.value.parse().unwrap_or(Tz::UTC);
+            clocks.insert(p.id.clone(), (sensor::Clock::new(p.schedule.as_ref(), tz, p.start), p.start));
+        }
+        let mut waits: Vec<(PipelineId, PipelineId, String)> = Vec::new();
+        for p in pipelines.iter_mut() {
+            for task in p.tasks.iter_mut() {
+                let Operation::Sensor(target) = &mut task.operation else { continue };
+                let pointer = stage_pointer(&p.id, &task.stage);
+                if target.pipeline == p.id {
+                    self.error(
+                        Diagnostic::error("self-sensor", format!("`{}` waits for its own pipeline", task.id))
+                            .at(self.doc.span(&format!("{pointer}/pipeline")), "")
+                            .help("use `after:` to order stages of one pipeline"),
+                    );
+                    continue;
+                }
+                let Some(target_stages) = stages.get(&target.pipeline) else {
+                    let mut d = Diagnostic::error("unknown-pipeline", format!("unknown pipeline `{}`", target.pipeline))
+                        .at(self.doc.span(&format!("{pointer}/pipeline")), "no pipeline has this id");
+                    if let Some(guess) = did_you_mean(target.pipeline.as_str(), self.spec.pipelines.keys().map(PipelineId::as_str)) {
+                        d = d.help(format!("did you mean `{guess}`?"));
+                    }
+                    self.error(d);
+                    continue;
+                };
+                if let Some(stage) = &target.task {
+                    match target_stages.iter().find(|s| s.stage.as_str() == stage) {
+                        Some(s) => target.task = Some(s.completion.clone()),
+                        None => {
+                            let mut d = Diagnostic::error(
+                                "unknown-stage",
+                                format!("pipeline `{}` has no stage `{stage}`", target.pipeline),
+                            )
+                            .at(self.doc.span(&format!("{pointer}/stage")), "no such stage");
+                            if let Some(guess) = did_you_mean(stage, target_stages.iter().map(|s| s.stage.as_str())) {
+                                d = d.help(format!("did you mean `{guess}`?"));
+                            }
+                            self.error(d);
+                            continue;
+                        }
+                    }
+                }
+                waits.push((p.id.clone(), target.pipeline.clone(), pointer.clone()));
+                let (waiter, waiter_start) = &clocks[&p.id];
+                let (upstream, _) = &clocks[&target.pipeline];
+                let result = match (waiter, upstream) {
+                    (Err(m), _) | (_, Err(m)) => Err(m.clone()),
+                    (Ok(w), Ok(u)) => {
+                        sensor::execution_delta(w.as_ref(), u.as_ref(), waiter_start.unwrap_or_else(sensor::default_anchor))
+                    }
+                };
+                match result {
+                    Ok(delta) => target.execution_delta = Duration::from_secs(delta.num_seconds().max(0) as u64),
+                    Err(why) => {
+                        let show = |s: &Option<Schedule>| s.as_ref().map_or("no schedule".to_owned(), |s| format!("`{s}`"));
+                        let target_schedule = show(&self.spec.pipelines[&target.pipeline].schedule);
+                        let own = show(&p.schedule);
+                        let reason = match why {
+                            sensor::Misalignment::WaiterUnscheduled => {
+                                format!("`{}` has no schedule, so its runs have no logical date to match", p.id)
+                            }
+                            sensor::Misalignment::TargetUnscheduled => {
+                                format!("`{}` ({target_schedule}) has no repeating schedule to wait for", target.pipeline)
+                            }
+                            sensor::Misalignment::NoStartDate => {
+                                "an interval schedule needs a `start_date` to fix when its runs fall".to_owned()
+                            }
+                            sensor::Misalignment::NeverAligned { example } => format!(
+                                "no fixed offset from {own} lands on a run of `{}` ({target_schedule}); for example the run at {} has none",
+                                target.pipeline,
+                                example.format("%Y-%m-%d %H:%M UTC")
+                            ),
+                        };
+                        self.error(
+                            Diagnostic::error("sensor-never-aligns", format!("sensor `{}` would wait forever: {reason}", task.id))
+                                .at(self.doc.key_span(&pointer), "")
+                                .help(format!(
+                                    "align the two schedules, or have `{}` trigger `{}` (TriggerDagRunOperator) or publish an Asset it is scheduled on",
+                                    target.pipeline, p.id
+                                )),
+                        );
+                    }
+                }
+            }
+        }
+        self.pipeline_cycles(&waits);
+    }
+
+    fn pipeline_cycles(&mut self, waits: &[(PipelineId, PipelineId, String)]) {
+        let mut graph: DiGraph<PipelineId, ()> = DiGraph::new();
+        let mut nodes: HashMap<PipelineId, NodeIndex> = HashMap::new();
+        for id in self.spec.pipelines.keys() {
+            nodes.insert(id.clone(), graph.add_node(id.clone()));
+        }
+        for (waiter, target, _) in waits {
+            graph.add_edge(nodes[target], nodes[waiter], ());
+        }
+        for component in tarjan_scc(&graph) {
+            if component.len() > 1 {
+                let path = cycle_path(&graph, &component);
+                let names: Vec<&str> = path.iter().map(|n| graph[*n].as_str()).collect();
+                let closing_waiter = &graph[*path.last().unwrap_or(&path[0])];
+                let pointer = waits.iter().find(|(w, _, _)| w == closing_waiter).map(|(_, _, p)| p.as_str()).unwrap_or("");
+                self.error(
+                    Diagnostic::error(
+                        "cycle",
+                        format!("pipelines wait for each other in a circle: {}", names.join(" → ")),
+                    )
+                    .at(self.doc.key_span(pointer), "this sensor closes the circle")
+                    .help("each of these runs waits for another that waits for it; remove one sensor"),
+                );
+            }
+        }
+    }
+}
+
+/// `parse_<what>_results` for a dbt stage: `dbt_run_staging` → `parse_staging_results`.
+fn default_results_task(stage: &StageId, command: DbtCommand) -> String {
+    let name = stage.as_str();
+    let name = name.strip_prefix("dbt_").unwrap_or(name);
+    let word = command.words().join("_");
+    let name = name.strip_prefix(&format!("{word}_")).filter(|rest| !rest.is_empty()).unwrap_or(name);
+    format!("parse_{name}_results")
+}
+
+/// A concrete cycle inside a strongly connected component: `[a, b, c, a]`.
+fn cycle_path<N, E>(graph: &DiGraph<N, E>, component: &[NodeIndex]) -> Vec<NodeIndex> {
+    let inside: BTreeSet<NodeIndex> = component.iter().copied().collect();
+    let start = *inside.iter().next().unwrap_or(&component[0]);
+    let mut path = vec![start];
+    let mut seen: BTreeSet<NodeIndex> = BTreeSet::from([start]);
+    let mut at = start;
+    loop {
+        let next = graph.neighbors(at).filter(|n| inside.contains(n)).min_by_key(|n| (*n != start, n.index()));
+        let Some(next) = next else { break };
+        path.push(next);
+        if next == start || !seen.insert(next) {
+            if next != start {
+                let from = path.iter().position(|n| *n == next).unwrap_or(0);
+                path.drain(..from);
+            }
+            break;
+        }
+        at = next;
+    }
+    path
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,124 @@
+//! A plan as text for terminals, JSON for scripts, and Markdown for pull-request comments.
+
+use super::{Action, Blocker, Detail, FileChange, Plan};
+use serde_json::json;
+use std::fmt::Write as _;
+
+/// Output formats of `fhirflow plan`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PlanFormat {
+    /// Human-readable text.
+    Text,
+    /// JSON with a `format_version`, for scripts.
+    Json,
+    /// Markdown for a pull-request comment.
+    Markdown,
+}
+
+/// The version of the JSON plan format; bumped on incompatible changes.
+pub const FORMAT_VERSION: &str = "1.0";
+
+fn symbol(action: Action) -> &'static str {
+    match action {
+        Action::Add => "+",
+        Action::Change => "~",
+        Action::Remove => "-",
+    }
+}
+
+fn detail_text(detail: &Detail) -> String {
+    match detail {
+        Detail::Setting { name, old, new } => format!("~ {name}: {old} → {new}"),
+        Detail::TaskAdded { task } => format!("+ task {task}"),
+        Detail::TaskRemoved { task } => format!("- task {task}"),
+        Detail::TaskRenamed { from, to } => {
+            format!("~ task {from} renamed to {to} (Airflow keeps no history across a rename)")
+        }
+        Detail::TaskChanged { task, changes } => format!("~ task {task}: {}", changes.join("; ")),
+    }
+}
+
+fn blocker_text(blocker: &Blocker) -> String {
+    match blocker {
+        Blocker::NotGenerated => "exists and was not written by fhirflow; apply refuses unless --force".to_owned(),
+        Blocker::EditedByHand => "was edited by hand since fhirflow wrote it; apply refuses unless --force".to_owned(),
+        Blocker::OtherSpec { spec } => format!("was written from {spec}; apply refuses unless --force"),
+    }
+}
+
+impl Plan {
+    /// The closing line: `Plan: 2 to add, 1 to change, 0 to remove.`
+    pub fn summary_line(&self) -> String {
+        let (add, change, remove) = self.counts();
+        if !self.has_changes() {
+            return "No changes. The generated files are up to date.".to_owned();
+        }
+        format!("Plan: {add} to add, {change} to change, {remove} to remove.")
+    }
+
+    fn shown_path(&self, change: &FileChange) -> String {
+        self.layout.display(&change.path)
+    }
+
+    /// Renders the plan in `format`.
+    pub fn render(&self, format: PlanFormat) -> String {
+        let mut out = String::new();
+        match format {
+            PlanFormat::Text => {
+                for change in &self.changes {
+                    let _ = writeln!(out, "  {} {}", symbol(change.action), self.shown_path(change));
+                    for detail in &change.details {
+                        let _ = writeln!(out, "      {}", detail_text(detail));
+                    }
+                    if let Some(blocker) = &change.blocker {
+                        let _ = writeln!(out, "      ! {}", blocker_text(blocker));
+                    }
+                }
+                if self.has_changes() {
+                    out.push('\n');
+                }
+                let _ = writeln!(out, "{}", self.summary_line());
+            }
+            PlanFormat::Json => {
+                let (add, change, remove) = self.counts();
+                let changes: Vec<_> = self
+                    .changes
+                    .iter()
+                    .map(|c| {
+                        json!({
+                            "path": self.shown_path(c),
+                            "action": c.action,
+                            "kind": c.kind,
+                            "details": c.details,
+                            "blocked": c.blocker,
+                        })
+                    })
+                    .collect();
+                let doc = json!({
+                    "format_version": FORMAT_VERSION,
+                    "changes": changes,
+                    "summary": { "add": add, "change": change, "remove": remove },
+                    "has_changes": self.has_changes(),
+                });
+                out = serde_json::to_string_pretty(&doc).unwrap_or_default();
+                out.push('\n');
+            }
+            PlanFormat::Markdown => {
+                let _ = writeln!(out, "### fhirflow plan\n");
+                let _ = writeln!(out, "**{}**\n", self.summary_line());
+                if self.has_changes() {
+                    out.push_str("| | File | Changes |\n|---|---|---|\n");
+                    for change in &self.changes {
+                        let mut cells: Vec<String> = change.details.iter().map(|d| format!("`{}`", detail_text(d))).collect();
+                        if let Some(blocker) = &change.blocker {
+                            cells.push(format!("⚠️ {}", blocker_text(blocker)));
+                        }
+                        let cells = cells.join("<br>").replace('|', "\\|");
+                        let _ = writeln!(out, "| `{}` | `{}` | {} |", symbol(change.action), self.shown_path(change), cells);
+                    }
+                }
+            }
+        }
+        out
+    }
+}
