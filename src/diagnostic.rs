@@ -42,24 +42,40 @@ pub struct Diagnostic {
 impl Diagnostic {
     /// A new error.
     pub fn error(code: &'static str, summary: impl Into<String>) -> Self {
-        Self { severity: Severity::Error, code, summary: summary.into(), primary: None, secondary: Vec::new(), help: None }
+        Self {
+            severity: Severity::Error,
+            code,
+            summary: summary.into(),
+            primary: None,
+            secondary: Vec::new(),
+            help: None,
+        }
     }
 
     /// A new warning.
     pub fn warning(code: &'static str, summary: impl Into<String>) -> Self {
-        Self { severity: Severity::Warning, ..Self::error(code, summary) }
+        Self {
+            severity: Severity::Warning,
+            ..Self::error(code, summary)
+        }
     }
 
     /// Points the diagnostic at `span`.
     pub fn at(mut self, span: Option<Span>, message: impl Into<String>) -> Self {
-        self.primary = span.map(|span| Label { span, message: message.into() });
+        self.primary = span.map(|span| Label {
+            span,
+            message: message.into(),
+        });
         self
     }
 
     /// Adds another place of interest.
     pub fn also(mut self, span: Option<Span>, message: impl Into<String>) -> Self {
         if let Some(span) = span {
-            self.secondary.push(Label { span, message: message.into() });
+            self.secondary.push(Label {
+                span,
+                message: message.into(),
+            });
         }
         self
     }
@@ -73,7 +89,11 @@ impl Diagnostic {
     /// Sort key: file, then position, then text, so output is stable.
     fn sort_key(&self) -> (String, usize, String) {
         match &self.primary {
-            Some(label) => (label.span.file.name.clone(), label.span.start.byte, self.summary.clone()),
+            Some(label) => (
+                label.span.file.name.clone(),
+                label.span.start.byte,
+                self.summary.clone(),
+            ),
             None => (String::new(), 0, self.summary.clone()),
         }
     }
@@ -87,24 +107,44 @@ impl Diagnostic {
         };
         let _ = writeln!(out, "{kind}[{}]: {}", self.code, self.summary);
         let labels: Vec<&Label> = self.primary.iter().chain(self.secondary.iter()).collect();
-        let gutter = labels.iter().map(|l| l.span.start.line.to_string().len()).max().unwrap_or(1);
+        let gutter = labels
+            .iter()
+            .map(|l| l.span.start.line.to_string().len())
+            .max()
+            .unwrap_or(1);
         let pad = " ".repeat(gutter);
         for (i, label) in labels.iter().enumerate() {
             let span = &label.span;
             let arrow = if i == 0 { "-->" } else { ":::" };
-            let _ = writeln!(out, "{pad}{arrow} {}:{}:{}", span.file.name, span.start.line, span.start.column);
+            let _ = writeln!(
+                out,
+                "{pad}{arrow} {}:{}:{}",
+                span.file.name, span.start.line, span.start.column
+            );
             let _ = writeln!(out, "{pad} |");
             let line = span.file.line_text(span.start.line);
-            let _ = writeln!(out, "{:>gutter$} | {}", span.start.line, line.replace('\t', " "));
+            let _ = writeln!(
+                out,
+                "{:>gutter$} | {}",
+                span.start.line,
+                line.replace('\t', " ")
+            );
             let width = if span.end.line == span.start.line {
                 span.end.column.saturating_sub(span.start.column).max(1)
             } else {
-                line.chars().count().saturating_sub(span.start.column - 1).max(1)
+                line.chars()
+                    .count()
+                    .saturating_sub(span.start.column - 1)
+                    .max(1)
             };
             let marker = if i == 0 { "^" } else { "-" };
             let underline = marker.repeat(width);
             let indent = " ".repeat(span.start.column - 1);
-            let text = if label.message.is_empty() { String::new() } else { format!(" {}", label.message) };
+            let text = if label.message.is_empty() {
+                String::new()
+            } else {
+                format!(" {}", label.message)
+            };
             let _ = writeln!(out, "{pad} | {indent}{underline}{text}");
         }
         if let Some(help) = &self.help {
@@ -144,12 +184,18 @@ impl Diagnostics {
 
     /// How many errors.
     pub fn error_count(&self) -> usize {
-        self.0.iter().filter(|d| d.severity == Severity::Error).count()
+        self.0
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+            .count()
     }
 
     /// How many warnings.
     pub fn warning_count(&self) -> usize {
-        self.0.iter().filter(|d| d.severity == Severity::Warning).count()
+        self.0
+            .iter()
+            .filter(|d| d.severity == Severity::Warning)
+            .count()
     }
 
     /// All of them, sorted by file and position, duplicates removed.
@@ -174,7 +220,14 @@ impl Diagnostics {
         }
         let (errors, warnings) = (self.error_count(), self.warning_count());
         if errors > 0 {
-            let _ = writeln!(out, "{} error{} and {} warning{}", errors, plural(errors), warnings, plural(warnings));
+            let _ = writeln!(
+                out,
+                "{} error{} and {} warning{}",
+                errors,
+                plural(errors),
+                warnings,
+                plural(warnings)
+            );
         }
         out
     }
@@ -182,6 +235,12 @@ impl Diagnostics {
 
 fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
+}
+
+impl FromIterator<Diagnostic> for Diagnostics {
+    fn from_iter<I: IntoIterator<Item = Diagnostic>>(iter: I) -> Self {
+        Self(iter.into_iter().collect())
+    }
 }
 
 impl IntoIterator for Diagnostics {
@@ -193,7 +252,10 @@ impl IntoIterator for Diagnostics {
 }
 
 /// The closest candidate to `wanted`, if one is close enough to be a likely typo.
-pub fn did_you_mean<'a>(wanted: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub fn did_you_mean<'a>(
+    wanted: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     let mut best: Option<(f64, &str)> = None;
     for candidate in candidates {
         let distance = strsim::damerau_levenshtein(wanted, candidate);
@@ -216,7 +278,10 @@ mod tests {
     #[test]
     fn suggests_close_names_only() {
         let names = ["dbt_run_staging", "dbt_run_marts", "dbt_test"];
-        assert_eq!(did_you_mean("dbt_run_stagng", names), Some("dbt_run_staging"));
+        assert_eq!(
+            did_you_mean("dbt_run_stagng", names),
+            Some("dbt_run_staging")
+        );
         assert_eq!(did_you_mean("completely_else", names), None);
     }
 
@@ -229,7 +294,10 @@ mod tests {
             .help("did you mean `a`?");
         let text = d.render();
         assert!(text.contains("--> p.yaml:3:13"), "{text}");
-        assert!(text.contains("    after: [b]\n  |             ^ no such stage"), "{text}");
+        assert!(
+            text.contains("    after: [b]\n  |             ^ no such stage"),
+            "{text}"
+        );
         assert!(text.contains("= help: did you mean `a`?"), "{text}");
     }
 }

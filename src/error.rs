@@ -19,14 +19,6 @@ pub enum Error {
         /// The OS error.
         source: std::io::Error,
     },
-    /// A spec file is not UTF-8 text.
-    #[error("{path} is not UTF-8 text (invalid byte at offset {byte})")]
-    NotUtf8 {
-        /// The file.
-        path: PathBuf,
-        /// Where the first invalid byte is.
-        byte: usize,
-    },
     /// `apply` would overwrite a file it does not own, or one edited by hand.
     #[error("refusing to overwrite {path}: {reason}")]
     Refused {
@@ -67,7 +59,7 @@ impl Error {
     pub fn exit_status(&self) -> ExitStatus {
         match self {
             Error::Invalid(_) => ExitStatus::Invalid,
-            Error::Io { .. } | Error::NotUtf8 { .. } => ExitStatus::Io,
+            Error::Io { .. } => ExitStatus::Io,
             Error::Refused { .. } => ExitStatus::Refused,
             Error::Render { .. } => ExitStatus::Internal,
         }

@@ -45,11 +45,47 @@ pub fn compile(source: Arc<SourceFile>) -> Result<Compiled, Diagnostics> {
     Ok(Compiled { document, graph })
 }
 
-/// Reads a spec file, refusing what is not UTF-8 text.
+/// Largest spec read: far beyond any real spec, small enough that a stray huge file fails fast.
+pub const MAX_SPEC_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Reads a spec file. Text that is not UTF-8, or a file over [`MAX_SPEC_BYTES`], is an invalid
+/// spec with a located diagnostic, not an I/O error.
 pub fn read_source(path: &Path) -> Result<Arc<SourceFile>, Error> {
-    let bytes = std::fs::read(path).map_err(|source| Error::Io { path: path.to_owned(), action: "read", source })?;
-    let text = String::from_utf8(bytes).map_err(|e| Error::NotUtf8 { path: path.to_owned(), byte: e.utf8_error().valid_up_to() })?;
-    Ok(SourceFile::new(path.display().to_string(), text))
+    let io = |source| Error::Io {
+        path: path.to_owned(),
+        action: "read",
+        source,
+    };
+    let size = std::fs::metadata(path).map_err(io)?.len();
+    let name = path.display().to_string();
+    if size > MAX_SPEC_BYTES {
+        let file = SourceFile::new(name, "");
+        let d = diagnostic::Diagnostic::error(
+            "spec-too-large",
+            format!("the spec is {size} bytes; the limit is {MAX_SPEC_BYTES}"),
+        )
+        .at(Some(source::Span::at(&file, 0, 0)), "")
+        .help("split it into several specs");
+        return Err(Error::Invalid(Diagnostics::from_iter([d])));
+    }
+    let bytes = std::fs::read(path).map_err(io)?;
+    match String::from_utf8(bytes) {
+        Ok(text) => Ok(SourceFile::new(name, text)),
+        Err(e) => {
+            let byte = e.utf8_error().valid_up_to();
+            let file = SourceFile::new(name, String::from_utf8_lossy(e.as_bytes()).into_owned());
+            let d = diagnostic::Diagnostic::error(
+                "not-utf8",
+                format!(
+                    "the spec is not UTF-8 text: invalid byte 0x{:02x}",
+                    e.as_bytes()[byte]
+                ),
+            )
+            .at(Some(source::Span::at(&file, byte, 1)), "here")
+            .help("save the file as UTF-8");
+            Err(Error::Invalid(Diagnostics::from_iter([d])))
+        }
+    }
 }
 
 /// Reads and compiles the spec at `path`.
@@ -73,6 +109,10 @@ pub fn plan_file(spec_path: &Path, out: Option<&Path>) -> Result<(Compiled, plan
     let compiled = compile_file(spec_path)?;
     let layout = emit::Layout::new(spec_path, out);
     let files = emit::emit(&compiled.graph, &layout)?;
-    let plan = plan::plan(&files, &layout, &managed_dirs(&compiled.graph.spec, &layout))?;
+    let plan = plan::plan(
+        &files,
+        &layout,
+        &managed_dirs(&compiled.graph.spec, &layout),
+    )?;
     Ok((compiled, plan))
 }

@@ -114,17 +114,34 @@ fn run(cli: Cli) -> Result<ExitStatus, Error> {
             ));
             Ok(ExitStatus::Ok)
         }
-        Command::Plan { spec, out, detailed_exitcode, format } => {
+        Command::Plan {
+            spec,
+            out,
+            detailed_exitcode,
+            format,
+        } => {
             let (_, plan) = fhirflow::plan_file(&spec, out.as_deref())?;
             print(&plan.render(format));
-            Ok(if detailed_exitcode && plan.has_changes() { ExitStatus::UsageOrChanges } else { ExitStatus::Ok })
+            Ok(if detailed_exitcode && plan.has_changes() {
+                ExitStatus::UsageOrChanges
+            } else {
+                ExitStatus::Ok
+            })
         }
-        Command::Apply { spec, out, check, force } => {
+        Command::Apply {
+            spec,
+            out,
+            check,
+            force,
+        } => {
             let (_, plan) = fhirflow::plan_file(&spec, out.as_deref())?;
             if check {
                 if plan.has_changes() {
                     print(&plan.render(PlanFormat::Text));
-                    eprintln!("error: the generated files are out of date; run `fhirflow apply {}`", spec.display());
+                    eprintln!(
+                        "error: the generated files are out of date; run `fhirflow apply {}`",
+                        spec.display()
+                    );
                     return Ok(ExitStatus::UsageOrChanges);
                 }
                 print("The generated files are up to date.\n");

@@ -22,7 +22,9 @@ impl<'a> DbtEmitter<'a> {
     /// `models/<layer>/<layer>_models.yml` per layer, and `selectors.yml`; nothing without layers.
     pub fn emit(&self) -> Result<Vec<GeneratedFile>, Error> {
         let spec = &self.graph.spec;
-        let Some(project) = &spec.dbt else { return Ok(Vec::new()) };
+        let Some(project) = &spec.dbt else {
+            return Ok(Vec::new());
+        };
         if spec.layers.is_empty() {
             return Ok(Vec::new());
         }
@@ -66,13 +68,19 @@ impl<'a> DbtEmitter<'a> {
                 })
                 .collect();
             let body = render("layer.yml.j2", context! { models => models })?;
-            let folder = layer.path.as_ref().map_or_else(|| PathBuf::from("models").join(name.as_str()), |p| PathBuf::from(&p.0));
+            let folder = layer.path.as_ref().map_or_else(
+                || PathBuf::from("models").join(name.as_str()),
+                |p| PathBuf::from(&p.0),
+            );
             files.push(GeneratedFile {
                 path: root.join(folder).join(format!("{name}_models.yml")),
                 contents: header::wrap(&self.layout.spec_name, &body),
                 kind: FileKind::DbtLayer(name.to_string()),
             });
-            let description = layer.description.clone().unwrap_or_else(|| format!("The {name} layer."));
+            let description = layer
+                .description
+                .clone()
+                .unwrap_or_else(|| format!("The {name} layer."));
             selectors.push(context! { name => name.to_string(), description => description, tag => tags[0].clone() });
         }
         let body = render("selectors.yml.j2", context! { selectors => selectors })?;

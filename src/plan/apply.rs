@@ -20,7 +20,11 @@ pub struct ApplyReport {
 pub fn apply(plan: &Plan, force: bool) -> Result<ApplyReport, Error> {
     if !force && let Some(first) = plan.blocked().next() {
         let count = plan.blocked().count();
-        let others = if count > 1 { format!(" (and {} more)", count - 1) } else { String::new() };
+        let others = if count > 1 {
+            format!(" (and {} more)", count - 1)
+        } else {
+            String::new()
+        };
         let reason = match &first.blocker {
             Some(super::Blocker::NotGenerated) => "it was not written by fhirflow",
             Some(super::Blocker::EditedByHand) => "it was edited by hand since fhirflow wrote it",
@@ -28,7 +32,9 @@ pub fn apply(plan: &Plan, force: bool) -> Result<ApplyReport, Error> {
         };
         return Err(Error::Refused {
             path: plan.root.join(&first.path),
-            reason: format!("{reason}{others}; nothing was written. Move your edits into the spec, or rerun with --force"),
+            reason: format!(
+                "{reason}{others}; nothing was written. Move your edits into the spec, or rerun with --force"
+            ),
         });
     }
     let mut report = ApplyReport::default();
@@ -36,7 +42,11 @@ pub fn apply(plan: &Plan, force: bool) -> Result<ApplyReport, Error> {
         let path = plan.root.join(&change.path);
         match (change.action, &change.contents) {
             (Action::Remove, _) => {
-                std::fs::remove_file(&path).map_err(|source| Error::Io { path: path.clone(), action: "remove", source })?;
+                std::fs::remove_file(&path).map_err(|source| Error::Io {
+                    path: path.clone(),
+                    action: "remove",
+                    source,
+                })?;
                 report.removed += 1;
             }
             (action, Some(contents)) => {
@@ -57,15 +67,26 @@ pub fn apply(plan: &Plan, force: bool) -> Result<ApplyReport, Error> {
 /// reader (or Airflow's DAG processor) never sees half a file.
 fn write_atomically(path: &Path, contents: &str) -> Result<(), Error> {
     fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Error + 'a {
-        move |source| Error::Io { path: path.to_owned(), action, source }
+        move |source| Error::Io {
+            path: path.to_owned(),
+            action,
+            source,
+        }
     }
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(io("create", dir))?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let temp = dir.join(format!(".{name}.fhirflow-{}.tmp", std::process::id()));
     let result = (|| {
         let mut file = std::fs::File::create(&temp).map_err(io("write", &temp))?;
-        file.write_all(contents.as_bytes()).map_err(io("write", &temp))?;
+        file.write_all(contents.as_bytes())
+            .map_err(io("write", &temp))?;
         file.sync_all().map_err(io("write", &temp))?;
         std::fs::rename(&temp, path).map_err(io("write", path))
     })();

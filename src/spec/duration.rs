@@ -57,7 +57,9 @@ impl Duration {
             digits.clear();
         }
         if !digits.is_empty() {
-            return Err(format!("{text:?} has no unit after {digits}: write {digits}s, {digits}m, {digits}h or {digits}d"));
+            return Err(format!(
+                "{text:?} has no unit after {digits}: write {digits}s, {digits}m, {digits}h or {digits}d"
+            ));
         }
         Ok(Self { seconds: total })
     }
@@ -114,7 +116,13 @@ mod tests {
 
     #[test]
     fn parses_and_prints_round_trip() {
-        for (text, secs) in [("10s", 10), ("5m", 300), ("1h30m", 5400), ("2d", 172_800), ("1w", 604_800)] {
+        for (text, secs) in [
+            ("10s", 10),
+            ("5m", 300),
+            ("1h30m", 5400),
+            ("2d", 172_800),
+            ("1w", 604_800),
+        ] {
             let d = Duration::parse(text).unwrap();
             assert_eq!(d.as_secs(), secs);
             assert_eq!(Duration::parse(&d.to_string()).unwrap(), d);

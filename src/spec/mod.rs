@@ -10,8 +10,8 @@ mod schedule;
 
 pub use duration::Duration;
 pub use names::{DbtSelector, Identifier, ModelName, PipelineId, StageId, TableName};
-pub use schedule::{Preset, Schedule};
 pub(crate) use schedule::cron_parser;
+pub use schedule::{Preset, Schedule};
 
 use indexmap::IndexMap;
 use schemars::JsonSchema;
@@ -69,7 +69,9 @@ pub struct TaskSettings {
     pub execution_timeout: Option<Duration>,
     /// First logical date, `YYYY-MM-DD` or an RFC 3339 date-time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2})?(Z|[+-]\d{2}:\d{2})?)?$"))]
+    #[schemars(regex(
+        pattern = r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2})?(Z|[+-]\d{2}:\d{2})?)?$"
+    ))]
     pub start_date: Option<String>,
     /// IANA time zone that schedules and the start date are read in, such as `UTC` or `Europe/Paris`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -177,7 +179,11 @@ pub struct DbtDeploy {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(transparent)]
 pub struct RelativePath(
-    #[schemars(regex(pattern = r"^[^/\x00-\x1f][^\x00-\x1f]*$"), length(min = 1, max = 1024))] pub String,
+    #[schemars(
+        regex(pattern = r"^[^/\x00-\x1f][^\x00-\x1f]*$"),
+        length(min = 1, max = 1024)
+    )]
+    pub String,
 );
 
 /// Where generated DAG files go and which Airflow they target.
@@ -195,7 +201,10 @@ pub struct AirflowTarget {
 
 impl Default for AirflowTarget {
     fn default() -> Self {
-        Self { dags_folder: default_dags_folder(), version: default_airflow_version() }
+        Self {
+            dags_folder: default_dags_folder(),
+            version: default_airflow_version(),
+        }
     }
 }
 
@@ -388,7 +397,9 @@ pub enum ParseResults {
 }
 
 /// The dbt commands a stage can run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize, JsonSchema,
+)]
 pub enum DbtCommand {
     /// `dbt deps`: install packages.
     #[serde(rename = "deps")]
@@ -449,7 +460,11 @@ impl DbtCommand {
     pub fn writes_run_results(self) -> bool {
         matches!(
             self,
-            DbtCommand::Run | DbtCommand::Test | DbtCommand::Build | DbtCommand::Seed | DbtCommand::Snapshot
+            DbtCommand::Run
+                | DbtCommand::Test
+                | DbtCommand::Build
+                | DbtCommand::Seed
+                | DbtCommand::Snapshot
         )
     }
 }

@@ -30,8 +30,10 @@ mismatch, import error or empty DAGS_DIR, 2 on bad usage.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -42,11 +44,13 @@ def isolate_airflow_home() -> str:
     for key in [k for k in os.environ if k.startswith("AIRFLOW")]:
         del os.environ[key]
     home = tempfile.mkdtemp(prefix="fhirflow-airflow-check-")
+    atexit.register(shutil.rmtree, home, ignore_errors=True)
     os.environ.update(
         AIRFLOW_HOME=home,
         AIRFLOW__CORE__LOAD_EXAMPLES="False",
         AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{home}/airflow.db",
         AIRFLOW__LOGGING__LOGGING_LEVEL="WARNING",
+        AIRFLOW__CORE__DAGBAG_IMPORT_ERROR_TRACEBACK_DEPTH="50",
     )
     return home
 

@@ -2,7 +2,7 @@
 """Check a dbt project against fhirflow's dbt expectations (see CONTRACT.md).
 
 Usage:
-    python dbt_check.py [--dbt PATH] [--strict] [--keep-temp] DBT_PROJECT_DIR EXPECT_JSON
+    python dbt_check.py [--dbt PATH] [--strict] [--jsonschema] [--jobs N] [--keep-temp] [-v] DBT_PROJECT_DIR EXPECT_JSON
 
 EXPECT_JSON is the document printed by `fhirflow graph SPEC --format json` (only its
 `format_version`, `tags` and `selectors` keys are read):
@@ -22,7 +22,8 @@ dbt runs with --project-dir and --profiles-dir set to DBT_PROJECT_DIR, and with
 temporary directory, so the project folder is not written to. dbt's console output is
 requested as JSON lines (--log-format json): `dbt ls` results are the `PrintEvent`
 records, and warnings/errors are picked out by level, so log lines can never be mistaken
-for results.
+for results. The `dbt ls` runs reuse the parse (partial parsing) from private copies of
+its target dir and run --jobs at a time.
 
 dbt is `--dbt PATH` if given, else the `dbt` next to sys.executable (run this script
 with the dbt venv's python), else `dbt` on PATH.
@@ -31,6 +32,12 @@ Exit status: 0 when everything matches (prints `dbt_check: N tags, M selectors m
 1 on any mismatch or dbt failure (a precise diff is printed), 2 on bad usage or an
 unreadable expectations file. Warnings dbt logs while parsing (deprecations included)
 are printed; with --strict they also fail the check.
+
+dbt validates YAML against its JSON schemas (the source of deprecations such as
+PropertyMovedToConfigDeprecation for a top-level model `tags:` key, which dbt otherwise
+ignores silently) only for snowflake, bigquery, redshift and databricks. --jsonschema runs
+one more parse, in-process in dbt's own python, with that validation switched on for the
+project's adapter, so a duckdb test sees what a Snowflake deployment would.
 """
 
 from __future__ import annotations
@@ -38,11 +45,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -167,8 +176,96 @@ class DbtResult:
         return "\n".join(lines)
 
 
+_LEVEL_PREFIX = re.compile(r"^\[(?:WARNING|ERROR)\](?:\[\w+\])?:\s*")
+
+
 def indent_tail(text: str) -> str:
-    return str(text).strip().replace("\n", "\n      ")
+    """A dbt event message, without its `[WARNING][EventName]: ` prefix, indented."""
+    return _LEVEL_PREFIX.sub("", str(text).strip()).replace("\n", "\n      ")
+
+
+# dbt validates properties YAML and dbt_project.yml against its bundled JSON schemas (and
+# raises deprecations such as PropertyMovedToConfigDeprecation for a top-level model
+# `tags:` key) only for the snowflake, bigquery, redshift and databricks adapters. This
+# snippet runs `dbt parse` in-process with that validation switched on for the project's
+# adapter (duckdb in tests), and prints every warn/error event as a JSON line.
+_JSONSCHEMA_PARSE = r"""
+import json, sys
+try:
+    import dbt.jsonschemas.jsonschemas as js
+    js._JSONSCHEMA_SUPPORTED_ADAPTERS = set(js._JSONSCHEMA_SUPPORTED_ADAPTERS) | {sys.argv[1]}
+    from dbt.cli.main import dbtRunner
+except Exception as exc:
+    print(json.dumps({"unavailable": repr(exc)}))
+    sys.exit(0)
+def on_event(e):
+    if e.info.level in ("warn", "error"):
+        print(json.dumps({"level": e.info.level, "name": e.info.name, "msg": e.info.msg}), flush=True)
+result = dbtRunner(callbacks=[on_event]).invoke(["--no-use-colors", "--quiet", "parse", "--show-all-deprecations", *sys.argv[2:]])
+print(json.dumps({"success": bool(result.success)}))
+"""
+
+
+def python_for(dbt_exe: str) -> str:
+    """The interpreter that runs the given dbt executable (from its shebang), else ours."""
+    try:
+        with open(dbt_exe, "rb") as fh:
+            first = fh.readline(400).decode("utf-8", "replace").strip()
+    except OSError:
+        first = ""
+    if first.startswith("#!"):
+        parts = first[2:].split()
+        if parts and Path(parts[0]).name.startswith("python") and Path(parts[0]).is_file():
+            return parts[0]
+    beside = Path(dbt_exe).parent / ("python.exe" if os.name == "nt" else "python")
+    return str(beside) if beside.is_file() else sys.executable
+
+
+def adapter_type(project_dir: Path) -> str:
+    """The `type:` of the first output in profiles.yml (best effort; 'duckdb' if unknown)."""
+    try:
+        import yaml
+        doc = yaml.safe_load((project_dir / "profiles.yml").read_text(encoding="utf-8")) or {}
+        for profile in doc.values():
+            if isinstance(profile, dict) and isinstance(profile.get("outputs"), dict):
+                for output in profile["outputs"].values():
+                    if isinstance(output, dict) and output.get("type"):
+                        return str(output["type"])
+    except Exception:
+        pass
+    return "duckdb"
+
+
+def jsonschema_parse(dbt: "Dbt", project_dir: Path) -> Tuple[Optional[List[dict]], str]:
+    """Events from a parse with dbt's JSON-schema validation on, or (None, why not)."""
+    job_dir = dbt.work / "jsonschema"
+    job_dir.mkdir(parents=True, exist_ok=True)
+    argv = [
+        python_for(dbt.exe), "-c", _JSONSCHEMA_PARSE, adapter_type(project_dir),
+        "--project-dir", str(project_dir), "--profiles-dir", str(project_dir),
+        "--target-path", str(job_dir / "target"), "--log-path", str(job_dir / "logs"),
+    ]
+    try:
+        proc = subprocess.run(argv, cwd=str(job_dir), env=dbt.env, stdin=subprocess.DEVNULL,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              encoding="utf-8", errors="replace", timeout=dbt.timeout)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return None, str(exc)
+    events: List[dict] = []
+    for line in proc.stdout.splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if not isinstance(record, dict):
+            continue
+        if "unavailable" in record:
+            return None, record["unavailable"]
+        if "level" in record:
+            events.append(record)
+    if proc.returncode != 0:
+        return None, f"exit status {proc.returncode}: {proc.stderr.strip()[-500:]}"
+    return events, ""
 
 
 class Dbt:
@@ -192,7 +289,10 @@ class Dbt:
                     "DBT_TARGET_PATH", "DBT_LOG_PATH", "DBT_PROJECT_DIR", "DBT_PROFILES_DIR"):
             self.env.pop(var, None)
 
-    def run(self, command: Sequence[str], extra: Sequence[str] = ()) -> DbtResult:
+    def run(self, command: Sequence[str], extra: Sequence[str] = (),
+            job_dir: Optional[Path] = None) -> DbtResult:
+        """Run one dbt command; its target/ and logs/ go under job_dir (default: the work dir)."""
+        job_dir = job_dir or self.work
         argv = [
             self.exe,
             "--no-use-colors",
@@ -202,15 +302,15 @@ class Dbt:
             *command,
             "--project-dir", str(self.project_dir),
             "--profiles-dir", str(self.project_dir),
-            "--target-path", str(self.work / "target"),
-            "--log-path", str(self.work / "logs"),
+            "--target-path", str(job_dir / "target"),
+            "--log-path", str(job_dir / "logs"),
             *extra,
         ]
         start = time.monotonic()
         try:
             proc = subprocess.run(
                 argv,
-                cwd=str(self.work),
+                cwd=str(job_dir),
                 env=self.env,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
@@ -229,11 +329,13 @@ class Dbt:
                              time.monotonic() - start)
         return DbtResult(argv, proc.returncode, proc.stdout, proc.stderr, time.monotonic() - start)
 
-    def ls(self, selection: Sequence[str], output_keys: Sequence[str]) -> Tuple[DbtResult, Optional[List[dict]], List[str]]:
-        """Run `dbt ls ... --output json`; return (result, nodes or None on failure, errors)."""
+    def ls(self, selection: Sequence[str], output_keys: Sequence[str],
+           job_dir: Optional[Path] = None) -> Tuple[DbtResult, Optional[List[dict]], List[str]]:
+        """Run `dbt ls ... --output json`; return (result, nodes or None on failure, bad lines)."""
         result = self.run(
             ["ls"],
             [*selection, "--output", "json", "--output-keys", *output_keys, "--no-print"],
+            job_dir,
         )
         if not result.ok:
             return result, None, []
@@ -321,8 +423,7 @@ def check(args: argparse.Namespace) -> int:
     failures: List[str] = []
     notes: List[str] = []
 
-    work_ctx = tempfile.TemporaryDirectory(prefix="dbt_check.")
-    work = Path(work_ctx.name)
+    work = Path(tempfile.mkdtemp(prefix="dbt_check."))
     try:
         dbt = Dbt(exe, project_dir, work, args.timeout)
 
@@ -339,39 +440,21 @@ def check(args: argparse.Namespace) -> int:
             line = f"dbt parse {e['info'].get('level')}: [{e['info'].get('name')}] {indent_tail(e['info'].get('msg', ''))}"
             (failures if args.strict else notes).append(line)
 
+        if args.jsonschema:
+            events, why = jsonschema_parse(dbt, project_dir)
+            if events is None:
+                notes.append(f"--jsonschema: dbt's JSON-schema validation could not run: {why}")
+            else:
+                for e in events:
+                    line = (f"dbt parse with JSON-schema validation {e['level']}: [{e['name']}] "
+                            f"{indent_tail(e['msg'])}")
+                    (failures if args.strict else notes).append(line)
+
         models = load_manifest_models(work / "target")
 
-        # 2. tags ---------------------------------------------------------------------
-        for tag in sorted(tags):
-            expected = set(tags[tag])
-            result, nodes, bad = dbt.ls(["--resource-type", "model", "--select", f"tag:{tag}"], ["name"])
-            if args.verbose:
-                print(f"dbt_check: dbt ls tag:{tag} took {result.seconds:.1f}s", file=sys.stderr)
-            if nodes is None:
-                failures.append(f"tag {tag!r}: `dbt ls --select tag:{tag}` failed\n" + result.describe_failure())
-                continue
-            if bad:
-                failures.append(f"tag {tag!r}: unreadable `dbt ls` result lines: {bad}")
-            names = [n.get("name") for n in nodes]
-            actual = {n for n in names if isinstance(n, str)}
-            if len(actual) != len(names):
-                failures.append(f"tag {tag!r}: dbt listed a model more than once or without a name: {names}")
-            if actual != expected:
-                lines = [
-                    f"tag {tag!r}: dbt selects {len(actual)} model(s), expected {len(expected)}"
-                ]
-                missing = sorted(expected - actual)
-                extra = sorted(actual - expected)
-                if missing:
-                    lines.append("  - expected but not selected by dbt:")
-                    lines.extend(f"      {describe_model(m, models)}" for m in missing)
-                if extra:
-                    lines.append("  + selected by dbt but not expected:")
-                    lines.extend(f"      {describe_model(m, models)}" for m in extra)
-                failures.append("\n".join(lines))
-
-        # 3. selectors ----------------------------------------------------------------
+        # 2 + 3. one `dbt ls` per tag and per selector ------------------------------------
         defined = load_selector_names(project_dir)
+        undefined: List[str] = []
         if defined is not None:
             undefined = [s for s in selectors if s not in defined]
             if undefined:
@@ -382,31 +465,64 @@ def check(args: argparse.Namespace) -> int:
             unexpected = sorted(set(defined) - set(selectors))
             if unexpected:
                 notes.append(f"selectors.yml also defines selectors not in the expectations: {unexpected}")
-        else:
-            undefined = []
+
+        jobs: List[Tuple[str, str, List[str], List[str]]] = []
+        for tag in sorted(tags):
+            jobs.append(("tag", tag, ["--resource-type", "model", "--select", f"tag:{tag}"], ["name"]))
         for name in selectors:
-            if name in undefined:
-                continue
-            result, nodes, bad = dbt.ls(["--selector", name], ["name", "resource_type"])
+            if name not in undefined:
+                jobs.append(("selector", name, ["--selector", name], ["name", "resource_type"]))
+
+        # dbt ls reuses the parse above (partial parsing) from a private copy of its
+        # target dir, so the invocations can run side by side.
+        def run_job(index: int, job: Tuple[str, str, List[str], List[str]]):
+            job_dir = work / "ls" / str(index)
+            shutil.copytree(work / "target", job_dir / "target")
+            return dbt.ls(job[2], job[3], job_dir)
+
+        with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+            outcomes = list(pool.map(run_job, range(len(jobs)), jobs))
+
+        for (kind, key, _, _), (result, nodes, bad) in zip(jobs, outcomes):
+            label = f"tag:{key}" if kind == "tag" else f"--selector {key}"
             if args.verbose:
-                print(f"dbt_check: dbt ls --selector {name} took {result.seconds:.1f}s", file=sys.stderr)
+                print(f"dbt_check: dbt ls {label} took {result.seconds:.1f}s", file=sys.stderr)
             if nodes is None:
-                failures.append(f"selector {name!r}: `dbt ls --selector {name}` failed\n" + result.describe_failure())
+                failures.append(f"{kind} {key!r}: `dbt ls {label}` failed\n" + result.describe_failure())
                 continue
             if bad:
-                failures.append(f"selector {name!r}: unreadable `dbt ls` result lines: {bad}")
-            if not nodes:
-                failures.append(f"selector {name!r}: `dbt ls --selector {name}` lists no nodes")
-            elif args.verbose:
-                counts: Dict[str, int] = {}
-                for n in nodes:
-                    counts[str(n.get("resource_type"))] = counts.get(str(n.get("resource_type")), 0) + 1
-                print(f"dbt_check: selector {name!r} lists {counts}", file=sys.stderr)
+                failures.append(f"{kind} {key!r}: unreadable `dbt ls` result lines: {bad}")
+            if kind == "selector":
+                if not nodes:
+                    failures.append(f"selector {key!r}: `dbt ls --selector {key}` lists no nodes")
+                elif args.verbose:
+                    counts: Dict[str, int] = {}
+                    for n in nodes:
+                        rtype = str(n.get("resource_type"))
+                        counts[rtype] = counts.get(rtype, 0) + 1
+                    print(f"dbt_check: selector {key!r} lists {counts}", file=sys.stderr)
+                continue
+            expected = set(tags[key])
+            names = [n.get("name") for n in nodes]
+            actual = {n for n in names if isinstance(n, str)}
+            if len(actual) != len(names):
+                failures.append(f"tag {key!r}: dbt listed a model more than once or without a name: {names}")
+            if actual != expected:
+                lines = [f"tag {key!r}: dbt selects {len(actual)} model(s), expected {len(expected)}"]
+                missing = sorted(expected - actual)
+                extra = sorted(actual - expected)
+                if missing:
+                    lines.append("  - expected but not selected by dbt:")
+                    lines.extend(f"      {describe_model(m, models)}" for m in missing)
+                if extra:
+                    lines.append("  + selected by dbt but not expected:")
+                    lines.extend(f"      {describe_model(m, models)}" for m in extra)
+                failures.append("\n".join(lines))
     finally:
         if args.keep_temp:
             print(f"dbt_check: kept dbt target/log dir {work}", file=sys.stderr)
         else:
-            work_ctx.cleanup()
+            shutil.rmtree(work, ignore_errors=True)
 
     for note in notes:
         print(f"dbt_check: note: {note}", file=sys.stderr)
@@ -430,8 +546,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         help="dbt executable (default: the dbt next to this python, else dbt on PATH)")
     parser.add_argument("--strict", action="store_true",
                         help="fail if `dbt parse` logs any warning (deprecations included)")
+    parser.add_argument("--jsonschema", action="store_true",
+                        help="also parse with dbt's YAML JSON-schema validation switched on (dbt only "
+                             "runs it for snowflake/bigquery/redshift/databricks), reporting e.g. "
+                             "PropertyMovedToConfigDeprecation; needs dbt importable by the python "
+                             "that runs the dbt executable")
     parser.add_argument("--timeout", type=float, default=600.0,
                         help="seconds allowed per dbt invocation (default 600)")
+    parser.add_argument("--jobs", type=int, default=min(4, os.cpu_count() or 1),
+                        help="dbt ls invocations to run at once (default: min(4, CPUs))")
     parser.add_argument("--keep-temp", action="store_true",
                         help="keep the temporary dbt target/log dir and print its path")
     parser.add_argument("-v", "--verbose", action="store_true",

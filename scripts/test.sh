@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The project's test command: unit, CLI, snapshot, property and conformance tests.
+#
+# Conformance tests load the generated files in real Apache Airflow 3.3 and real dbt-core,
+# from venvs built once with uv from the lock files in tests/conformance/ and cached in
+# $FHIRFLOW_CACHE (default ~/.cache/fhirflow), keyed by each lock file's hash. The cargo
+# target dir is cached there too, keyed by Cargo.lock's hash, unless CARGO_TARGET_DIR is set.
+#
+# Extra arguments go to `cargo test`, e.g. `scripts/test.sh --test cli`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export FHIRFLOW_CACHE=${FHIRFLOW_CACHE:-$HOME/.cache/fhirflow}
+mkdir -p "$FHIRFLOW_CACHE"
+if [[ -z ${CARGO_TARGET_DIR:-} ]]; then
+    lock_hash=$(sha256sum Cargo.lock | cut -c1-16)
+    export CARGO_TARGET_DIR=$FHIRFLOW_CACHE/target-$lock_hash
+    # Keep the two newest target dirs; older ones belong to old lock files.
+    ls -1dt "$FHIRFLOW_CACHE"/target-* 2>/dev/null | tail -n +3 | grep -v "$CARGO_TARGET_DIR" | xargs -r rm -rf
+fi
+
+echo "== venvs (Apache Airflow, dbt-core)" >&2
+FHIRFLOW_AIRFLOW_VENV=$(bash tests/conformance/ensure_venv.sh airflow tests/conformance/requirements-airflow.lock | tail -n 1)
+FHIRFLOW_DBT_VENV=$(bash tests/conformance/ensure_venv.sh dbt tests/conformance/requirements-dbt.lock | tail -n 1)
+export FHIRFLOW_AIRFLOW_VENV FHIRFLOW_DBT_VENV
+
+echo "== cargo test (target dir $CARGO_TARGET_DIR)" >&2
+cargo test --locked "$@"

@@ -1,0 +1,302 @@
+//! Conformance: the generated files, checked by real Apache Airflow 3.3 and real dbt-core.
+//!
+//! `scripts/test.sh` builds the venvs (tests/conformance/ensure_venv.sh) and passes them in
+//! `FHIRFLOW_AIRFLOW_VENV` and `FHIRFLOW_DBT_VENV`. Without them these tests fail, unless
+//! `FHIRFLOW_SKIP_CONFORMANCE=1` says to skip them on purpose.
+
+mod common;
+
+use common::{fhirflow, repo};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn venv(var: &str) -> Option<PathBuf> {
+    if std::env::var_os("FHIRFLOW_SKIP_CONFORMANCE").is_some_and(|v| v == "1") {
+        eprintln!("skipped: FHIRFLOW_SKIP_CONFORMANCE=1");
+        return None;
+    }
+    let path = std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| {
+        panic!("{var} is not set: run the tests with scripts/test.sh, or set FHIRFLOW_SKIP_CONFORMANCE=1 to skip them")
+    });
+    assert!(
+        path.join("bin/python").exists(),
+        "{var}={} is not a venv",
+        path.display()
+    );
+    Some(path)
+}
+
+fn run(command: &mut Command) -> String {
+    let output = command.output().expect("the checker starts");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "{command:?} failed ({})\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
+        output.status
+    );
+    println!("{stdout}{stderr}");
+    stdout
+}
+
+/// Runs `code` with the venv's python and `arg` as `sys.argv[1]`; returns its stdout.
+fn python(venv: &Path, code: &str, arg: &Path) -> String {
+    run(Command::new(venv.join("bin/python"))
+        .arg("-c")
+        .arg(code)
+        .arg(arg))
+}
+
+/// Applies `spec` under `out` and writes its expectations to `out/expect.json`.
+fn apply(spec: &Path, out: &Path) -> serde_json::Value {
+    fhirflow()
+        .arg("apply")
+        .arg(spec)
+        .arg("--out")
+        .arg(out)
+        .assert()
+        .success();
+    let compiled = fhirflow::compile_file(spec).expect("the spec compiles");
+    let expectations = compiled.graph.expectations();
+    std::fs::write(out.join("expect.json"), expectations.to_string()).expect("write expectations");
+    std::fs::write(out.join("expect-dbt.json"), expectations["dbt"].to_string())
+        .expect("write dbt expectations");
+    expectations
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read fixture") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy");
+        }
+    }
+}
+
+fn airflow_check(venv: &Path, out: &Path) {
+    run(Command::new(venv.join("bin/python"))
+        .arg(repo().join("tests/conformance/airflow_check.py"))
+        .arg(out.join("dags"))
+        .arg(out.join("expect.json")));
+}
+
+/// The task ids the FHIR seed lists, DAG by DAG.
+const SEED_TASKS: &[(&str, &[&str])] = &[
+    ("synthea_generation", &["generate_patients"]),
+    ("s3_upload", &["upload_bundles"]),
+    (
+        "s3_to_snowflake_load",
+        &[
+            "create_snowflake_tables",
+            "get_last_watermark",
+            "list_new_s3_files",
+            "load_files_to_snowflake",
+            "update_watermark",
+        ],
+    ),
+    (
+        "dbt_transform_fhir",
+        &[
+            "wait_for_s3_load",
+            "check_dbt_installation",
+            "dbt_deps",
+            "dbt_debug",
+            "dbt_run_staging",
+            "parse_staging_results",
+            "dbt_run_intermediate",
+            "parse_intermediate_results",
+            "dbt_run_marts",
+            "parse_marts_results",
+            "dbt_test",
+            "parse_test_results",
+            "dbt_docs_generate",
+        ],
+    ),
+];
+
+#[test]
+fn fhir_dags_load_in_airflow_with_the_seed_task_ids() {
+    let Some(airflow) = venv("FHIRFLOW_AIRFLOW_VENV") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let expectations = apply(&repo().join("pipelines/fhir.yaml"), dir.path());
+    for (dag, tasks) in SEED_TASKS {
+        let mut got: Vec<&str> = expectations["dags"][dag]["tasks"]
+            .as_object()
+            .expect(dag)
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let mut want = tasks.to_vec();
+        got.sort();
+        want.sort();
+        assert_eq!(got, want, "task ids of {dag}");
+    }
+    let sensor = &expectations["dags"]["dbt_transform_fhir"]["tasks"]["wait_for_s3_load"]["sensor"];
+    assert_eq!(sensor["external_dag_id"], "s3_to_snowflake_load");
+    assert_eq!(sensor["external_task_id"], "update_watermark");
+    assert_eq!(
+        expectations["dags"]["s3_to_snowflake_load"]["max_active_runs"],
+        1
+    );
+    assert_eq!(
+        expectations["dags"]["synthea_generation"]["schedule"]["interval_seconds"],
+        10
+    );
+    airflow_check(&airflow, dir.path());
+}
+
+#[test]
+fn dental_dags_load_in_airflow() {
+    let Some(airflow) = venv("FHIRFLOW_AIRFLOW_VENV") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let expectations = apply(&repo().join("pipelines/dental_clinic.yaml"), dir.path());
+    let nightly = &expectations["dags"]["dbt_dental_clinic_nightly"];
+    assert_eq!(nightly["schedule"], "0 2 * * *");
+    assert_eq!(nightly["tasks"]["dbt_build"]["retries"], 2);
+    assert_eq!(nightly["tasks"]["dbt_build"]["retry_delay_seconds"], 300);
+    assert_eq!(
+        nightly["tasks"]["dbt_build"]["upstream"],
+        serde_json::json!(["dbt_deps"])
+    );
+    airflow_check(&airflow, dir.path());
+}
+
+#[test]
+fn dbt_reads_the_generated_tags_and_selectors() {
+    let Some(dbt) = venv("FHIRFLOW_DBT_VENV") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(
+        &repo().join("tests/fixtures/dbt_fhir"),
+        &dir.path().join("dbt"),
+    );
+    let expectations = apply(&repo().join("pipelines/fhir.yaml"), dir.path());
+    assert_eq!(
+        expectations["dbt"]["tags"]["staging"]
+            .as_array()
+            .unwrap()
+            .len(),
+        18
+    );
+    assert_eq!(
+        expectations["dbt"]["tags"]["intermediate"]
+            .as_array()
+            .unwrap()
+            .len(),
+        4
+    );
+    assert_eq!(
+        expectations["dbt"]["tags"]["marts"]
+            .as_array()
+            .unwrap()
+            .len(),
+        5
+    );
+    run(Command::new(dbt.join("bin/python"))
+        .arg(repo().join("tests/conformance/dbt_check.py"))
+        .arg("--strict")
+        .arg(dir.path().join("dbt"))
+        .arg(dir.path().join("expect-dbt.json")));
+}
+
+/// `airflow dags test` on the generated dbt DAG, with every dbt task running real dbt
+/// against the DuckDB fixture project; only the cross-DAG sensor is marked success.
+#[test]
+fn airflow_dags_test_runs_the_dbt_dag_for_real() {
+    let (Some(airflow), Some(dbt)) = (venv("FHIRFLOW_AIRFLOW_VENV"), venv("FHIRFLOW_DBT_VENV"))
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("pipelines/fhir.yaml");
+    std::fs::create_dir_all(spec.parent().unwrap()).unwrap();
+    // Workers find the project next to the DAGs folder rather than at /opt/airflow/dbt.
+    let text = std::fs::read_to_string(repo().join("pipelines/fhir.yaml")).unwrap();
+    let deploy =
+        "  deploy:\n    project_dir: /opt/airflow/dbt\n    profiles_dir: /opt/airflow/dbt\n";
+    assert!(
+        text.contains(deploy),
+        "fhir.yaml has the deploy block this test removes"
+    );
+    std::fs::write(&spec, text.replace(deploy, "")).unwrap();
+    copy_dir(
+        &repo().join("tests/fixtures/dbt_fhir"),
+        &dir.path().join("dbt"),
+    );
+    fhirflow().arg("apply").arg(&spec).assert().success();
+    run(Command::new("bash")
+        .arg(repo().join("tests/conformance/airflow_dags_test.sh"))
+        .arg(&airflow)
+        .arg(dir.path().join("dags"))
+        .arg("dbt_transform_fhir")
+        .arg("wait_for_s3_load")
+        .arg(dbt.join("bin"))
+        .env("DBT_DUCKDB_PATH", dir.path().join("fhir.duckdb")));
+    // The marts exist in the warehouse file, so dbt really ran every layer.
+    let query = "import duckdb, sys; c = duckdb.connect(sys.argv[1], read_only=True); \
+        print(sorted(r[0] for r in c.execute(\"select table_name from information_schema.tables where table_name like 'fct_%' or table_name like 'dim_%'\").fetchall()))";
+    let stdout = python(&dbt, query, &dir.path().join("fhir.duckdb"));
+    assert_eq!(
+        stdout.trim(),
+        "['dim_patients', 'fct_encounters', 'fct_medications', 'fct_observations', 'fct_procedures']"
+    );
+}
+
+/// Quotes, newlines, `"""`, backslashes and Jinja in user strings reach Airflow as the same
+/// strings, and never as code.
+#[test]
+fn hostile_strings_reach_airflow_as_strings() {
+    let Some(airflow) = venv("FHIRFLOW_AIRFLOW_VENV") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let description =
+        "ends \"\"\" here\nimport os; os.system('touch /tmp/pwned') \\ # \u{2028} done";
+    let command = "echo \"$(whoami)\" 'it''s' \\\\ \"\"\" ; exit 0 # trailing.sh";
+    let spec = dir.path().join("hostile.yaml");
+    let yaml = format!(
+        "version: 1\npipelines:\n  hostile:\n    description: {}\n    tags: [\"a\\\"b\"]\n    stages:\n      run_it:\n        kind: shell\n        command: {}\n        env: {{X: {}}}\n",
+        serde_json::to_string(description).unwrap(),
+        serde_json::to_string(command).unwrap(),
+        serde_json::to_string(description).unwrap()
+    );
+    std::fs::write(&spec, yaml).unwrap();
+    fhirflow()
+        .arg("apply")
+        .arg(&spec)
+        .arg("--out")
+        .arg(dir.path())
+        .assert()
+        .success();
+    let probe = r#"
+import json, os, sys, tempfile
+os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp()
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+from airflow.dag_processing.dagbag import DagBag
+bag = DagBag(sys.argv[1])
+assert not bag.import_errors, bag.import_errors
+dag = bag.dags["hostile"]
+task = dag.get_task("run_it")
+print(json.dumps({"description": dag.description, "command": task.bash_command, "env": task.env, "tags": sorted(dag.tags)}))
+"#;
+    let stdout = python(&airflow, probe, &dir.path().join("dags"));
+    let seen: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(seen["description"], description);
+    assert_eq!(
+        seen["command"],
+        format!("{command} "),
+        "a trailing .sh gets the space BashOperator needs"
+    );
+    assert_eq!(seen["env"]["X"], description);
+    assert_eq!(seen["tags"], serde_json::json!(["a\"b"]));
+    assert!(!Path::new("/tmp/pwned").exists());
+}

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# airflow_dags_test.sh VENV DAGS_DIR DAG_ID MARK_SUCCESS_PATTERN [EXTRA_PATH]
+#
+# Run one real DagRun of DAG_ID with `airflow dags test` (Airflow 3.3 CLI) for
+# logical date 2026-01-01T00:00:00+00:00, in a throwaway AIRFLOW_HOME with a
+# freshly migrated sqlite DB and DAGS_DIR as the dags folder (examples off, every
+# inherited AIRFLOW* variable dropped). Task ids that re.fullmatch
+# MARK_SUCCESS_PATTERN are marked success instead of run (use it for sensors and
+# tasks needing real connections); pass '' to run every task. EXTRA_PATH is
+# prepended to PATH, so BashOperator subprocesses find stub tools there.
+#
+# `airflow dags test` exits 0 for any run that did not end "failed", so the run
+# state is read back from the sqlite DB: exit 0 only if it is "success".
+# Timings go to stderr on the last line. The run is killed after
+# FHIRFLOW_DAGS_TEST_TIMEOUT seconds (default 900; exit status then 124).
+set -euo pipefail
+
+if [[ $# -lt 4 || $# -gt 5 ]]; then
+    echo "usage: $0 VENV DAGS_DIR DAG_ID MARK_SUCCESS_PATTERN [EXTRA_PATH]" >&2
+    exit 2
+fi
+venv=$(cd "$1" && pwd)
+dags_dir=$(cd "$2" && pwd)
+dag_id=$3
+pattern=$4
+logical_date=2026-01-01T00:00:00+00:00
+
+while read -r var; do unset "$var"; done < <(compgen -e | grep '^AIRFLOW' || true)
+AIRFLOW_HOME=$(mktemp -d -t fhirflow-airflow-home.XXXXXX)
+trap 'rm -rf "$AIRFLOW_HOME"' EXIT
+export AIRFLOW_HOME
+export AIRFLOW__CORE__DAGS_FOLDER=$dags_dir
+export AIRFLOW__CORE__LOAD_EXAMPLES=False
+export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=sqlite:///$AIRFLOW_HOME/airflow.db
+export PATH="${5:+$5:}$venv/bin:$PATH"
+
+t0=$(date +%s.%N)
+airflow db migrate >"$AIRFLOW_HOME/migrate.log" 2>&1 || { cat "$AIRFLOW_HOME/migrate.log" >&2; exit 1; }
+t1=$(date +%s.%N)
+args=(dags test "$dag_id" "$logical_date")
+[[ -n $pattern ]] && args+=(--mark-success-pattern "$pattern")
+rc=0
+# A sensor left unmarked could poke until its own timeout; cap the whole run.
+timeout "${FHIRFLOW_DAGS_TEST_TIMEOUT:-900}" airflow "${args[@]}" || rc=$?
+t2=$(date +%s.%N)
+
+# Fresh DB, so the newest dag_run row of DAG_ID is the run just made.
+query='import sqlite3, sys
+row = sqlite3.connect(sys.argv[1]).execute(
+    "SELECT state FROM dag_run WHERE dag_id = ? ORDER BY id DESC LIMIT 1", (sys.argv[2],)).fetchone()
+print(row[0] if row else "no-run")'
+state=$("$venv/bin/python" -c "$query" "$AIRFLOW_HOME/airflow.db" "$dag_id" || echo unknown)
+
+awk -v d="$dag_id" -v s="$state" -v rc="$rc" -v t0="$t0" -v t1="$t1" -v t2="$t2" 'BEGIN {
+    printf "airflow_dags_test: %s state=%s (cli rc=%s); db migrate %.1fs, dags test %.1fs\n", d, s, rc, t1 - t0, t2 - t1
+}' >&2
+[[ $rc -eq 0 && $state == success ]]

@@ -1,0 +1,103 @@
+//! Snapshot tests: every file generated from the seed specs, and the exact text of diagnostics.
+//! Review changes with `cargo insta review` (or `INSTA_UPDATE=always` and `git diff`).
+
+mod common;
+
+use common::repo;
+use fhirflow::emit::{Layout, emit};
+use fhirflow::source::SourceFile;
+use std::path::Path;
+
+fn snapshot_spec(name: &str) {
+    let spec = repo().join("pipelines").join(name);
+    let compiled = fhirflow::compile_file(&spec).expect("the seed spec compiles");
+    let layout = Layout::new(&spec, Some(Path::new("out")));
+    let files = emit(&compiled.graph, &layout).expect("emits");
+    assert!(!files.is_empty());
+    for file in files {
+        let key = format!(
+            "{}__{}",
+            name.trim_end_matches(".yaml"),
+            file.path.display()
+        )
+        .replace('/', "__");
+        insta::assert_snapshot!(key, file.contents);
+    }
+}
+
+#[test]
+fn fhir_files() {
+    snapshot_spec("fhir.yaml");
+}
+
+#[test]
+fn dental_clinic_files() {
+    snapshot_spec("dental_clinic.yaml");
+}
+
+#[test]
+fn output_is_byte_identical_across_runs() {
+    let spec = repo().join("pipelines/fhir.yaml");
+    let layout = Layout::new(&spec, None);
+    let first = emit(&fhirflow::compile_file(&spec).unwrap().graph, &layout).unwrap();
+    let second = emit(&fhirflow::compile_file(&spec).unwrap().graph, &layout).unwrap();
+    assert_eq!(first, second);
+}
+
+fn diagnostics(text: &str) -> String {
+    match fhirflow::compile(SourceFile::new("pipelines/p.yaml", text)) {
+        Ok(_) => "valid".to_owned(),
+        Err(diagnostics) => diagnostics.render(),
+    }
+}
+
+const BASE: &str = "version: 1\npipelines:\n  up:\n    schedule: \"*/7 * * * *\"\n    stages:\n      load: {kind: shell, command: echo load}\n  down:\n    schedule: \"*/10 * * * *\"\n    stages:\n";
+
+#[test]
+fn diagnostic_texts() {
+    let cases = [
+        (
+            "yaml_syntax",
+            "version: 1\npipelines:\n  p: [unclosed\n".to_owned(),
+        ),
+        (
+            "duplicate_key",
+            "version: 1\nversion: 1\npipelines: {}\n".to_owned(),
+        ),
+        (
+            "schema_range",
+            format!("{BASE}      a: {{kind: shell, command: x, retries: -1}}\n"),
+        ),
+        (
+            "unknown_key",
+            format!("{BASE}      a: {{kind: shell, command: x, retires: 2}}\n"),
+        ),
+        (
+            "bad_choice",
+            format!("{BASE}      a: {{kind: dbt, command: runn}}\n"),
+        ),
+        (
+            "unknown_stage",
+            format!(
+                "{BASE}      a: {{kind: shell, command: x}}\n      b: {{kind: shell, command: x, after: [aa]}}\n"
+            ),
+        ),
+        (
+            "cycle",
+            format!(
+                "{BASE}      a: {{kind: shell, command: x, after: [b]}}\n      b: {{kind: shell, command: x, after: [a]}}\n"
+            ),
+        ),
+        (
+            "sensor_never_aligns",
+            format!("{BASE}      wait: {{kind: sensor, pipeline: up, stage: load}}\n"),
+        ),
+        (
+            "unknown_pipeline",
+            format!("{BASE}      wait: {{kind: sensor, pipeline: uup}}\n"),
+        ),
+    ];
+    for (name, text) in cases {
+        insta::assert_snapshot!(format!("diagnostic_{name}"), diagnostics(&text));
+    }
+}
