@@ -16,13 +16,16 @@ if [[ -z ${CARGO_TARGET_DIR:-} ]]; then
     lock_hash=$(sha256sum Cargo.lock | cut -c1-16)
     export CARGO_TARGET_DIR=$FHIRFLOW_CACHE/target-$lock_hash
     # Keep the two newest target dirs; older ones belong to old lock files.
-    ls -1dt "$FHIRFLOW_CACHE"/target-* 2>/dev/null | tail -n +3 | grep -v "$CARGO_TARGET_DIR" | xargs -r rm -rf
+    for old in $(ls -1dt "$FHIRFLOW_CACHE"/target-* 2>/dev/null | tail -n +3); do
+        [[ $old == "$CARGO_TARGET_DIR" ]] || rm -rf "$old"
+    done
 fi
+echo "== caches: $FHIRFLOW_CACHE (cargo target: $CARGO_TARGET_DIR)" >&2
 
 echo "== venvs (Apache Airflow, dbt-core)" >&2
 FHIRFLOW_AIRFLOW_VENV=$(bash tests/conformance/ensure_venv.sh airflow tests/conformance/requirements-airflow.lock | tail -n 1)
 FHIRFLOW_DBT_VENV=$(bash tests/conformance/ensure_venv.sh dbt tests/conformance/requirements-dbt.lock | tail -n 1)
 export FHIRFLOW_AIRFLOW_VENV FHIRFLOW_DBT_VENV
 
-echo "== cargo test (target dir $CARGO_TARGET_DIR)" >&2
+echo "== cargo test" >&2
 cargo test --locked "$@"
