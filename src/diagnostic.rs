@@ -54,28 +54,19 @@ impl Diagnostic {
 
     /// A new warning.
     pub fn warning(code: &'static str, summary: impl Into<String>) -> Self {
-        Self {
-            severity: Severity::Warning,
-            ..Self::error(code, summary)
-        }
+        Self { severity: Severity::Warning, ..Self::error(code, summary) }
     }
 
     /// Points the diagnostic at `span`.
     pub fn at(mut self, span: Option<Span>, message: impl Into<String>) -> Self {
-        self.primary = span.map(|span| Label {
-            span,
-            message: message.into(),
-        });
+        self.primary = span.map(|span| Label { span, message: message.into() });
         self
     }
 
     /// Adds another place of interest.
     pub fn also(mut self, span: Option<Span>, message: impl Into<String>) -> Self {
         if let Some(span) = span {
-            self.secondary.push(Label {
-                span,
-                message: message.into(),
-            });
+            self.secondary.push(Label { span, message: message.into() });
         }
         self
     }
@@ -89,11 +80,7 @@ impl Diagnostic {
     /// Sort key: file, then position, then text, so output is stable.
     fn sort_key(&self) -> (String, usize, String) {
         match &self.primary {
-            Some(label) => (
-                label.span.file.name.clone(),
-                label.span.start.byte,
-                self.summary.clone(),
-            ),
+            Some(label) => (label.span.file.name.clone(), label.span.start.byte, self.summary.clone()),
             None => (String::new(), 0, self.summary.clone()),
         }
     }
@@ -107,44 +94,24 @@ impl Diagnostic {
         };
         let _ = writeln!(out, "{kind}[{}]: {}", self.code, self.summary);
         let labels: Vec<&Label> = self.primary.iter().chain(self.secondary.iter()).collect();
-        let gutter = labels
-            .iter()
-            .map(|l| l.span.start.line.to_string().len())
-            .max()
-            .unwrap_or(1);
+        let gutter = labels.iter().map(|l| l.span.start.line.to_string().len()).max().unwrap_or(1);
         let pad = " ".repeat(gutter);
         for (i, label) in labels.iter().enumerate() {
             let span = &label.span;
             let arrow = if i == 0 { "-->" } else { ":::" };
-            let _ = writeln!(
-                out,
-                "{pad}{arrow} {}:{}:{}",
-                span.file.name, span.start.line, span.start.column
-            );
+            let _ = writeln!(out, "{pad}{arrow} {}:{}:{}", span.file.name, span.start.line, span.start.column);
             let _ = writeln!(out, "{pad} |");
             let line = span.file.line_text(span.start.line);
-            let _ = writeln!(
-                out,
-                "{:>gutter$} | {}",
-                span.start.line,
-                line.replace('\t', " ")
-            );
+            let _ = writeln!(out, "{:>gutter$} | {}", span.start.line, line.replace('\t', " "));
             let width = if span.end.line == span.start.line {
                 span.end.column.saturating_sub(span.start.column).max(1)
             } else {
-                line.chars()
-                    .count()
-                    .saturating_sub(span.start.column - 1)
-                    .max(1)
+                line.chars().count().saturating_sub(span.start.column - 1).max(1)
             };
             let marker = if i == 0 { "^" } else { "-" };
             let underline = marker.repeat(width);
             let indent = " ".repeat(span.start.column - 1);
-            let text = if label.message.is_empty() {
-                String::new()
-            } else {
-                format!(" {}", label.message)
-            };
+            let text = if label.message.is_empty() { String::new() } else { format!(" {}", label.message) };
             let _ = writeln!(out, "{pad} | {indent}{underline}{text}");
         }
         if let Some(help) = &self.help {
@@ -154,6 +121,90 @@ impl Diagnostic {
             let _ = writeln!(out, "{pad} = help: {help}");
         }
         out
+    }
+}
+
+/// How `validate` prints diagnostics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DiagnosticFormat {
+    /// rustc-style text with snippets.
+    Text,
+    /// The shape of `terraform validate -json`, with a `format_version`.
+    Json,
+    /// GitHub workflow commands, so problems show on the pull request's diff.
+    Github,
+}
+
+/// The version of the JSON diagnostics format.
+pub const FORMAT_VERSION: &str = "1.0";
+
+fn position_json(p: &crate::source::Position) -> serde_json::Value {
+    serde_json::json!({ "line": p.line, "column": p.column, "byte": p.byte })
+}
+
+/// Escapes a GitHub workflow-command message (`%`, CR, LF).
+fn github_data(text: &str) -> String {
+    text.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A")
+}
+
+/// Escapes a GitHub workflow-command property (also `:` and `,`).
+fn github_property(text: &str) -> String {
+    github_data(text).replace(':', "%3A").replace(',', "%2C")
+}
+
+impl Diagnostic {
+    /// Everything beyond the summary: the hint and the other places, as plain text.
+    pub fn detail(&self) -> String {
+        let mut parts: Vec<String> = Vec::new();
+        if let Some(label) = self.primary.as_ref().filter(|l| !l.message.is_empty()) {
+            parts.push(label.message.clone());
+        }
+        for label in &self.secondary {
+            let span = &label.span;
+            parts.push(format!("{} ({}:{}:{})", label.message, span.file.name, span.start.line, span.start.column));
+        }
+        if let Some(help) = &self.help {
+            parts.push(format!("help: {help}"));
+        }
+        parts.join("; ")
+    }
+
+    /// The diagnostic as JSON, in the shape of `terraform validate -json`.
+    pub fn to_json(&self) -> serde_json::Value {
+        let range = self.primary.as_ref().map(|label| {
+            serde_json::json!({
+                "filename": label.span.file.name,
+                "start": position_json(&label.span.start),
+                "end": position_json(&label.span.end),
+            })
+        });
+        serde_json::json!({
+            "severity": self.severity,
+            "code": self.code,
+            "summary": self.summary,
+            "detail": self.detail(),
+            "range": range,
+        })
+    }
+
+    /// The diagnostic as a GitHub workflow command (`::error file=…,line=…,col=…::…`).
+    pub fn to_github(&self) -> String {
+        let level = match self.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        let mut properties = vec![format!("title={}", github_property(&format!("fhirflow {}", self.code)))];
+        if let Some(label) = &self.primary {
+            let span = &label.span;
+            properties.insert(0, format!("file={}", github_property(&span.file.name)));
+            properties.insert(1, format!("line={}", span.start.line));
+            properties.insert(2, format!("col={}", span.start.column));
+            properties.insert(3, format!("endLine={}", span.end.line));
+            properties.insert(4, format!("endColumn={}", span.end.column));
+        }
+        let detail = self.detail();
+        let message = if detail.is_empty() { self.summary.clone() } else { format!("{}\n{detail}", self.summary) };
+        format!("::{level} {}::{}", properties.join(","), github_data(&message))
     }
 }
 
@@ -184,18 +235,12 @@ impl Diagnostics {
 
     /// How many errors.
     pub fn error_count(&self) -> usize {
-        self.0
-            .iter()
-            .filter(|d| d.severity == Severity::Error)
-            .count()
+        self.0.iter().filter(|d| d.severity == Severity::Error).count()
     }
 
     /// How many warnings.
     pub fn warning_count(&self) -> usize {
-        self.0
-            .iter()
-            .filter(|d| d.severity == Severity::Warning)
-            .count()
+        self.0.iter().filter(|d| d.severity == Severity::Warning).count()
     }
 
     /// All of them, sorted by file and position, duplicates removed.
@@ -211,6 +256,33 @@ impl Diagnostics {
         self.0.is_empty()
     }
 
+    /// Turns every warning into an error (`--deny-warnings`).
+    pub fn deny_warnings(&mut self) {
+        for d in &mut self.0 {
+            d.severity = Severity::Error;
+        }
+    }
+
+    /// Renders them in `format`.
+    pub fn render_as(&self, format: DiagnosticFormat) -> String {
+        match format {
+            DiagnosticFormat::Text => self.render(),
+            DiagnosticFormat::Json => {
+                let doc = serde_json::json!({
+                    "format_version": FORMAT_VERSION,
+                    "valid": !self.has_errors(),
+                    "error_count": self.error_count(),
+                    "warning_count": self.warning_count(),
+                    "diagnostics": self.sorted().iter().map(|d| d.to_json()).collect::<Vec<_>>(),
+                });
+                let mut text = serde_json::to_string_pretty(&doc).unwrap_or_default();
+                text.push('\n');
+                text
+            }
+            DiagnosticFormat::Github => self.sorted().iter().map(|d| format!("{}\n", d.to_github())).collect(),
+        }
+    }
+
     /// Renders them all as text, with a closing count.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -219,15 +291,8 @@ impl Diagnostics {
             out.push('\n');
         }
         let (errors, warnings) = (self.error_count(), self.warning_count());
-        if errors > 0 {
-            let _ = writeln!(
-                out,
-                "{} error{} and {} warning{}",
-                errors,
-                plural(errors),
-                warnings,
-                plural(warnings)
-            );
+        if errors + warnings > 0 {
+            let _ = writeln!(out, "{} error{} and {} warning{}", errors, plural(errors), warnings, plural(warnings));
         }
         out
     }
@@ -252,10 +317,7 @@ impl IntoIterator for Diagnostics {
 }
 
 /// The closest candidate to `wanted`, if one is close enough to be a likely typo.
-pub fn did_you_mean<'a>(
-    wanted: &str,
-    candidates: impl IntoIterator<Item = &'a str>,
-) -> Option<&'a str> {
+pub fn did_you_mean<'a>(wanted: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     let mut best: Option<(f64, &str)> = None;
     for candidate in candidates {
         let distance = strsim::damerau_levenshtein(wanted, candidate);
@@ -278,10 +340,7 @@ mod tests {
     #[test]
     fn suggests_close_names_only() {
         let names = ["dbt_run_staging", "dbt_run_marts", "dbt_test"];
-        assert_eq!(
-            did_you_mean("dbt_run_stagng", names),
-            Some("dbt_run_staging")
-        );
+        assert_eq!(did_you_mean("dbt_run_stagng", names), Some("dbt_run_staging"));
         assert_eq!(did_you_mean("completely_else", names), None);
     }
 
@@ -294,10 +353,7 @@ mod tests {
             .help("did you mean `a`?");
         let text = d.render();
         assert!(text.contains("--> p.yaml:3:13"), "{text}");
-        assert!(
-            text.contains("    after: [b]\n  |             ^ no such stage"),
-            "{text}"
-        );
+        assert!(text.contains("    after: [b]\n  |             ^ no such stage"), "{text}");
         assert!(text.contains("= help: did you mean `a`?"), "{text}");
     }
 }

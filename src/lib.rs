@@ -28,21 +28,23 @@ use source::SourceFile;
 use std::path::Path;
 use std::sync::Arc;
 
-/// A compiled spec: the parsed document (for locating things) and its graph.
+/// A compiled spec: the parsed document (for locating things), its graph and its warnings.
 #[derive(Debug)]
 pub struct Compiled {
     /// The parsed document.
     pub document: parse::Document,
     /// The lowered graph.
     pub graph: graph::PipelineGraph,
+    /// Problems that do not stop compilation.
+    pub warnings: Diagnostics,
 }
 
 /// Parses, validates and lowers one spec.
 pub fn compile(source: Arc<SourceFile>) -> Result<Compiled, Diagnostics> {
     let document = parse::Document::parse(source)?;
     let spec = validate::check(&document)?;
-    let graph = graph::lower(spec, &document)?;
-    Ok(Compiled { document, graph })
+    let (graph, warnings) = graph::lower(spec, &document)?;
+    Ok(Compiled { document, graph, warnings })
 }
 
 /// Largest spec read: far beyond any real spec, small enough that a stray huge file fails fast.
@@ -51,11 +53,7 @@ pub const MAX_SPEC_BYTES: u64 = 64 * 1024 * 1024;
 /// Reads a spec file. Text that is not UTF-8, or a file over [`MAX_SPEC_BYTES`], is an invalid
 /// spec with a located diagnostic, not an I/O error.
 pub fn read_source(path: &Path) -> Result<Arc<SourceFile>, Error> {
-    let io = |source| Error::Io {
-        path: path.to_owned(),
-        action: "read",
-        source,
-    };
+    let io = |source| Error::Io { path: path.to_owned(), action: "read", source };
     let size = std::fs::metadata(path).map_err(io)?.len();
     let name = path.display().to_string();
     if size > MAX_SPEC_BYTES {
@@ -76,10 +74,7 @@ pub fn read_source(path: &Path) -> Result<Arc<SourceFile>, Error> {
             let file = SourceFile::new(name, String::from_utf8_lossy(e.as_bytes()).into_owned());
             let d = diagnostic::Diagnostic::error(
                 "not-utf8",
-                format!(
-                    "the spec is not UTF-8 text: invalid byte 0x{:02x}",
-                    e.as_bytes()[byte]
-                ),
+                format!("the spec is not UTF-8 text: invalid byte 0x{:02x}", e.as_bytes()[byte]),
             )
             .at(Some(source::Span::at(&file, byte, 1)), "here")
             .help("save the file as UTF-8");
@@ -109,10 +104,6 @@ pub fn plan_file(spec_path: &Path, out: Option<&Path>) -> Result<(Compiled, plan
     let compiled = compile_file(spec_path)?;
     let layout = emit::Layout::new(spec_path, out);
     let files = emit::emit(&compiled.graph, &layout)?;
-    let plan = plan::plan(
-        &files,
-        &layout,
-        &managed_dirs(&compiled.graph.spec, &layout),
-    )?;
+    let plan = plan::plan(&files, &layout, &managed_dirs(&compiled.graph.spec, &layout))?;
     Ok((compiled, plan))
 }

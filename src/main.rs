@@ -1,6 +1,7 @@
 //! The `fhirflow` command line: a thin layer over the library.
 
 use clap::{Parser, Subcommand};
+use fhirflow::diagnostic::{DiagnosticFormat, Diagnostics};
 use fhirflow::graph::GraphFormat;
 use fhirflow::plan::PlanFormat;
 use fhirflow::{Error, ExitStatus};
@@ -26,16 +27,29 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Check a spec: YAML, schema, graph. Prints every problem found.
+    /// Check a spec: YAML, schema, graph. Prints every problem found, sorted by position.
+    #[command(after_help = EXIT_CODES)]
     Validate {
         /// The spec file.
         spec: PathBuf,
+        /// Output format: text, JSON (like `terraform validate -json`) or GitHub annotations.
+        #[arg(long, value_enum, default_value_t = DiagnosticFormat::Text)]
+        format: DiagnosticFormat,
+        /// Treat warnings as errors.
+        #[arg(long)]
+        deny_warnings: bool,
+        /// Print the resolved settings of one stage (`pipeline.stage` or a unique stage id), and where each came from.
+        #[arg(long, value_name = "STAGE")]
+        explain: Option<String>,
     },
     /// Show what `apply` would add, change or remove, down to tasks and schedules.
     #[command(after_help = EXIT_CODES)]
     Plan {
         /// The spec file.
         spec: PathBuf,
+        /// Treat warnings as errors.
+        #[arg(long)]
+        deny_warnings: bool,
         /// Root the spec's relative output paths here instead of the spec's folder.
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
@@ -51,6 +65,9 @@ enum Command {
     Apply {
         /// The spec file.
         spec: PathBuf,
+        /// Treat warnings as errors.
+        #[arg(long)]
+        deny_warnings: bool,
         /// Root the spec's relative output paths here instead of the spec's folder.
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
@@ -101,47 +118,72 @@ fn print(text: &str) {
     let _ = stdout.write_all(text.as_bytes());
 }
 
+/// Prints a compiled spec's warnings; with `deny`, they are errors.
+fn warnings(compiled: &fhirflow::Compiled, deny: bool) -> Result<(), Error> {
+    if compiled.warnings.is_empty() {
+        return Ok(());
+    }
+    let mut warnings = compiled.warnings.clone();
+    if deny {
+        warnings.deny_warnings();
+        return Err(Error::Invalid(warnings));
+    }
+    eprint!("{}", warnings.render());
+    Ok(())
+}
+
 fn run(cli: Cli) -> Result<ExitStatus, Error> {
     match cli.command {
-        Command::Validate { spec } => {
-            let compiled = fhirflow::compile_file(&spec)?;
-            let graph = &compiled.graph;
-            print(&format!(
-                "{}: valid ({} pipelines, {} tasks)\n",
-                spec.display(),
-                graph.pipelines.len(),
-                graph.task_count()
-            ));
+        Command::Validate { spec, format, deny_warnings, explain } => {
+            let compiled = match fhirflow::read_source(&spec) {
+                Ok(source) => fhirflow::compile(source),
+                Err(Error::Invalid(diagnostics)) => Err(diagnostics),
+                Err(other) => return Err(other),
+            };
+            let mut diagnostics = match &compiled {
+                Ok(c) => c.warnings.clone(),
+                Err(d) => d.clone(),
+            };
+            if deny_warnings {
+                diagnostics.deny_warnings();
+            }
+            match format {
+                DiagnosticFormat::Text => eprint!("{}", diagnostics.render()),
+                other => print(&diagnostics.render_as(other)),
+            }
+            let compiled = match compiled {
+                Ok(c) if !diagnostics.has_errors() => c,
+                _ => return Ok(ExitStatus::Invalid),
+            };
+            if let Some(stage) = explain {
+                match fhirflow::graph::explain(&compiled.graph, &compiled.document, &stage) {
+                    Ok(text) => print(&text),
+                    Err(d) => return Err(Error::Invalid(Diagnostics::from_iter([d]))),
+                }
+            } else if format == DiagnosticFormat::Text {
+                let graph = &compiled.graph;
+                print(&format!(
+                    "{}: valid ({} pipelines, {} tasks)\n",
+                    spec.display(),
+                    graph.pipelines.len(),
+                    graph.task_count()
+                ));
+            }
             Ok(ExitStatus::Ok)
         }
-        Command::Plan {
-            spec,
-            out,
-            detailed_exitcode,
-            format,
-        } => {
-            let (_, plan) = fhirflow::plan_file(&spec, out.as_deref())?;
+        Command::Plan { spec, out, detailed_exitcode, format, deny_warnings } => {
+            let (compiled, plan) = fhirflow::plan_file(&spec, out.as_deref())?;
+            warnings(&compiled, deny_warnings)?;
             print(&plan.render(format));
-            Ok(if detailed_exitcode && plan.has_changes() {
-                ExitStatus::UsageOrChanges
-            } else {
-                ExitStatus::Ok
-            })
+            Ok(if detailed_exitcode && plan.has_changes() { ExitStatus::UsageOrChanges } else { ExitStatus::Ok })
         }
-        Command::Apply {
-            spec,
-            out,
-            check,
-            force,
-        } => {
-            let (_, plan) = fhirflow::plan_file(&spec, out.as_deref())?;
+        Command::Apply { spec, out, check, force, deny_warnings } => {
+            let (compiled, plan) = fhirflow::plan_file(&spec, out.as_deref())?;
+            warnings(&compiled, deny_warnings)?;
             if check {
                 if plan.has_changes() {
                     print(&plan.render(PlanFormat::Text));
-                    eprintln!(
-                        "error: the generated files are out of date; run `fhirflow apply {}`",
-                        spec.display()
-                    );
+                    eprintln!("error: the generated files are out of date; run `fhirflow apply {}`", spec.display());
                     return Ok(ExitStatus::UsageOrChanges);
                 }
                 print("The generated files are up to date.\n");

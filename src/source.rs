@@ -14,10 +14,7 @@ pub struct SourceFile {
 impl SourceFile {
     /// A shared source file.
     pub fn new(name: impl Into<String>, text: impl Into<String>) -> Arc<Self> {
-        Arc::new(Self {
-            name: name.into(),
-            text: text.into(),
-        })
+        Arc::new(Self { name: name.into(), text: text.into() })
     }
 
     /// The 1-based line and column (in characters) of a byte offset.
@@ -32,10 +29,7 @@ impl SourceFile {
 
     /// The text of a 1-based line, without its line break.
     pub fn line_text(&self, line: usize) -> &str {
-        self.text
-            .split('\n')
-            .nth(line.saturating_sub(1))
-            .map_or("", |l| l.strip_suffix('\r').unwrap_or(l))
+        self.text.split('\n').nth(line.saturating_sub(1)).map_or("", |l| l.strip_suffix('\r').unwrap_or(l))
     }
 
     /// The byte offset of a 1-based line and column, clamped to the text.
@@ -43,11 +37,7 @@ impl SourceFile {
         let mut start = 0;
         for (i, l) in self.text.split_inclusive('\n').enumerate() {
             if i + 1 == line {
-                let col_bytes: usize = l
-                    .chars()
-                    .take(column.saturating_sub(1))
-                    .map(char::len_utf8)
-                    .sum();
+                let col_bytes: usize = l.chars().take(column.saturating_sub(1)).map(char::len_utf8).sum();
                 return start + col_bytes;
             }
             start += l.len();
@@ -90,19 +80,13 @@ impl Span {
     pub fn at(file: &Arc<SourceFile>, byte: usize, len: usize) -> Self {
         let start = file.position(byte);
         let end = file.position(byte + len.max(1));
-        Self {
-            file: Arc::clone(file),
-            start,
-            end,
-        }
+        Self { file: Arc::clone(file), start, end }
     }
 
     /// A span covering the whole of line `line`, for when only a line is known.
     pub fn line(file: &Arc<SourceFile>, line: usize, column: usize) -> Self {
         let byte = file.offset(line, column);
-        let rest = file.text[byte..]
-            .find('\n')
-            .unwrap_or(file.text.len() - byte);
+        let rest = file.text[byte..].find('\n').unwrap_or(file.text.len() - byte);
         Self::at(file, byte, rest)
     }
 }
@@ -114,14 +98,7 @@ mod tests {
     #[test]
     fn positions_count_characters() {
         let f = SourceFile::new("x.yaml", "a: 1\nbé: 2\n");
-        assert_eq!(
-            f.position(0),
-            Position {
-                line: 1,
-                column: 1,
-                byte: 0
-            }
-        );
+        assert_eq!(f.position(0), Position { line: 1, column: 1, byte: 0 });
         let p = f.position(f.text.find(": 2").unwrap());
         assert_eq!((p.line, p.column), (2, 3));
         assert_eq!(f.line_text(2), "bé: 2");

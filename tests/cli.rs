@@ -9,12 +9,7 @@ use predicates::str::contains;
 #[test]
 fn validate_accepts_both_seed_specs() {
     for spec in ["pipelines/fhir.yaml", "pipelines/dental_clinic.yaml"] {
-        fhirflow()
-            .current_dir(repo())
-            .args(["validate", spec])
-            .assert()
-            .success()
-            .stdout(contains("valid"));
+        fhirflow().current_dir(repo()).args(["validate", spec]).assert().success().stdout(contains("valid"));
     }
 }
 
@@ -22,19 +17,9 @@ fn validate_accepts_both_seed_specs() {
 fn apply_then_plan_shows_no_changes() {
     let (dir, spec) = project_with("fhir.yaml");
     let out = dir.path().join("out");
-    fhirflow_out("apply", &spec, &out)
-        .assert()
-        .success()
-        .stdout(contains("Apply complete: 8 added"));
-    fhirflow_out("plan", &spec, &out)
-        .arg("--detailed-exitcode")
-        .assert()
-        .code(0)
-        .stdout(contains("No changes"));
-    fhirflow_out("apply", &spec, &out)
-        .arg("--check")
-        .assert()
-        .code(0);
+    fhirflow_out("apply", &spec, &out).assert().success().stdout(contains("Apply complete: 8 added"));
+    fhirflow_out("plan", &spec, &out).arg("--detailed-exitcode").assert().code(0).stdout(contains("No changes"));
+    fhirflow_out("apply", &spec, &out).arg("--check").assert().code(0);
 }
 
 #[test]
@@ -42,11 +27,7 @@ fn a_schedule_edit_makes_plan_exit_2_and_name_it() {
     let (dir, spec) = project_with("fhir.yaml");
     let out = dir.path().join("out");
     fhirflow_out("apply", &spec, &out).assert().success();
-    edit(
-        &spec,
-        "schedule: \"*/10 * * * *\"",
-        "schedule: \"*/15 * * * *\"",
-    );
+    edit(&spec, "schedule: \"*/10 * * * *\"", "schedule: \"*/15 * * * *\"");
     fhirflow_out("plan", &spec, &out)
         .arg("--detailed-exitcode")
         .assert()
@@ -54,10 +35,7 @@ fn a_schedule_edit_makes_plan_exit_2_and_name_it() {
         .stdout(contains("dags/dbt_transform_fhir.py"))
         .stdout(contains("~ schedule: \"*/10 * * * *\" → \"*/15 * * * *\""))
         .stdout(contains("Plan: 0 to add, 1 to change, 0 to remove."));
-    fhirflow_out("apply", &spec, &out)
-        .arg("--check")
-        .assert()
-        .code(2);
+    fhirflow_out("apply", &spec, &out).arg("--check").assert().code(2);
 }
 
 #[test]
@@ -71,25 +49,12 @@ fn plan_names_added_removed_renamed_and_changed_tasks() {
         "check_dbt_installation:\n        kind: shell",
         "check_dbt_installation:\n        retries: 3\n        kind: shell",
     );
-    let assert = fhirflow_out("plan", &spec, &out)
-        .arg("--format")
-        .arg("json")
-        .assert()
-        .success();
-    let plan: serde_json::Value =
-        serde_json::from_slice(&assert.get_output().stdout).expect("JSON plan");
+    let assert = fhirflow_out("plan", &spec, &out).arg("--format").arg("json").assert().success();
+    let plan: serde_json::Value = serde_json::from_slice(&assert.get_output().stdout).expect("JSON plan");
     assert_eq!(plan["format_version"], "1.0");
     let details = plan["changes"][0]["details"].to_string();
-    assert!(
-        details
-            .contains(r#""type":"task_renamed","from":"dbt_docs_generate","to":"dbt_docs_build""#),
-        "{details}"
-    );
-    assert!(
-        details.contains(r#""task":"check_dbt_installation""#)
-            && details.contains("retries: 1 → 3"),
-        "{details}"
-    );
+    assert!(details.contains(r#""type":"task_renamed","from":"dbt_docs_generate","to":"dbt_docs_build""#), "{details}");
+    assert!(details.contains(r#""task":"check_dbt_installation""#) && details.contains("retries: 1 → 3"), "{details}");
 }
 
 #[test]
@@ -114,11 +79,7 @@ fn apply_refuses_hand_edited_files_and_writes_nothing() {
     edit(&dag, "retries=0", "retries=9");
     edit(&spec, "batch_size: 100", "batch_size: 50");
     let before = std::fs::read_to_string(out.join("dags/s3_to_snowflake_load.py")).unwrap();
-    edit(
-        &spec,
-        "description: Run the dbt",
-        "description: Now run the dbt",
-    );
+    edit(&spec, "description: Run the dbt", "description: Now run the dbt");
     fhirflow_out("apply", &spec, &out)
         .assert()
         .code(4)
@@ -129,15 +90,8 @@ fn apply_refuses_hand_edited_files_and_writes_nothing() {
         before,
         "nothing is written"
     );
-    fhirflow_out("apply", &spec, &out)
-        .arg("--force")
-        .assert()
-        .success();
-    assert!(
-        std::fs::read_to_string(&dag)
-            .unwrap()
-            .contains("Now run the dbt")
-    );
+    fhirflow_out("apply", &spec, &out).arg("--force").assert().success();
+    assert!(std::fs::read_to_string(&dag).unwrap().contains("Now run the dbt"));
 }
 
 #[test]
@@ -145,19 +99,9 @@ fn apply_refuses_files_it_did_not_write() {
     let (dir, spec) = project_with("dental_clinic.yaml");
     let out = dir.path().join("out");
     std::fs::create_dir_all(out.join("dags")).unwrap();
-    std::fs::write(
-        out.join("dags/dbt_dental_clinic_nightly.py"),
-        "# my own DAG\n",
-    )
-    .unwrap();
-    fhirflow_out("apply", &spec, &out)
-        .assert()
-        .code(4)
-        .stderr(contains("not written by fhirflow"));
-    assert_eq!(
-        std::fs::read_to_string(out.join("dags/dbt_dental_clinic_nightly.py")).unwrap(),
-        "# my own DAG\n"
-    );
+    std::fs::write(out.join("dags/dbt_dental_clinic_nightly.py"), "# my own DAG\n").unwrap();
+    fhirflow_out("apply", &spec, &out).assert().code(4).stderr(contains("not written by fhirflow"));
+    assert_eq!(std::fs::read_to_string(out.join("dags/dbt_dental_clinic_nightly.py")).unwrap(), "# my own DAG\n");
 }
 
 #[test]
@@ -166,11 +110,13 @@ fn apply_removes_stale_files_of_its_own_spec_only() {
     let out = dir.path().join("out");
     fhirflow_out("apply", &spec, &out).assert().success();
     let other = out.join("dags/other.py");
-    std::fs::write(&other, "# Generated by fhirflow from other.yaml. Do not edit.\n# fhirflow-spec: other.yaml\n# fhirflow-sha256: x\n").unwrap();
+    std::fs::write(
+        &other,
+        "# Generated by fhirflow from other.yaml. Do not edit.\n# fhirflow-spec: other.yaml\n# fhirflow-sha256: x\n",
+    )
+    .unwrap();
     let text = std::fs::read_to_string(&spec).unwrap();
-    let cut = text
-        .find("  dbt_dental_clinic_layered:")
-        .expect("layered pipeline");
+    let cut = text.find("  dbt_dental_clinic_layered:").expect("layered pipeline");
     std::fs::write(&spec, &text[..cut]).unwrap();
     fhirflow_out("apply", &spec, &out)
         .assert()
@@ -185,11 +131,7 @@ fn apply_removes_stale_files_of_its_own_spec_only() {
 fn out_of_the_box_paths_are_relative_to_the_spec() {
     let (dir, spec) = project_with("dental_clinic.yaml");
     fhirflow().arg("apply").arg(&spec).assert().success();
-    assert!(
-        dir.path()
-            .join("dags/dbt_dental_clinic_nightly.py")
-            .exists()
-    );
+    assert!(dir.path().join("dags/dbt_dental_clinic_nightly.py").exists());
 }
 
 #[test]
@@ -208,11 +150,7 @@ fn invalid_spec_exits_1_with_located_errors() {
 
 #[test]
 fn io_and_usage_errors_have_their_own_codes() {
-    fhirflow()
-        .args(["validate", "/nonexistent/spec.yaml"])
-        .assert()
-        .code(3)
-        .stderr(contains("cannot read"));
+    fhirflow().args(["validate", "/nonexistent/spec.yaml"]).assert().code(3).stderr(contains("cannot read"));
     fhirflow().args(["plan"]).assert().code(2);
     fhirflow().args(["frobnicate"]).assert().code(2);
 }
@@ -234,24 +172,16 @@ fn non_utf8_spec_is_a_located_error() {
 #[test]
 fn schema_command_prints_the_committed_schema() {
     let committed = std::fs::read_to_string(repo().join("schemas/pipeline.schema.json")).unwrap();
-    fhirflow()
-        .arg("schema")
-        .assert()
-        .success()
-        .stdout(committed);
+    fhirflow().arg("schema").assert().success().stdout(committed);
 }
 
 #[test]
 fn graph_renders_mermaid_dot_and_json() {
     let spec = repo().join("pipelines/fhir.yaml");
-    fhirflow()
-        .arg("graph")
-        .arg(&spec)
-        .assert()
-        .success()
-        .stdout(contains("flowchart LR").and(contains(
-            "s3_to_snowflake_load__update_watermark -.-> dbt_transform_fhir__wait_for_s3_load",
-        )));
+    fhirflow().arg("graph").arg(&spec).assert().success().stdout(
+        contains("flowchart LR")
+            .and(contains("s3_to_snowflake_load__update_watermark -.-> dbt_transform_fhir__wait_for_s3_load")),
+    );
     fhirflow()
         .arg("graph")
         .arg(&spec)
@@ -272,9 +202,83 @@ fn graph_renders_mermaid_dot_and_json() {
 fn every_spec_starts_with_a_schema_modeline() {
     for spec in ["fhir.yaml", "dental_clinic.yaml"] {
         let text = std::fs::read_to_string(repo().join("pipelines").join(spec)).unwrap();
-        assert!(
-            text.starts_with("# yaml-language-server: $schema=../schemas/pipeline.schema.json\n"),
-            "{spec}"
-        );
+        assert!(text.starts_with("# yaml-language-server: $schema=../schemas/pipeline.schema.json\n"), "{spec}");
     }
+}
+
+#[test]
+fn validate_json_has_terraform_shape() {
+    let (_dir, spec) = project_with("fhir.yaml");
+    edit(&spec, "after: [dbt_run_staging]", "after: [dbt_run_stagng]");
+    edit(&spec, "retries: 2", "retries: -2");
+    let assert = fhirflow().arg("validate").arg(&spec).args(["--format", "json"]).assert().code(1);
+    let doc: serde_json::Value = serde_json::from_slice(&assert.get_output().stdout).expect("JSON");
+    assert_eq!(doc["format_version"], "1.0");
+    assert_eq!(doc["valid"], false);
+    assert_eq!(doc["error_count"], 1, "schema errors stop before the graph: {doc:#}");
+    let d = &doc["diagnostics"][0];
+    assert_eq!(d["severity"], "error");
+    assert_eq!(d["summary"], "`retries` must be ≥ 0, got -2");
+    assert!(d["range"]["filename"].as_str().unwrap().ends_with("fhir.yaml"));
+    assert!(d["range"]["start"]["line"].as_u64().unwrap() > 1);
+    assert!(d["range"]["start"]["byte"].is_u64() && d["range"]["end"]["column"].is_u64());
+}
+
+#[test]
+fn validate_github_annotations() {
+    let (_dir, spec) = project_with("fhir.yaml");
+    edit(&spec, "after: [dbt_run_staging]", "after: [dbt_run_stagng]");
+    fhirflow()
+        .arg("validate")
+        .arg(&spec)
+        .args(["--format", "github"])
+        .assert()
+        .code(1)
+        .stdout(predicate::str::is_match(r"^::error file=[^,]+fhir.yaml,line=\d+,col=\d+,endLine=\d+,endColumn=\d+,title=fhirflow unknown-stage::`dbt_run_intermediate` waits for `dbt_run_stagng`, which is not a stage of pipeline `dbt_transform_fhir`%0Ano such stage; help: did you mean `dbt_run_staging`\?\n$").unwrap());
+}
+
+#[test]
+fn warnings_do_not_fail_unless_denied() {
+    let (dir, spec) = project_with("fhir.yaml");
+    edit(
+        &spec,
+        "    max_active_runs: 1\n    tags: [fhir, snowflake]",
+        "    max_active_runs: 3\n    tags: [fhir, snowflake]",
+    );
+    fhirflow().arg("validate").arg(&spec).assert().success().stderr(contains("warning[concurrent-load]"));
+    fhirflow()
+        .arg("validate")
+        .arg(&spec)
+        .arg("--deny-warnings")
+        .assert()
+        .code(1)
+        .stderr(contains("error[concurrent-load]"));
+    let out = dir.path().join("out");
+    fhirflow_out("plan", &spec, &out).arg("--deny-warnings").assert().code(1);
+    fhirflow_out("apply", &spec, &out).assert().success().stderr(contains("warning[concurrent-load]"));
+}
+
+#[test]
+fn explain_shows_where_each_setting_comes_from() {
+    fhirflow()
+        .current_dir(repo())
+        .args(["validate", "pipelines/fhir.yaml", "--explain", "s3_to_snowflake_load.load"])
+        .assert()
+        .success()
+        .stdout(contains("tasks:    create_snowflake_tables, get_last_watermark"))
+        .stdout(
+            predicate::str::is_match(
+                r"retries +2 +pipeline `s3_to_snowflake_load` defaults \(pipelines/fhir.yaml:\d+:\d+\)",
+            )
+            .unwrap(),
+        )
+        .stdout(
+            predicate::str::is_match(r"owner +data-eng +project defaults \(pipelines/fhir.yaml:\d+:\d+\)").unwrap(),
+        );
+    fhirflow()
+        .current_dir(repo())
+        .args(["validate", "pipelines/fhir.yaml", "--explain", "dbt_run_stagin"])
+        .assert()
+        .code(1)
+        .stderr(contains("did you mean `dbt_run_staging`?"));
 }

@@ -18,11 +18,7 @@ fn venv(var: &str) -> Option<PathBuf> {
     let path = std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| {
         panic!("{var} is not set: run the tests with scripts/test.sh, or set FHIRFLOW_SKIP_CONFORMANCE=1 to skip them")
     });
-    assert!(
-        path.join("bin/python").exists(),
-        "{var}={} is not a venv",
-        path.display()
-    );
+    assert!(path.join("bin/python").exists(), "{var}={} is not a venv", path.display());
     Some(path)
 }
 
@@ -41,26 +37,16 @@ fn run(command: &mut Command) -> String {
 
 /// Runs `code` with the venv's python and `arg` as `sys.argv[1]`; returns its stdout.
 fn python(venv: &Path, code: &str, arg: &Path) -> String {
-    run(Command::new(venv.join("bin/python"))
-        .arg("-c")
-        .arg(code)
-        .arg(arg))
+    run(Command::new(venv.join("bin/python")).arg("-c").arg(code).arg(arg))
 }
 
 /// Applies `spec` under `out` and writes its expectations to `out/expect.json`.
 fn apply(spec: &Path, out: &Path) -> serde_json::Value {
-    fhirflow()
-        .arg("apply")
-        .arg(spec)
-        .arg("--out")
-        .arg(out)
-        .assert()
-        .success();
+    fhirflow().arg("apply").arg(spec).arg("--out").arg(out).assert().success();
     let compiled = fhirflow::compile_file(spec).expect("the spec compiles");
     let expectations = compiled.graph.expectations();
     std::fs::write(out.join("expect.json"), expectations.to_string()).expect("write expectations");
-    std::fs::write(out.join("expect-dbt.json"), expectations["dbt"].to_string())
-        .expect("write dbt expectations");
+    std::fs::write(out.join("expect-dbt.json"), expectations["dbt"].to_string()).expect("write dbt expectations");
     expectations
 }
 
@@ -126,12 +112,8 @@ fn fhir_dags_load_in_airflow_with_the_seed_task_ids() {
     let dir = tempfile::tempdir().unwrap();
     let expectations = apply(&repo().join("pipelines/fhir.yaml"), dir.path());
     for (dag, tasks) in SEED_TASKS {
-        let mut got: Vec<&str> = expectations["dags"][dag]["tasks"]
-            .as_object()
-            .expect(dag)
-            .keys()
-            .map(String::as_str)
-            .collect();
+        let mut got: Vec<&str> =
+            expectations["dags"][dag]["tasks"].as_object().expect(dag).keys().map(String::as_str).collect();
         let mut want = tasks.to_vec();
         got.sort();
         want.sort();
@@ -140,14 +122,8 @@ fn fhir_dags_load_in_airflow_with_the_seed_task_ids() {
     let sensor = &expectations["dags"]["dbt_transform_fhir"]["tasks"]["wait_for_s3_load"]["sensor"];
     assert_eq!(sensor["external_dag_id"], "s3_to_snowflake_load");
     assert_eq!(sensor["external_task_id"], "update_watermark");
-    assert_eq!(
-        expectations["dags"]["s3_to_snowflake_load"]["max_active_runs"],
-        1
-    );
-    assert_eq!(
-        expectations["dags"]["synthea_generation"]["schedule"]["interval_seconds"],
-        10
-    );
+    assert_eq!(expectations["dags"]["s3_to_snowflake_load"]["max_active_runs"], 1);
+    assert_eq!(expectations["dags"]["synthea_generation"]["schedule"]["interval_seconds"], 10);
     airflow_check(&airflow, dir.path());
 }
 
@@ -162,10 +138,7 @@ fn dental_dags_load_in_airflow() {
     assert_eq!(nightly["schedule"], "0 2 * * *");
     assert_eq!(nightly["tasks"]["dbt_build"]["retries"], 2);
     assert_eq!(nightly["tasks"]["dbt_build"]["retry_delay_seconds"], 300);
-    assert_eq!(
-        nightly["tasks"]["dbt_build"]["upstream"],
-        serde_json::json!(["dbt_deps"])
-    );
+    assert_eq!(nightly["tasks"]["dbt_build"]["upstream"], serde_json::json!(["dbt_deps"]));
     airflow_check(&airflow, dir.path());
 }
 
@@ -175,32 +148,11 @@ fn dbt_reads_the_generated_tags_and_selectors() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    copy_dir(
-        &repo().join("tests/fixtures/dbt_fhir"),
-        &dir.path().join("dbt"),
-    );
+    copy_dir(&repo().join("tests/fixtures/dbt_fhir"), &dir.path().join("dbt"));
     let expectations = apply(&repo().join("pipelines/fhir.yaml"), dir.path());
-    assert_eq!(
-        expectations["dbt"]["tags"]["staging"]
-            .as_array()
-            .unwrap()
-            .len(),
-        18
-    );
-    assert_eq!(
-        expectations["dbt"]["tags"]["intermediate"]
-            .as_array()
-            .unwrap()
-            .len(),
-        4
-    );
-    assert_eq!(
-        expectations["dbt"]["tags"]["marts"]
-            .as_array()
-            .unwrap()
-            .len(),
-        5
-    );
+    assert_eq!(expectations["dbt"]["tags"]["staging"].as_array().unwrap().len(), 18);
+    assert_eq!(expectations["dbt"]["tags"]["intermediate"].as_array().unwrap().len(), 4);
+    assert_eq!(expectations["dbt"]["tags"]["marts"].as_array().unwrap().len(), 5);
     run(Command::new(dbt.join("bin/python"))
         .arg(repo().join("tests/conformance/dbt_check.py"))
         .arg("--strict")
@@ -212,8 +164,7 @@ fn dbt_reads_the_generated_tags_and_selectors() {
 /// against the DuckDB fixture project; only the cross-DAG sensor is marked success.
 #[test]
 fn airflow_dags_test_runs_the_dbt_dag_for_real() {
-    let (Some(airflow), Some(dbt)) = (venv("FHIRFLOW_AIRFLOW_VENV"), venv("FHIRFLOW_DBT_VENV"))
-    else {
+    let (Some(airflow), Some(dbt)) = (venv("FHIRFLOW_AIRFLOW_VENV"), venv("FHIRFLOW_DBT_VENV")) else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -221,17 +172,10 @@ fn airflow_dags_test_runs_the_dbt_dag_for_real() {
     std::fs::create_dir_all(spec.parent().unwrap()).unwrap();
     // Workers find the project next to the DAGs folder rather than at /opt/airflow/dbt.
     let text = std::fs::read_to_string(repo().join("pipelines/fhir.yaml")).unwrap();
-    let deploy =
-        "  deploy:\n    project_dir: /opt/airflow/dbt\n    profiles_dir: /opt/airflow/dbt\n";
-    assert!(
-        text.contains(deploy),
-        "fhir.yaml has the deploy block this test removes"
-    );
+    let deploy = "  deploy:\n    project_dir: /opt/airflow/dbt\n    profiles_dir: /opt/airflow/dbt\n";
+    assert!(text.contains(deploy), "fhir.yaml has the deploy block this test removes");
     std::fs::write(&spec, text.replace(deploy, "")).unwrap();
-    copy_dir(
-        &repo().join("tests/fixtures/dbt_fhir"),
-        &dir.path().join("dbt"),
-    );
+    copy_dir(&repo().join("tests/fixtures/dbt_fhir"), &dir.path().join("dbt"));
     fhirflow().arg("apply").arg(&spec).assert().success();
     run(Command::new("bash")
         .arg(repo().join("tests/conformance/airflow_dags_test.sh"))
@@ -259,8 +203,7 @@ fn hostile_strings_reach_airflow_as_strings() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let description =
-        "ends \"\"\" here\nimport os; os.system('touch /tmp/pwned') \\ # \u{2028} done";
+    let description = "ends \"\"\" here\nimport os; os.system('touch /tmp/pwned') \\ # \u{2028} done";
     let command = "echo \"$(whoami)\" 'it''s' \\\\ \"\"\" ; exit 0 # trailing.sh";
     let spec = dir.path().join("hostile.yaml");
     let yaml = format!(
@@ -270,13 +213,7 @@ fn hostile_strings_reach_airflow_as_strings() {
         serde_json::to_string(description).unwrap()
     );
     std::fs::write(&spec, yaml).unwrap();
-    fhirflow()
-        .arg("apply")
-        .arg(&spec)
-        .arg("--out")
-        .arg(dir.path())
-        .assert()
-        .success();
+    fhirflow().arg("apply").arg(&spec).arg("--out").arg(dir.path()).assert().success();
     let probe = r#"
 import json, os, sys, tempfile
 os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp()
@@ -291,11 +228,7 @@ print(json.dumps({"description": dag.description, "command": task.bash_command, 
     let stdout = python(&airflow, probe, &dir.path().join("dags"));
     let seen: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     assert_eq!(seen["description"], description);
-    assert_eq!(
-        seen["command"],
-        format!("{command} "),
-        "a trailing .sh gets the space BashOperator needs"
-    );
+    assert_eq!(seen["command"], format!("{command} "), "a trailing .sh gets the space BashOperator needs");
     assert_eq!(seen["env"]["X"], description);
     assert_eq!(seen["tags"], serde_json::json!(["a\"b"]));
     assert!(!Path::new("/tmp/pwned").exists());

@@ -72,11 +72,7 @@ fn emitted_python_reads_back_every_hostile_string() {
     let mut expected = Vec::new();
     for case in 0..64 {
         let (description, command, env_value) = strategy.new_tree(&mut runner).unwrap().current();
-        let command = if command.trim().is_empty() {
-            format!("x{command}")
-        } else {
-            command
-        };
+        let command = if command.trim().is_empty() { format!("x{command}") } else { command };
         let yaml = format!(
             "version: 1\npipelines:\n  p{case}:\n    description: {}\n    stages:\n      s:\n        kind: shell\n        command: {}\n        env: {{V: {}}}\n",
             serde_json::to_string(&description).unwrap(),
@@ -91,12 +87,11 @@ fn emitted_python_reads_back_every_hostile_string() {
         for file in emit(&compiled.graph, &layout).unwrap() {
             let path = dir.path().join(format!("case{case}.py"));
             std::fs::write(&path, &file.contents).unwrap();
-            let command =
-                if command.trim_end().ends_with(".sh") || command.trim_end().ends_with(".bash") {
-                    format!("{command} ")
-                } else {
-                    command.clone()
-                };
+            let command = if command.trim_end().ends_with(".sh") || command.trim_end().ends_with(".bash") {
+                format!("{command} ")
+            } else {
+                command.clone()
+            };
             expected.push(serde_json::json!({
                 "file": path, "description": description, "command": command, "env": env_value,
             }));
@@ -124,12 +119,7 @@ for case in json.load(open(sys.argv[1], encoding="utf-8")):
 assert len(shapes) == 1, shapes
 print(f"{len(json.load(open(sys.argv[1])))} generated DAG files parse and read back every string")
 "#;
-    let output = Command::new("python3")
-        .arg("-c")
-        .arg(checker)
-        .arg(&cases)
-        .output()
-        .expect("python3 runs");
+    let output = Command::new("python3").arg("-c").arg(checker).arg(&cases).output().expect("python3 runs");
     assert!(
         output.status.success(),
         "{}{}",

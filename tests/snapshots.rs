@@ -15,12 +15,7 @@ fn snapshot_spec(name: &str) {
     let files = emit(&compiled.graph, &layout).expect("emits");
     assert!(!files.is_empty());
     for file in files {
-        let key = format!(
-            "{}__{}",
-            name.trim_end_matches(".yaml"),
-            file.path.display()
-        )
-        .replace('/', "__");
+        let key = format!("{}__{}", name.trim_end_matches(".yaml"), file.path.display()).replace('/', "__");
         insta::assert_snapshot!(key, file.contents);
     }
 }
@@ -56,31 +51,14 @@ const BASE: &str = "version: 1\npipelines:\n  up:\n    schedule: \"*/7 * * * *\"
 #[test]
 fn diagnostic_texts() {
     let cases = [
-        (
-            "yaml_syntax",
-            "version: 1\npipelines:\n  p: [unclosed\n".to_owned(),
-        ),
-        (
-            "duplicate_key",
-            "version: 1\nversion: 1\npipelines: {}\n".to_owned(),
-        ),
-        (
-            "schema_range",
-            format!("{BASE}      a: {{kind: shell, command: x, retries: -1}}\n"),
-        ),
-        (
-            "unknown_key",
-            format!("{BASE}      a: {{kind: shell, command: x, retires: 2}}\n"),
-        ),
-        (
-            "bad_choice",
-            format!("{BASE}      a: {{kind: dbt, command: runn}}\n"),
-        ),
+        ("yaml_syntax", "version: 1\npipelines:\n  p: [unclosed\n".to_owned()),
+        ("duplicate_key", "version: 1\nversion: 1\npipelines: {}\n".to_owned()),
+        ("schema_range", format!("{BASE}      a: {{kind: shell, command: x, retries: -1}}\n")),
+        ("unknown_key", format!("{BASE}      a: {{kind: shell, command: x, retires: 2}}\n")),
+        ("bad_choice", format!("{BASE}      a: {{kind: dbt, command: runn}}\n")),
         (
             "unknown_stage",
-            format!(
-                "{BASE}      a: {{kind: shell, command: x}}\n      b: {{kind: shell, command: x, after: [aa]}}\n"
-            ),
+            format!("{BASE}      a: {{kind: shell, command: x}}\n      b: {{kind: shell, command: x, after: [aa]}}\n"),
         ),
         (
             "cycle",
@@ -88,14 +66,8 @@ fn diagnostic_texts() {
                 "{BASE}      a: {{kind: shell, command: x, after: [b]}}\n      b: {{kind: shell, command: x, after: [a]}}\n"
             ),
         ),
-        (
-            "sensor_never_aligns",
-            format!("{BASE}      wait: {{kind: sensor, pipeline: up, stage: load}}\n"),
-        ),
-        (
-            "unknown_pipeline",
-            format!("{BASE}      wait: {{kind: sensor, pipeline: uup}}\n"),
-        ),
+        ("sensor_never_aligns", format!("{BASE}      wait: {{kind: sensor, pipeline: up, stage: load}}\n")),
+        ("unknown_pipeline", format!("{BASE}      wait: {{kind: sensor, pipeline: uup}}\n")),
     ];
     for (name, text) in cases {
         insta::assert_snapshot!(format!("diagnostic_{name}"), diagnostics(&text));

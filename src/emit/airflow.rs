@@ -6,8 +6,8 @@ use super::paths::relative;
 use super::{FileKind, GeneratedFile, Layout, code, render};
 use crate::error::Error;
 use crate::graph::{
-    DbtArg, LoadPlan, LoadStep, Operation, PipelineGraph, PipelineTasks, Settings, Task,
-    TriggerRule, expectations::operator_name,
+    DbtArg, LoadPlan, LoadStep, Operation, PipelineGraph, PipelineTasks, Settings, Task, TriggerRule,
+    expectations::operator_name,
 };
 use crate::spec::Schedule;
 use minijinja::{Value, context};
@@ -36,11 +36,10 @@ const RESERVED: &[&str] = &[
 
 /// Python keywords and builtins a task variable must not be.
 const PYTHON_WORDS: &[&str] = &[
-    "False", "None", "True", "and", "as", "assert", "async", "await", "break", "class", "continue",
-    "def", "del", "elif", "else", "except", "finally", "for", "from", "global", "if", "import",
-    "in", "is", "lambda", "nonlocal", "not", "or", "pass", "raise", "return", "try", "while",
-    "with", "yield", "match", "case", "type", "print", "list", "dict", "set", "str", "int", "len",
-    "id", "object", "open", "max", "min",
+    "False", "None", "True", "and", "as", "assert", "async", "await", "break", "class", "continue", "def", "del",
+    "elif", "else", "except", "finally", "for", "from", "global", "if", "import", "in", "is", "lambda", "nonlocal",
+    "not", "or", "pass", "raise", "return", "try", "while", "with", "yield", "match", "case", "type", "print", "list",
+    "dict", "set", "str", "int", "len", "id", "object", "open", "max", "min",
 ];
 
 /// Writes Airflow 3 DAG files.
@@ -77,14 +76,8 @@ impl<'a> AirflowEmitter<'a> {
             return Ok(None);
         };
         let dags = &self.graph.spec.airflow.dags_folder.0;
-        let profiles = project
-            .profiles_dir
-            .as_ref()
-            .unwrap_or(&project.project_dir);
-        let locate = |deployed: Option<&String>,
-                      local: &str,
-                      what: &str|
-         -> Result<String, Error> {
+        let profiles = project.profiles_dir.as_ref().unwrap_or(&project.project_dir);
+        let locate = |deployed: Option<&String>, local: &str, what: &str| -> Result<String, Error> {
             if let Some(path) = deployed {
                 return Ok(quoted(path));
             }
@@ -94,24 +87,15 @@ impl<'a> AirflowEmitter<'a> {
                     "cannot tell where the dbt {what} folder is from the DAGs folder; set `dbt.deploy.{what}_dir` to its path on the Airflow workers"
                 ),
             })?;
-            Ok(format!(
-                "os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), {}))",
-                quoted(&rel)
-            ))
+            Ok(format!("os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), {}))", quoted(&rel)))
         };
         let deploy = project.deploy.as_ref();
-        let project_dir = locate(
-            deploy.map(|d| &d.project_dir),
-            &project.project_dir.0,
-            "project",
-        )?;
+        let project_dir = locate(deploy.map(|d| &d.project_dir), &project.project_dir.0, "project")?;
         let profiles_dir = match deploy {
             Some(d) => quoted(d.profiles_dir.as_ref().unwrap_or(&d.project_dir)),
             None => locate(None, &profiles.0, "profiles")?,
         };
-        Ok(Some(
-            context! { project_dir => code(project_dir), profiles_dir => code(profiles_dir) },
-        ))
+        Ok(Some(context! { project_dir => code(project_dir), profiles_dir => code(profiles_dir) }))
     }
 
     fn render_pipeline(&self, p: &PipelineTasks) -> Result<String, Error> {
@@ -131,12 +115,7 @@ impl<'a> AirflowEmitter<'a> {
                 kwargs => kwargs.into_iter().map(|(k, v)| context! { name => code(k), value => code(v) }).collect::<Vec<_>>(),
             });
         }
-        let var_of = |id: &str| {
-            p.tasks
-                .iter()
-                .position(|t| t.id == id)
-                .map(|i| vars[i].clone())
-        };
+        let var_of = |id: &str| p.tasks.iter().position(|t| t.id == id).map(|i| vars[i].clone());
         let mut edges = Vec::new();
         for (task, var) in p.tasks.iter().zip(&vars) {
             let ups: Vec<String> = task.upstream.iter().filter_map(|u| var_of(u)).collect();
@@ -152,39 +131,19 @@ impl<'a> AirflowEmitter<'a> {
             Some(other) => quoted(&other.to_string()),
         };
         let start_date = p.start.map(|start| {
-            let tz: chrono_tz::Tz = p
-                .defaults
-                .timezone
-                .value
-                .parse()
-                .unwrap_or(chrono_tz::Tz::UTC);
+            let tz: chrono_tz::Tz = p.defaults.timezone.value.parse().unwrap_or(chrono_tz::Tz::UTC);
             let local = start.with_timezone(&tz);
             use chrono::{Datelike, Timelike};
-            let mut parts = vec![
-                local.year().to_string(),
-                local.month().to_string(),
-                local.day().to_string(),
-            ];
+            let mut parts = vec![local.year().to_string(), local.month().to_string(), local.day().to_string()];
             if (local.hour(), local.minute(), local.second()) != (0, 0, 0) {
-                parts.extend([
-                    local.hour().to_string(),
-                    local.minute().to_string(),
-                    local.second().to_string(),
-                ]);
+                parts.extend([local.hour().to_string(), local.minute().to_string(), local.second().to_string()]);
             }
-            code(format!(
-                "pendulum.datetime({}, tz={})",
-                parts.join(", "),
-                quoted(tz.name())
-            ))
+            code(format!("pendulum.datetime({}, tz={})", parts.join(", "), quoted(tz.name())))
         });
         if start_date.is_some() {
             uses.insert("pendulum");
         }
-        let mut doc = format!(
-            "Airflow DAG `{}`, generated by fhirflow from {}.",
-            p.id, self.layout.spec_name
-        );
+        let mut doc = format!("Airflow DAG `{}`, generated by fhirflow from {}.", p.id, self.layout.spec_name);
         if let Some(description) = &p.description {
             doc = format!("{description}\n\n{doc}");
         }
@@ -192,11 +151,7 @@ impl<'a> AirflowEmitter<'a> {
             .into_iter()
             .map(|(k, v)| context! { name => k, value => code(v) })
             .collect::<Vec<_>>();
-        let dbt = if uses.contains("dbt") || uses.contains("results") {
-            self.dbt_dirs()?
-        } else {
-            None
-        };
+        let dbt = if uses.contains("dbt") || uses.contains("results") { self.dbt_dirs()? } else { None };
         render(
             "dag.py.j2",
             context! {
@@ -240,10 +195,7 @@ impl<'a> AirflowEmitter<'a> {
                     DbtArg::ProjectDir => "DBT_PROJECT_DIR".to_owned(),
                     DbtArg::ProfilesDir => "DBT_PROFILES_DIR".to_owned(),
                 }));
-                kwargs.push((
-                    "bash_command".into(),
-                    format!("shlex.join([{}])", words.join(", ")),
-                ));
+                kwargs.push(("bash_command".into(), format!("shlex.join([{}])", words.join(", "))));
             }
             Operation::Shell { command, env } => {
                 uses.insert("bash");
@@ -271,24 +223,14 @@ impl<'a> AirflowEmitter<'a> {
                 uses.insert("sensor");
                 kwargs.push(("external_dag_id".into(), quoted(s.pipeline.as_str())));
                 kwargs.push(("external_task_id".into(), lit(json!(s.task))));
-                kwargs.push((
-                    "execution_delta".into(),
-                    format!("timedelta(seconds={})", s.execution_delta.as_secs()),
-                ));
+                kwargs.push(("execution_delta".into(), format!("timedelta(seconds={})", s.execution_delta.as_secs())));
                 kwargs.push(("allowed_states".into(), "[\"success\"]".into()));
                 // Task states when a task is named, DAG-run states otherwise.
-                let failed = if s.task.is_some() {
-                    "[\"failed\", \"upstream_failed\"]"
-                } else {
-                    "[\"failed\"]"
-                };
+                let failed = if s.task.is_some() { "[\"failed\", \"upstream_failed\"]" } else { "[\"failed\"]" };
                 kwargs.push(("failed_states".into(), failed.into()));
                 kwargs.push(("check_existence".into(), "True".into()));
                 kwargs.push(("timeout".into(), s.timeout.as_secs().to_string()));
-                kwargs.push((
-                    "poke_interval".into(),
-                    s.poke_interval.as_secs().to_string(),
-                ));
+                kwargs.push(("poke_interval".into(), s.poke_interval.as_secs().to_string()));
                 kwargs.push(("mode".into(), quoted(s.mode.as_str())));
             }
             Operation::Load { step, plan } => {
@@ -304,12 +246,7 @@ impl<'a> AirflowEmitter<'a> {
     }
 }
 
-fn load_kwargs(
-    step: LoadStep,
-    plan: &LoadPlan,
-    uses: &mut BTreeSet<&'static str>,
-    kwargs: &mut Vec<(String, String)>,
-) {
+fn load_kwargs(step: LoadStep, plan: &LoadPlan, uses: &mut BTreeSet<&'static str>, kwargs: &mut Vec<(String, String)>) {
     let table = plan.table.quoted();
     let marks = plan.watermark_table.quoted();
     let source = sql_string(plan.stage.as_str());
@@ -327,13 +264,7 @@ fn load_kwargs(
                 ),
             ];
             kwargs.push(("conn_id".into(), conn));
-            kwargs.push((
-                "sql".into(),
-                format!(
-                    "[{}]",
-                    ddl.iter().map(|s| quoted(s)).collect::<Vec<_>>().join(", ")
-                ),
-            ));
+            kwargs.push(("sql".into(), format!("[{}]", ddl.iter().map(|s| quoted(s)).collect::<Vec<_>>().join(", "))));
         }
         LoadStep::GetWatermark => {
             uses.insert("python");
@@ -341,10 +272,7 @@ fn load_kwargs(
                 "SELECT LAST_MODIFIED, LAST_KEY FROM {marks} WHERE SOURCE = {source} ORDER BY LOAD_ID DESC LIMIT 1"
             );
             kwargs.push(("python_callable".into(), "_get_last_watermark".into()));
-            kwargs.push((
-                "op_kwargs".into(),
-                format!("{{\"conn_id\": {conn}, \"sql\": {}}}", quoted(&sql)),
-            ));
+            kwargs.push(("op_kwargs".into(), format!("{{\"conn_id\": {conn}, \"sql\": {}}}", quoted(&sql))));
         }
         LoadStep::ListFiles => {
             uses.insert("python");
@@ -410,51 +338,24 @@ fn settings_kwargs(settings: &Settings, pipeline: Option<&Settings>) -> Vec<(Str
         out.push(("retries".into(), settings.retries.value.to_string()));
     }
     if differs(p.is_some_and(|p| p.retry_delay.value != settings.retry_delay.value)) {
-        out.push((
-            "retry_delay".into(),
-            format!(
-                "timedelta(seconds={})",
-                settings.retry_delay.value.as_secs()
-            ),
-        ));
+        out.push(("retry_delay".into(), format!("timedelta(seconds={})", settings.retry_delay.value.as_secs())));
     }
-    if differs(p.is_some_and(|p| {
-        p.retry_exponential_backoff.value != settings.retry_exponential_backoff.value
-    })) {
-        let on = if settings.retry_exponential_backoff.value {
-            "True"
-        } else {
-            "False"
-        };
+    if differs(p.is_some_and(|p| p.retry_exponential_backoff.value != settings.retry_exponential_backoff.value)) {
+        let on = if settings.retry_exponential_backoff.value { "True" } else { "False" };
         out.push(("retry_exponential_backoff".into(), on.into()));
     }
     if differs(p.is_some_and(|p| p.execution_timeout.value != settings.execution_timeout.value)) {
         let value = settings
             .execution_timeout
             .value
-            .map_or("None".to_owned(), |d| {
-                format!("timedelta(seconds={})", d.as_secs())
-            });
+            .map_or("None".to_owned(), |d| format!("timedelta(seconds={})", d.as_secs()));
         out.push(("execution_timeout".into(), value));
     }
     if differs(p.is_some_and(|p| p.email_on_failure.value != settings.email_on_failure.value)) {
-        out.push((
-            "email_on_failure".into(),
-            if settings.email_on_failure.value {
-                "True"
-            } else {
-                "False"
-            }
-            .into(),
-        ));
+        out.push(("email_on_failure".into(), if settings.email_on_failure.value { "True" } else { "False" }.into()));
     }
-    if !settings.email.value.is_empty()
-        && differs(p.is_some_and(|p| p.email.value != settings.email.value))
-    {
-        out.push((
-            "email".into(),
-            literal(Language::Python, &json!(settings.email.value)),
-        ));
+    if !settings.email.value.is_empty() && differs(p.is_some_and(|p| p.email.value != settings.email.value)) {
+        out.push(("email".into(), literal(Language::Python, &json!(settings.email.value))));
     }
     out
 }
@@ -485,13 +386,10 @@ fn imports(uses: &BTreeSet<&'static str>) -> Vec<String> {
         third.push("from airflow.providers.standard.operators.python import PythonOperator");
     }
     if has("sensor") {
-        third.push(
-            "from airflow.providers.standard.sensors.external_task import ExternalTaskSensor",
-        );
+        third.push("from airflow.providers.standard.sensors.external_task import ExternalTaskSensor");
     }
     if has("sql") {
-        third
-            .push("from airflow.providers.common.sql.operators.sql import SQLExecuteQueryOperator");
+        third.push("from airflow.providers.common.sql.operators.sql import SQLExecuteQueryOperator");
     }
     let mut lines: Vec<String> = stdlib.into_iter().map(str::to_owned).collect();
     lines.push(String::new());

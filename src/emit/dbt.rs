@@ -68,19 +68,16 @@ impl<'a> DbtEmitter<'a> {
                 })
                 .collect();
             let body = render("layer.yml.j2", context! { models => models })?;
-            let folder = layer.path.as_ref().map_or_else(
-                || PathBuf::from("models").join(name.as_str()),
-                |p| PathBuf::from(&p.0),
-            );
+            let folder = layer
+                .path
+                .as_ref()
+                .map_or_else(|| PathBuf::from("models").join(name.as_str()), |p| PathBuf::from(&p.0));
             files.push(GeneratedFile {
                 path: root.join(folder).join(format!("{name}_models.yml")),
                 contents: header::wrap(&self.layout.spec_name, &body),
                 kind: FileKind::DbtLayer(name.to_string()),
             });
-            let description = layer
-                .description
-                .clone()
-                .unwrap_or_else(|| format!("The {name} layer."));
+            let description = layer.description.clone().unwrap_or_else(|| format!("The {name} layer."));
             selectors.push(context! { name => name.to_string(), description => description, tag => tags[0].clone() });
         }
         let body = render("selectors.yml.j2", context! { selectors => selectors })?;

@@ -50,11 +50,7 @@ pub fn read(text: &str) -> Option<Header> {
     let spec = spec_line.strip_prefix(SPEC_KEY)?.trim_end().to_owned();
     let recorded_hash = hash_line.strip_prefix(HASH_KEY)?.trim_end().to_owned();
     let body_start = first.len() + spec_line.len() + hash_line.len();
-    Some(Header {
-        spec,
-        recorded_hash,
-        actual_hash: sha256(&text[body_start..]),
-    })
+    Some(Header { spec, recorded_hash, actual_hash: sha256(&text[body_start..]) })
 }
 
 #[cfg(test)]

@@ -16,11 +16,7 @@ pub enum Language {
 impl Language {
     /// The language of a template, from its name (`dag.py.j2`, `layer.yml.j2`).
     pub fn of_template(name: &str) -> Self {
-        if name.ends_with(".py.j2") {
-            Language::Python
-        } else {
-            Language::Yaml
-        }
+        if name.ends_with(".py.j2") { Language::Python } else { Language::Yaml }
     }
 }
 
@@ -76,12 +72,7 @@ pub fn docstring(text: &str) -> String {
 /// `value` as a literal of `language`.
 pub fn literal(language: Language, value: &Value) -> String {
     match value {
-        Value::Null => if language == Language::Python {
-            "None"
-        } else {
-            "null"
-        }
-        .to_owned(),
+        Value::Null => if language == Language::Python { "None" } else { "null" }.to_owned(),
         Value::Bool(b) => match (language, b) {
             (Language::Python, true) => "True".to_owned(),
             (Language::Python, false) => "False".to_owned(),
@@ -94,10 +85,8 @@ pub fn literal(language: Language, value: &Value) -> String {
             format!("[{}]", parts.join(", "))
         }
         Value::Object(map) => {
-            let parts: Vec<String> = map
-                .iter()
-                .map(|(k, v)| format!("{}: {}", quoted(k), literal(language, v)))
-                .collect();
+            let parts: Vec<String> =
+                map.iter().map(|(k, v)| format!("{}: {}", quoted(k), literal(language, v))).collect();
             format!("{{{}}}", parts.join(", "))
         }
     }
@@ -117,14 +106,8 @@ mod tests {
 
     #[test]
     fn python_literals() {
-        assert_eq!(
-            literal(Language::Python, &json!([1, true, null, "a\"b"])),
-            r#"[1, True, None, "a\"b"]"#
-        );
-        assert_eq!(
-            literal(Language::Yaml, &json!({"k": false})),
-            r#"{"k": false}"#
-        );
+        assert_eq!(literal(Language::Python, &json!([1, true, null, "a\"b"])), r#"[1, True, None, "a\"b"]"#);
+        assert_eq!(literal(Language::Yaml, &json!({"k": false})), r#"{"k": false}"#);
     }
 
     /// Decodes a literal written by [`quoted`], as Python or YAML would read it.
@@ -142,12 +125,10 @@ mod tests {
                     '"' => out.push('"'),
                     '\\' => out.push('\\'),
                     'x' => out.push(char::from_u32(
-                        u32::from_str_radix(&chars.by_ref().take(2).collect::<String>(), 16)
-                            .ok()?,
+                        u32::from_str_radix(&chars.by_ref().take(2).collect::<String>(), 16).ok()?,
                     )?),
                     'u' => out.push(char::from_u32(
-                        u32::from_str_radix(&chars.by_ref().take(4).collect::<String>(), 16)
-                            .ok()?,
+                        u32::from_str_radix(&chars.by_ref().take(4).collect::<String>(), 16).ok()?,
                     )?),
                     _ => return None,
                 },

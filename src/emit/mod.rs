@@ -67,47 +67,26 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
     // itself built as code (marked safe) are written as they are.
     env.set_formatter(|out, state, value| {
         if value.is_safe() {
-            return out
-                .write_str(value.as_str().unwrap_or_default())
-                .map_err(minijinja::Error::from);
+            return out.write_str(value.as_str().unwrap_or_default()).map_err(minijinja::Error::from);
         }
-        let json = serde_json::to_value(value).map_err(|e| {
-            minijinja::Error::new(minijinja::ErrorKind::BadSerialization, e.to_string())
-        })?;
-        out.write_str(&literal(Language::of_template(state.name()), &json))
-            .map_err(minijinja::Error::from)
+        let json = serde_json::to_value(value)
+            .map_err(|e| minijinja::Error::new(minijinja::ErrorKind::BadSerialization, e.to_string()))?;
+        out.write_str(&literal(Language::of_template(state.name()), &json)).map_err(minijinja::Error::from)
     });
     for (name, source) in [
-        (
-            "dag.py.j2",
-            include_str!("../../templates/airflow/dag.py.j2"),
-        ),
-        (
-            "layer.yml.j2",
-            include_str!("../../templates/dbt/layer.yml.j2"),
-        ),
-        (
-            "selectors.yml.j2",
-            include_str!("../../templates/dbt/selectors.yml.j2"),
-        ),
+        ("dag.py.j2", include_str!("../../templates/airflow/dag.py.j2")),
+        ("layer.yml.j2", include_str!("../../templates/dbt/layer.yml.j2")),
+        ("selectors.yml.j2", include_str!("../../templates/dbt/selectors.yml.j2")),
     ] {
-        env.add_template(name, source)
-            .expect("bundled templates parse");
+        env.add_template(name, source).expect("bundled templates parse");
     }
     env
 });
 
 /// Renders a bundled template.
 fn render(template: &str, context: minijinja::Value) -> Result<String, Error> {
-    let render_error = |e: minijinja::Error| Error::Render {
-        template: template.to_owned(),
-        message: format!("{e:#}"),
-    };
-    TEMPLATES
-        .get_template(template)
-        .map_err(render_error)?
-        .render(context)
-        .map_err(render_error)
+    let render_error = |e: minijinja::Error| Error::Render { template: template.to_owned(), message: format!("{e:#}") };
+    TEMPLATES.get_template(template).map_err(render_error)?.render(context).map_err(render_error)
 }
 
 /// A string of generated code, written as it is. Only for text built by fhirflow from checked values.

@@ -20,26 +20,16 @@ impl Layout {
             Some(out) => out.to_owned(),
             None => spec_path.parent().map(Path::to_owned).unwrap_or_default(),
         };
-        let spec_name = spec_path.file_name().map_or_else(
-            || "spec.yaml".to_owned(),
-            |n| n.to_string_lossy().into_owned(),
-        );
-        Self {
-            root,
-            spec_name,
-            contained: out.is_some(),
-        }
+        let spec_name =
+            spec_path.file_name().map_or_else(|| "spec.yaml".to_owned(), |n| n.to_string_lossy().into_owned());
+        Self { root, spec_name, contained: out.is_some() }
     }
 
     /// Where a path of the spec's goes, relative to `root`. Under `--out`, leading `..` are
     /// dropped so that `../dags` lands in `out/dags` and nothing escapes the folder.
     pub fn place(&self, spec_path: &str) -> PathBuf {
         let parts = normalize(spec_path);
-        let parts = if self.contained {
-            parts.into_iter().skip_while(|p| p == "..").collect()
-        } else {
-            parts
-        };
+        let parts = if self.contained { parts.into_iter().skip_while(|p| p == "..").collect() } else { parts };
         parts.iter().collect()
     }
 
@@ -87,11 +77,7 @@ pub fn relative(from: &str, to: &str) -> Option<String> {
     }
     let mut parts: Vec<&str> = vec![".."; from.len() - common];
     parts.extend(to[common..].iter().map(String::as_str));
-    Some(if parts.is_empty() {
-        ".".to_owned()
-    } else {
-        parts.join("/")
-    })
+    Some(if parts.is_empty() { ".".to_owned() } else { parts.join("/") })
 }
 
 #[cfg(test)]
@@ -101,10 +87,7 @@ mod tests {
     #[test]
     fn relative_paths_between_spec_folders() {
         assert_eq!(relative("../dags", "../dbt").as_deref(), Some("../dbt"));
-        assert_eq!(
-            relative("dags", "dbt/project").as_deref(),
-            Some("../dbt/project")
-        );
+        assert_eq!(relative("dags", "dbt/project").as_deref(), Some("../dbt/project"));
         assert_eq!(relative("out/dags", "out/dags").as_deref(), Some("."));
         assert_eq!(relative("../dags", "dbt"), None);
         assert_eq!(normalize("./a/../b/./c"), ["b", "c"]);

@@ -89,10 +89,7 @@ pub fn operator_name(operation: &Operation) -> &'static str {
         Operation::Dbt(_) | Operation::Shell { .. } => "BashOperator",
         Operation::DbtResults { .. } => "PythonOperator",
         Operation::Sensor(_) => "ExternalTaskSensor",
-        Operation::Load {
-            step: LoadStep::CreateTables,
-            ..
-        } => "SQLExecuteQueryOperator",
+        Operation::Load { step: LoadStep::CreateTables, .. } => "SQLExecuteQueryOperator",
         Operation::Load { .. } => "PythonOperator",
     }
 }

@@ -7,18 +7,20 @@
 //! duplicate task ids, and sensors that would wait forever.
 
 pub mod expectations;
+mod explain;
 mod render;
 pub mod sensor;
 pub mod settings;
 
+pub use explain::explain;
 pub use render::GraphFormat;
 pub use settings::{Origin, Resolved, Settings};
 
 use crate::diagnostic::{Diagnostic, Diagnostics, did_you_mean};
 use crate::parse::{Document, escape_pointer};
 use crate::spec::{
-    ConnectionKind, DbtCommand, Duration, Identifier, ParseResults, PipelineId, Schedule,
-    SensorMode, Spec, StageId, StageKind, TableName, TaskSettings,
+    ConnectionKind, DbtCommand, Duration, Identifier, ParseResults, PipelineId, Schedule, SensorMode, Spec, StageId,
+    StageKind, TableName, TaskSettings,
 };
 use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
@@ -259,44 +261,26 @@ struct Lowering<'a> {
     diagnostics: Diagnostics,
 }
 
-/// Lowers a validated spec to its graph. `doc` locates errors.
-pub fn lower(spec: Spec, doc: &Document) -> Result<PipelineGraph, Diagnostics> {
-    let mut lowering = Lowering {
-        spec: &spec,
-        doc,
-        diagnostics: Diagnostics::new(),
-    };
+/// Lowers a validated spec to its graph and its warnings. `doc` locates problems; on error,
+/// the warnings come back with the errors.
+pub fn lower(spec: Spec, doc: &Document) -> Result<(PipelineGraph, Diagnostics), Diagnostics> {
+    let mut lowering = Lowering { spec: &spec, doc, diagnostics: Diagnostics::new() };
     let pipelines = lowering.pipelines();
-    if lowering.diagnostics.has_errors() {
-        return Err(lowering.diagnostics);
+    let diagnostics = std::mem::take(&mut lowering.diagnostics);
+    if diagnostics.has_errors() {
+        return Err(diagnostics);
     }
-    drop(lowering);
-    Ok(PipelineGraph {
-        spec: Arc::new(spec),
-        pipelines,
-    })
+    Ok((PipelineGraph { spec: Arc::new(spec), pipelines }, diagnostics))
 }
 
 fn stage_pointer(pipeline: &PipelineId, stage: &StageId) -> String {
-    format!(
-        "/pipelines/{}/stages/{}",
-        escape_pointer(pipeline.as_str()),
-        escape_pointer(stage.as_str())
-    )
+    format!("/pipelines/{}/stages/{}", escape_pointer(pipeline.as_str()), escape_pointer(stage.as_str()))
 }
 
-fn setting_pointer(
-    origin: Origin,
-    pipeline: &PipelineId,
-    stage: Option<&StageId>,
-    field: &str,
-) -> String {
+fn setting_pointer(origin: Origin, pipeline: &PipelineId, stage: Option<&StageId>, field: &str) -> String {
     match (origin, stage) {
         (Origin::Stage, Some(stage)) => format!("{}/{field}", stage_pointer(pipeline, stage)),
-        (Origin::Pipeline, _) => format!(
-            "/pipelines/{}/defaults/{field}",
-            escape_pointer(pipeline.as_str())
-        ),
+        (Origin::Pipeline, _) => format!("/pipelines/{}/defaults/{field}", escape_pointer(pipeline.as_str())),
         _ => format!("/defaults/{field}"),
     }
 }
@@ -312,9 +296,7 @@ fn parse_start(text: &str, tz: Tz) -> Option<DateTime<Utc>> {
         .or_else(|| NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S").ok())
         .or_else(|| NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M").ok())
         .or_else(|| NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M").ok())?;
-    tz.from_local_datetime(&naive)
-        .earliest()
-        .map(|t| t.with_timezone(&Utc))
+    tz.from_local_datetime(&naive).earliest().map(|t| t.with_timezone(&Utc))
 }
 
 impl Lowering<'_> {
@@ -326,11 +308,7 @@ impl Lowering<'_> {
         let mut lowered: Vec<PipelineTasks> = Vec::new();
         let mut stage_maps: HashMap<PipelineId, Vec<LoweredStage>> = HashMap::new();
         for (id, pipeline) in &self.spec.pipelines {
-            let defaults = Settings::resolve(
-                &self.spec.defaults,
-                &pipeline.defaults,
-                &TaskSettings::default(),
-            );
+            let defaults = Settings::resolve(&self.spec.defaults, &pipeline.defaults, &TaskSettings::default());
             let tz = self.timezone(&defaults, id);
             let start = self.start_date(&defaults, id, tz);
             let stages = self.stages(id);
@@ -361,11 +339,9 @@ impl Lowering<'_> {
             Err(_) => {
                 let pointer = setting_pointer(settings.timezone.origin, pipeline, None, "timezone");
                 let names = chrono_tz::TZ_VARIANTS.iter().map(|tz| tz.name());
-                let mut d = Diagnostic::error(
-                    "unknown-timezone",
-                    format!("unknown time zone {:?}", settings.timezone.value),
-                )
-                .at(self.doc.span(&pointer), "not an IANA time zone name");
+                let mut d =
+                    Diagnostic::error("unknown-timezone", format!("unknown time zone {:?}", settings.timezone.value))
+                        .at(self.doc.span(&pointer), "not an IANA time zone name");
                 if let Some(guess) = did_you_mean(&settings.timezone.value, names) {
                     d = d.help(format!("did you mean `{guess}`?"));
                 }
@@ -375,12 +351,7 @@ impl Lowering<'_> {
         }
     }
 
-    fn start_date(
-        &mut self,
-        settings: &Settings,
-        pipeline: &PipelineId,
-        tz: Tz,
-    ) -> Option<DateTime<Utc>> {
+    fn start_date(&mut self, settings: &Settings, pipeline: &PipelineId, tz: Tz) -> Option<DateTime<Utc>> {
         let text = settings.start_date.value.as_ref()?;
         let parsed = parse_start(text, tz);
         if parsed.is_none() {
@@ -388,9 +359,7 @@ impl Lowering<'_> {
             self.error(
                 Diagnostic::error("invalid-date", format!("{text:?} is not a date"))
                     .at(self.doc.span(&pointer), "")
-                    .help(
-                        "write YYYY-MM-DD, or an RFC 3339 date-time such as 2026-01-01T02:00:00Z",
-                    ),
+                    .help("write YYYY-MM-DD, or an RFC 3339 date-time such as 2026-01-01T02:00:00Z"),
             );
         }
         parsed
@@ -416,15 +385,13 @@ impl Lowering<'_> {
                             format!("`{field}` is a pipeline setting, not a stage setting"),
                         )
                         .at(self.doc.key_span(&format!("{pointer}/{field}")), "")
-                        .help(format!(
-                            "move it to `pipelines.{pipeline_id}.defaults.{field}`"
-                        )),
+                        .help(format!("move it to `pipelines.{pipeline_id}.defaults.{field}`")),
                     );
                 }
             }
             let settings = Settings::resolve(&spec.defaults, &pipeline.defaults, &stage.settings);
-            let Some(lowered) = self.stage(pipeline_id, stage_id, index, &stage.kind, settings)
-            else {
+            self.lint_stage(pipeline_id, stage_id, &stage.kind, &settings);
+            let Some(lowered) = self.stage(pipeline_id, stage_id, index, &stage.kind, settings) else {
                 continue;
             };
             for task in &lowered.tasks {
@@ -433,19 +400,10 @@ impl Lowering<'_> {
                     self.error(
                         Diagnostic::error(
                             "duplicate-task-id",
-                            format!(
-                                "task id `{}` is used twice in pipeline `{pipeline_id}`",
-                                task.id
-                            ),
+                            format!("task id `{}` is used twice in pipeline `{pipeline_id}`", task.id),
                         )
-                        .at(
-                            self.doc.key_span(&pointer),
-                            format!("stage `{stage_id}` makes task `{}`", task.id),
-                        )
-                        .also(
-                            self.doc.key_span(&other_pointer),
-                            format!("stage `{other}` makes it too"),
-                        )
+                        .at(self.doc.key_span(&pointer), format!("stage `{stage_id}` makes task `{}`", task.id))
+                        .also(self.doc.key_span(&other_pointer), format!("stage `{other}` makes it too"))
                         .help("rename one stage, or give a copy_into stage a `task_prefix`"),
                     );
                 } else {
@@ -456,6 +414,45 @@ impl Lowering<'_> {
         }
         self.link_after(pipeline_id, &mut out);
         out
+    }
+
+    /// Warnings: settings that compile but are probably not what was meant.
+    fn lint_stage(&mut self, pipeline_id: &PipelineId, stage_id: &StageId, kind: &StageKind, settings: &Settings) {
+        let pointer = stage_pointer(pipeline_id, stage_id);
+        let writes = match kind {
+            StageKind::CopyInto(_) => Some("loads into the warehouse"),
+            StageKind::Dbt(d)
+                if matches!(
+                    d.command,
+                    DbtCommand::Run | DbtCommand::Build | DbtCommand::Seed | DbtCommand::Snapshot
+                ) =>
+            {
+                Some("builds warehouse tables")
+            }
+            _ => None,
+        };
+        if let Some(what) = writes
+            && settings.retries.value == 0
+        {
+            self.error(
+                Diagnostic::warning("no-retries-on-write", format!("stage `{stage_id}` {what} but is never retried"))
+                    .at(self.doc.key_span(&pointer), "retries is 0")
+                    .help(
+                        "a transient warehouse error fails the whole run; set `retries:` on the stage or in `defaults`",
+                    ),
+            );
+        }
+        let max_active_runs = self.spec.pipelines[pipeline_id].max_active_runs;
+        if matches!(kind, StageKind::CopyInto(_)) && max_active_runs != 1 {
+            self.error(
+                Diagnostic::warning(
+                    "concurrent-load",
+                    format!("pipeline `{pipeline_id}` loads files but allows {max_active_runs} runs at once"),
+                )
+                .at(self.doc.key_span(&pointer), "")
+                .help("two runs would read the same watermark and list the same files; set `max_active_runs: 1`"),
+            );
+        }
     }
 
     fn stage(
@@ -486,11 +483,7 @@ impl Lowering<'_> {
             StageKind::Shell(shell) => Some(single(
                 Operation::Shell {
                     command: shell.command.clone(),
-                    env: shell
-                        .env
-                        .iter()
-                        .map(|(k, v)| (k.0.clone(), v.clone()))
-                        .collect(),
+                    env: shell.env.iter().map(|(k, v)| (k.0.clone(), v.clone())).collect(),
                 },
                 settings,
             )),
@@ -510,9 +503,7 @@ impl Lowering<'_> {
                 let mut lowered = single(Operation::Dbt(invocation), settings.clone());
                 let results_id = match &dbt.parse_results {
                     None | Some(ParseResults::Enabled(false)) => None,
-                    Some(ParseResults::Enabled(true)) => {
-                        Some(default_results_task(stage_id, dbt.command))
-                    }
+                    Some(ParseResults::Enabled(true)) => Some(default_results_task(stage_id, dbt.command)),
                     Some(ParseResults::Named(name)) => Some(name.to_string()),
                 };
                 if let Some(results_id) = results_id {
@@ -520,10 +511,7 @@ impl Lowering<'_> {
                         self.error(
                             Diagnostic::error(
                                 "no-run-results",
-                                format!(
-                                    "`dbt {}` writes no run_results.json to parse",
-                                    dbt.command.words().join(" ")
-                                ),
+                                format!("`dbt {}` writes no run_results.json to parse", dbt.command.words().join(" ")),
                             )
                             .at(self.doc.span(&format!("{pointer}/parse_results")), "")
                             .help("use parse_results with run, test, build, seed or snapshot"),
@@ -532,17 +520,9 @@ impl Lowering<'_> {
                     lowered.tasks.push(Task {
                         id: results_id.clone(),
                         stage: stage_id.clone(),
-                        operation: Operation::DbtResults {
-                            dbt_task: stage_id.to_string(),
-                        },
+                        operation: Operation::DbtResults { dbt_task: stage_id.to_string() },
                         upstream: vec![stage_id.to_string()],
-                        settings: Settings {
-                            retries: Resolved {
-                                value: 0,
-                                origin: Origin::Builtin,
-                            },
-                            ..settings
-                        },
+                        settings: Settings { retries: Resolved { value: 0, origin: Origin::Builtin }, ..settings },
                         // Counts are worth logging most when the dbt task failed.
                         trigger_rule: TriggerRule::AllDone,
                     });
@@ -562,10 +542,7 @@ impl Lowering<'_> {
                     tasks.push(Task {
                         id: id.clone(),
                         stage: stage_id.clone(),
-                        operation: Operation::Load {
-                            step,
-                            plan: Arc::clone(&plan),
-                        },
+                        operation: Operation::Load { step, plan: Arc::clone(&plan) },
                         upstream: previous.iter().cloned().collect(),
                         settings: settings.clone(),
                         trigger_rule: TriggerRule::AllSuccess,
@@ -586,30 +563,19 @@ impl Lowering<'_> {
         }
     }
 
-    fn dbt_invocation(
-        &mut self,
-        pointer: &str,
-        dbt: &crate::spec::DbtStage,
-    ) -> Option<DbtInvocation> {
+    fn dbt_invocation(&mut self, pointer: &str, dbt: &crate::spec::DbtStage) -> Option<DbtInvocation> {
         let Some(project) = &self.spec.dbt else {
             self.error(
-                Diagnostic::error(
-                    "no-dbt-project",
-                    "a dbt stage needs the top-level `dbt:` section",
-                )
-                .at(self.doc.span(&format!("{pointer}/kind")), "")
-                .help("add `dbt: {project_dir: path/to/dbt}` to the spec"),
+                Diagnostic::error("no-dbt-project", "a dbt stage needs the top-level `dbt:` section")
+                    .at(self.doc.span(&format!("{pointer}/kind")), "")
+                    .help("add `dbt: {project_dir: path/to/dbt}` to the spec"),
             );
             return None;
         };
         let command = dbt.command;
         let words = command.words().join(" ");
         if !command.takes_selection() && (!dbt.select.is_empty() || !dbt.exclude.is_empty()) {
-            let field = if dbt.select.is_empty() {
-                "exclude"
-            } else {
-                "select"
-            };
+            let field = if dbt.select.is_empty() { "exclude" } else { "select" };
             self.error(
                 Diagnostic::error("no-selection", format!("`dbt {words}` takes no --{field}"))
                     .at(self.doc.key_span(&format!("{pointer}/{field}")), ""),
@@ -617,32 +583,20 @@ impl Lowering<'_> {
         }
         if dbt.full_refresh && !command.takes_full_refresh() {
             self.error(
-                Diagnostic::error(
-                    "no-full-refresh",
-                    format!("`dbt {words}` takes no --full-refresh"),
-                )
-                .at(self.doc.key_span(&format!("{pointer}/full_refresh")), "")
-                .help("full_refresh applies to run, build and seed"),
+                Diagnostic::error("no-full-refresh", format!("`dbt {words}` takes no --full-refresh"))
+                    .at(self.doc.key_span(&format!("{pointer}/full_refresh")), "")
+                    .help("full_refresh applies to run, build and seed"),
             );
         }
         let lit = |s: &str| DbtArg::Literal(s.to_owned());
         let mut args: Vec<DbtArg> = command.words().iter().map(|w| lit(w)).collect();
-        args.extend([
-            lit("--project-dir"),
-            DbtArg::ProjectDir,
-            lit("--profiles-dir"),
-            DbtArg::ProfilesDir,
-        ]);
+        args.extend([lit("--project-dir"), DbtArg::ProjectDir, lit("--profiles-dir"), DbtArg::ProfilesDir]);
         if let Some(target) = dbt.target.as_ref().or(project.target.as_ref()) {
             args.extend([lit("--target"), lit(target.as_str())]);
         }
         let takes_threads = matches!(
             command,
-            DbtCommand::Run
-                | DbtCommand::Test
-                | DbtCommand::Build
-                | DbtCommand::Seed
-                | DbtCommand::Snapshot
+            DbtCommand::Run | DbtCommand::Test | DbtCommand::Build | DbtCommand::Seed | DbtCommand::Snapshot
         );
         if let (Some(threads), true) = (project.threads, takes_threads) {
             args.extend([lit("--threads"), lit(&threads.to_string())]);
@@ -656,21 +610,13 @@ impl Lowering<'_> {
             }
         }
         if !dbt.vars.is_empty() {
-            let vars: BTreeMap<&str, &serde_json::Value> =
-                dbt.vars.iter().map(|(k, v)| (k.as_str(), v)).collect();
-            args.extend([
-                lit("--vars"),
-                lit(&serde_json::to_string(&vars).unwrap_or_default()),
-            ]);
+            let vars: BTreeMap<&str, &serde_json::Value> = dbt.vars.iter().map(|(k, v)| (k.as_str(), v)).collect();
+            args.extend([lit("--vars"), lit(&serde_json::to_string(&vars).unwrap_or_default())]);
         }
         if dbt.full_refresh && command.takes_full_refresh() {
             args.push(lit("--full-refresh"));
         }
-        Some(DbtInvocation {
-            command,
-            executable: project.executable.clone(),
-            args,
-        })
+        Some(DbtInvocation { command, executable: project.executable.clone(), args })
     }
 
     fn connection(
@@ -683,33 +629,21 @@ impl Lowering<'_> {
         match spec.connections.get(name.as_str()) {
             Some(conn) if conn.kind == kind => Some(conn),
             Some(_) => {
-                let wanted = if kind == ConnectionKind::S3 {
-                    "s3"
-                } else {
-                    "snowflake"
-                };
+                let wanted = if kind == ConnectionKind::S3 { "s3" } else { "snowflake" };
                 self.error(
-                    Diagnostic::error(
-                        "wrong-connection",
-                        format!("connection `{name}` is not of type {wanted}"),
-                    )
-                    .at(self.doc.span(pointer), "")
-                    .also(
-                        self.doc
-                            .key_span(&format!("/connections/{}", escape_pointer(name.as_str()))),
-                        "defined here",
-                    ),
+                    Diagnostic::error("wrong-connection", format!("connection `{name}` is not of type {wanted}"))
+                        .at(self.doc.span(pointer), "")
+                        .also(
+                            self.doc.key_span(&format!("/connections/{}", escape_pointer(name.as_str()))),
+                            "defined here",
+                        ),
                 );
                 None
             }
             None => {
-                let mut d =
-                    Diagnostic::error("unknown-connection", format!("unknown connection `{name}`"))
-                        .at(self.doc.span(pointer), "not defined under `connections`");
-                if let Some(guess) = did_you_mean(
-                    name.as_str(),
-                    spec.connections.keys().map(Identifier::as_str),
-                ) {
+                let mut d = Diagnostic::error("unknown-connection", format!("unknown connection `{name}`"))
+                    .at(self.doc.span(pointer), "not defined under `connections`");
+                if let Some(guess) = did_you_mean(name.as_str(), spec.connections.keys().map(Identifier::as_str)) {
                     d = d.help(format!("did you mean `{guess}`?"));
                 }
                 self.error(d);
@@ -718,41 +652,22 @@ impl Lowering<'_> {
         }
     }
 
-    fn load_plan(
-        &mut self,
-        pointer: &str,
-        stage_id: &StageId,
-        copy: &crate::spec::CopyIntoStage,
-    ) -> Option<LoadPlan> {
+    fn load_plan(&mut self, pointer: &str, stage_id: &StageId, copy: &crate::spec::CopyIntoStage) -> Option<LoadPlan> {
         let source = self
-            .connection(
-                &format!("{pointer}/source/connection"),
-                &copy.source.connection,
-                ConnectionKind::S3,
-            )
+            .connection(&format!("{pointer}/source/connection"), &copy.source.connection, ConnectionKind::S3)
             .cloned();
         let target = self
-            .connection(
-                &format!("{pointer}/target/connection"),
-                &copy.target.connection,
-                ConnectionKind::Snowflake,
-            )
+            .connection(&format!("{pointer}/target/connection"), &copy.target.connection, ConnectionKind::Snowflake)
             .cloned();
         let (source, target) = (source?, target?);
         let Some(bucket) = source.bucket.clone() else {
             self.error(
-                Diagnostic::error(
-                    "missing-bucket",
-                    format!("connection `{}` has no `bucket`", copy.source.connection),
-                )
-                .at(
-                    self.doc.key_span(&format!(
-                        "/connections/{}",
-                        escape_pointer(copy.source.connection.as_str())
-                    )),
-                    "",
-                )
-                .help("add `bucket: <name>` to the s3 connection"),
+                Diagnostic::error("missing-bucket", format!("connection `{}` has no `bucket`", copy.source.connection))
+                    .at(
+                        self.doc.key_span(&format!("/connections/{}", escape_pointer(copy.source.connection.as_str()))),
+                        "",
+                    )
+                    .help("add `bucket: <name>` to the s3 connection"),
             );
             return None;
         };
@@ -760,16 +675,10 @@ impl Lowering<'_> {
         let task_ids = LoadStep::ALL.map(|step| format!("{prefix}{}", step.task_name()));
         Some(LoadPlan {
             stage: stage_id.clone(),
-            s3_conn_id: source
-                .airflow_conn_id
-                .clone()
-                .unwrap_or_else(|| "aws_default".to_owned()),
+            s3_conn_id: source.airflow_conn_id.clone().unwrap_or_else(|| "aws_default".to_owned()),
             bucket,
             prefix: copy.source.prefix.clone(),
-            warehouse_conn_id: target
-                .airflow_conn_id
-                .clone()
-                .unwrap_or_else(|| "snowflake_default".to_owned()),
+            warehouse_conn_id: target.airflow_conn_id.clone().unwrap_or_else(|| "snowflake_default".to_owned()),
             table: copy.target.table.clone(),
             watermark_table: copy.watermark_table.clone(),
             batch_size: copy.batch_size,
@@ -782,11 +691,7 @@ impl Lowering<'_> {
     fn link_after(&mut self, pipeline_id: &PipelineId, stages: &mut [LoweredStage]) {
         let spec = self.spec;
         let pipeline = &spec.pipelines[pipeline_id];
-        let position: HashMap<&str, usize> = stages
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (s.stage.as_str(), i))
-            .collect();
+        let position: HashMap<&str, usize> = stages.iter().enumerate().map(|(i, s)| (s.stage.as_str(), i)).collect();
         let mut graph: DiGraph<usize, usize> = DiGraph::new();
         let nodes: Vec<NodeIndex> = (0..stages.len()).map(|i| graph.add_node(i)).collect();
         let mut incoming: Vec<BTreeSet<String>> = vec![BTreeSet::new(); stages.len()];
@@ -802,25 +707,18 @@ impl Lowering<'_> {
                     None => {
                         let mut d = Diagnostic::error(
                             "unknown-stage",
-                            format!("`{}` waits for `{dep}`, which is not a stage of pipeline `{pipeline_id}`", lowered.stage),
+                            format!(
+                                "`{}` waits for `{dep}`, which is not a stage of pipeline `{pipeline_id}`",
+                                lowered.stage
+                            ),
                         )
                         .at(self.doc.span(&pointer), "no such stage");
-                        let names = pipeline
-                            .stages
-                            .keys()
-                            .map(StageId::as_str)
-                            .filter(|n| *n != lowered.stage.as_str());
+                        let names =
+                            pipeline.stages.keys().map(StageId::as_str).filter(|n| *n != lowered.stage.as_str());
                         if let Some(guess) = did_you_mean(dep.as_str(), names) {
                             d = d.help(format!("did you mean `{guess}`?"));
-                        } else if let Some(task) = stages
-                            .iter()
-                            .flat_map(|s| &s.tasks)
-                            .find(|t| t.id == dep.as_str())
-                        {
-                            d = d.help(format!(
-                                "`{dep}` is a task of stage `{}`; name the stage",
-                                task.stage
-                            ));
+                        } else if let Some(task) = stages.iter().flat_map(|s| &s.tasks).find(|t| t.id == dep.as_str()) {
+                            d = d.help(format!("`{dep}` is a task of stage `{}`; name the stage", task.stage));
                         }
                         self.error(d);
                     }
@@ -831,10 +729,7 @@ impl Lowering<'_> {
             let looped = component.len() > 1 || graph.contains_edge(component[0], component[0]);
             if looped {
                 let path = cycle_path(&graph, &component);
-                let names: Vec<&str> = path
-                    .iter()
-                    .map(|n| stages[graph[*n]].stage.as_str())
-                    .collect();
+                let names: Vec<&str> = path.iter().map(|n| stages[graph[*n]].stage.as_str()).collect();
                 let last = &stages[graph[path[path.len() - 2]]];
                 let closing = &stages[graph[*path.last().unwrap_or(&path[0])]];
                 let k = pipeline.stages[last.stage.as_str()]
@@ -846,10 +741,7 @@ impl Lowering<'_> {
                 self.error(
                     Diagnostic::error(
                         "cycle",
-                        format!(
-                            "stages wait for each other in a circle: {}",
-                            names.join(" → ")
-                        ),
+                        format!("stages wait for each other in a circle: {}", names.join(" → ")),
                     )
                     .at(self.doc.span(&pointer), "this closes the circle")
                     .help("remove one of these `after:` entries"),
@@ -870,29 +762,11 @@ impl Lowering<'_> {
 
     /// Tasks in topological order; ties keep spec order.
     fn order_tasks(&mut self, _pipeline: &PipelineId, stages: &[LoweredStage]) -> Vec<Task> {
-        let all: Vec<(usize, usize, &Task)> = stages
-            .iter()
-            .flat_map(|s| {
-                s.tasks
-                    .iter()
-                    .enumerate()
-                    .map(move |(k, t)| (s.index, k, t))
-            })
-            .collect();
-        let index: HashMap<&str, usize> = all
-            .iter()
-            .enumerate()
-            .map(|(i, (_, _, t))| (t.id.as_str(), i))
-            .collect();
-        let mut pending: Vec<usize> = all
-            .iter()
-            .map(|(_, _, t)| {
-                t.upstream
-                    .iter()
-                    .filter(|u| index.contains_key(u.as_str()))
-                    .count()
-            })
-            .collect();
+        let all: Vec<(usize, usize, &Task)> =
+            stages.iter().flat_map(|s| s.tasks.iter().enumerate().map(move |(k, t)| (s.index, k, t))).collect();
+        let index: HashMap<&str, usize> = all.iter().enumerate().map(|(i, (_, _, t))| (t.id.as_str(), i)).collect();
+        let mut pending: Vec<usize> =
+            all.iter().map(|(_, _, t)| t.upstream.iter().filter(|u| index.contains_key(u.as_str())).count()).collect();
         let mut children: Vec<Vec<usize>> = vec![Vec::new(); all.len()];
         for (i, (_, _, t)) in all.iter().enumerate() {
             for u in &t.upstream {
@@ -901,10 +775,8 @@ impl Lowering<'_> {
                 }
             }
         }
-        let mut ready: BTreeSet<(usize, usize, usize)> = (0..all.len())
-            .filter(|&i| pending[i] == 0)
-            .map(|i| (all[i].0, all[i].1, i))
-            .collect();
+        let mut ready: BTreeSet<(usize, usize, usize)> =
+            (0..all.len()).filter(|&i| pending[i] == 0).map(|i| (all[i].0, all[i].1, i)).collect();
         let mut out = Vec::with_capacity(all.len());
         while let Some(first) = ready.pop_first() {
             let i = first.2;
@@ -920,21 +792,11 @@ impl Lowering<'_> {
         out
     }
 
-    fn resolve_sensors(
-        &mut self,
-        pipelines: &mut [PipelineTasks],
-        stages: &HashMap<PipelineId, Vec<LoweredStage>>,
-    ) {
+    fn resolve_sensors(&mut self, pipelines: &mut [PipelineTasks], stages: &HashMap<PipelineId, Vec<LoweredStage>>) {
         let mut clocks = HashMap::new();
         for p in pipelines.iter() {
             let tz: Tz = p.defaults.timezone.value.parse().unwrap_or(Tz::UTC);
-            clocks.insert(
-                p.id.clone(),
-                (
-                    sensor::Clock::new(p.schedule.as_ref(), tz, p.start),
-                    p.start,
-                ),
-            );
+            clocks.insert(p.id.clone(), (sensor::Clock::new(p.schedule.as_ref(), tz, p.start), p.start));
         }
         let mut waits: Vec<(PipelineId, PipelineId, String)> = Vec::new();
         for p in pipelines.iter_mut() {
@@ -945,28 +807,19 @@ impl Lowering<'_> {
                 let pointer = stage_pointer(&p.id, &task.stage);
                 if target.pipeline == p.id {
                     self.error(
-                        Diagnostic::error(
-                            "self-sensor",
-                            format!("`{}` waits for its own pipeline", task.id),
-                        )
-                        .at(self.doc.span(&format!("{pointer}/pipeline")), "")
-                        .help("use `after:` to order stages of one pipeline"),
+                        Diagnostic::error("self-sensor", format!("`{}` waits for its own pipeline", task.id))
+                            .at(self.doc.span(&format!("{pointer}/pipeline")), "")
+                            .help("use `after:` to order stages of one pipeline"),
                     );
                     continue;
                 }
                 let Some(target_stages) = stages.get(&target.pipeline) else {
-                    let mut d = Diagnostic::error(
-                        "unknown-pipeline",
-                        format!("unknown pipeline `{}`", target.pipeline),
-                    )
-                    .at(
-                        self.doc.span(&format!("{pointer}/pipeline")),
-                        "no pipeline has this id",
-                    );
-                    if let Some(guess) = did_you_mean(
-                        target.pipeline.as_str(),
-                        self.spec.pipelines.keys().map(PipelineId::as_str),
-                    ) {
+                    let mut d =
+                        Diagnostic::error("unknown-pipeline", format!("unknown pipeline `{}`", target.pipeline))
+                            .at(self.doc.span(&format!("{pointer}/pipeline")), "no pipeline has this id");
+                    if let Some(guess) =
+                        did_you_mean(target.pipeline.as_str(), self.spec.pipelines.keys().map(PipelineId::as_str))
+                    {
                         d = d.help(format!("did you mean `{guess}`?"));
                     }
                     self.error(d);
@@ -981,9 +834,7 @@ impl Lowering<'_> {
                                 format!("pipeline `{}` has no stage `{stage}`", target.pipeline),
                             )
                             .at(self.doc.span(&format!("{pointer}/stage")), "no such stage");
-                            if let Some(guess) =
-                                did_you_mean(stage, target_stages.iter().map(|s| s.stage.as_str()))
-                            {
+                            if let Some(guess) = did_you_mean(stage, target_stages.iter().map(|s| s.stage.as_str())) {
                                 d = d.help(format!("did you mean `{guess}`?"));
                             }
                             self.error(d);
@@ -1003,15 +854,10 @@ impl Lowering<'_> {
                     ),
                 };
                 match result {
-                    Ok(delta) => {
-                        target.execution_delta =
-                            Duration::from_secs(delta.num_seconds().max(0) as u64)
-                    }
+                    Ok(delta) => target.execution_delta = Duration::from_secs(delta.num_seconds().max(0) as u64),
                     Err(why) => {
-                        let show = |s: &Option<Schedule>| {
-                            s.as_ref()
-                                .map_or("no schedule".to_owned(), |s| format!("`{s}`"))
-                        };
+                        let show =
+                            |s: &Option<Schedule>| s.as_ref().map_or("no schedule".to_owned(), |s| format!("`{s}`"));
                         let target_schedule = show(&self.spec.pipelines[&target.pipeline].schedule);
                         let own = show(&p.schedule);
                         let reason = match why {
@@ -1019,7 +865,10 @@ impl Lowering<'_> {
                                 format!("`{}` has no schedule, so its runs have no logical date to match", p.id)
                             }
                             sensor::Misalignment::TargetUnscheduled => {
-                                format!("`{}` ({target_schedule}) has no repeating schedule to wait for", target.pipeline)
+                                format!(
+                                    "`{}` ({target_schedule}) has no repeating schedule to wait for",
+                                    target.pipeline
+                                )
                             }
                             sensor::Misalignment::NoStartDate => {
                                 "an interval schedule needs a `start_date` to fix when its runs fall".to_owned()
@@ -1059,23 +908,15 @@ impl Lowering<'_> {
                 let path = cycle_path(&graph, &component);
                 let names: Vec<&str> = path.iter().map(|n| graph[*n].as_str()).collect();
                 let closing_waiter = &graph[*path.last().unwrap_or(&path[0])];
-                let pointer = waits
-                    .iter()
-                    .find(|(w, _, _)| w == closing_waiter)
-                    .map(|(_, _, p)| p.as_str())
-                    .unwrap_or("");
+                let pointer =
+                    waits.iter().find(|(w, _, _)| w == closing_waiter).map(|(_, _, p)| p.as_str()).unwrap_or("");
                 self.error(
                     Diagnostic::error(
                         "cycle",
-                        format!(
-                            "pipelines wait for each other in a circle: {}",
-                            names.join(" → ")
-                        ),
+                        format!("pipelines wait for each other in a circle: {}", names.join(" → ")),
                     )
                     .at(self.doc.key_span(pointer), "this sensor closes the circle")
-                    .help(
-                        "each of these runs waits for another that waits for it; remove one sensor",
-                    ),
+                    .help("each of these runs waits for another that waits for it; remove one sensor"),
                 );
             }
         }
@@ -1087,10 +928,7 @@ fn default_results_task(stage: &StageId, command: DbtCommand) -> String {
     let name = stage.as_str();
     let name = name.strip_prefix("dbt_").unwrap_or(name);
     let word = command.words().join("_");
-    let name = name
-        .strip_prefix(&format!("{word}_"))
-        .filter(|rest| !rest.is_empty())
-        .unwrap_or(name);
+    let name = name.strip_prefix(&format!("{word}_")).filter(|rest| !rest.is_empty()).unwrap_or(name);
     format!("parse_{name}_results")
 }
 
@@ -1102,10 +940,7 @@ fn cycle_path<N, E>(graph: &DiGraph<N, E>, component: &[NodeIndex]) -> Vec<NodeI
     let mut seen: BTreeSet<NodeIndex> = BTreeSet::from([start]);
     let mut at = start;
     loop {
-        let next = graph
-            .neighbors(at)
-            .filter(|n| inside.contains(n))
-            .min_by_key(|n| (*n != start, n.index()));
+        let next = graph.neighbors(at).filter(|n| inside.contains(n)).min_by_key(|n| (*n != start, n.index()));
         let Some(next) = next else { break };
         path.push(next);
         if next == start || !seen.insert(next) {

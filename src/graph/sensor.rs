@@ -16,10 +16,7 @@ pub enum Clock {
     /// Runs on a cron expression in a time zone.
     Cron(Box<Cron>, Tz),
     /// Runs every `period` from `start`.
-    Interval {
-        start: DateTime<Utc>,
-        period: TimeDelta,
-    },
+    Interval { start: DateTime<Utc>, period: TimeDelta },
     /// Runs once, at `start`.
     Once(DateTime<Utc>),
 }
@@ -49,16 +46,11 @@ impl Clock {
             Some(Schedule::Preset(Preset::Once)) => start.map(Clock::Once),
             Some(Schedule::Interval(every)) => {
                 let start = start.ok_or(Misalignment::NoStartDate)?;
-                Some(Clock::Interval {
-                    start,
-                    period: TimeDelta::seconds(every.as_secs() as i64),
-                })
+                Some(Clock::Interval { start, period: TimeDelta::seconds(every.as_secs() as i64) })
             }
             Some(other) => {
                 let expr = other.cron_expression().unwrap_or("* * * * *");
-                let cron = cron_parser()
-                    .parse(expr)
-                    .map_err(|_| Misalignment::TargetUnscheduled)?;
+                let cron = cron_parser().parse(expr).map_err(|_| Misalignment::TargetUnscheduled)?;
                 Some(Clock::Cron(Box::new(cron), tz))
             }
         })
@@ -67,9 +59,7 @@ impl Clock {
     /// Whether a run has logical date `at`.
     pub fn runs_at(&self, at: DateTime<Utc>) -> bool {
         match self {
-            Clock::Cron(cron, tz) => cron
-                .is_time_matching(&at.with_timezone(tz))
-                .unwrap_or(false),
+            Clock::Cron(cron, tz) => cron.is_time_matching(&at.with_timezone(tz)).unwrap_or(false),
             Clock::Interval { start, period } => {
                 let since = at - *start;
                 since >= TimeDelta::zero()
@@ -83,10 +73,9 @@ impl Clock {
     /// The first run at or after `at`.
     pub fn next_run(&self, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
         match self {
-            Clock::Cron(cron, tz) => cron
-                .find_next_occurrence(&at.with_timezone(tz), true)
-                .ok()
-                .map(|t| t.with_timezone(&Utc)),
+            Clock::Cron(cron, tz) => {
+                cron.find_next_occurrence(&at.with_timezone(tz), true).ok().map(|t| t.with_timezone(&Utc))
+            }
             Clock::Interval { start, period } => {
                 if at <= *start {
                     return Some(*start);
@@ -100,12 +89,7 @@ impl Clock {
     }
 
     /// Runs at or before `at`, newest first, going back no further than `window`.
-    fn runs_before(
-        &self,
-        at: DateTime<Utc>,
-        window: TimeDelta,
-        limit: usize,
-    ) -> Vec<DateTime<Utc>> {
+    fn runs_before(&self, at: DateTime<Utc>, window: TimeDelta, limit: usize) -> Vec<DateTime<Utc>> {
         let floor = at - window;
         match self {
             Clock::Cron(cron, tz) => cron
@@ -125,10 +109,7 @@ impl Clock {
                     .take_while(|t| *t >= floor && *t >= *start)
                     .collect()
             }
-            Clock::Once(start) => (*start <= at && *start >= floor)
-                .then_some(*start)
-                .into_iter()
-                .collect(),
+            Clock::Once(start) => (*start <= at && *start >= floor).then_some(*start).into_iter().collect(),
         }
     }
 }
@@ -161,38 +142,24 @@ pub fn execution_delta(
         Some(t) => t,
     };
     let samples = sample_runs(waiter, anchor);
-    let Some(first) = samples
-        .iter()
-        .copied()
-        .find(|t| !target.runs_before(*t, TimeDelta::weeks(1), 1).is_empty())
+    let Some(first) = samples.iter().copied().find(|t| !target.runs_before(*t, TimeDelta::weeks(1), 1).is_empty())
     else {
-        return Err(Misalignment::NeverAligned {
-            example: samples.first().copied().unwrap_or(anchor),
-        });
+        return Err(Misalignment::NeverAligned { example: samples.first().copied().unwrap_or(anchor) });
     };
     let mut worst_example = first;
     for candidate in target.runs_before(first, TimeDelta::weeks(1), 4000) {
         let delta = first - candidate;
-        match samples
-            .iter()
-            .copied()
-            .filter(|t| *t >= first)
-            .find(|t| !target.runs_at(*t - delta))
-        {
+        match samples.iter().copied().filter(|t| *t >= first).find(|t| !target.runs_at(*t - delta)) {
             None => return Ok(delta),
             Some(miss) => worst_example = worst_example.max(miss),
         }
     }
-    Err(Misalignment::NeverAligned {
-        example: worst_example,
-    })
+    Err(Misalignment::NeverAligned { example: worst_example })
 }
 
 /// Midnight, 1 January 2026 UTC: where sampling starts when no start date is given.
 pub fn default_anchor() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
-        .single()
-        .unwrap_or_default()
+    Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).single().unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -200,14 +167,11 @@ mod tests {
     use super::*;
 
     fn cron(expr: &str) -> Clock {
-        Clock::new(Some(&Schedule::parse(expr).unwrap()), Tz::UTC, None)
-            .unwrap()
-            .unwrap()
+        Clock::new(Some(&Schedule::parse(expr).unwrap()), Tz::UTC, None).unwrap().unwrap()
     }
 
     fn delta(waiter: &str, target: &str) -> Result<i64, Misalignment> {
-        execution_delta(Some(&cron(waiter)), Some(&cron(target)), default_anchor())
-            .map(|d| d.num_seconds())
+        execution_delta(Some(&cron(waiter)), Some(&cron(target)), default_anchor()).map(|d| d.num_seconds())
     }
 
     #[test]
@@ -224,48 +188,25 @@ mod tests {
 
     #[test]
     fn schedules_that_never_meet_are_rejected() {
-        assert!(matches!(
-            delta("*/10 * * * *", "*/7 * * * *"),
-            Err(Misalignment::NeverAligned { .. })
-        ));
-        assert!(matches!(
-            delta("0 2 * * *", "0 3 * * 1"),
-            Err(Misalignment::NeverAligned { .. })
-        ));
+        assert!(matches!(delta("*/10 * * * *", "*/7 * * * *"), Err(Misalignment::NeverAligned { .. })));
+        assert!(matches!(delta("0 2 * * *", "0 3 * * 1"), Err(Misalignment::NeverAligned { .. })));
     }
 
     #[test]
     fn dst_breaks_a_fixed_delta() {
         let paris: Tz = "Europe/Paris".parse().unwrap();
-        let waiter = Clock::new(Some(&Schedule::parse("0 2 * * *").unwrap()), paris, None)
-            .unwrap()
-            .unwrap();
+        let waiter = Clock::new(Some(&Schedule::parse("0 2 * * *").unwrap()), paris, None).unwrap().unwrap();
         let result = execution_delta(Some(&waiter), Some(&cron("0 0 * * *")), default_anchor());
-        assert!(
-            matches!(result, Err(Misalignment::NeverAligned { .. })),
-            "{result:?}"
-        );
+        assert!(matches!(result, Err(Misalignment::NeverAligned { .. })), "{result:?}");
     }
 
     #[test]
     fn intervals_need_a_shared_phase() {
         let start = default_anchor();
-        let every = |secs: u64| Clock::Interval {
-            start,
-            period: TimeDelta::seconds(secs as i64),
-        };
-        assert_eq!(
-            execution_delta(Some(&every(60)), Some(&every(30)), start).map(|d| d.num_seconds()),
-            Ok(0)
-        );
-        let shifted = Clock::Interval {
-            start: start + TimeDelta::seconds(7),
-            period: TimeDelta::seconds(60),
-        };
-        assert_eq!(
-            execution_delta(Some(&every(60)), Some(&shifted), start).map(|d| d.num_seconds()),
-            Ok(53)
-        );
+        let every = |secs: u64| Clock::Interval { start, period: TimeDelta::seconds(secs as i64) };
+        assert_eq!(execution_delta(Some(&every(60)), Some(&every(30)), start).map(|d| d.num_seconds()), Ok(0));
+        let shifted = Clock::Interval { start: start + TimeDelta::seconds(7), period: TimeDelta::seconds(60) };
+        assert_eq!(execution_delta(Some(&every(60)), Some(&shifted), start).map(|d| d.num_seconds()), Ok(53));
     }
 
     #[test]

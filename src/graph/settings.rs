@@ -52,31 +52,19 @@ pub struct Settings {
 fn pick<T: Clone>(levels: [(&Option<T>, Origin); 3], builtin: T) -> Resolved<T> {
     for (value, origin) in levels.into_iter().rev() {
         if let Some(v) = value {
-            return Resolved {
-                value: v.clone(),
-                origin,
-            };
+            return Resolved { value: v.clone(), origin };
         }
     }
-    Resolved {
-        value: builtin,
-        origin: Origin::Builtin,
-    }
+    Resolved { value: builtin, origin: Origin::Builtin }
 }
 
 fn pick_opt<T: Clone>(levels: [(&Option<T>, Origin); 3]) -> Resolved<Option<T>> {
     for (value, origin) in levels.into_iter().rev() {
         if let Some(v) = value {
-            return Resolved {
-                value: Some(v.clone()),
-                origin,
-            };
+            return Resolved { value: Some(v.clone()), origin };
         }
     }
-    Resolved {
-        value: None,
-        origin: Origin::Builtin,
-    }
+    Resolved { value: None, origin: Origin::Builtin }
 }
 
 impl Settings {
@@ -111,34 +99,12 @@ mod tests {
 
     #[test]
     fn later_levels_win_and_origins_are_kept() {
-        let project = TaskSettings {
-            retries: Some(1),
-            owner: Some("team".into()),
-            ..Default::default()
-        };
-        let pipeline = TaskSettings {
-            retries: Some(2),
-            ..Default::default()
-        };
-        let stage = TaskSettings {
-            retries: Some(3),
-            ..Default::default()
-        };
+        let project = TaskSettings { retries: Some(1), owner: Some("team".into()), ..Default::default() };
+        let pipeline = TaskSettings { retries: Some(2), ..Default::default() };
+        let stage = TaskSettings { retries: Some(3), ..Default::default() };
         let s = Settings::resolve(&project, &pipeline, &stage);
-        assert_eq!(
-            s.retries,
-            Resolved {
-                value: 3,
-                origin: Origin::Stage
-            }
-        );
-        assert_eq!(
-            s.owner,
-            Resolved {
-                value: "team".into(),
-                origin: Origin::Project
-            }
-        );
+        assert_eq!(s.retries, Resolved { value: 3, origin: Origin::Stage });
+        assert_eq!(s.owner, Resolved { value: "team".into(), origin: Origin::Project });
         assert_eq!(s.retry_delay.origin, Origin::Builtin);
     }
 }

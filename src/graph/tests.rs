@@ -2,9 +2,9 @@ use super::*;
 use crate::source::SourceFile;
 
 fn compile(text: &str) -> Result<PipelineGraph, Vec<String>> {
-    crate::compile(SourceFile::new("t.yaml", text))
-        .map(|c| c.graph)
-        .map_err(|ds| ds.sorted().iter().map(|d| d.render()).collect())
+    crate::compile(SourceFile::new("t.yaml", text)).map(|c| c.graph).map_err(|ds| {
+        ds.sorted().iter().filter(|d| d.severity == crate::diagnostic::Severity::Error).map(|d| d.render()).collect()
+    })
 }
 
 const HEAD: &str = "version: 1\ndbt:\n  project_dir: dbt\n  target: dev\nconnections:\n  lake: {type: s3, bucket: my-bucket}\n  wh: {type: snowflake}\n";
@@ -17,18 +17,9 @@ fn chain_with_results_task_waits_for_dbt_and_results() {
     .unwrap();
     let p = g.pipeline("t").unwrap();
     let ids: Vec<&str> = p.tasks.iter().map(|t| t.id.as_str()).collect();
-    assert_eq!(
-        ids,
-        ["dbt_run_staging", "parse_staging_results", "dbt_test"]
-    );
-    assert_eq!(
-        p.task("dbt_test").unwrap().upstream,
-        ["dbt_run_staging", "parse_staging_results"]
-    );
-    assert_eq!(
-        p.task("parse_staging_results").unwrap().trigger_rule,
-        TriggerRule::AllDone
-    );
+    assert_eq!(ids, ["dbt_run_staging", "parse_staging_results", "dbt_test"]);
+    assert_eq!(p.task("dbt_test").unwrap().upstream, ["dbt_run_staging", "parse_staging_results"]);
+    assert_eq!(p.task("parse_staging_results").unwrap().trigger_rule, TriggerRule::AllDone);
 }
 
 #[test]
@@ -37,13 +28,7 @@ fn copy_into_becomes_the_seed_tasks() {
         "{HEAD}pipelines:\n  l:\n    schedule: '*/5 * * * *'\n    stages:\n      load:\n        kind: copy_into\n        source: {{connection: lake, prefix: raw/}}\n        target: {{connection: wh, table: RAW.FHIR_BUNDLES, stage: RAW.S3}}\n        watermark_table: RAW.LOAD_WATERMARK\n"
     ))
     .unwrap();
-    let ids: Vec<&str> = g
-        .pipeline("l")
-        .unwrap()
-        .tasks
-        .iter()
-        .map(|t| t.id.as_str())
-        .collect();
+    let ids: Vec<&str> = g.pipeline("l").unwrap().tasks.iter().map(|t| t.id.as_str()).collect();
     assert_eq!(
         ids,
         [
@@ -72,11 +57,7 @@ fn unknown_after_suggests_the_stage() {
         "{HEAD}pipelines:\n  p:\n    stages:\n      dbt_run_staging: {{kind: shell, command: x}}\n      b: {{kind: shell, command: x, after: [dbt_run_stagng]}}\n"
     ))
     .unwrap_err();
-    assert!(
-        errs[0].contains("did you mean `dbt_run_staging`?"),
-        "{}",
-        errs[0]
-    );
+    assert!(errs[0].contains("did you mean `dbt_run_staging`?"), "{}", errs[0]);
     assert!(errs[0].contains("t.yaml:12:44"), "{}", errs[0]);
 }
 
@@ -86,11 +67,7 @@ fn duplicate_task_ids_point_at_both_stages() {
         "{HEAD}pipelines:\n  p:\n    stages:\n      dbt_run_x: {{kind: dbt, command: run, parse_results: parse_x_results}}\n      parse_x_results: {{kind: shell, command: x}}\n"
     ))
     .unwrap_err();
-    assert!(
-        errs[0].contains("task id `parse_x_results` is used twice"),
-        "{}",
-        errs[0]
-    );
+    assert!(errs[0].contains("task id `parse_x_results` is used twice"), "{}", errs[0]);
 }
 
 #[test]
@@ -101,9 +78,7 @@ fn sensor_gets_delta_or_is_rejected() {
         )
     };
     let g = compile(&spec("0 2 * * *", "0 1 * * *")).unwrap();
-    let Operation::Sensor(s) = &g.pipeline("down").unwrap().tasks[0].operation else {
-        panic!()
-    };
+    let Operation::Sensor(s) = &g.pipeline("down").unwrap().tasks[0].operation else { panic!() };
     assert_eq!(s.execution_delta.as_secs(), 3600);
     assert_eq!(s.task.as_deref(), Some("done"));
     let errs = compile(&spec("*/10 * * * *", "*/7 * * * *")).unwrap_err();
@@ -117,11 +92,7 @@ fn sensor_cycles_between_pipelines_are_rejected() {
         "{HEAD}pipelines:\n  a:\n    schedule: '@daily'\n    stages:\n      w: {{kind: sensor, pipeline: b}}\n  b:\n    schedule: '@daily'\n    stages:\n      w: {{kind: sensor, pipeline: a}}\n"
     ))
     .unwrap_err();
-    assert!(
-        errs.iter()
-            .any(|e| e.contains("pipelines wait for each other in a circle")),
-        "{errs:?}"
-    );
+    assert!(errs.iter().any(|e| e.contains("pipelines wait for each other in a circle")), "{errs:?}");
 }
 
 #[test]
@@ -130,9 +101,7 @@ fn dbt_arguments_are_in_a_fixed_order() {
         "{HEAD}pipelines:\n  p:\n    stages:\n      b: {{kind: dbt, command: build, select: ['+tag:marts'], exclude: [x], vars: {{b: 1, a: '{{{{ ds }}}}'}}, full_refresh: true}}\n"
     ))
     .unwrap();
-    let Operation::Dbt(inv) = &g.pipeline("p").unwrap().tasks[0].operation else {
-        panic!()
-    };
+    let Operation::Dbt(inv) = &g.pipeline("p").unwrap().tasks[0].operation else { panic!() };
     let words: Vec<String> = inv
         .args
         .iter()
@@ -166,10 +135,7 @@ fn dbt_arguments_are_in_a_fixed_order() {
 #[test]
 fn results_task_names_follow_the_seed() {
     let id = |s: &str, c| default_results_task(&StageId::new(s).unwrap(), c);
-    assert_eq!(
-        id("dbt_run_staging", DbtCommand::Run),
-        "parse_staging_results"
-    );
+    assert_eq!(id("dbt_run_staging", DbtCommand::Run), "parse_staging_results");
     assert_eq!(id("dbt_test", DbtCommand::Test), "parse_test_results");
     assert_eq!(id("build_all", DbtCommand::Build), "parse_all_results");
 }

@@ -45,10 +45,7 @@ impl Document {
         let mut diagnostics = Diagnostics::new();
         let empty = || {
             Diagnostic::error("empty-spec", "the spec is empty")
-                .at(
-                    Some(Span::at(&source, 0, 0)),
-                    "expected a mapping with `version` and `pipelines`",
-                )
+                .at(Some(Span::at(&source, 0, 0)), "expected a mapping with `version` and `pipelines`")
                 .help("start from an example under pipelines/")
         };
         if source.text.trim().is_empty() {
@@ -60,19 +57,14 @@ impl Document {
                 max_depth: MAX_DEPTH,
             },
         };
-        let root: Spanned<RawNode> =
-            match serde_saphyr::from_str_with_options(&source.text, options) {
-                Ok(root) => root,
-                Err(err) => {
-                    diagnostics.push(yaml_error(&source, &err));
-                    return Err(diagnostics);
-                }
-            };
-        let mut document = Document {
-            source: Arc::clone(&source),
-            value: Value::Null,
-            spans: HashMap::new(),
+        let root: Spanned<RawNode> = match serde_saphyr::from_str_with_options(&source.text, options) {
+            Ok(root) => root,
+            Err(err) => {
+                diagnostics.push(yaml_error(&source, &err));
+                return Err(diagnostics);
+            }
         };
+        let mut document = Document { source: Arc::clone(&source), value: Value::Null, spans: HashMap::new() };
         let mut problems = Vec::new();
         document.value = document.lower(root, String::new(), None, &mut problems);
         if document.value.is_null() {
@@ -95,14 +87,7 @@ impl Document {
         let value = location_range(&self.source, &node.referenced);
         let defined = location_range(&self.source, &node.defined);
         let defined = (defined != value).then_some(defined);
-        self.spans.insert(
-            pointer.clone(),
-            NodeSpans {
-                key,
-                value,
-                defined,
-            },
-        );
+        self.spans.insert(pointer.clone(), NodeSpans { key, value, defined });
         match node.value {
             RawNode::Null => Value::Null,
             RawNode::Bool(b) => Value::Bool(b),
@@ -129,16 +114,10 @@ impl Document {
                         RawNode::Float(f) => f.to_string(),
                         RawNode::Null => "null".to_owned(),
                         RawNode::Seq(_) | RawNode::Map(_) => {
-                            problems.push(
-                                Diagnostic::error(
-                                    "complex-key",
-                                    "a mapping key must be a plain name",
-                                )
-                                .at(
-                                    Some(Span::at(&self.source, key_range.0, key_range.1)),
-                                    "this key is a list or a mapping",
-                                ),
-                            );
+                            problems.push(Diagnostic::error("complex-key", "a mapping key must be a plain name").at(
+                                Some(Span::at(&self.source, key_range.0, key_range.1)),
+                                "this key is a list or a mapping",
+                            ));
                             continue;
                         }
                     };
@@ -153,8 +132,7 @@ impl Document {
 
     /// The span of the node at `pointer`, or of its nearest ancestor that exists.
     pub fn span(&self, pointer: &str) -> Option<Span> {
-        self.nearest(pointer)
-            .map(|spans| Span::at(&self.source, spans.value.0, spans.value.1))
+        self.nearest(pointer).map(|spans| Span::at(&self.source, spans.value.0, spans.value.1))
     }
 
     /// The span of the key of the node at `pointer` (falls back to the node).
@@ -167,9 +145,7 @@ impl Document {
     /// Where an aliased or merged node was defined, if it was.
     pub fn defined_span(&self, pointer: &str) -> Option<Span> {
         let spans = self.spans.get(pointer)?;
-        spans
-            .defined
-            .map(|(start, len)| Span::at(&self.source, start, len))
+        spans.defined.map(|(start, len)| Span::at(&self.source, start, len))
     }
 
     fn nearest(&self, pointer: &str) -> Option<&NodeSpans> {
@@ -205,12 +181,8 @@ fn location_range(source: &SourceFile, location: &serde_saphyr::Location) -> (us
 
 fn yaml_error(source: &Arc<SourceFile>, err: &serde_saphyr::Error) -> Diagnostic {
     let message = strip_position(&first_line(&err.without_snippet().to_string()));
-    let (code, summary, help) = if let Some(rest) = message.strip_prefix("duplicate mapping key: ")
-    {
-        let key = rest
-            .split(", set DuplicateKeyPolicy")
-            .next()
-            .unwrap_or(rest);
+    let (code, summary, help) = if let Some(rest) = message.strip_prefix("duplicate mapping key: ") {
+        let key = rest.split(", set DuplicateKeyPolicy").next().unwrap_or(rest);
         (
             "duplicate-key",
             format!("duplicate key `{key}`: it is already set above in the same mapping"),
@@ -220,10 +192,7 @@ fn yaml_error(source: &Arc<SourceFile>, err: &serde_saphyr::Error) -> Diagnostic
         (
             "yaml-limit",
             message.clone(),
-            Some(
-                "a spec this deep or this aliased is not a pipeline spec; check for an alias bomb"
-                    .to_owned(),
-            ),
+            Some("a spec this deep or this aliased is not a pipeline spec; check for an alias bomb".to_owned()),
         )
     } else {
         ("yaml-syntax", format!("invalid YAML: {message}"), None)
@@ -354,18 +323,12 @@ mod tests {
 
     #[test]
     fn maps_pointers_to_lines() {
-        let doc = parse(
-            "version: 1\npipelines:\n  load:\n    stages:\n      copy:\n        retries: -1\n",
-        )
-        .unwrap();
+        let doc = parse("version: 1\npipelines:\n  load:\n    stages:\n      copy:\n        retries: -1\n").unwrap();
         let span = doc.span("/pipelines/load/stages/copy/retries").unwrap();
         assert_eq!((span.start.line, span.start.column), (6, 18));
         let key = doc.key_span("/pipelines/load/stages/copy/retries").unwrap();
         assert_eq!((key.start.line, key.start.column), (6, 9));
-        assert_eq!(
-            doc.value["pipelines"]["load"]["stages"]["copy"]["retries"],
-            -1
-        );
+        assert_eq!(doc.value["pipelines"]["load"]["stages"]["copy"]["retries"], -1);
     }
 
     #[test]

@@ -20,11 +20,7 @@ pub struct ApplyReport {
 pub fn apply(plan: &Plan, force: bool) -> Result<ApplyReport, Error> {
     if !force && let Some(first) = plan.blocked().next() {
         let count = plan.blocked().count();
-        let others = if count > 1 {
-            format!(" (and {} more)", count - 1)
-        } else {
-            String::new()
-        };
+        let others = if count > 1 { format!(" (and {} more)", count - 1) } else { String::new() };
         let reason = match &first.blocker {
             Some(super::Blocker::NotGenerated) => "it was not written by fhirflow",
             Some(super::Blocker::EditedByHand) => "it was edited by hand since fhirflow wrote it",
@@ -67,26 +63,15 @@ pub fn apply(plan: &Plan, force: bool) -> Result<ApplyReport, Error> {
 /// reader (or Airflow's DAG processor) never sees half a file.
 fn write_atomically(path: &Path, contents: &str) -> Result<(), Error> {
     fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Error + 'a {
-        move |source| Error::Io {
-            path: path.to_owned(),
-            action,
-            source,
-        }
+        move |source| Error::Io { path: path.to_owned(), action, source }
     }
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(io("create", dir))?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let temp = dir.join(format!(".{name}.fhirflow-{}.tmp", std::process::id()));
     let result = (|| {
         let mut file = std::fs::File::create(&temp).map_err(io("write", &temp))?;
-        file.write_all(contents.as_bytes())
-            .map_err(io("write", &temp))?;
+        file.write_all(contents.as_bytes()).map_err(io("write", &temp))?;
         file.sync_all().map_err(io("write", &temp))?;
         std::fs::rename(&temp, path).map_err(io("write", path))
     })();

@@ -115,11 +115,7 @@ impl Plan {
     /// Files to add, change and remove.
     pub fn counts(&self) -> (usize, usize, usize) {
         let count = |a| self.changes.iter().filter(|c| c.action == a).count();
-        (
-            count(Action::Add),
-            count(Action::Change),
-            count(Action::Remove),
-        )
+        (count(Action::Add), count(Action::Change), count(Action::Remove))
     }
 
     /// Whether applying would change anything.
@@ -145,20 +141,12 @@ fn read_existing(path: &Path) -> Result<Option<String>, Error> {
     match std::fs::read(path) {
         Ok(bytes) => Ok(Some(String::from_utf8_lossy(&bytes).into_owned())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(Error::Io {
-            path: path.to_owned(),
-            action: "read",
-            source,
-        }),
+        Err(source) => Err(Error::Io { path: path.to_owned(), action: "read", source }),
     }
 }
 
 /// Compares `files` with the disk under `layout.root`.
-pub fn plan(
-    files: &[GeneratedFile],
-    layout: &Layout,
-    managed_dirs: &[PathBuf],
-) -> Result<Plan, Error> {
+pub fn plan(files: &[GeneratedFile], layout: &Layout, managed_dirs: &[PathBuf]) -> Result<Plan, Error> {
     let mut changes = Vec::new();
     let wanted: BTreeSet<&Path> = files.iter().map(|f| f.path.as_path()).collect();
     for file in files {
@@ -169,9 +157,7 @@ pub fn plan(
             Some(text) => {
                 let blocker = match header::read(text) {
                     None => Some(Blocker::NotGenerated),
-                    Some(h) if h.spec != layout.spec_name => {
-                        Some(Blocker::OtherSpec { spec: h.spec })
-                    }
+                    Some(h) if h.spec != layout.spec_name => Some(Blocker::OtherSpec { spec: h.spec }),
                     Some(h) if h.edited() => Some(Blocker::EditedByHand),
                     Some(_) => None,
                 };
@@ -179,9 +165,7 @@ pub fn plan(
             }
         };
         let details = match file.kind {
-            FileKind::AirflowDag(_) => {
-                DagSummary::read(old.unwrap_or("")).diff(&DagSummary::read(&file.contents))
-            }
+            FileKind::AirflowDag(_) => DagSummary::read(old.unwrap_or("")).diff(&DagSummary::read(&file.contents)),
             _ => Vec::new(),
         };
         changes.push(FileChange {
@@ -208,42 +192,18 @@ pub fn plan(
     }
     for stale in stale {
         let text = read_existing(&layout.root.join(&stale))?.unwrap_or_default();
-        let kind = if stale.extension().is_some_and(|e| e == "py") {
-            "airflow_dag"
-        } else {
-            "dbt_layer"
-        };
-        let details = if kind == "airflow_dag" {
-            DagSummary::read(&text).diff(&DagSummary::default())
-        } else {
-            Vec::new()
-        };
-        let blocker = header::read(&text)
-            .filter(|h| h.edited())
-            .map(|_| Blocker::EditedByHand);
-        changes.push(FileChange {
-            path: stale,
-            action: Action::Remove,
-            kind,
-            details,
-            blocker,
-            contents: None,
-        });
+        let kind = if stale.extension().is_some_and(|e| e == "py") { "airflow_dag" } else { "dbt_layer" };
+        let details =
+            if kind == "airflow_dag" { DagSummary::read(&text).diff(&DagSummary::default()) } else { Vec::new() };
+        let blocker = header::read(&text).filter(|h| h.edited()).map(|_| Blocker::EditedByHand);
+        changes.push(FileChange { path: stale, action: Action::Remove, kind, details, blocker, contents: None });
     }
     changes.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok(Plan {
-        layout: layout.clone(),
-        root: layout.root.clone(),
-        changes,
-    })
+    Ok(Plan { layout: layout.clone(), root: layout.root.clone(), changes })
 }
 
 /// Files under `dirs` that this spec wrote before but no longer produces.
-fn stale_files(
-    layout: &Layout,
-    dirs: &[PathBuf],
-    wanted: &BTreeSet<&Path>,
-) -> Result<Vec<PathBuf>, Error> {
+fn stale_files(layout: &Layout, dirs: &[PathBuf], wanted: &BTreeSet<&Path>) -> Result<Vec<PathBuf>, Error> {
     let mut found = Vec::new();
     let mut pending: Vec<PathBuf> = dirs.to_vec();
     let mut seen = BTreeSet::new();
@@ -256,29 +216,21 @@ fn stale_files(
             Ok(entries) => entries,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(source) => {
-                return Err(Error::Io {
-                    path: full,
-                    action: "read",
-                    source,
-                });
+                return Err(Error::Io { path: full, action: "read", source });
             }
         };
         let mut names: Vec<_> = entries.filter_map(Result::ok).collect();
         names.sort_by_key(|e| e.file_name());
         for entry in names {
             let relative = dir.join(entry.file_name());
-            let file_type = entry.file_type().map_err(|source| Error::Io {
-                path: entry.path(),
-                action: "read",
-                source,
-            })?;
+            let file_type =
+                entry.file_type().map_err(|source| Error::Io { path: entry.path(), action: "read", source })?;
             if file_type.is_dir() {
                 pending.push(relative);
                 continue;
             }
             let name = entry.file_name().to_string_lossy().into_owned();
-            let candidate =
-                name.ends_with(".py") || name.ends_with("_models.yml") || name == "selectors.yml";
+            let candidate = name.ends_with(".py") || name.ends_with("_models.yml") || name == "selectors.yml";
             if !candidate || wanted.contains(relative.as_path()) {
                 continue;
             }

@@ -40,12 +40,8 @@ fn detail_text(detail: &Detail) -> String {
 
 fn blocker_text(blocker: &Blocker) -> String {
     match blocker {
-        Blocker::NotGenerated => {
-            "exists and was not written by fhirflow; apply refuses unless --force".to_owned()
-        }
-        Blocker::EditedByHand => {
-            "was edited by hand since fhirflow wrote it; apply refuses unless --force".to_owned()
-        }
+        Blocker::NotGenerated => "exists and was not written by fhirflow; apply refuses unless --force".to_owned(),
+        Blocker::EditedByHand => "was edited by hand since fhirflow wrote it; apply refuses unless --force".to_owned(),
         Blocker::OtherSpec { spec } => {
             format!("was written from {spec}; apply refuses unless --force")
         }
@@ -72,12 +68,7 @@ impl Plan {
         match format {
             PlanFormat::Text => {
                 for change in &self.changes {
-                    let _ = writeln!(
-                        out,
-                        "  {} {}",
-                        symbol(change.action),
-                        self.shown_path(change)
-                    );
+                    let _ = writeln!(out, "  {} {}", symbol(change.action), self.shown_path(change));
                     for detail in &change.details {
                         let _ = writeln!(out, "      {}", detail_text(detail));
                     }
@@ -120,11 +111,8 @@ impl Plan {
                 if self.has_changes() {
                     out.push_str("| | File | Changes |\n|---|---|---|\n");
                     for change in &self.changes {
-                        let mut cells: Vec<String> = change
-                            .details
-                            .iter()
-                            .map(|d| format!("`{}`", detail_text(d)))
-                            .collect();
+                        let mut cells: Vec<String> =
+                            change.details.iter().map(|d| format!("`{}`", detail_text(d))).collect();
                         if let Some(blocker) = &change.blocker {
                             cells.push(format!("⚠️ {}", blocker_text(blocker)));
                         }

@@ -43,42 +43,21 @@ impl DagSummary {
     pub fn diff(&self, new: &DagSummary) -> Vec<Detail> {
         let mut details = Vec::new();
         if !self.dag.is_empty() && !new.dag.is_empty() {
-            for name in [
-                "schedule",
-                "start_date",
-                "catchup",
-                "max_active_runs",
-                "tags",
-            ] {
+            for name in ["schedule", "start_date", "catchup", "max_active_runs", "tags"] {
                 let (old, now) = (self.dag.get(name), new.dag.get(name));
                 if old != now {
-                    details.push(Detail::Setting {
-                        name: name.to_owned(),
-                        old: show(old),
-                        new: show(now),
-                    });
+                    details.push(Detail::Setting { name: name.to_owned(), old: show(old), new: show(now) });
                 }
             }
         }
-        let mut removed: Vec<&String> = self
-            .tasks
-            .keys()
-            .filter(|id| !new.tasks.contains_key(*id))
-            .collect();
-        let mut added: Vec<&String> = new
-            .tasks
-            .keys()
-            .filter(|id| !self.tasks.contains_key(*id))
-            .collect();
+        let mut removed: Vec<&String> = self.tasks.keys().filter(|id| !new.tasks.contains_key(*id)).collect();
+        let mut added: Vec<&String> = new.tasks.keys().filter(|id| !self.tasks.contains_key(*id)).collect();
         // Same definition under a new id is a rename, which Airflow treats as remove + add and
         // so loses the task's history; say so rather than show two unrelated changes.
         let mut renames = Vec::new();
         added.retain(|to| {
             let digest = new.tasks[*to].get("digest");
-            match removed
-                .iter()
-                .position(|from| self.tasks[*from].get("digest") == digest)
-            {
+            match removed.iter().position(|from| self.tasks[*from].get("digest") == digest) {
                 Some(i) => {
                     renames.push(((*removed.remove(i)).clone(), (*to).clone()));
                     false
@@ -100,30 +79,16 @@ impl DagSummary {
                 continue;
             };
             let mut changes = Vec::new();
-            for field in [
-                "operator",
-                "upstream",
-                "retries",
-                "retry_delay",
-                "execution_timeout",
-                "sensor",
-            ] {
+            for field in ["operator", "upstream", "retries", "retry_delay", "execution_timeout", "sensor"] {
                 if old.get(field) != now.get(field) {
-                    changes.push(format!(
-                        "{field}: {} → {}",
-                        show(old.get(field)),
-                        show(now.get(field))
-                    ));
+                    changes.push(format!("{field}: {} → {}", show(old.get(field)), show(now.get(field))));
                 }
             }
             if changes.is_empty() && old.get("digest") != now.get("digest") {
                 changes.push("definition changed (command, query or arguments)".to_owned());
             }
             if !changes.is_empty() {
-                details.push(Detail::TaskChanged {
-                    task: id.clone(),
-                    changes,
-                });
+                details.push(Detail::TaskChanged { task: id.clone(), changes });
             }
         }
         details

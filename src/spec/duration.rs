@@ -116,13 +116,7 @@ mod tests {
 
     #[test]
     fn parses_and_prints_round_trip() {
-        for (text, secs) in [
-            ("10s", 10),
-            ("5m", 300),
-            ("1h30m", 5400),
-            ("2d", 172_800),
-            ("1w", 604_800),
-        ] {
+        for (text, secs) in [("10s", 10), ("5m", 300), ("1h30m", 5400), ("2d", 172_800), ("1w", 604_800)] {
             let d = Duration::parse(text).unwrap();
             assert_eq!(d.as_secs(), secs);
             assert_eq!(Duration::parse(&d.to_string()).unwrap(), d);

@@ -69,9 +69,7 @@ pub struct TaskSettings {
     pub execution_timeout: Option<Duration>,
     /// First logical date, `YYYY-MM-DD` or an RFC 3339 date-time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(
-        pattern = r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2})?(Z|[+-]\d{2}:\d{2})?)?$"
-    ))]
+    #[schemars(regex(pattern = r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2})?(Z|[+-]\d{2}:\d{2})?)?$"))]
     pub start_date: Option<String>,
     /// IANA time zone that schedules and the start date are read in, such as `UTC` or `Europe/Paris`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -179,11 +177,7 @@ pub struct DbtDeploy {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(transparent)]
 pub struct RelativePath(
-    #[schemars(
-        regex(pattern = r"^[^/\x00-\x1f][^\x00-\x1f]*$"),
-        length(min = 1, max = 1024)
-    )]
-    pub String,
+    #[schemars(regex(pattern = r"^[^/\x00-\x1f][^\x00-\x1f]*$"), length(min = 1, max = 1024))] pub String,
 );
 
 /// Where generated DAG files go and which Airflow they target.
@@ -201,10 +195,7 @@ pub struct AirflowTarget {
 
 impl Default for AirflowTarget {
     fn default() -> Self {
-        Self {
-            dags_folder: default_dags_folder(),
-            version: default_airflow_version(),
-        }
+        Self { dags_folder: default_dags_folder(), version: default_airflow_version() }
     }
 }
 
@@ -397,9 +388,7 @@ pub enum ParseResults {
 }
 
 /// The dbt commands a stage can run.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize, JsonSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize, JsonSchema)]
 pub enum DbtCommand {
     /// `dbt deps`: install packages.
     #[serde(rename = "deps")]
@@ -458,14 +447,7 @@ impl DbtCommand {
 
     /// Whether the command writes `target/run_results.json`.
     pub fn writes_run_results(self) -> bool {
-        matches!(
-            self,
-            DbtCommand::Run
-                | DbtCommand::Test
-                | DbtCommand::Build
-                | DbtCommand::Seed
-                | DbtCommand::Snapshot
-        )
+        matches!(self, DbtCommand::Run | DbtCommand::Test | DbtCommand::Build | DbtCommand::Seed | DbtCommand::Snapshot)
     }
 }
 

@@ -119,11 +119,7 @@ impl TableName {
     /// The table as a Snowflake identifier: each part upper-cased (as Snowflake does for unquoted
     /// names) and double-quoted, so the text can never be read as anything but a name.
     pub fn quoted(&self) -> String {
-        self.0
-            .split('.')
-            .map(|part| format!("\"{}\"", part.to_ascii_uppercase()))
-            .collect::<Vec<_>>()
-            .join(".")
+        self.0.split('.').map(|part| format!("\"{}\"", part.to_ascii_uppercase())).collect::<Vec<_>>().join(".")
     }
 }
 

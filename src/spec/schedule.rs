@@ -51,11 +51,7 @@ impl Preset {
 
     /// The preset as written in Airflow.
     pub fn as_str(self) -> &'static str {
-        Self::ALL
-            .iter()
-            .find(|(_, p)| *p == self)
-            .map(|(s, _)| *s)
-            .unwrap_or("@once")
+        Self::ALL.iter().find(|(_, p)| *p == self).map(|(s, _)| *s).unwrap_or("@once")
     }
 
     /// The cron expression the preset stands for, if it repeats.
@@ -77,10 +73,7 @@ const SCHEDULE_PATTERN: &str = r"^(@[a-z]+|([0-9]+[smhdw])+|\S+( +\S+){4})$";
 
 /// The cron parser with Airflow's rules: five fields, no seconds, no years.
 pub(crate) fn cron_parser() -> CronParser {
-    CronParser::builder()
-        .seconds(Seconds::Disallowed)
-        .year(Year::Disallowed)
-        .build()
+    CronParser::builder().seconds(Seconds::Disallowed).year(Year::Disallowed).build()
 }
 
 impl Schedule {
@@ -113,12 +106,8 @@ impl Schedule {
                 "{text:?} has {fields} fields; Airflow cron expressions have five: minute hour day-of-month month day-of-week"
             ));
         }
-        cron_parser()
-            .parse(text)
-            .map_err(|e| format!("{text:?} is not a valid cron expression: {e}"))?;
-        Ok(Schedule::Cron(
-            text.split_whitespace().collect::<Vec<_>>().join(" "),
-        ))
+        cron_parser().parse(text).map_err(|e| format!("{text:?} is not a valid cron expression: {e}"))?;
+        Ok(Schedule::Cron(text.split_whitespace().collect::<Vec<_>>().join(" ")))
     }
 
     /// The repeating cron expression behind this schedule, if it has one.
@@ -175,34 +164,15 @@ mod tests {
 
     #[test]
     fn reads_every_form() {
-        assert_eq!(
-            Schedule::parse("*/5 * * * *").unwrap(),
-            Schedule::Cron("*/5 * * * *".into())
-        );
-        assert_eq!(
-            Schedule::parse("@daily").unwrap(),
-            Schedule::Preset(Preset::Daily)
-        );
-        assert_eq!(
-            Schedule::parse("10s").unwrap(),
-            Schedule::Interval(Duration::from_secs(10))
-        );
-        assert_eq!(
-            Schedule::parse("0  2 * *  *").unwrap(),
-            Schedule::Cron("0 2 * * *".into())
-        );
+        assert_eq!(Schedule::parse("*/5 * * * *").unwrap(), Schedule::Cron("*/5 * * * *".into()));
+        assert_eq!(Schedule::parse("@daily").unwrap(), Schedule::Preset(Preset::Daily));
+        assert_eq!(Schedule::parse("10s").unwrap(), Schedule::Interval(Duration::from_secs(10)));
+        assert_eq!(Schedule::parse("0  2 * *  *").unwrap(), Schedule::Cron("0 2 * * *".into()));
     }
 
     #[test]
     fn rejects_bad_schedules() {
-        for text in [
-            "@sometimes",
-            "0 * * *",
-            "0 0 * * * *",
-            "61 * * * *",
-            "soon",
-            "0s",
-        ] {
+        for text in ["@sometimes", "0 * * *", "0 0 * * * *", "61 * * * *", "soon", "0s"] {
             assert!(Schedule::parse(text).is_err(), "{text}");
         }
     }

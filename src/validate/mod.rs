@@ -15,7 +15,14 @@ use serde_json::Value;
 pub fn check(document: &Document) -> Result<Spec, Diagnostics> {
     let mut found = Vec::new();
     for error in schema::validator().iter_errors(&document.value) {
-        found.extend(describe(document, &error));
+        let described = describe(document, &error);
+        // A value merged in with `<<: *anchor` is shown where it is used and where it is written.
+        match document.defined_span(error.instance_path().as_str()) {
+            Some(defined) => {
+                found.extend(described.into_iter().map(|d| d.also(Some(defined.clone()), "the value comes from here")))
+            }
+            None => found.extend(described),
+        }
     }
     // A key with an invalid name is also "unexpected" to the map; one report is enough.
     let bad_names: Vec<usize> = found
@@ -24,11 +31,7 @@ pub fn check(document: &Document) -> Result<Spec, Diagnostics> {
         .filter_map(|d| d.primary.as_ref().map(|l| l.span.start.byte))
         .collect();
     found.retain(|d| {
-        d.code != "unknown-key"
-            || !d
-                .primary
-                .as_ref()
-                .is_some_and(|l| bad_names.contains(&l.span.start.byte))
+        d.code != "unknown-key" || !d.primary.as_ref().is_some_and(|l| bad_names.contains(&l.span.start.byte))
     });
     let mut diagnostics = Diagnostics::new();
     diagnostics.extend(found);
@@ -42,11 +45,8 @@ pub fn check(document: &Document) -> Result<Spec, Diagnostics> {
             let pointer = path_to_pointer(err.path());
             let message = err.inner().to_string();
             diagnostics.push(
-                Diagnostic::error(
-                    "invalid-value",
-                    format!("{}: {message}", field_name(&pointer)),
-                )
-                .at(document.span(&pointer), ""),
+                Diagnostic::error("invalid-value", format!("{}: {message}", field_name(&pointer)))
+                    .at(document.span(&pointer), ""),
             );
             Err(diagnostics)
         }
@@ -75,22 +75,14 @@ fn field_name(pointer: &str) -> String {
     let token = token.replace("~1", "/").replace("~0", "~");
     if token.chars().all(|c| c.is_ascii_digit()) {
         let parent = pointer.rsplitn(2, '/').nth(1).unwrap_or("");
-        return format!(
-            "{} item {}",
-            field_name(parent),
-            token.parse::<usize>().unwrap_or(0) + 1
-        );
+        return format!("{} item {}", field_name(parent), token.parse::<usize>().unwrap_or(0) + 1);
     }
     token
 }
 
 fn short(value: &Value) -> String {
     let text = value.to_string();
-    if text.chars().count() > 60 {
-        format!("{}…", text.chars().take(59).collect::<String>())
-    } else {
-        text
-    }
+    if text.chars().count() > 60 { format!("{}…", text.chars().take(59).collect::<String>()) } else { text }
 }
 
 fn json_type(value: &Value) -> &'static str {
@@ -122,16 +114,8 @@ fn expected_types(kind: &TypeKind) -> String {
         TypeKind::Single(t) => vec![t.to_string()],
         TypeKind::Multiple(set) => set.iter().map(|t| t.to_string()).collect(),
     };
-    let words: Vec<&str> = names
-        .iter()
-        .filter(|n| n.as_str() != "null")
-        .map(|n| type_words(n))
-        .collect();
-    if words.is_empty() {
-        "nothing".to_owned()
-    } else {
-        words.join(" or ")
-    }
+    let words: Vec<&str> = names.iter().filter(|n| n.as_str() != "null").map(|n| type_words(n)).collect();
+    if words.is_empty() { "nothing".to_owned() } else { words.join(" or ") }
 }
 
 fn describe(document: &Document, error: &jsonschema::ValidationError<'_>) -> Vec<Diagnostic> {
@@ -140,60 +124,33 @@ fn describe(document: &Document, error: &jsonschema::ValidationError<'_>) -> Vec
     let instance = error.instance();
     let schema_path = error.schema_path().as_str().to_owned();
     let at = || document.span(&pointer);
-    let single =
-        |code: &'static str, summary: String| vec![Diagnostic::error(code, summary).at(at(), "")];
+    let single = |code: &'static str, summary: String| vec![Diagnostic::error(code, summary).at(at(), "")];
     match error.kind() {
-        ValidationErrorKind::Type { kind } => single(
-            "wrong-type",
-            format!(
-                "`{field}` must be {}, got {}",
-                expected_types(kind),
-                json_type(&instance)
-            ),
-        ),
-        ValidationErrorKind::Minimum { limit } => single(
-            "out-of-range",
-            format!("`{field}` must be ≥ {limit}, got {}", short(&instance)),
-        ),
-        ValidationErrorKind::Maximum { limit } => single(
-            "out-of-range",
-            format!("`{field}` must be ≤ {limit}, got {}", short(&instance)),
-        ),
-        ValidationErrorKind::MinLength { limit: 1 } => {
-            single("empty-value", format!("`{field}` must not be empty"))
+        ValidationErrorKind::Type { kind } => {
+            single("wrong-type", format!("`{field}` must be {}, got {}", expected_types(kind), json_type(&instance)))
         }
-        ValidationErrorKind::MinLength { limit } => single(
-            "too-short",
-            format!("`{field}` must be at least {limit} characters long"),
-        ),
-        ValidationErrorKind::MaxLength { limit } => single(
-            "too-long",
-            format!("`{field}` must be at most {limit} characters long"),
-        ),
-        ValidationErrorKind::MinItems { limit } => single(
-            "too-few",
-            format!(
-                "`{field}` needs at least {limit} item{}",
-                if *limit == 1 { "" } else { "s" }
-            ),
-        ),
-        ValidationErrorKind::MinProperties { limit } => single(
-            "too-few",
-            format!(
-                "`{field}` needs at least {limit} entr{}",
-                if *limit == 1 { "y" } else { "ies" }
-            ),
-        ),
+        ValidationErrorKind::Minimum { limit } => {
+            single("out-of-range", format!("`{field}` must be ≥ {limit}, got {}", short(&instance)))
+        }
+        ValidationErrorKind::Maximum { limit } => {
+            single("out-of-range", format!("`{field}` must be ≤ {limit}, got {}", short(&instance)))
+        }
+        ValidationErrorKind::MinLength { limit: 1 } => single("empty-value", format!("`{field}` must not be empty")),
+        ValidationErrorKind::MinLength { limit } => {
+            single("too-short", format!("`{field}` must be at least {limit} characters long"))
+        }
+        ValidationErrorKind::MaxLength { limit } => {
+            single("too-long", format!("`{field}` must be at most {limit} characters long"))
+        }
+        ValidationErrorKind::MinItems { limit } => {
+            single("too-few", format!("`{field}` needs at least {limit} item{}", if *limit == 1 { "" } else { "s" }))
+        }
+        ValidationErrorKind::MinProperties { limit } => {
+            single("too-few", format!("`{field}` needs at least {limit} entr{}", if *limit == 1 { "y" } else { "ies" }))
+        }
         ValidationErrorKind::Pattern { .. } => {
             let what = schema::describe_at(&schema_path).unwrap_or_else(|| "value".to_owned());
-            single(
-                "invalid-value",
-                format!(
-                    "`{field}`: {} is not {}",
-                    short(&instance),
-                    lowercase_first(&what)
-                ),
-            )
+            single("invalid-value", format!("`{field}`: {} is not {}", short(&instance), lowercase_first(&what)))
         }
         ValidationErrorKind::PropertyNames { error } => {
             let key = error.instance().as_str().unwrap_or_default().to_owned();
@@ -202,44 +159,25 @@ fn describe(document: &Document, error: &jsonschema::ValidationError<'_>) -> Vec
                 .or_else(|| schema::describe_at(&format!("{schema_path}/$ref")))
                 .unwrap_or_else(|| "name".to_owned());
             vec![
-                Diagnostic::error(
-                    "invalid-name",
-                    format!("{key:?} is not {}", lowercase_first(&what)),
-                )
-                .at(document.key_span(&key_pointer), ""),
+                Diagnostic::error("invalid-name", format!("{key:?} is not {}", lowercase_first(&what)))
+                    .at(document.key_span(&key_pointer), ""),
             ]
         }
         ValidationErrorKind::Enum { options } => {
-            let choices: Vec<&str> = options
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-                .collect();
+            let choices: Vec<&str> = options.as_array().into_iter().flatten().filter_map(Value::as_str).collect();
             let mut d = Diagnostic::error(
                 "invalid-choice",
-                format!(
-                    "`{field}` must be one of {}, got {}",
-                    quoted_list(&choices),
-                    short(&instance)
-                ),
+                format!("`{field}` must be one of {}, got {}", quoted_list(&choices), short(&instance)),
             )
             .at(at(), "");
-            if let Some(guess) = instance
-                .as_str()
-                .and_then(|got| did_you_mean(got, choices.iter().copied()))
-            {
+            if let Some(guess) = instance.as_str().and_then(|got| did_you_mean(got, choices.iter().copied())) {
                 d = d.help(format!("did you mean `{guess}`?"));
             }
             vec![d]
         }
         ValidationErrorKind::Required { property } => {
             let name = property.as_str().unwrap_or_default();
-            let parent = if pointer.is_empty() {
-                "the spec".to_owned()
-            } else {
-                format!("`{field}`")
-            };
+            let parent = if pointer.is_empty() { "the spec".to_owned() } else { format!("`{field}`") };
             vec![
                 Diagnostic::error("missing-key", format!("{parent} is missing `{name}`"))
                     .at(document.key_span(&pointer), format!("add `{name}:` here")),
@@ -254,14 +192,9 @@ fn describe(document: &Document, error: &jsonschema::ValidationError<'_>) -> Vec
                 .filter(|key| !allowed.contains(key))
                 .map(|key| {
                     let key_pointer = format!("{pointer}/{}", escape_pointer(key));
-                    let place = if pointer.is_empty() {
-                        "the spec".to_owned()
-                    } else {
-                        format!("`{field}`")
-                    };
-                    let mut d =
-                        Diagnostic::error("unknown-key", format!("unknown key `{key}` in {place}"))
-                            .at(document.key_span(&key_pointer), "not a known setting here");
+                    let place = if pointer.is_empty() { "the spec".to_owned() } else { format!("`{field}`") };
+                    let mut d = Diagnostic::error("unknown-key", format!("unknown key `{key}` in {place}"))
+                        .at(document.key_span(&key_pointer), "not a known setting here");
                     if let Some(guess) = did_you_mean(key, allowed.iter().map(String::as_str)) {
                         d = d.help(format!("did you mean `{guess}`?"));
                     } else if !allowed.is_empty() {
@@ -281,38 +214,23 @@ fn describe(document: &Document, error: &jsonschema::ValidationError<'_>) -> Vec
                 .iter()
                 .filter(|branch| {
                     !branch.iter().all(|e| {
-                        matches!(e.kind(), ValidationErrorKind::Type { .. })
-                            && e.instance_path().as_str() == pointer
+                        matches!(e.kind(), ValidationErrorKind::Type { .. }) && e.instance_path().as_str() == pointer
                     })
                 })
                 .collect();
             if let [branch] = meant.as_slice() {
                 return branch.iter().flat_map(|e| describe(document, e)).collect();
             }
-            let what = schema::describe_at(
-                schema_path
-                    .trim_end_matches("/anyOf")
-                    .trim_end_matches("/oneOf"),
-            )
-            .unwrap_or_else(|| "an allowed form".to_owned());
-            single(
-                "invalid-value",
-                format!(
-                    "`{field}` is not valid here: expected {}",
-                    lowercase_first(&what)
-                ),
-            )
+            let what = schema::describe_at(schema_path.trim_end_matches("/anyOf").trim_end_matches("/oneOf"))
+                .unwrap_or_else(|| "an allowed form".to_owned());
+            single("invalid-value", format!("`{field}` is not valid here: expected {}", lowercase_first(&what)))
         }
         _ => single("invalid-value", format!("`{field}`: {error}")),
     }
 }
 
 fn quoted_list(items: &[&str]) -> String {
-    items
-        .iter()
-        .map(|i| format!("`{i}`"))
-        .collect::<Vec<_>>()
-        .join(", ")
+    items.iter().map(|i| format!("`{i}`")).collect::<Vec<_>>().join(", ")
 }
 
 fn lowercase_first(text: &str) -> String {
@@ -337,17 +255,15 @@ mod tests {
                 .sorted()
                 .iter()
                 .map(|d| {
-                    let at = d
-                        .primary
-                        .as_ref()
-                        .map_or((0, 0), |l| (l.span.start.line, l.span.start.column));
+                    let at = d.primary.as_ref().map_or((0, 0), |l| (l.span.start.line, l.span.start.column));
                     (d.summary.clone(), at.0, at.1)
                 })
                 .collect(),
         }
     }
 
-    const MINIMAL: &str = "version: 1\npipelines:\n  p:\n    stages:\n      s:\n        kind: shell\n        command: echo hi\n";
+    const MINIMAL: &str =
+        "version: 1\npipelines:\n  p:\n    stages:\n      s:\n        kind: shell\n        command: echo hi\n";
 
     #[test]
     fn minimal_spec_is_valid() {
@@ -356,22 +272,13 @@ mod tests {
 
     #[test]
     fn phrases_range_errors_for_people() {
-        let text = MINIMAL.replace(
-            "command: echo hi\n",
-            "command: echo hi\n        retries: -1\n",
-        );
-        assert_eq!(
-            errors(&text),
-            vec![("`retries` must be ≥ 0, got -1".to_owned(), 8, 18)]
-        );
+        let text = MINIMAL.replace("command: echo hi\n", "command: echo hi\n        retries: -1\n");
+        assert_eq!(errors(&text), vec![("`retries` must be ≥ 0, got -1".to_owned(), 8, 18)]);
     }
 
     #[test]
     fn unknown_keys_get_did_you_mean_at_the_key() {
-        let text = MINIMAL.replace(
-            "command: echo hi\n",
-            "command: echo hi\n        retires: 2\n",
-        );
+        let text = MINIMAL.replace("command: echo hi\n", "command: echo hi\n        retires: 2\n");
         let errs = errors(&text);
         assert_eq!(errs.len(), 1, "{errs:?}");
         assert_eq!(errs[0].0, "unknown key `retires` in `s`");
@@ -380,16 +287,10 @@ mod tests {
 
     #[test]
     fn kind_specific_fields_are_checked() {
-        let text = MINIMAL.replace(
-            "kind: shell\n        command: echo hi\n",
-            "kind: dbt\n        command: runn\n",
-        );
+        let text = MINIMAL.replace("kind: shell\n        command: echo hi\n", "kind: dbt\n        command: runn\n");
         let errs = errors(&text);
         assert_eq!(errs.len(), 1, "{errs:?}");
-        assert!(
-            errs[0].0.starts_with("`command` must be one of"),
-            "{errs:?}"
-        );
+        assert!(errs[0].0.starts_with("`command` must be one of"), "{errs:?}");
     }
 
     #[test]
@@ -397,10 +298,6 @@ mod tests {
         let text = "version: 2\npipelines:\n  p:\n    schedule: 5\n    stages:\n      bad name:\n        kind: shell\n        command: x\n";
         let errs = errors(text);
         assert_eq!(errs.len(), 3, "{errs:?}");
-        assert!(
-            errs.iter()
-                .any(|e| e.0.contains("\"bad name\" is not a stage id")),
-            "{errs:?}"
-        );
+        assert!(errs.iter().any(|e| e.0.contains("\"bad name\" is not a stage id")), "{errs:?}");
     }
 }

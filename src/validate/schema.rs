@@ -11,8 +11,7 @@ pub const COMMITTED: &str = include_str!("../../schemas/pipeline.schema.json");
 static SCHEMA: LazyLock<Value> = LazyLock::new(generate);
 
 static VALIDATOR: LazyLock<jsonschema::Validator> = LazyLock::new(|| {
-    jsonschema::draft202012::new(&SCHEMA)
-        .expect("the generated schema is a valid Draft 2020-12 schema")
+    jsonschema::draft202012::new(&SCHEMA).expect("the generated schema is a valid Draft 2020-12 schema")
 });
 
 /// The compiled validator.
@@ -50,18 +49,9 @@ pub fn generate() -> Value {
     dispatch_stage_kinds(&mut schema);
     collapse_const_choices(&mut schema);
     for (def, property, key_def) in KEYED_MAPS {
-        let target = if def.is_empty() {
-            Some(&mut schema)
-        } else {
-            schema.pointer_mut(&format!("/$defs/{def}"))
-        };
-        if let Some(Value::Object(map)) =
-            target.and_then(|t| t.pointer_mut(&format!("/properties/{property}")))
-        {
-            map.insert(
-                "propertyNames".to_owned(),
-                json!({ "$ref": format!("#/$defs/{key_def}") }),
-            );
+        let target = if def.is_empty() { Some(&mut schema) } else { schema.pointer_mut(&format!("/$defs/{def}")) };
+        if let Some(Value::Object(map)) = target.and_then(|t| t.pointer_mut(&format!("/properties/{property}"))) {
+            map.insert("propertyNames".to_owned(), json!({ "$ref": format!("#/$defs/{key_def}") }));
         }
     }
     schema
@@ -80,15 +70,9 @@ fn dispatch_stage_kinds(schema: &mut Value) {
     let mut rules = Vec::new();
     let mut descriptions = Vec::new();
     for branch in branches {
-        let kind = branch
-            .pointer("/properties/kind/const")
-            .cloned()
-            .unwrap_or(Value::Null);
+        let kind = branch.pointer("/properties/kind/const").cloned().unwrap_or(Value::Null);
         let target = branch.get("$ref").cloned().unwrap_or(Value::Null);
-        if let (Some(k), Some(d)) = (
-            kind.as_str(),
-            branch.get("description").and_then(Value::as_str),
-        ) {
+        if let (Some(k), Some(d)) = (kind.as_str(), branch.get("description").and_then(Value::as_str)) {
             descriptions.push(format!("`{k}`: {d}"));
         }
         rules.push(json!({
@@ -120,33 +104,16 @@ fn collapse_const_choices(node: &mut Value) {
                 .and_then(Value::as_array)
                 .is_some_and(|branches| branches.iter().all(|b| b.get("const").is_some()));
             if all_consts {
-                let branches = map
-                    .remove("oneOf")
-                    .and_then(|b| b.as_array().cloned())
-                    .unwrap_or_default();
-                let choices: Vec<Value> = branches
-                    .iter()
-                    .filter_map(|b| b.get("const").cloned())
-                    .collect();
+                let branches = map.remove("oneOf").and_then(|b| b.as_array().cloned()).unwrap_or_default();
+                let choices: Vec<Value> = branches.iter().filter_map(|b| b.get("const").cloned()).collect();
                 let docs: Vec<String> = branches
                     .iter()
                     .filter_map(|b| {
-                        Some(format!(
-                            "`{}`: {}",
-                            b.get("const")?.as_str()?,
-                            b.get("description")?.as_str()?
-                        ))
+                        Some(format!("`{}`: {}", b.get("const")?.as_str()?, b.get("description")?.as_str()?))
                     })
                     .collect();
-                let base = map
-                    .get("description")
-                    .and_then(Value::as_str)
-                    .unwrap_or("One of:")
-                    .to_owned();
-                map.insert(
-                    "description".to_owned(),
-                    Value::String(format!("{base} {}", docs.join(" "))),
-                );
+                let base = map.get("description").and_then(Value::as_str).unwrap_or("One of:").to_owned();
+                map.insert("description".to_owned(), Value::String(format!("{base} {}", docs.join(" "))));
                 map.insert("type".to_owned(), json!("string"));
                 map.insert("enum".to_owned(), Value::Array(choices));
             }
@@ -187,14 +154,8 @@ fn resolve(node: &Value) -> Option<&'static Value> {
 pub fn describe_at(keyword_location: &str) -> Option<String> {
     let parent = keyword_location.rsplit_once('/').map_or("", |(p, _)| p);
     let node = node_at(parent).or_else(|| node_at(keyword_location))?;
-    let node = if node.get("description").is_none() {
-        resolve(node).unwrap_or(node)
-    } else {
-        node
-    };
-    node.get("description")
-        .and_then(Value::as_str)
-        .map(str::to_owned)
+    let node = if node.get("description").is_none() { resolve(node).unwrap_or(node) } else { node };
+    node.get("description").and_then(Value::as_str).map(str::to_owned)
 }
 
 /// The keys that are allowed where an unknown-key error was raised, for did-you-mean.
@@ -272,18 +233,12 @@ mod tests {
     fn every_property_has_a_description() {
         let mut missing = Vec::new();
         walk(schema(), String::new(), &mut missing);
-        assert!(
-            missing.is_empty(),
-            "properties without a description: {missing:?}"
-        );
+        assert!(missing.is_empty(), "properties without a description: {missing:?}");
     }
 
     #[test]
     fn schema_is_draft_2020_12() {
-        assert_eq!(
-            schema()["$schema"],
-            "https://json-schema.org/draft/2020-12/schema"
-        );
+        assert_eq!(schema()["$schema"], "https://json-schema.org/draft/2020-12/schema");
         assert!(jsonschema::meta::is_valid(schema()));
     }
 }

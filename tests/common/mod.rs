@@ -34,10 +34,6 @@ pub fn project_with(name: &str) -> (tempfile::TempDir, PathBuf) {
 /// Replaces `from` with `to` in the file at `path`, asserting `from` was there.
 pub fn edit(path: &Path, from: &str, to: &str) {
     let text = std::fs::read_to_string(path).expect("read");
-    assert!(
-        text.contains(from),
-        "{} does not contain {from:?}",
-        path.display()
-    );
+    assert!(text.contains(from), "{} does not contain {from:?}", path.display());
     std::fs::write(path, text.replacen(from, to, 1)).expect("write");
 }
