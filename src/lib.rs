@@ -39,12 +39,105 @@ pub struct Compiled {
     pub warnings: Diagnostics,
 }
 
-/// Parses, validates and lowers one spec.
+/// Parses, validates and lowers one spec, reading `${VAR}` from the process environment.
 pub fn compile(source: Arc<SourceFile>) -> Result<Compiled, Diagnostics> {
-    let document = parse::Document::parse(source)?;
+    compile_with_env(source, &parse::interpolate::ProcessEnvironment)
+}
+
+/// Parses, validates and lowers one spec, reading `${VAR}` from `env`.
+pub fn compile_with_env(
+    source: Arc<SourceFile>,
+    env: &dyn parse::interpolate::Environment,
+) -> Result<Compiled, Diagnostics> {
+    compile_all(vec![source], env).pop().unwrap_or_else(|| Err(Diagnostics::new()))
+}
+
+/// Parses and validates one spec, up to the typed [`spec::Spec`].
+fn front_end(
+    source: Arc<SourceFile>,
+    env: &dyn parse::interpolate::Environment,
+) -> Result<(parse::Document, spec::Spec), Diagnostics> {
+    let mut document = parse::Document::parse(source)?;
+    let mut problems: Diagnostics = validate::secrets::check(&document).into_iter().collect();
+    problems.extend(document.interpolate(env));
+    if problems.has_errors() {
+        return Err(problems);
+    }
     let spec = validate::check(&document)?;
-    let (graph, warnings) = graph::lower(spec, &document)?;
-    Ok(Compiled { document, graph, warnings })
+    Ok((document, spec))
+}
+
+/// Compiles several specs as one graph: a sensor may wait for a pipeline of another spec, and
+/// pipeline ids must be unique across them. One result per spec, in order.
+pub fn compile_all(
+    sources: Vec<Arc<SourceFile>>,
+    env: &dyn parse::interpolate::Environment,
+) -> Vec<Result<Compiled, Diagnostics>> {
+    let checked: Vec<Result<(parse::Document, spec::Spec), Diagnostics>> =
+        sources.into_iter().map(|source| front_end(source, env)).collect();
+    let (documents, specs): (Vec<&parse::Document>, Vec<spec::Spec>) =
+        checked.iter().filter_map(|r| r.as_ref().ok()).map(|(d, s)| (d, s.clone())).unzip();
+    let mut lowered = graph::lower_all(specs.into_iter().zip(documents).collect()).into_iter();
+    checked
+        .into_iter()
+        .map(|result| {
+            let (document, _) = result?;
+            let (graph, warnings) = lowered.next().unwrap_or_else(|| Err(Diagnostics::new()))?;
+            Ok(Compiled { document, graph, warnings })
+        })
+        .collect()
+}
+
+/// The spec files at `path`: the file itself, or every `*.yaml`/`*.yml` directly in the folder.
+pub fn spec_paths(path: &Path) -> Result<Vec<std::path::PathBuf>, Error> {
+    let io = |source| Error::Io { path: path.to_owned(), action: "read", source };
+    if !std::fs::metadata(path).map_err(io)?.is_dir() {
+        return Ok(vec![path.to_owned()]);
+    }
+    let mut paths: Vec<std::path::PathBuf> = std::fs::read_dir(path)
+        .map_err(io)?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+        .collect();
+    paths.sort();
+    if paths.is_empty() {
+        return Err(Error::Io {
+            path: path.to_owned(),
+            action: "read",
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no *.yaml or *.yml specs in this folder"),
+        });
+    }
+    Ok(paths)
+}
+
+/// Reads and compiles every spec at `path` (a file or a folder of specs) as one graph.
+/// Any spec's errors fail the whole set, with every spec's problems reported.
+pub fn compile_path(path: &Path) -> Result<Vec<(std::path::PathBuf, Compiled)>, Error> {
+    let paths = spec_paths(path)?;
+    let mut sources = Vec::new();
+    let mut problems = Diagnostics::new();
+    for p in &paths {
+        match read_source(p) {
+            Ok(source) => sources.push(source),
+            Err(Error::Invalid(d)) => problems.extend(d),
+            Err(other) => return Err(other),
+        }
+    }
+    if problems.has_errors() {
+        return Err(Error::Invalid(problems));
+    }
+    let mut compiled = Vec::new();
+    for (p, result) in paths.into_iter().zip(compile_all(sources, &parse::interpolate::ProcessEnvironment)) {
+        match result {
+            Ok(c) => compiled.push((p, c)),
+            Err(d) => problems.extend(d),
+        }
+    }
+    if problems.has_errors() {
+        return Err(Error::Invalid(problems));
+    }
+    Ok(compiled)
 }
 
 /// Largest spec read: far beyond any real spec, small enough that a stray huge file fails fast.
@@ -99,11 +192,39 @@ pub fn managed_dirs(spec: &spec::Spec, layout: &emit::Layout) -> Vec<std::path::
     dirs
 }
 
-/// Compiles the spec at `spec_path` and plans its files under `out` (or the spec's folder).
-pub fn plan_file(spec_path: &Path, out: Option<&Path>) -> Result<(Compiled, plan::Plan), Error> {
-    let compiled = compile_file(spec_path)?;
-    let layout = emit::Layout::new(spec_path, out);
-    let files = emit::emit(&compiled.graph, &layout)?;
-    let plan = plan::plan(&files, &layout, &managed_dirs(&compiled.graph.spec, &layout))?;
-    Ok((compiled, plan))
+/// Compiles the spec or folder of specs at `path` and plans their files under `out` (or each
+/// spec's folder). Two specs may not write the same file.
+pub fn plan_path(path: &Path, out: Option<&Path>) -> Result<(Vec<Compiled>, plan::Plan), Error> {
+    let mut all: Option<plan::Plan> = None;
+    let mut owners: std::collections::BTreeMap<std::path::PathBuf, String> = Default::default();
+    let mut compiled_specs = Vec::new();
+    for (spec_path, compiled) in compile_path(path)? {
+        let layout = emit::Layout::new(&spec_path, out);
+        let files = emit::emit(&compiled.graph, &layout)?;
+        for file in &files {
+            let full = layout.root.join(&file.path);
+            if let Some(first) = owners.insert(full.clone(), layout.spec_name.clone()) {
+                return Err(Error::Refused {
+                    path: full,
+                    reason: format!("both {first} and {} generate it; give them different folders", layout.spec_name),
+                });
+            }
+        }
+        let plan = plan::plan(&files, &layout, &managed_dirs(&compiled.graph.spec, &layout))?;
+        all = Some(match all {
+            None => plan,
+            Some(mut merged) => {
+                merged.changes.extend(plan.changes);
+                merged.changes.sort_by(|a, b| a.path.cmp(&b.path));
+                merged
+            }
+        });
+        compiled_specs.push(compiled);
+    }
+    let plan = all.ok_or_else(|| Error::Io {
+        path: path.to_owned(),
+        action: "read",
+        source: std::io::Error::new(std::io::ErrorKind::NotFound, "no specs"),
+    })?;
+    Ok((compiled_specs, plan))
 }

@@ -30,7 +30,7 @@ enum Command {
     /// Check a spec: YAML, schema, graph. Prints every problem found, sorted by position.
     #[command(after_help = EXIT_CODES)]
     Validate {
-        /// The spec file.
+        /// The spec file, or a folder whose specs are compiled together.
         spec: PathBuf,
         /// Output format: text, JSON (like `terraform validate -json`) or GitHub annotations.
         #[arg(long, value_enum, default_value_t = DiagnosticFormat::Text)]
@@ -45,7 +45,7 @@ enum Command {
     /// Show what `apply` would add, change or remove, down to tasks and schedules.
     #[command(after_help = EXIT_CODES)]
     Plan {
-        /// The spec file.
+        /// The spec file, or a folder whose specs are compiled together.
         spec: PathBuf,
         /// Treat warnings as errors.
         #[arg(long)]
@@ -63,7 +63,7 @@ enum Command {
     /// Write the DAG files and dbt YAML, removing stale ones this spec wrote before.
     #[command(after_help = EXIT_CODES)]
     Apply {
-        /// The spec file.
+        /// The spec file, or a folder whose specs are compiled together.
         spec: PathBuf,
         /// Treat warnings as errors.
         #[arg(long)]
@@ -118,12 +118,12 @@ fn print(text: &str) {
     let _ = stdout.write_all(text.as_bytes());
 }
 
-/// Prints a compiled spec's warnings; with `deny`, they are errors.
-fn warnings(compiled: &fhirflow::Compiled, deny: bool) -> Result<(), Error> {
-    if compiled.warnings.is_empty() {
+/// Prints the compiled specs' warnings; with `deny`, they are errors.
+fn warnings(compiled: &[fhirflow::Compiled], deny: bool) -> Result<(), Error> {
+    let mut warnings: Diagnostics = compiled.iter().flat_map(|c| c.warnings.clone()).collect();
+    if warnings.is_empty() {
         return Ok(());
     }
-    let mut warnings = compiled.warnings.clone();
     if deny {
         warnings.deny_warnings();
         return Err(Error::Invalid(warnings));
@@ -135,13 +135,13 @@ fn warnings(compiled: &fhirflow::Compiled, deny: bool) -> Result<(), Error> {
 fn run(cli: Cli) -> Result<ExitStatus, Error> {
     match cli.command {
         Command::Validate { spec, format, deny_warnings, explain } => {
-            let compiled = match fhirflow::read_source(&spec) {
-                Ok(source) => fhirflow::compile(source),
+            let results = match fhirflow::compile_path(&spec) {
+                Ok(compiled) => Ok(compiled),
                 Err(Error::Invalid(diagnostics)) => Err(diagnostics),
                 Err(other) => return Err(other),
             };
-            let mut diagnostics = match &compiled {
-                Ok(c) => c.warnings.clone(),
+            let mut diagnostics = match &results {
+                Ok(all) => all.iter().flat_map(|(_, c)| c.warnings.clone()).collect(),
                 Err(d) => d.clone(),
             };
             if deny_warnings {
@@ -151,34 +151,39 @@ fn run(cli: Cli) -> Result<ExitStatus, Error> {
                 DiagnosticFormat::Text => eprint!("{}", diagnostics.render()),
                 other => print(&diagnostics.render_as(other)),
             }
-            let compiled = match compiled {
-                Ok(c) if !diagnostics.has_errors() => c,
+            let all = match results {
+                Ok(all) if !diagnostics.has_errors() => all,
                 _ => return Ok(ExitStatus::Invalid),
             };
             if let Some(stage) = explain {
-                match fhirflow::graph::explain(&compiled.graph, &compiled.document, &stage) {
-                    Ok(text) => print(&text),
-                    Err(d) => return Err(Error::Invalid(Diagnostics::from_iter([d]))),
+                let mut last_error = None;
+                for (_, compiled) in &all {
+                    match fhirflow::graph::explain(&compiled.graph, &compiled.document, &stage) {
+                        Ok(text) => {
+                            print(&text);
+                            return Ok(ExitStatus::Ok);
+                        }
+                        Err(d) => last_error = Some(d),
+                    }
                 }
+                let diagnostics = Diagnostics::from_iter(last_error);
+                return Err(Error::Invalid(diagnostics));
             } else if format == DiagnosticFormat::Text {
-                let graph = &compiled.graph;
-                print(&format!(
-                    "{}: valid ({} pipelines, {} tasks)\n",
-                    spec.display(),
-                    graph.pipelines.len(),
-                    graph.task_count()
-                ));
+                let pipelines: usize = all.iter().map(|(_, c)| c.graph.pipelines.len()).sum();
+                let tasks: usize = all.iter().map(|(_, c)| c.graph.task_count()).sum();
+                let specs = if all.len() == 1 { String::new() } else { format!("{} specs, ", all.len()) };
+                print(&format!("{}: valid ({specs}{pipelines} pipelines, {tasks} tasks)\n", spec.display()));
             }
             Ok(ExitStatus::Ok)
         }
         Command::Plan { spec, out, detailed_exitcode, format, deny_warnings } => {
-            let (compiled, plan) = fhirflow::plan_file(&spec, out.as_deref())?;
+            let (compiled, plan) = fhirflow::plan_path(&spec, out.as_deref())?;
             warnings(&compiled, deny_warnings)?;
             print(&plan.render(format));
             Ok(if detailed_exitcode && plan.has_changes() { ExitStatus::UsageOrChanges } else { ExitStatus::Ok })
         }
         Command::Apply { spec, out, check, force, deny_warnings } => {
-            let (compiled, plan) = fhirflow::plan_file(&spec, out.as_deref())?;
+            let (compiled, plan) = fhirflow::plan_path(&spec, out.as_deref())?;
             warnings(&compiled, deny_warnings)?;
             if check {
                 if plan.has_changes() {

@@ -282,3 +282,109 @@ fn explain_shows_where_each_setting_comes_from() {
         .code(1)
         .stderr(contains("did you mean `dbt_run_staging`?"));
 }
+
+/// Two specs in one folder, the second waiting for a pipeline of the first.
+fn split_specs(down_schedule: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let specs = dir.path().join("pipelines");
+    std::fs::create_dir_all(&specs).unwrap();
+    std::fs::write(
+        specs.join("load.yaml"),
+        "version: 1\ndefaults: {retries: 1}\npipelines:\n  load:\n    schedule: '*/5 * * * *'\n    stages:\n      copy: {kind: shell, command: echo copy}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        specs.join("transform.yaml"),
+        format!("version: 1\npipelines:\n  transform:\n    schedule: '{down_schedule}'\n    stages:\n      wait: {{kind: sensor, pipeline: load, stage: copy}}\n      run: {{kind: shell, command: echo run, after: [wait]}}\n"),
+    )
+    .unwrap();
+    dir
+}
+
+#[test]
+fn a_folder_of_specs_is_one_graph() {
+    let dir = split_specs("*/10 * * * *");
+    let specs = dir.path().join("pipelines");
+    fhirflow().arg("validate").arg(&specs).assert().success().stdout(contains("valid (2 specs, 2 pipelines, 3 tasks)"));
+    fhirflow()
+        .arg("validate")
+        .arg(specs.join("transform.yaml"))
+        .assert()
+        .code(1)
+        .stderr(contains("unknown pipeline `load`"));
+    let out = dir.path().join("out");
+    fhirflow_out("apply", &specs, &out).assert().success().stdout(contains("Apply complete: 2 added"));
+    let transform = std::fs::read_to_string(out.join("dags/transform.py")).unwrap();
+    assert!(transform.contains("external_dag_id=\"load\"") && transform.contains("# fhirflow-spec: transform.yaml"));
+    fhirflow_out("plan", &specs, &out).arg("--detailed-exitcode").assert().code(0);
+}
+
+#[test]
+fn sensors_across_specs_are_checked() {
+    let dir = split_specs("*/7 * * * *");
+    fhirflow()
+        .arg("validate")
+        .arg(dir.path().join("pipelines"))
+        .assert()
+        .code(1)
+        .stderr(contains("error[sensor-never-aligns]").and(contains("transform.yaml:6:7")));
+}
+
+#[test]
+fn pipeline_ids_are_unique_across_specs() {
+    let dir = split_specs("*/10 * * * *");
+    let specs = dir.path().join("pipelines");
+    std::fs::write(
+        specs.join("zzz.yaml"),
+        "version: 1\npipelines:\n  load:\n    stages:\n      x: {kind: shell, command: echo}\n",
+    )
+    .unwrap();
+    fhirflow().arg("validate").arg(&specs).assert().code(1).stderr(
+        contains("pipeline `load` is defined in two specs")
+            .and(contains("zzz.yaml:3:3"))
+            .and(contains("load.yaml:4:3")),
+    );
+}
+
+#[test]
+fn environment_variables_resolve_at_compile_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("env.yaml");
+    std::fs::write(
+        &spec,
+        "version: 1\npipelines:\n  p:\n    schedule: '${SCHEDULE:-@daily}'\n    stages:\n      s: {kind: shell, command: 'sync ${BUCKET} $${HOME} {{ ds }}'}\n",
+    )
+    .unwrap();
+    fhirflow()
+        .arg("validate")
+        .arg(&spec)
+        .env_remove("BUCKET")
+        .assert()
+        .code(1)
+        .stderr(contains("environment variable `BUCKET` is not set"));
+    let out = dir.path().join("out");
+    fhirflow_out("apply", &spec, &out).env("BUCKET", "lake").assert().success();
+    let dag = std::fs::read_to_string(out.join("dags/p.py")).unwrap();
+    assert!(dag.contains(r#"bash_command="sync lake ${HOME} {{ ds }}""#), "{dag}");
+    assert!(dag.contains(r#"schedule="@daily""#));
+}
+
+#[test]
+fn secrets_in_a_spec_are_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("secret.yaml");
+    std::fs::write(
+        &spec,
+        "version: 1\npipelines:\n  p:\n    stages:\n      s: {kind: shell, command: x, env: {SNOWFLAKE_PASSWORD: hunter2, TOKEN: '${GITHUB_TOKEN}', OK: '{{ conn.sf.password }}'}}\n",
+    )
+    .unwrap();
+    fhirflow()
+        .arg("validate")
+        .arg(&spec)
+        .env("GITHUB_TOKEN", "x")
+        .assert()
+        .code(1)
+        .stderr(contains("`SNOWFLAKE_PASSWORD` holds a secret-looking literal"))
+        .stderr(contains("`TOKEN` would copy a secret from the environment into the generated files"))
+        .stderr(contains("2 errors"));
+}

@@ -264,13 +264,85 @@ struct Lowering<'a> {
 /// Lowers a validated spec to its graph and its warnings. `doc` locates problems; on error,
 /// the warnings come back with the errors.
 pub fn lower(spec: Spec, doc: &Document) -> Result<(PipelineGraph, Diagnostics), Diagnostics> {
-    let mut lowering = Lowering { spec: &spec, doc, diagnostics: Diagnostics::new() };
-    let pipelines = lowering.pipelines();
-    let diagnostics = std::mem::take(&mut lowering.diagnostics);
-    if diagnostics.has_errors() {
-        return Err(diagnostics);
+    lower_all(vec![(spec, doc)]).pop().unwrap_or_else(|| Err(Diagnostics::new()))
+}
+
+/// What a sensor in any spec needs to know about the pipeline it waits for.
+struct CatalogEntry {
+    /// Which spec defines it.
+    unit: usize,
+    schedule: Option<Schedule>,
+    clock: Result<Option<sensor::Clock>, sensor::Misalignment>,
+    start: Option<DateTime<Utc>>,
+    /// Each stage and the task whose success means the stage succeeded.
+    stages: Vec<(StageId, String)>,
+}
+
+/// Every pipeline of every spec compiled together, by id.
+type Catalog = BTreeMap<PipelineId, CatalogEntry>;
+
+/// One sensor's wait, for the cycle check across pipelines.
+struct Wait {
+    unit: usize,
+    waiter: PipelineId,
+    target: PipelineId,
+    pointer: String,
+}
+
+/// Lowers several specs as one graph, so that a sensor may wait for a pipeline of another spec
+/// and cycles across specs are found. One result per spec, in order.
+pub fn lower_all(units: Vec<(Spec, &Document)>) -> Vec<Result<(PipelineGraph, Diagnostics), Diagnostics>> {
+    let (specs, docs): (Vec<Spec>, Vec<&Document>) = units.into_iter().unzip();
+    let mut lowerings: Vec<Lowering> =
+        specs.iter().zip(&docs).map(|(spec, doc)| Lowering { spec, doc, diagnostics: Diagnostics::new() }).collect();
+    let mut lowered = Vec::new();
+    let mut catalog = Catalog::new();
+    for (unit, lowering) in lowerings.iter_mut().enumerate() {
+        let (pipelines, stages) = lowering.pipelines();
+        for (p, stages) in pipelines.iter().zip(stages) {
+            let pointer = format!("/pipelines/{}", escape_pointer(p.id.as_str()));
+            if let Some(first) = catalog.get(&p.id) {
+                let other = format!("/pipelines/{}", escape_pointer(p.id.as_str()));
+                lowering.error(
+                    Diagnostic::error("duplicate-pipeline", format!("pipeline `{}` is defined in two specs", p.id))
+                        .at(lowering.doc.key_span(&pointer), "")
+                        .also(docs[first.unit].key_span(&other), "first defined here")
+                        .help("pipeline ids are DAG ids and must be unique across the specs compiled together"),
+                );
+                continue;
+            }
+            let tz: Tz = p.defaults.timezone.value.parse().unwrap_or(Tz::UTC);
+            catalog.insert(
+                p.id.clone(),
+                CatalogEntry {
+                    unit,
+                    schedule: p.schedule.clone(),
+                    clock: sensor::Clock::new(p.schedule.as_ref(), tz, p.start),
+                    start: p.start,
+                    stages: stages.into_iter().map(|s| (s.stage, s.completion)).collect(),
+                },
+            );
+        }
+        lowered.push(pipelines);
     }
-    Ok((PipelineGraph { spec: Arc::new(spec), pipelines }, diagnostics))
+    let mut waits = Vec::new();
+    for (unit, (lowering, pipelines)) in lowerings.iter_mut().zip(lowered.iter_mut()).enumerate() {
+        waits.extend(lowering.resolve_sensors(unit, pipelines, &catalog));
+    }
+    pipeline_cycles(&mut lowerings, &catalog, &waits);
+    let diagnostics: Vec<Diagnostics> = lowerings.into_iter().map(|l| l.diagnostics).collect();
+    specs
+        .into_iter()
+        .zip(lowered)
+        .zip(diagnostics)
+        .map(|((spec, pipelines), diagnostics)| {
+            if diagnostics.has_errors() {
+                Err(diagnostics)
+            } else {
+                Ok((PipelineGraph { spec: Arc::new(spec), pipelines }, diagnostics))
+            }
+        })
+        .collect()
 }
 
 fn stage_pointer(pipeline: &PipelineId, stage: &StageId) -> String {
@@ -304,9 +376,10 @@ impl Lowering<'_> {
         self.diagnostics.push(diagnostic);
     }
 
-    fn pipelines(&mut self) -> Vec<PipelineTasks> {
+    /// Lowers every pipeline of the spec; sensors are resolved later, against all specs.
+    fn pipelines(&mut self) -> (Vec<PipelineTasks>, Vec<Vec<LoweredStage>>) {
         let mut lowered: Vec<PipelineTasks> = Vec::new();
-        let mut stage_maps: HashMap<PipelineId, Vec<LoweredStage>> = HashMap::new();
+        let mut stage_lists = Vec::new();
         for (id, pipeline) in &self.spec.pipelines {
             let defaults = Settings::resolve(&self.spec.defaults, &pipeline.defaults, &TaskSettings::default());
             let tz = self.timezone(&defaults, id);
@@ -327,10 +400,9 @@ impl Lowering<'_> {
                 start,
                 tasks,
             });
-            stage_maps.insert(id.clone(), stages);
+            stage_lists.push(stages);
         }
-        self.resolve_sensors(&mut lowered, &stage_maps);
-        lowered
+        (lowered, stage_lists)
     }
 
     fn timezone(&mut self, settings: &Settings, pipeline: &PipelineId) -> Tz {
@@ -792,13 +864,9 @@ impl Lowering<'_> {
         out
     }
 
-    fn resolve_sensors(&mut self, pipelines: &mut [PipelineTasks], stages: &HashMap<PipelineId, Vec<LoweredStage>>) {
-        let mut clocks = HashMap::new();
-        for p in pipelines.iter() {
-            let tz: Tz = p.defaults.timezone.value.parse().unwrap_or(Tz::UTC);
-            clocks.insert(p.id.clone(), (sensor::Clock::new(p.schedule.as_ref(), tz, p.start), p.start));
-        }
-        let mut waits: Vec<(PipelineId, PipelineId, String)> = Vec::new();
+    /// Points each sensor at its target's task and computes its `execution_delta`.
+    fn resolve_sensors(&mut self, unit: usize, pipelines: &mut [PipelineTasks], catalog: &Catalog) -> Vec<Wait> {
+        let mut waits = Vec::new();
         for p in pipelines.iter_mut() {
             for task in p.tasks.iter_mut() {
                 let Operation::Sensor(target) = &mut task.operation else {
@@ -813,12 +881,11 @@ impl Lowering<'_> {
                     );
                     continue;
                 }
-                let Some(target_stages) = stages.get(&target.pipeline) else {
+                let Some(entry) = catalog.get(&target.pipeline) else {
                     let mut d =
                         Diagnostic::error("unknown-pipeline", format!("unknown pipeline `{}`", target.pipeline))
                             .at(self.doc.span(&format!("{pointer}/pipeline")), "no pipeline has this id");
-                    if let Some(guess) =
-                        did_you_mean(target.pipeline.as_str(), self.spec.pipelines.keys().map(PipelineId::as_str))
+                    if let Some(guess) = did_you_mean(target.pipeline.as_str(), catalog.keys().map(PipelineId::as_str))
                     {
                         d = d.help(format!("did you mean `{guess}`?"));
                     }
@@ -826,15 +893,15 @@ impl Lowering<'_> {
                     continue;
                 };
                 if let Some(stage) = &target.task {
-                    match target_stages.iter().find(|s| s.stage.as_str() == stage) {
-                        Some(s) => target.task = Some(s.completion.clone()),
+                    match entry.stages.iter().find(|(s, _)| s.as_str() == stage) {
+                        Some((_, completion)) => target.task = Some(completion.clone()),
                         None => {
                             let mut d = Diagnostic::error(
                                 "unknown-stage",
                                 format!("pipeline `{}` has no stage `{stage}`", target.pipeline),
                             )
                             .at(self.doc.span(&format!("{pointer}/stage")), "no such stage");
-                            if let Some(guess) = did_you_mean(stage, target_stages.iter().map(|s| s.stage.as_str())) {
+                            if let Some(guess) = did_you_mean(stage, entry.stages.iter().map(|(s, _)| s.as_str())) {
                                 d = d.help(format!("did you mean `{guess}`?"));
                             }
                             self.error(d);
@@ -842,10 +909,18 @@ impl Lowering<'_> {
                         }
                     }
                 }
-                waits.push((p.id.clone(), target.pipeline.clone(), pointer.clone()));
-                let (waiter, waiter_start) = &clocks[&p.id];
-                let (upstream, _) = &clocks[&target.pipeline];
-                let result = match (waiter, upstream) {
+                waits.push(Wait {
+                    unit,
+                    waiter: p.id.clone(),
+                    target: target.pipeline.clone(),
+                    pointer: pointer.clone(),
+                });
+                let own_clock = match catalog.get(&p.id) {
+                    Some(own) if own.unit == unit => &own.clock,
+                    _ => continue, // a duplicate pipeline, already reported
+                };
+                let waiter_start = catalog[&p.id].start;
+                let result = match (own_clock, &entry.clock) {
                     (Err(m), _) | (_, Err(m)) => Err(m.clone()),
                     (Ok(w), Ok(u)) => sensor::execution_delta(
                         w.as_ref(),
@@ -858,7 +933,7 @@ impl Lowering<'_> {
                     Err(why) => {
                         let show =
                             |s: &Option<Schedule>| s.as_ref().map_or("no schedule".to_owned(), |s| format!("`{s}`"));
-                        let target_schedule = show(&self.spec.pipelines[&target.pipeline].schedule);
+                        let target_schedule = show(&entry.schedule);
                         let own = show(&p.schedule);
                         let reason = match why {
                             sensor::Misalignment::WaiterUnscheduled => {
@@ -891,34 +966,35 @@ impl Lowering<'_> {
                 }
             }
         }
-        self.pipeline_cycles(&waits);
+        waits
     }
+}
 
-    fn pipeline_cycles(&mut self, waits: &[(PipelineId, PipelineId, String)]) {
-        let mut graph: DiGraph<PipelineId, ()> = DiGraph::new();
-        let mut nodes: HashMap<PipelineId, NodeIndex> = HashMap::new();
-        for id in self.spec.pipelines.keys() {
-            nodes.insert(id.clone(), graph.add_node(id.clone()));
+/// Rejects sensors that wait for each other in a circle, across every spec compiled together.
+fn pipeline_cycles(lowerings: &mut [Lowering], catalog: &Catalog, waits: &[Wait]) {
+    let mut graph: DiGraph<PipelineId, ()> = DiGraph::new();
+    let mut nodes: HashMap<&PipelineId, NodeIndex> = HashMap::new();
+    for id in catalog.keys() {
+        nodes.insert(id, graph.add_node(id.clone()));
+    }
+    for wait in waits {
+        if let (Some(&from), Some(&to)) = (nodes.get(&wait.target), nodes.get(&wait.waiter)) {
+            graph.add_edge(from, to, ());
         }
-        for (waiter, target, _) in waits {
-            graph.add_edge(nodes[target], nodes[waiter], ());
-        }
-        for component in tarjan_scc(&graph) {
-            if component.len() > 1 {
-                let path = cycle_path(&graph, &component);
-                let names: Vec<&str> = path.iter().map(|n| graph[*n].as_str()).collect();
-                let closing_waiter = &graph[*path.last().unwrap_or(&path[0])];
-                let pointer =
-                    waits.iter().find(|(w, _, _)| w == closing_waiter).map(|(_, _, p)| p.as_str()).unwrap_or("");
-                self.error(
-                    Diagnostic::error(
-                        "cycle",
-                        format!("pipelines wait for each other in a circle: {}", names.join(" → ")),
-                    )
-                    .at(self.doc.key_span(pointer), "this sensor closes the circle")
+    }
+    for component in tarjan_scc(&graph) {
+        if component.len() > 1 {
+            let path = cycle_path(&graph, &component);
+            let names: Vec<&str> = path.iter().map(|n| graph[*n].as_str()).collect();
+            let closing_waiter = &graph[*path.last().unwrap_or(&path[0])];
+            let Some(wait) = waits.iter().find(|w| &w.waiter == closing_waiter) else { continue };
+            let lowering = &mut lowerings[wait.unit];
+            let span = lowering.doc.key_span(&wait.pointer);
+            lowering.error(
+                Diagnostic::error("cycle", format!("pipelines wait for each other in a circle: {}", names.join(" → ")))
+                    .at(span, "this sensor closes the circle")
                     .help("each of these runs waits for another that waits for it; remove one sensor"),
-                );
-            }
+            );
         }
     }
 }

@@ -5,6 +5,8 @@
 //! `fhir.yaml:42:7`. serde-saphyr does the YAML: it rejects duplicate keys, expands `<<` merges and
 //! bounds alias expansion, and gives each node its location.
 
+pub mod interpolate;
+
 use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::source::{SourceFile, Span};
 use serde::Deserialize;

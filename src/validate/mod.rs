@@ -4,6 +4,7 @@
 //! (`retries must be ≥ 0, got -1`), and all of them are reported in one run.
 
 pub mod schema;
+pub mod secrets;
 
 use crate::diagnostic::{Diagnostic, Diagnostics, did_you_mean};
 use crate::parse::{Document, escape_pointer};
