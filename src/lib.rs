@@ -15,6 +15,7 @@ pub mod diagnostic;
 pub mod emit;
 pub mod error;
 pub mod graph;
+pub mod init;
 pub mod parse;
 pub mod plan;
 pub mod source;

@@ -86,6 +86,18 @@ enum Command {
         #[arg(long, value_enum, default_value_t = GraphFormat::Mermaid)]
         format: GraphFormat,
     },
+    /// Write a starter spec for an existing dbt project: one layer per top-level model folder.
+    Init {
+        /// The dbt project folder (with dbt_project.yml).
+        #[arg(long, value_name = "DIR")]
+        from_dbt: PathBuf,
+        /// Where to write the spec; its JSON Schema goes beside it.
+        #[arg(default_value = "pipelines/pipeline.yaml")]
+        spec: PathBuf,
+        /// Overwrite an existing spec.
+        #[arg(long)]
+        force: bool,
+    },
     /// Print the spec's JSON Schema (Draft 2020-12).
     Schema,
 }
@@ -207,6 +219,27 @@ fn run(cli: Cli) -> Result<ExitStatus, Error> {
         Command::Graph { spec, format } => {
             let compiled = fhirflow::compile_file(&spec)?;
             print(&compiled.graph.render(format));
+            Ok(ExitStatus::Ok)
+        }
+        Command::Init { from_dbt, spec, force } => {
+            if spec.exists() && !force {
+                return Err(Error::Refused {
+                    path: spec,
+                    reason: "it exists; rerun with --force to replace it".to_owned(),
+                });
+            }
+            let starter = fhirflow::init::starter_spec(&from_dbt, &spec)?;
+            fhirflow::plan::write_atomically(&spec, &starter.text)?;
+            fhirflow::plan::write_atomically(&starter.schema_path, &starter.schema_text)?;
+            for line in starter.skipped.iter().chain(&starter.notes) {
+                eprintln!("warning: {line}");
+            }
+            print(&format!(
+                "Wrote {} and {}. Next: fhirflow plan {}\n",
+                spec.display(),
+                starter.schema_path.display(),
+                spec.display()
+            ));
             Ok(ExitStatus::Ok)
         }
         Command::Schema => {

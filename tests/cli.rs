@@ -388,3 +388,39 @@ fn secrets_in_a_spec_are_errors() {
         .stderr(contains("`TOKEN` would copy a secret from the environment into the generated files"))
         .stderr(contains("2 errors"));
 }
+
+#[test]
+fn init_from_dbt_writes_a_spec_that_validates() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("pipelines/dental.yaml");
+    fhirflow()
+        .args(["init", "--from-dbt"])
+        .arg(repo().join("tests/fixtures/dbt_dental"))
+        .arg(&spec)
+        .assert()
+        .success()
+        .stdout(contains("Wrote"));
+    assert!(dir.path().join("pipelines/pipeline.schema.json").exists());
+    fhirflow().arg("validate").arg(&spec).assert().success().stdout(contains("valid (2 pipelines"));
+    fhirflow()
+        .arg("graph")
+        .arg(&spec)
+        .args(["--format", "json"])
+        .assert()
+        .success()
+        .stdout(contains("\"staging\"").and(contains("stg_appointments")));
+    fhirflow()
+        .args(["init", "--from-dbt"])
+        .arg(repo().join("tests/fixtures/dbt_dental"))
+        .arg(&spec)
+        .assert()
+        .code(4)
+        .stderr(contains("--force"));
+    fhirflow()
+        .args(["init", "--from-dbt"])
+        .arg(dir.path())
+        .arg(dir.path().join("x.yaml"))
+        .assert()
+        .code(1)
+        .stderr(contains("dbt_project.yml"));
+}

@@ -40,8 +40,10 @@ fn output_is_byte_identical_across_runs() {
 }
 
 fn diagnostics(text: &str) -> String {
-    match fhirflow::compile(SourceFile::new("pipelines/p.yaml", text)) {
-        Ok(_) => "valid".to_owned(),
+    let env: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+    match fhirflow::compile_with_env(SourceFile::new("pipelines/p.yaml", text), &env) {
+        Ok(compiled) if compiled.warnings.is_empty() => "valid".to_owned(),
+        Ok(compiled) => compiled.warnings.render(),
         Err(diagnostics) => diagnostics.render(),
     }
 }
@@ -68,6 +70,32 @@ fn diagnostic_texts() {
         ),
         ("sensor_never_aligns", format!("{BASE}      wait: {{kind: sensor, pipeline: up, stage: load}}\n")),
         ("unknown_pipeline", format!("{BASE}      wait: {{kind: sensor, pipeline: uup}}\n")),
+        ("empty_spec", "# nothing yet\n".to_owned()),
+        ("scalar_spec", "just text\n".to_owned()),
+        ("deep_nesting", format!("a: {}1{}\n", "[".repeat(100), "]".repeat(100))),
+        ("missing_key", "version: 1\npipelines:\n  p:\n    stages:\n      a: {kind: shell}\n".to_owned()),
+        ("invalid_name", "version: 1\npipelines:\n  p:\n    stages:\n      \"bad name\": {kind: shell, command: x}\n".to_owned()),
+        (
+            "merged_content",
+            "version: 1\nx-shared: &shared {kind: shell, command: x, retries: -3}\npipelines:\n  p:\n    stages:\n      a:\n        <<: *shared\n".to_owned(),
+        ),
+        ("unset_variable", "version: 1\npipelines:\n  p:\n    stages:\n      a: {kind: shell, command: 'sync ${BUCKET}'}\n".to_owned()),
+        ("secret_literal", "version: 1\npipelines:\n  p:\n    stages:\n      a: {kind: shell, command: x, env: {DB_PASSWORD: hunter2}}\n".to_owned()),
+        (
+            "duplicate_task_id",
+            "version: 1\ndbt: {project_dir: dbt}\npipelines:\n  p:\n    stages:\n      r: {kind: dbt, command: run, retries: 1, parse_results: x}\n      x: {kind: shell, command: x}\n".to_owned(),
+        ),
+        ("self_sensor", format!("{BASE}      wait: {{kind: sensor, pipeline: down}}\n")),
+        ("pipeline_setting", format!("{BASE}      a: {{kind: shell, command: x, timezone: UTC}}\n")),
+        ("unknown_timezone", "version: 1\ndefaults: {timezone: Europe/Pariss}\npipelines:\n  p:\n    stages:\n      a: {kind: shell, command: x}\n".to_owned()),
+        (
+            "unknown_connection",
+            "version: 1\nconnections: {lake: {type: s3, bucket: lake-bucket}}\npipelines:\n  p:\n    max_active_runs: 1\n    stages:\n      l: {kind: copy_into, retries: 1, source: {connection: laek, prefix: x/}, target: {connection: lake, table: T, stage: S}, watermark_table: W}\n".to_owned(),
+        ),
+        (
+            "warnings",
+            "version: 1\ndbt: {project_dir: dbt}\nconnections: {lake: {type: s3, bucket: lake-bucket}, wh: {type: snowflake}}\npipelines:\n  p:\n    stages:\n      l: {kind: copy_into, source: {connection: lake, prefix: x/}, target: {connection: wh, table: T, stage: S}, watermark_table: W}\n      r: {kind: dbt, command: run, after: [l]}\n".to_owned(),
+        ),
     ];
     for (name, text) in cases {
         insta::assert_snapshot!(format!("diagnostic_{name}"), diagnostics(&text));

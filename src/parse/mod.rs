@@ -17,8 +17,12 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
-/// Deepest nesting a spec may have; real specs stay under 12.
-const MAX_DEPTH: usize = 64;
+/// Deepest nesting a spec may have. Real specs stay under 12; 32 keeps the recursive descent
+/// well inside a 2 MiB thread stack (a test thread's, or an embedding program's worker's).
+const MAX_DEPTH: usize = 32;
+
+/// Most YAML nodes a spec may have: a 10,000-stage spec has about 100,000.
+const MAX_NODES: usize = 1_000_000;
 
 /// A parsed spec file: its value tree and where each node came from.
 #[derive(Debug)]
@@ -57,6 +61,8 @@ impl Document {
         let options = serde_saphyr::options! {
             budget: serde_saphyr::budget! {
                 max_depth: MAX_DEPTH,
+                max_nodes: MAX_NODES,
+                max_events: 2 * MAX_NODES,
             },
         };
         let root: Spanned<RawNode> = match serde_saphyr::from_str_with_options(&source.text, options) {
@@ -190,6 +196,18 @@ fn yaml_error(source: &Arc<SourceFile>, err: &serde_saphyr::Error) -> Diagnostic
             format!("duplicate key `{key}`: it is already set above in the same mapping"),
             Some("YAML would keep only the last one and silently drop the other; delete or merge one".to_owned()),
         )
+    } else if message.contains("Depth") || message.contains("recursion limit") {
+        (
+            "yaml-limit",
+            format!("the spec is nested deeper than {MAX_DEPTH} levels"),
+            Some("a pipeline spec needs about 8; check for runaway brackets or indentation".to_owned()),
+        )
+    } else if message.contains("Nodes") || message.contains("Events") {
+        (
+            "yaml-limit",
+            format!("the spec has more than {MAX_NODES} YAML nodes"),
+            Some("split it into several specs in one folder (`fhirflow plan DIR`)".to_owned()),
+        )
     } else if message.contains("budget") || message.contains("depth") || message.contains("alias") {
         (
             "yaml-limit",
@@ -199,9 +217,13 @@ fn yaml_error(source: &Arc<SourceFile>, err: &serde_saphyr::Error) -> Diagnostic
     } else {
         ("yaml-syntax", format!("invalid YAML: {message}"), None)
     };
-    let span = err.location().filter(|l| l.line() > 0).map(|l| {
-        let (start, len) = location_range(source, &l);
-        Span::at(source, start, len)
+    // Every YAML error is located; one the parser could not place points at the file's start.
+    let span = Some(match err.location().filter(|l| l.line() > 0) {
+        Some(l) => {
+            let (start, len) = location_range(source, &l);
+            Span::at(source, start, len)
+        }
+        None => Span::at(source, 0, 0),
     });
     let mut diagnostic = Diagnostic::error(code, summary).at(span, "");
     if let Some(help) = help {

@@ -61,7 +61,7 @@ pub fn apply(plan: &Plan, force: bool) -> Result<ApplyReport, Error> {
 
 /// Writes `contents` to a temporary file beside `path`, then renames it over `path`, so a
 /// reader (or Airflow's DAG processor) never sees half a file.
-fn write_atomically(path: &Path, contents: &str) -> Result<(), Error> {
+pub fn write_atomically(path: &Path, contents: &str) -> Result<(), Error> {
     fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Error + 'a {
         move |source| Error::Io { path: path.to_owned(), action, source }
     }

@@ -8,7 +8,7 @@ mod apply;
 mod render;
 mod summary;
 
-pub use apply::{ApplyReport, apply};
+pub use apply::{ApplyReport, apply, write_atomically};
 pub use render::PlanFormat;
 
 use crate::emit::{FileKind, GeneratedFile, Layout, header};

@@ -39,7 +39,10 @@ pub fn check(document: &Document) -> Result<Spec, Diagnostics> {
     if diagnostics.has_errors() {
         return Err(diagnostics);
     }
-    let deserializer = document.value.clone();
+    let mut deserializer = document.value.clone();
+    if let Value::Object(root) = &mut deserializer {
+        root.retain(|key, _| !key.starts_with("x-"));
+    }
     match serde_path_to_error::deserialize::<_, Spec>(deserializer) {
         Ok(spec) => Ok(spec),
         Err(err) => {
@@ -122,36 +125,37 @@ fn expected_types(kind: &TypeKind) -> String {
 fn describe(document: &Document, error: &jsonschema::ValidationError<'_>) -> Vec<Diagnostic> {
     let pointer = error.instance_path().as_str().to_owned();
     let field = field_name(&pointer);
+    let subject = if pointer.is_empty() { "the spec".to_owned() } else { format!("`{field}`") };
     let instance = error.instance();
     let schema_path = error.schema_path().as_str().to_owned();
     let at = || document.span(&pointer);
     let single = |code: &'static str, summary: String| vec![Diagnostic::error(code, summary).at(at(), "")];
     match error.kind() {
         ValidationErrorKind::Type { kind } => {
-            single("wrong-type", format!("`{field}` must be {}, got {}", expected_types(kind), json_type(&instance)))
+            single("wrong-type", format!("{subject} must be {}, got {}", expected_types(kind), json_type(&instance)))
         }
         ValidationErrorKind::Minimum { limit } => {
-            single("out-of-range", format!("`{field}` must be ≥ {limit}, got {}", short(&instance)))
+            single("out-of-range", format!("{subject} must be ≥ {limit}, got {}", short(&instance)))
         }
         ValidationErrorKind::Maximum { limit } => {
-            single("out-of-range", format!("`{field}` must be ≤ {limit}, got {}", short(&instance)))
+            single("out-of-range", format!("{subject} must be ≤ {limit}, got {}", short(&instance)))
         }
-        ValidationErrorKind::MinLength { limit: 1 } => single("empty-value", format!("`{field}` must not be empty")),
+        ValidationErrorKind::MinLength { limit: 1 } => single("empty-value", format!("{subject} must not be empty")),
         ValidationErrorKind::MinLength { limit } => {
-            single("too-short", format!("`{field}` must be at least {limit} characters long"))
+            single("too-short", format!("{subject} must be at least {limit} characters long"))
         }
         ValidationErrorKind::MaxLength { limit } => {
-            single("too-long", format!("`{field}` must be at most {limit} characters long"))
+            single("too-long", format!("{subject} must be at most {limit} characters long"))
         }
         ValidationErrorKind::MinItems { limit } => {
-            single("too-few", format!("`{field}` needs at least {limit} item{}", if *limit == 1 { "" } else { "s" }))
+            single("too-few", format!("{subject} needs at least {limit} item{}", if *limit == 1 { "" } else { "s" }))
         }
         ValidationErrorKind::MinProperties { limit } => {
-            single("too-few", format!("`{field}` needs at least {limit} entr{}", if *limit == 1 { "y" } else { "ies" }))
+            single("too-few", format!("{subject} needs at least {limit} entr{}", if *limit == 1 { "y" } else { "ies" }))
         }
         ValidationErrorKind::Pattern { .. } => {
             let what = schema::describe_at(&schema_path).unwrap_or_else(|| "value".to_owned());
-            single("invalid-value", format!("`{field}`: {} is not {}", short(&instance), lowercase_first(&what)))
+            single("invalid-value", format!("{subject}: {} is not {}", short(&instance), lowercase_first(&what)))
         }
         ValidationErrorKind::PropertyNames { error } => {
             let key = error.instance().as_str().unwrap_or_default().to_owned();
@@ -168,7 +172,7 @@ fn describe(document: &Document, error: &jsonschema::ValidationError<'_>) -> Vec
             let choices: Vec<&str> = options.as_array().into_iter().flatten().filter_map(Value::as_str).collect();
             let mut d = Diagnostic::error(
                 "invalid-choice",
-                format!("`{field}` must be one of {}, got {}", quoted_list(&choices), short(&instance)),
+                format!("{subject} must be one of {}, got {}", quoted_list(&choices), short(&instance)),
             )
             .at(at(), "");
             if let Some(guess) = instance.as_str().and_then(|got| did_you_mean(got, choices.iter().copied())) {
@@ -178,9 +182,8 @@ fn describe(document: &Document, error: &jsonschema::ValidationError<'_>) -> Vec
         }
         ValidationErrorKind::Required { property } => {
             let name = property.as_str().unwrap_or_default();
-            let parent = if pointer.is_empty() { "the spec".to_owned() } else { format!("`{field}`") };
             vec![
-                Diagnostic::error("missing-key", format!("{parent} is missing `{name}`"))
+                Diagnostic::error("missing-key", format!("{subject} is missing `{name}`"))
                     .at(document.key_span(&pointer), format!("add `{name}:` here")),
             ]
         }
@@ -193,8 +196,7 @@ fn describe(document: &Document, error: &jsonschema::ValidationError<'_>) -> Vec
                 .filter(|key| !allowed.contains(key))
                 .map(|key| {
                     let key_pointer = format!("{pointer}/{}", escape_pointer(key));
-                    let place = if pointer.is_empty() { "the spec".to_owned() } else { format!("`{field}`") };
-                    let mut d = Diagnostic::error("unknown-key", format!("unknown key `{key}` in {place}"))
+                    let mut d = Diagnostic::error("unknown-key", format!("unknown key `{key}` in {subject}"))
                         .at(document.key_span(&key_pointer), "not a known setting here");
                     if let Some(guess) = did_you_mean(key, allowed.iter().map(String::as_str)) {
                         d = d.help(format!("did you mean `{guess}`?"));
@@ -224,9 +226,9 @@ fn describe(document: &Document, error: &jsonschema::ValidationError<'_>) -> Vec
             }
             let what = schema::describe_at(schema_path.trim_end_matches("/anyOf").trim_end_matches("/oneOf"))
                 .unwrap_or_else(|| "an allowed form".to_owned());
-            single("invalid-value", format!("`{field}` is not valid here: expected {}", lowercase_first(&what)))
+            single("invalid-value", format!("{subject} is not valid here: expected {}", lowercase_first(&what)))
         }
-        _ => single("invalid-value", format!("`{field}`: {error}")),
+        _ => single("invalid-value", format!("{subject}: {error}")),
     }
 }
 

@@ -47,6 +47,10 @@ pub fn generate() -> Value {
     let generator = schemars::generate::SchemaSettings::draft2020_12().into_generator();
     let mut schema = generator.into_root_schema_for::<Spec>().to_value();
     dispatch_stage_kinds(&mut schema);
+    // Top-level `x-*` keys hold YAML anchors for `<<: *name` merges, as in Compose files.
+    if let Value::Object(root) = &mut schema {
+        root.insert("patternProperties".to_owned(), json!({ "^x-": { "description": "Free space for YAML anchors that stages merge with `<<: *name`; ignored otherwise." } }));
+    }
     collapse_const_choices(&mut schema);
     for (def, property, key_def) in KEYED_MAPS {
         let target = if def.is_empty() { Some(&mut schema) } else { schema.pointer_mut(&format!("/$defs/{def}")) };
