@@ -1,6 +1,6 @@
 //! Source files and positions in them.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// A spec file's name as shown to the user, and its text.
 #[derive(Debug)]
@@ -9,40 +9,45 @@ pub struct SourceFile {
     pub name: String,
     /// The file's full text.
     pub text: String,
+    /// Byte offsets where lines start, built on first use.
+    line_starts: OnceLock<Vec<usize>>,
 }
 
 impl SourceFile {
     /// A shared source file.
     pub fn new(name: impl Into<String>, text: impl Into<String>) -> Arc<Self> {
-        Arc::new(Self { name: name.into(), text: text.into() })
+        Arc::new(Self { name: name.into(), text: text.into(), line_starts: OnceLock::new() })
     }
 
-    /// The 1-based line and column (in characters) of a byte offset.
+    fn line_starts(&self) -> &[usize] {
+        self.line_starts
+            .get_or_init(|| std::iter::once(0).chain(self.text.match_indices('\n').map(|(i, _)| i + 1)).collect())
+    }
+
+    /// The 1-based line and column (in characters) of a byte offset. Lines are found by binary
+    /// search, so locating every node of a large spec stays linear.
     pub fn position(&self, byte: usize) -> Position {
         let byte = floor_char_boundary(&self.text, byte.min(self.text.len()));
-        let before = &self.text[..byte];
-        let line = before.matches('\n').count() + 1;
-        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-        let column = self.text[line_start..byte].chars().count() + 1;
-        Position { line, column, byte }
+        let starts = self.line_starts();
+        let index = starts.partition_point(|&start| start <= byte).saturating_sub(1);
+        let column = self.text[starts[index]..byte].chars().count() + 1;
+        Position { line: index + 1, column, byte }
     }
 
     /// The text of a 1-based line, without its line break.
     pub fn line_text(&self, line: usize) -> &str {
-        self.text.split('\n').nth(line.saturating_sub(1)).map_or("", |l| l.strip_suffix('\r').unwrap_or(l))
+        let Some(&start) = self.line_starts().get(line.saturating_sub(1)) else { return "" };
+        let rest = &self.text[start..];
+        let l = &rest[..rest.find('\n').unwrap_or(rest.len())];
+        l.strip_suffix('\r').unwrap_or(l)
     }
 
     /// The byte offset of a 1-based line and column, clamped to the text.
     pub fn offset(&self, line: usize, column: usize) -> usize {
-        let mut start = 0;
-        for (i, l) in self.text.split_inclusive('\n').enumerate() {
-            if i + 1 == line {
-                let col_bytes: usize = l.chars().take(column.saturating_sub(1)).map(char::len_utf8).sum();
-                return start + col_bytes;
-            }
-            start += l.len();
-        }
-        self.text.len()
+        let Some(&start) = self.line_starts().get(line.saturating_sub(1)) else { return self.text.len() };
+        let rest = &self.text[start..];
+        let line_text = &rest[..rest.find('\n').map_or(rest.len(), |i| i + 1)];
+        start + line_text.chars().take(column.saturating_sub(1)).map(char::len_utf8).sum::<usize>()
     }
 }
 
@@ -103,5 +108,8 @@ mod tests {
         assert_eq!((p.line, p.column), (2, 3));
         assert_eq!(f.line_text(2), "bé: 2");
         assert_eq!(f.offset(2, 3), f.text.find(": 2").unwrap());
+        assert_eq!(f.position(f.text.len()).line, 3);
+        assert_eq!(f.offset(9, 1), f.text.len());
+        assert_eq!(f.line_text(9), "");
     }
 }

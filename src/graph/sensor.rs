@@ -35,6 +35,15 @@ pub enum Misalignment {
 }
 
 impl Clock {
+    /// A key that is equal for clocks with the same runs, for memoizing alignments.
+    pub fn key(&self) -> String {
+        match self {
+            Clock::Cron(cron, tz) => format!("cron {} {}", cron.pattern, tz.name()),
+            Clock::Interval { start, period } => format!("every {} from {}", period.num_seconds(), start.timestamp()),
+            Clock::Once(start) => format!("once {}", start.timestamp()),
+        }
+    }
+
     /// The clock of `schedule` in `tz`, with the pipeline's `start` if it has one.
     pub fn new(
         schedule: Option<&Schedule>,
