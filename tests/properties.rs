@@ -54,6 +54,8 @@ fn hostile_text() -> impl Strategy<Value = String> {
             Just("\r".to_owned()),
             Just("\t".to_owned()),
             Just("{{ ds }}".to_owned()),
+            Just("${".to_owned()),
+            Just("$".to_owned()),
             Just("\u{2028}".to_owned()),
             Just("\u{0}".to_owned()),
             Just("é€😀".to_owned()),
@@ -62,6 +64,12 @@ fn hostile_text() -> impl Strategy<Value = String> {
         1..12,
     )
     .prop_map(|parts| parts.concat())
+}
+
+/// Text as a user writes it to mean exactly that text: `${` is fhirflow's interpolation, so a
+/// literal one is written `$${`.
+fn literal(text: &str) -> String {
+    text.replace("${", "$${")
 }
 
 #[test]
@@ -75,9 +83,9 @@ fn emitted_python_reads_back_every_hostile_string() {
         let command = if command.trim().is_empty() { format!("x{command}") } else { command };
         let yaml = format!(
             "version: 1\npipelines:\n  p{case}:\n    description: {}\n    stages:\n      s:\n        kind: shell\n        command: {}\n        env: {{V: {}}}\n",
-            serde_json::to_string(&description).unwrap(),
-            serde_json::to_string(&command).unwrap(),
-            serde_json::to_string(&env_value).unwrap(),
+            serde_json::to_string(&literal(&description)).unwrap(),
+            serde_json::to_string(&literal(&command)).unwrap(),
+            serde_json::to_string(&literal(&env_value)).unwrap(),
         );
         let compiled = match fhirflow::compile(SourceFile::new("p.yaml", yaml.clone())) {
             Ok(c) => c,

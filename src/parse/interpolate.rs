@@ -140,6 +140,13 @@ mod tests {
         assert_eq!(expand("cost $5", &env()).unwrap(), "cost $5");
     }
 
+    proptest::proptest! {
+        #[test]
+        fn escaping_every_dollar_brace_gives_the_text_back(text in "[a-z${}:-]{0,24}") {
+            proptest::prop_assert_eq!(expand(&text.replace("${", "$${"), &env()).unwrap(), text);
+        }
+    }
+
     #[test]
     fn reports_unset_and_malformed() {
         assert_eq!(expand("${NOPE}", &env()), Err(InterpolationError::Unset("NOPE".into())));
