@@ -22,10 +22,11 @@ if [[ -z ${CARGO_TARGET_DIR:-} ]]; then
 fi
 echo "== caches: $FHIRFLOW_CACHE (cargo target: $CARGO_TARGET_DIR)" >&2
 
-echo "== venvs (Apache Airflow, dbt-core)" >&2
+echo "== venvs (Apache Airflow 3.3 and 2.11, dbt-core)" >&2
 FHIRFLOW_AIRFLOW_VENV=$(bash tests/conformance/ensure_venv.sh airflow tests/conformance/requirements-airflow.lock | tail -n 1)
+FHIRFLOW_AIRFLOW2_VENV=$(bash tests/conformance/ensure_venv.sh airflow2 tests/conformance/requirements-airflow2.lock | tail -n 1)
 FHIRFLOW_DBT_VENV=$(bash tests/conformance/ensure_venv.sh dbt tests/conformance/requirements-dbt.lock | tail -n 1)
-export FHIRFLOW_AIRFLOW_VENV FHIRFLOW_DBT_VENV
+export FHIRFLOW_AIRFLOW_VENV FHIRFLOW_AIRFLOW2_VENV FHIRFLOW_DBT_VENV
 
 echo "== cargo test" >&2
 cargo test --locked "$@"

@@ -233,3 +233,30 @@ print(json.dumps({"description": dag.description, "command": task.bash_command, 
     assert_eq!(seen["tags"], serde_json::json!(["a\"b"]));
     assert!(!Path::new("/tmp/pwned").exists());
 }
+
+/// `airflow: {version: 2}`: the same specs, emitted for Airflow 2, load in a real Airflow 2.11
+/// with the same task graph as the 3.x output (both seed specs, compiled as one folder).
+#[test]
+fn airflow_2_target_loads_the_same_graph_in_airflow_2_11() {
+    let Some(airflow2) = venv("FHIRFLOW_AIRFLOW2_VENV") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let specs = dir.path().join("pipelines");
+    std::fs::create_dir_all(&specs).unwrap();
+    for name in ["fhir.yaml", "dental_clinic.yaml"] {
+        let text = std::fs::read_to_string(repo().join("pipelines").join(name)).unwrap();
+        let v2 = text.replacen("airflow:\n", "airflow:\n  version: 2\n", 1).replace("  version: 3\n", "");
+        assert!(v2.contains("  version: 2\n"), "{name} has an airflow section");
+        std::fs::write(specs.join(name), v2).unwrap();
+    }
+    let out = dir.path().join("out");
+    fhirflow().arg("apply").arg(&specs).arg("--out").arg(&out).assert().success();
+    let mut dags = serde_json::Map::new();
+    for (_, compiled) in fhirflow::compile_path(&specs).expect("the v2 specs compile") {
+        dags.extend(compiled.graph.expectations()["dags"].as_object().unwrap().clone());
+    }
+    let dbt_dag = std::fs::read_to_string(out.join("dags/dbt_transform_fhir.py")).unwrap();
+    assert!(dbt_dag.contains("from airflow import DAG") && !dbt_dag.contains("airflow.sdk"));
+    std::fs::write(out.join("expect.json"), serde_json::json!({ "format_version": 1, "dags": dags }).to_string())
+        .unwrap();
+    airflow_check(&airflow2, &out);
+}

@@ -125,9 +125,19 @@ impl<'a> AirflowEmitter<'a> {
                 many => edges.push(code(format!("[{}] >> {var}", many.join(", ")))),
             }
         }
+        let version = self.graph.spec.airflow.version;
         let schedule = match &p.schedule {
             None => "None".to_owned(),
             Some(Schedule::Interval(every)) => format!("timedelta(seconds={})", every.as_secs()),
+            // Airflow 2 reads a cron string as data intervals (logical date = the interval's
+            // start); a trigger timetable keeps 3.x's logical dates, so sensor deltas hold.
+            Some(other) if version == 2 => match other.cron_expression() {
+                Some(expr) => {
+                    uses.insert("cron_trigger");
+                    format!("CronTriggerTimetable({}, timezone={})", quoted(expr), quoted(&p.defaults.timezone.value))
+                }
+                None => quoted(&other.to_string()),
+            },
             Some(other) => quoted(&other.to_string()),
         };
         let start_date = p.start.map(|start| {
@@ -156,7 +166,8 @@ impl<'a> AirflowEmitter<'a> {
             "dag.py.j2",
             context! {
                 docstring => code(docstring(&doc)),
-                imports => imports(&uses).into_iter().map(code).collect::<Vec<_>>(),
+                imports => imports(&uses, version).into_iter().map(code).collect::<Vec<_>>(),
+                skip_import => code(Imports::of(version).skip),
                 dbt => dbt,
                 uses_results => uses.contains("results"),
                 uses_load => uses.contains("load"),
@@ -360,7 +371,39 @@ fn settings_kwargs(settings: &Settings, pipeline: Option<&Settings>) -> Vec<(Str
     out
 }
 
-fn imports(uses: &BTreeSet<&'static str>) -> Vec<String> {
+/// Import paths of one Airflow major version.
+struct Imports {
+    dag: &'static str,
+    bash: &'static str,
+    python: &'static str,
+    sensor: &'static str,
+    skip: &'static str,
+}
+
+impl Imports {
+    fn of(version: u32) -> Self {
+        if version == 2 {
+            Imports {
+                dag: "from airflow import DAG",
+                bash: "from airflow.operators.bash import BashOperator",
+                python: "from airflow.operators.python import PythonOperator",
+                sensor: "from airflow.sensors.external_task import ExternalTaskSensor",
+                skip: "from airflow.exceptions import AirflowSkipException",
+            }
+        } else {
+            Imports {
+                dag: "from airflow.sdk import DAG",
+                bash: "from airflow.providers.standard.operators.bash import BashOperator",
+                python: "from airflow.providers.standard.operators.python import PythonOperator",
+                sensor: "from airflow.providers.standard.sensors.external_task import ExternalTaskSensor",
+                skip: "from airflow.sdk.exceptions import AirflowSkipException",
+            }
+        }
+    }
+}
+
+fn imports(uses: &BTreeSet<&'static str>, version: u32) -> Vec<String> {
+    let paths = Imports::of(version);
     let has = |k| uses.contains(k);
     let mut stdlib = Vec::new();
     if has("results") || has("load") {
@@ -378,18 +421,21 @@ fn imports(uses: &BTreeSet<&'static str>) -> Vec<String> {
     if has("pendulum") {
         third.push("import pendulum");
     }
-    third.push("from airflow.sdk import DAG");
+    third.push(paths.dag);
     if has("bash") {
-        third.push("from airflow.providers.standard.operators.bash import BashOperator");
+        third.push(paths.bash);
     }
     if has("python") {
-        third.push("from airflow.providers.standard.operators.python import PythonOperator");
+        third.push(paths.python);
     }
     if has("sensor") {
-        third.push("from airflow.providers.standard.sensors.external_task import ExternalTaskSensor");
+        third.push(paths.sensor);
     }
     if has("sql") {
         third.push("from airflow.providers.common.sql.operators.sql import SQLExecuteQueryOperator");
+    }
+    if has("cron_trigger") {
+        third.push("from airflow.timetables.trigger import CronTriggerTimetable");
     }
     let mut lines: Vec<String> = stdlib.into_iter().map(str::to_owned).collect();
     lines.push(String::new());

@@ -389,6 +389,16 @@ impl Lowering<'_> {
             let defaults = Settings::resolve(&self.spec.defaults, &pipeline.defaults, &TaskSettings::default());
             let tz = self.timezone(&defaults, id);
             let start = self.start_date(&defaults, id, tz);
+            if self.spec.airflow.version == 2 && pipeline.schedule.is_some() && start.is_none() {
+                self.error(
+                    Diagnostic::error(
+                        "missing-start-date",
+                        format!("pipeline `{id}` is scheduled but has no start_date"),
+                    )
+                    .at(self.doc.key_span(&format!("/pipelines/{}", escape_pointer(id.as_str()))), "")
+                    .help("Airflow 2 refuses a scheduled DAG without one; set `start_date` in `defaults`"),
+                );
+            }
             let stages = self.stages(id);
             let tasks = self.order_tasks(id, &stages);
             let mut tags: Vec<String> = pipeline.tags.iter().map(|t| t.0.clone()).collect();
@@ -942,6 +952,21 @@ impl Lowering<'_> {
                             .clone()
                     }
                 };
+                let interval = |s: &Option<Schedule>| matches!(s, Some(Schedule::Interval(_)));
+                if self.spec.airflow.version == 2 && (interval(&p.schedule) || interval(&entry.schedule)) {
+                    self.error(
+                        Diagnostic::error(
+                            "sensor-on-interval-v2",
+                            format!(
+                                "sensor `{}` involves an interval schedule, which Airflow 2 runs as data intervals",
+                                task.id
+                            ),
+                        )
+                        .at(self.doc.key_span(&pointer), "")
+                        .help("on Airflow 2, give both pipelines cron schedules, or target Airflow 3"),
+                    );
+                    continue;
+                }
                 match result {
                     Ok(delta) => target.execution_delta = Duration::from_secs(delta.num_seconds().max(0) as u64),
                     Err(why) => {

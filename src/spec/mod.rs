@@ -187,9 +187,9 @@ pub struct AirflowTarget {
     /// The DAGs folder, relative to the spec.
     #[serde(default = "default_dags_folder")]
     pub dags_folder: RelativePath,
-    /// Airflow major version the files are written for.
+    /// Airflow major version the files are written for: 3, or 2 for Airflow 2.9 to 2.11.
     #[serde(default = "default_airflow_version")]
-    #[schemars(range(min = 3, max = 3))]
+    #[schemars(range(min = 2, max = 3))]
     pub version: u32,
 }
 

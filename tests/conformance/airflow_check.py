@@ -1,26 +1,36 @@
 """Check generated Airflow DAG files against a fhirflow expectations document.
 
-Usage (with the python of a venv that has apache-airflow 3.3 installed):
+Usage (with the python of a venv that has apache-airflow 3.3 or 2.11 installed):
 
     python airflow_check.py DAGS_DIR EXPECT_JSON
 
-DAGS_DIR is loaded with Airflow's real ``BundleDagBag`` (the DagBag subclass the
-dag-processor and ``airflow dags test`` use; it also puts DAGS_DIR on sys.path).
+The installed Airflow's major version picks how DAGS_DIR is loaded:
+  * 3.x: Airflow's real ``BundleDagBag`` (the DagBag subclass the dag-processor and
+    ``airflow dags test`` use; it also puts DAGS_DIR on sys.path).
+  * 2.x: ``airflow.models.dagbag.DagBag`` with examples off, DAGS_DIR as the
+    configured dags folder and on sys.path, as the 2.x scheduler and
+    ``airflow dags test`` load it.
 The document format is fixed by CONTRACT.md next to this file. Every DAG in the
 bag is turned into that same shape and the two are diffed key by key, so missing
-or extra DAGs, tasks and fields all fail.
+or extra DAGs, tasks and fields all fail. The same expectations serve both
+versions: what a field means is the same, only where Airflow keeps it differs.
 
 How each field is read:
   * schedule: from ``dag.timetable``. Cron timetables give their expression, and
     Airflow resolves presets (``@daily`` -> ``0 0 * * *``) in the timetable. When the
     DAG was written with a preset that resolves to that expression, the preset is
-    reported as written (taken from ``dag.schedule``), so ``"@daily"`` and
-    ``"0 0 * * *"`` are not interchangeable. Delta timetables ->
+    reported as written (taken from ``dag.schedule``, on 2.x ``dag.schedule_interval``),
+    so ``"@daily"`` and ``"0 0 * * *"`` are not interchangeable. Delta timetables ->
     ``{"interval_seconds": N}``; NullTimetable -> null; ``@once``/``@continuous``
-    are reported by name.
+    are reported by name. Trigger and data-interval timetables of one expression
+    report the same (their logical dates differ; the summary line on stdout names
+    each DAG's timetable class so that difference stays visible).
+  * operator: the class name. A sensor is any ExternalTaskSensor class the
+    installed Airflow has (2.x: core ``airflow.sensors.external_task`` and, when
+    installed, the standard provider's; 3.x: the standard provider's).
   * retry_exponential_backoff: Airflow 3.3 stores a float multiplier (True is
-    accepted and serialized as 2.0). Reported true when backoff is in effect,
-    i.e. the multiplier is neither 0 nor 1.
+    accepted and serialized as 2.0), 2.x a bool. Reported true when backoff is in
+    effect, i.e. the multiplier is neither 0 nor 1.
   * durations are reported in seconds (int when whole); execution_delta None -> 0.
 
 The checker needs no metadata DB: it runs in a throwaway AIRFLOW_HOME with every
@@ -31,15 +41,22 @@ mismatch, import error or empty DAGS_DIR, 2 on bad usage.
 from __future__ import annotations
 
 import atexit
+import importlib
 import json
 import os
 import shutil
 import sys
 import tempfile
+from importlib.metadata import version as dist_version
 from pathlib import Path
 
 
-def isolate_airflow_home() -> str:
+def airflow_major() -> int:
+    """The installed apache-airflow's major version, read without importing airflow."""
+    return int(dist_version("apache-airflow").split(".")[0])
+
+
+def isolate_airflow_home(dags_dir: Path) -> str:
     """Point Airflow at a fresh temp home before it is first imported."""
     for key in [k for k in os.environ if k.startswith("AIRFLOW")]:
         del os.environ[key]
@@ -52,7 +69,53 @@ def isolate_airflow_home() -> str:
         AIRFLOW__LOGGING__LOGGING_LEVEL="WARNING",
         AIRFLOW__CORE__DAGBAG_IMPORT_ERROR_TRACEBACK_DEPTH="50",
     )
+    if airflow_major() < 3:
+        # 2.x puts the configured dags folder on sys.path when airflow is imported.
+        os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(dags_dir)
+        # Opt in to the 3.x metrics unit, which silences 2.11's warning about it on import.
+        os.environ["AIRFLOW__METRICS__TIMER_UNIT_CONSISTENCY"] = "True"
     return home
+
+
+def load_dagbag(dags_dir: Path):
+    """The DagBag the installed Airflow's own dag-processor / scheduler would build."""
+    if airflow_major() >= 3:
+        from airflow.dag_processing.dagbag import BundleDagBag
+
+        return BundleDagBag(dag_folder=dags_dir, bundle_path=dags_dir, bundle_name="dags-folder")
+    from airflow.models.dagbag import DagBag
+
+    if str(dags_dir) not in sys.path:
+        sys.path.insert(0, str(dags_dir))
+    return DagBag(dag_folder=str(dags_dir), include_examples=False)
+
+
+def sensor_classes() -> tuple[type, ...]:
+    """Every ExternalTaskSensor class the installed Airflow offers."""
+    modules = ["airflow.providers.standard.sensors.external_task"]
+    if airflow_major() < 3:
+        modules.insert(0, "airflow.sensors.external_task")
+    found = []
+    for name in modules:
+        try:
+            found.append(importlib.import_module(name).ExternalTaskSensor)
+        except ImportError:
+            pass
+    if not found:
+        raise ImportError(f"no ExternalTaskSensor in any of {modules}")
+    return tuple(found)
+
+
+def cron_presets() -> dict:
+    for name, attr in (
+        ("airflow.sdk.definitions.timetables._cron", "CRON_PRESETS"),  # 3.x
+        ("airflow.utils.dates", "cron_presets"),  # 2.x
+    ):
+        try:
+            return getattr(importlib.import_module(name), attr)
+        except (ImportError, AttributeError):
+            continue
+    return {}
 
 
 def seconds(value):
@@ -72,19 +135,18 @@ def schedule_of(dag):
         return "@once"
     if name == "ContinuousTimetable":
         return "@continuous"
-    if hasattr(tt, "expression"):  # CronTriggerTimetable / CronDataIntervalTimetable
-        try:
-            from airflow.sdk.definitions.timetables._cron import CRON_PRESETS
-        except ImportError:
-            CRON_PRESETS = {}
-        written = dag.schedule
-        if isinstance(written, str) and CRON_PRESETS.get(written) == tt.expression:
+    # 3.x timetables expose .expression / .delta; 2.x keeps them in ._expression / ._delta.
+    expression = getattr(tt, "expression", None) or getattr(tt, "_expression", None)
+    if expression is not None:  # CronTriggerTimetable / CronDataIntervalTimetable
+        written = dag.schedule if hasattr(dag, "schedule") else getattr(dag, "schedule_interval", None)
+        if isinstance(written, str) and cron_presets().get(written) == expression:
             return written
-        return tt.expression
-    if hasattr(tt, "delta"):  # DeltaTriggerTimetable / DeltaDataIntervalTimetable
-        if not hasattr(tt.delta, "total_seconds"):
-            return f"<relativedelta {tt.delta!r}: not expressible in seconds>"
-        return {"interval_seconds": seconds(tt.delta)}
+        return expression
+    delta = getattr(tt, "delta", None) or getattr(tt, "_delta", None)
+    if delta is not None:  # DeltaTriggerTimetable / DeltaDataIntervalTimetable
+        if not hasattr(delta, "total_seconds"):
+            return f"<relativedelta {delta!r}: not expressible in seconds>"
+        return {"interval_seconds": seconds(delta)}
     return f"<unsupported timetable {name}>"
 
 
@@ -161,11 +223,12 @@ def main(argv: list[str]) -> int:
         print(f"airflow_check: FAIL: unsupported format_version {expected.get('format_version')!r}")
         return 1
 
-    isolate_airflow_home()
-    from airflow.dag_processing.dagbag import BundleDagBag
-    from airflow.providers.standard.sensors.external_task import ExternalTaskSensor
+    isolate_airflow_home(dags_dir)
+    bag = load_dagbag(dags_dir)
+    sensor_cls = sensor_classes()
+    import airflow
 
-    bag = BundleDagBag(dag_folder=dags_dir, bundle_path=dags_dir, bundle_name="dags-folder")
+    print(f"airflow_check: Airflow {airflow.__version__}, {len(bag.dags)} DAG(s) in {dags_dir}")
     if bag.import_errors:
         for file, error in sorted(bag.import_errors.items()):
             print(f"=== import error in {file} ===\n{error}")
@@ -176,7 +239,9 @@ def main(argv: list[str]) -> int:
         for w in warns:
             print(f"airflow_check: warning (not a failure): {w}", file=sys.stderr)
 
-    actual = {dag_id: dag_doc(dag, dags_dir, ExternalTaskSensor) for dag_id, dag in bag.dags.items()}
+    actual = {dag_id: dag_doc(dag, dags_dir, sensor_cls) for dag_id, dag in bag.dags.items()}
+    timetables = ", ".join(f"{d}={type(bag.dags[d].timetable).__name__}" for d in sorted(bag.dags))
+    print(f"airflow_check: timetables: {timetables}")
     mismatches: list[str] = []
     exp_dags = expected["dags"]
     for dag_id in sorted(exp_dags.keys() - actual.keys()):

@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
 # airflow_dags_test.sh VENV DAGS_DIR DAG_ID MARK_SUCCESS_PATTERN [EXTRA_PATH]
 #
-# Run one real DagRun of DAG_ID with `airflow dags test` (Airflow 3.3 CLI) for
-# logical date 2026-01-01T00:00:00+00:00, in a throwaway AIRFLOW_HOME with a
-# freshly migrated sqlite DB and DAGS_DIR as the dags folder (examples off, every
-# inherited AIRFLOW* variable dropped). Task ids that re.fullmatch
+# Run one real DagRun of DAG_ID with `airflow dags test` for logical date
+# 2026-01-01T00:00:00+00:00, in a throwaway AIRFLOW_HOME with a freshly migrated
+# sqlite DB and DAGS_DIR as the dags folder (examples off, every inherited AIRFLOW*
+# variable dropped). VENV may hold Airflow 3.x or 2.x from 2.10 on: both have
+# `airflow db migrate` (since 2.7; 2.x's `db init` is deprecated) and
+# `airflow dags test DAG_ID DATE --mark-success-pattern RE` (the option since 2.10;
+# 2.x names the date execution_date, 3.x logical_date, positional in both), and both
+# keep the run in the dag_run table read below. Task ids that fullmatch
 # MARK_SUCCESS_PATTERN are marked success instead of run (use it for sensors and
-# tasks needing real connections); pass '' to run every task. EXTRA_PATH is
+# tasks needing real connections); pass '' to run every task. 3.x compiles the
+# pattern with Python's re, 2.x with re2: keep to the common subset (no lookaround,
+# no backreferences), or 2.x fails with "invalid perl operator". EXTRA_PATH is
 # prepended to PATH, so BashOperator subprocesses find stub tools there.
 #
 # `airflow dags test` exits 0 for any run that did not end "failed", so the run
@@ -33,6 +39,11 @@ export AIRFLOW__CORE__DAGS_FOLDER=$dags_dir
 export AIRFLOW__CORE__LOAD_EXAMPLES=False
 export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=sqlite:///$AIRFLOW_HOME/airflow.db
 export PATH="${5:+$5:}$venv/bin:$PATH"
+version=$("$venv/bin/python" -c 'from importlib.metadata import version; print(version("apache-airflow"))')
+if [[ $version == 2.* ]]; then
+    # Opt in to the 3.x metrics unit, which silences 2.11's warning about it on every start.
+    export AIRFLOW__METRICS__TIMER_UNIT_CONSISTENCY=True
+fi
 
 t0=$(date +%s.%N)
 airflow db migrate >"$AIRFLOW_HOME/migrate.log" 2>&1 || { cat "$AIRFLOW_HOME/migrate.log" >&2; exit 1; }
@@ -51,7 +62,7 @@ row = sqlite3.connect(sys.argv[1]).execute(
 print(row[0] if row else "no-run")'
 state=$("$venv/bin/python" -c "$query" "$AIRFLOW_HOME/airflow.db" "$dag_id" || echo unknown)
 
-awk -v d="$dag_id" -v s="$state" -v rc="$rc" -v t0="$t0" -v t1="$t1" -v t2="$t2" 'BEGIN {
-    printf "airflow_dags_test: %s state=%s (cli rc=%s); db migrate %.1fs, dags test %.1fs\n", d, s, rc, t1 - t0, t2 - t1
+awk -v d="$dag_id" -v s="$state" -v v="$version" -v rc="$rc" -v t0="$t0" -v t1="$t1" -v t2="$t2" 'BEGIN {
+    printf "airflow_dags_test: %s state=%s (cli rc=%s, Airflow %s); db migrate %.1fs, dags test %.1fs\n", d, s, rc, v, t1 - t0, t2 - t1
 }' >&2
 [[ $rc -eq 0 && $state == success ]]
