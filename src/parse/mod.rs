@@ -172,7 +172,7 @@ impl Document {
 
 /// Escapes one JSON-pointer token (RFC 6901).
 pub fn escape_pointer(token: &str) -> String {
-    token.replace('~', "~0").replace('/', "~1")
+    if token.contains(['~', '/']) { token.replace('~', "~0").replace('/', "~1") } else { token.to_owned() }
 }
 
 fn location_range(source: &SourceFile, location: &serde_saphyr::Location) -> (usize, usize) {

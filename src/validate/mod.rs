@@ -10,12 +10,19 @@ use crate::diagnostic::{Diagnostic, Diagnostics, did_you_mean};
 use crate::parse::{Document, escape_pointer};
 use crate::spec::Spec;
 use jsonschema::error::{TypeKind, ValidationErrorKind};
+use serde::Deserialize as _;
 use serde_json::Value;
 
 /// Checks `document` against the schema and reads it as a [`Spec`].
 pub fn check(document: &Document) -> Result<Spec, Diagnostics> {
     let mut found = Vec::new();
-    for error in schema::validator().iter_errors(&document.value) {
+    // Valid documents are the common case; collecting errors costs more than a yes/no check.
+    let errors = if schema::validator().is_valid(&document.value) {
+        Vec::new()
+    } else {
+        schema::validator().iter_errors(&document.value).collect()
+    };
+    for error in errors {
         let described = describe(document, &error);
         // A value merged in with `<<: *anchor` is shown where it is used and where it is written.
         match document.defined_span(error.instance_path().as_str()) {
@@ -39,11 +46,24 @@ pub fn check(document: &Document) -> Result<Spec, Diagnostics> {
     if diagnostics.has_errors() {
         return Err(diagnostics);
     }
-    let mut deserializer = document.value.clone();
-    if let Value::Object(root) = &mut deserializer {
-        root.retain(|key, _| !key.starts_with("x-"));
+    // Read the tree in place; copy it only to drop top-level `x-*` anchor keys.
+    let has_extensions = document.value.as_object().is_some_and(|root| root.keys().any(|k| k.starts_with("x-")));
+    let stripped;
+    let value = if has_extensions {
+        let mut copy = document.value.clone();
+        if let Value::Object(root) = &mut copy {
+            root.retain(|key, _| !key.starts_with("x-"));
+        }
+        stripped = copy;
+        &stripped
+    } else {
+        &document.value
+    };
+    // The path-tracking reader is only needed to locate an error, so it runs only after a failure.
+    if let Ok(spec) = Spec::deserialize(value) {
+        return Ok(spec);
     }
-    match serde_path_to_error::deserialize::<_, Spec>(deserializer) {
+    match serde_path_to_error::deserialize::<_, Spec>(value) {
         Ok(spec) => Ok(spec),
         Err(err) => {
             let pointer = path_to_pointer(err.path());
