@@ -11,6 +11,7 @@
 //!
 //! The `fhirflow` binary is a thin layer over [`compile`], [`emit`] and [`plan`].
 
+pub mod dbt;
 pub mod diagnostic;
 pub mod emit;
 pub mod error;

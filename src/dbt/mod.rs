@@ -1,0 +1,26 @@
+//! dbt's manifest at compile time: the `per_model` mode's source of tasks and edges.
+//!
+//! [`Manifest::from_json`] reads `target/manifest.json` (schema v12, dbt-core 1.8 to 1.11) into
+//! the graph of dbt's nodes; [`Manifest::select`] evaluates `--select`/`--exclude` on it with
+//! the same answers as `dbt ls`, and [`Manifest::edges_within`] gives the dependency edges
+//! between the selected nodes, through whatever is left out (ephemeral models among them).
+//!
+//! ```
+//! # let text = r#"{"metadata": {"dbt_schema_version": "https://schemas.getdbt.com/dbt/manifest/v12.json"},
+//! #   "nodes": {"model.p.a": {"unique_id": "model.p.a", "resource_type": "model", "name": "a",
+//! #   "package_name": "p", "fqn": ["p", "a"], "original_file_path": "models/a.sql", "tags": ["staging"]}}}"#;
+//! use fhirflow::dbt::Manifest;
+//! let manifest = Manifest::from_json(text, "target/manifest.json")?;
+//! let selected = manifest.select(&["tag:staging+"], &[])?;
+//! assert!(selected.contains("model.p.a"));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod manifest;
+mod pattern;
+mod select;
+#[cfg(test)]
+mod tests;
+
+pub use manifest::{Manifest, ManifestError, Node, ResourceType, SUPPORTED_SCHEMA_VERSION};
+pub use select::{IndirectSelection, METHODS, SelectError};
