@@ -75,3 +75,26 @@ fn fuzz_regressions_do_not_panic() {
     println!("ran {} fuzz regression input(s) from {}", inputs.len(), dir.display());
     assert!(failures.is_empty(), "fuzz regressions failed:\n{}", failures.join("\n"));
 }
+
+/// The committed corpus: every input the fuzzer kept for new coverage. Replaying it under
+/// `cargo test` checks each front-end path the fuzzer reached, on every change.
+#[test]
+fn fuzz_corpus_replays_without_panic() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/front_end");
+    let mut inputs: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()))
+        .map(|entry| entry.expect("a readable directory entry").path())
+        .filter(|path| path.is_file())
+        .collect();
+    inputs.sort();
+    assert!(inputs.len() > 100, "the corpus in {} looks truncated: {} files", dir.display(), inputs.len());
+    let mut failures = Vec::new();
+    for path in &inputs {
+        let data = std::fs::read(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+        if catch_unwind(AssertUnwindSafe(|| exercise(&data))).is_err() {
+            failures.push(path.display().to_string());
+        }
+    }
+    println!("replayed {} corpus inputs", inputs.len());
+    assert!(failures.is_empty(), "corpus inputs panicked:\n{}", failures.join("\n"));
+}
