@@ -25,6 +25,19 @@ struct Cli {
     command: Command,
 }
 
+/// What `plan` and `apply` work on.
+#[derive(Debug, clap::Args)]
+struct OutputArgs {
+    /// The spec file, or a folder whose specs are compiled together.
+    spec: PathBuf,
+    /// Treat warnings as errors.
+    #[arg(long)]
+    deny_warnings: bool,
+    /// Root the spec's relative output paths here instead of the spec's folder.
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Check a spec: YAML, schema, graph. Prints every problem found, sorted by position.
@@ -45,14 +58,8 @@ enum Command {
     /// Show what `apply` would add, change or remove, down to tasks and schedules.
     #[command(after_help = EXIT_CODES)]
     Plan {
-        /// The spec file, or a folder whose specs are compiled together.
-        spec: PathBuf,
-        /// Treat warnings as errors.
-        #[arg(long)]
-        deny_warnings: bool,
-        /// Root the spec's relative output paths here instead of the spec's folder.
-        #[arg(long, value_name = "DIR")]
-        out: Option<PathBuf>,
+        #[command(flatten)]
+        target: OutputArgs,
         /// Exit 0 when nothing would change, 2 when something would, 1 on error.
         #[arg(long)]
         detailed_exitcode: bool,
@@ -63,14 +70,8 @@ enum Command {
     /// Write the DAG files and dbt YAML, removing stale ones this spec wrote before.
     #[command(after_help = EXIT_CODES)]
     Apply {
-        /// The spec file, or a folder whose specs are compiled together.
-        spec: PathBuf,
-        /// Treat warnings as errors.
-        #[arg(long)]
-        deny_warnings: bool,
-        /// Root the spec's relative output paths here instead of the spec's folder.
-        #[arg(long, value_name = "DIR")]
-        out: Option<PathBuf>,
+        #[command(flatten)]
+        target: OutputArgs,
         /// Write nothing; exit 2 if the files on disk are out of date (the CI drift check).
         #[arg(long)]
         check: bool,
@@ -188,13 +189,13 @@ fn run(cli: Cli) -> Result<ExitStatus, Error> {
             }
             Ok(ExitStatus::Ok)
         }
-        Command::Plan { spec, out, detailed_exitcode, format, deny_warnings } => {
+        Command::Plan { target: OutputArgs { spec, out, deny_warnings }, detailed_exitcode, format } => {
             let (compiled, plan) = fhirflow::plan_path(&spec, out.as_deref())?;
             warnings(&compiled, deny_warnings)?;
             print(&plan.render(format));
             Ok(if detailed_exitcode && plan.has_changes() { ExitStatus::UsageOrChanges } else { ExitStatus::Ok })
         }
-        Command::Apply { spec, out, check, force, deny_warnings } => {
+        Command::Apply { target: OutputArgs { spec, out, deny_warnings }, check, force } => {
             let (compiled, plan) = fhirflow::plan_path(&spec, out.as_deref())?;
             warnings(&compiled, deny_warnings)?;
             if check {

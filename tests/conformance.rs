@@ -6,21 +6,9 @@
 
 mod common;
 
-use common::{fhirflow, repo};
-use std::path::{Path, PathBuf};
+use common::{copy_dir, fhirflow, repo, venv};
+use std::path::Path;
 use std::process::Command;
-
-fn venv(var: &str) -> Option<PathBuf> {
-    if std::env::var_os("FHIRFLOW_SKIP_CONFORMANCE").is_some_and(|v| v == "1") {
-        eprintln!("skipped: FHIRFLOW_SKIP_CONFORMANCE=1");
-        return None;
-    }
-    let path = std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| {
-        panic!("{var} is not set: run the tests with scripts/test.sh, or set FHIRFLOW_SKIP_CONFORMANCE=1 to skip them")
-    });
-    assert!(path.join("bin/python").exists(), "{var}={} is not a venv", path.display());
-    Some(path)
-}
 
 fn run(command: &mut Command) -> String {
     let output = command.output().expect("the checker starts");
@@ -48,19 +36,6 @@ fn apply(spec: &Path, out: &Path) -> serde_json::Value {
     std::fs::write(out.join("expect.json"), expectations.to_string()).expect("write expectations");
     std::fs::write(out.join("expect-dbt.json"), expectations["dbt"].to_string()).expect("write dbt expectations");
     expectations
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for entry in std::fs::read_dir(from).expect("read fixture") {
-        let entry = entry.expect("entry");
-        let target = to.join(entry.file_name());
-        if entry.file_type().expect("type").is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).expect("copy");
-        }
-    }
 }
 
 fn airflow_check(venv: &Path, out: &Path) {

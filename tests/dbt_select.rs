@@ -12,37 +12,12 @@
 
 mod common;
 
-use common::{fhirflow, repo};
+use common::{copy_dir, fhirflow, repo, venv};
 use fhirflow::dbt::{IndirectSelection, Manifest};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
-
-fn venv(var: &str) -> Option<PathBuf> {
-    if std::env::var_os("FHIRFLOW_SKIP_CONFORMANCE").is_some_and(|v| v == "1") {
-        eprintln!("skipped: FHIRFLOW_SKIP_CONFORMANCE=1");
-        return None;
-    }
-    let path = std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| {
-        panic!("{var} is not set: run the tests with scripts/test.sh, or set FHIRFLOW_SKIP_CONFORMANCE=1 to skip them")
-    });
-    assert!(path.join("bin/python").exists(), "{var}={} is not a venv", path.display());
-    Some(path)
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for entry in std::fs::read_dir(from).expect("read fixture") {
-        let entry = entry.expect("entry");
-        let target = to.join(entry.file_name());
-        if entry.file_type().expect("type").is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).expect("copy");
-        }
-    }
-}
 
 /// The node types that become tasks; `dbt ls` lists only these.
 const TASK_TYPES: [&str; 4] = ["model", "seed", "snapshot", "test"];

@@ -20,15 +20,15 @@ impl Language {
     }
 }
 
-/// A double-quoted string literal valid in both Python and YAML: `\`, `"` and every control or
-/// line-separating character escaped, so that no value can end the string or the line.
-pub fn quoted(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('"');
+/// Writes `text` with `\`, `"` and every control or line-separating character escaped; with
+/// `multiline`, line breaks stay real and tabs become spaces (for a docstring).
+fn escape_into(out: &mut String, text: &str, multiline: bool) {
     for c in text.chars() {
         match c {
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
+            '\n' if multiline => out.push('\n'),
+            '\t' if multiline => out.push_str("    "),
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
@@ -42,6 +42,14 @@ pub fn quoted(text: &str) -> String {
             c => out.push(c),
         }
     }
+}
+
+/// A double-quoted string literal valid in both Python and YAML: `\`, `"` and every control or
+/// line-separating character escaped, so that no value can end the string or the line.
+pub fn quoted(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    escape_into(&mut out, text, false);
     out.push('"');
     out
 }
@@ -50,21 +58,7 @@ pub fn quoted(text: &str) -> String {
 /// character escaped, so the text can never close the string.
 pub fn docstring(text: &str) -> String {
     let mut out = String::from("\"\"\"");
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push('\n'),
-            '\t' => out.push_str("    "),
-            c if (c as u32) < 0x20 || c == '\u{7f}' => {
-                let _ = write!(out, "\\x{:02x}", c as u32);
-            }
-            '\u{85}' | '\u{2028}' | '\u{2029}' | '\u{feff}' => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
+    escape_into(&mut out, text, true);
     out.push_str("\"\"\"");
     out
 }
