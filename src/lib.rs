@@ -75,15 +75,26 @@ pub fn compile_all(
     sources: Vec<Arc<SourceFile>>,
     env: &dyn parse::interpolate::Environment,
 ) -> Vec<Result<Compiled, Diagnostics>> {
-    let checked: Vec<Result<(parse::Document, spec::Spec), Diagnostics>> =
-        sources.into_iter().map(|source| front_end(source, env)).collect();
-    let (documents, specs): (Vec<&parse::Document>, Vec<spec::Spec>) =
-        checked.iter().filter_map(|r| r.as_ref().ok()).map(|(d, s)| (d, s.clone())).unzip();
-    let mut lowered = graph::lower_all(specs.into_iter().zip(documents).collect()).into_iter();
-    checked
+    let mut documents = Vec::new();
+    let mut specs = Vec::new();
+    let mut front_ends = Vec::new();
+    for source in sources {
+        match front_end(source, env) {
+            Ok((document, spec)) => {
+                documents.push(document);
+                specs.push(spec);
+                front_ends.push(Ok(()));
+            }
+            Err(diagnostics) => front_ends.push(Err(diagnostics)),
+        }
+    }
+    let mut lowered = graph::lower_all(specs.into_iter().zip(&documents).collect()).into_iter();
+    let mut documents = documents.into_iter();
+    front_ends
         .into_iter()
-        .map(|result| {
-            let (document, _) = result?;
+        .map(|front_end| {
+            front_end?;
+            let document = documents.next().ok_or_else(Diagnostics::new)?;
             let (graph, warnings) = lowered.next().unwrap_or_else(|| Err(Diagnostics::new()))?;
             Ok(Compiled { document, graph, warnings })
         })

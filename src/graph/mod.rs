@@ -307,11 +307,10 @@ pub fn lower_all(units: Vec<(Spec, &Document)>) -> Vec<Result<(PipelineGraph, Di
         for (p, stages) in pipelines.iter().zip(stages) {
             let pointer = format!("/pipelines/{}", escape_pointer(p.id.as_str()));
             if let Some(first) = catalog.get(&p.id) {
-                let other = format!("/pipelines/{}", escape_pointer(p.id.as_str()));
                 lowering.error(
                     Diagnostic::error("duplicate-pipeline", format!("pipeline `{}` is defined in two specs", p.id))
                         .at(lowering.doc.key_span(&pointer), "")
-                        .also(docs[first.unit].key_span(&other), "first defined here")
+                        .also(docs[first.unit].key_span(&pointer), "first defined here")
                         .help("pipeline ids are DAG ids and must be unique across the specs compiled together"),
                 );
                 continue;

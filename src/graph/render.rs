@@ -20,7 +20,41 @@ fn node_id(pipeline: &str, task: &str) -> String {
     format!("{}__{}", clean(pipeline), clean(task))
 }
 
+/// One arrow of the drawing, between node ids.
+struct Edge {
+    from: String,
+    to: String,
+    /// A sensor's wait on another pipeline, drawn dashed.
+    sensor: bool,
+    /// A sensor on a whole run: it starts at the pipeline's box, which dot cannot draw from.
+    from_pipeline: bool,
+}
+
 impl PipelineGraph {
+    /// Every arrow: task dependencies, then each sensor's wait, task by task.
+    fn edges(&self) -> Vec<Edge> {
+        let mut edges = Vec::new();
+        for p in &self.pipelines {
+            for t in &p.tasks {
+                let to = node_id(p.id.as_str(), &t.id);
+                for u in &t.upstream {
+                    edges.push(Edge {
+                        from: node_id(p.id.as_str(), u),
+                        to: to.clone(),
+                        sensor: false,
+                        from_pipeline: false,
+                    });
+                }
+                if let Operation::Sensor(s) = &t.operation {
+                    let task = s.task.as_deref().unwrap_or("");
+                    let from = node_id(s.pipeline.as_str(), task);
+                    edges.push(Edge { from, to: to.clone(), sensor: true, from_pipeline: s.task.is_none() });
+                }
+            }
+        }
+        edges
+    }
+
     /// Renders the graph in `format`.
     pub fn render(&self, format: GraphFormat) -> String {
         let mut out = String::new();
@@ -38,20 +72,9 @@ impl PipelineGraph {
                     }
                     out.push_str("  end\n");
                 }
-                for p in &self.pipelines {
-                    for t in &p.tasks {
-                        for u in &t.upstream {
-                            let _ =
-                                writeln!(out, "  {} --> {}", node_id(p.id.as_str(), u), node_id(p.id.as_str(), &t.id));
-                        }
-                        if let Operation::Sensor(s) = &t.operation {
-                            let from = match &s.task {
-                                Some(task) => node_id(s.pipeline.as_str(), task),
-                                None => node_id(s.pipeline.as_str(), ""),
-                            };
-                            let _ = writeln!(out, "  {from} -.-> {}", node_id(p.id.as_str(), &t.id));
-                        }
-                    }
+                for edge in self.edges() {
+                    let arrow = if edge.sensor { "-.->" } else { "-->" };
+                    let _ = writeln!(out, "  {} {arrow} {}", edge.from, edge.to);
                 }
             }
             GraphFormat::Dot => {
@@ -64,23 +87,9 @@ impl PipelineGraph {
                     }
                     out.push_str("  }\n");
                 }
-                for p in &self.pipelines {
-                    for t in &p.tasks {
-                        for u in &t.upstream {
-                            let _ =
-                                writeln!(out, "  {} -> {};", node_id(p.id.as_str(), u), node_id(p.id.as_str(), &t.id));
-                        }
-                        if let Operation::Sensor(s) = &t.operation
-                            && let Some(task) = &s.task
-                        {
-                            let _ = writeln!(
-                                out,
-                                "  {} -> {} [style=dashed];",
-                                node_id(s.pipeline.as_str(), task),
-                                node_id(p.id.as_str(), &t.id)
-                            );
-                        }
-                    }
+                for edge in self.edges().into_iter().filter(|e| !e.from_pipeline) {
+                    let style = if edge.sensor { " [style=dashed]" } else { "" };
+                    let _ = writeln!(out, "  {} -> {}{style};", edge.from, edge.to);
                 }
                 out.push_str("}\n");
             }

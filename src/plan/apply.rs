@@ -27,7 +27,7 @@ pub fn apply(plan: &Plan, force: bool) -> Result<ApplyReport, Error> {
             _ => "it was written from another spec",
         };
         return Err(Error::Refused {
-            path: plan.root.join(&first.path),
+            path: plan.layout.root.join(&first.path),
             reason: format!(
                 "{reason}{others}; nothing was written. Move your edits into the spec, or rerun with --force"
             ),
@@ -35,7 +35,7 @@ pub fn apply(plan: &Plan, force: bool) -> Result<ApplyReport, Error> {
     }
     let mut report = ApplyReport::default();
     for change in &plan.changes {
-        let path = plan.root.join(&change.path);
+        let path = plan.layout.root.join(&change.path);
         match (change.action, &change.contents) {
             (Action::Remove, _) => {
                 std::fs::remove_file(&path).map_err(|source| Error::Io {

@@ -103,10 +103,8 @@ pub struct FileChange {
 /// Everything `apply` would do.
 #[derive(Debug, Clone)]
 pub struct Plan {
-    /// Where paths are rooted.
+    /// Where paths are rooted (`layout.root`).
     pub layout: Layout,
-    /// The root that paths are under.
-    pub root: PathBuf,
     /// File changes, sorted by path.
     pub changes: Vec<FileChange>,
 }
@@ -199,7 +197,7 @@ pub fn plan(files: &[GeneratedFile], layout: &Layout, managed_dirs: &[PathBuf]) 
         changes.push(FileChange { path: stale, action: Action::Remove, kind, details, blocker, contents: None });
     }
     changes.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok(Plan { layout: layout.clone(), root: layout.root.clone(), changes })
+    Ok(Plan { layout: layout.clone(), changes })
 }
 
 /// Files under `dirs` that this spec wrote before but no longer produces.
