@@ -67,7 +67,7 @@ fn markdown_plan_is_a_pr_comment() {
         .success()
         .stdout(contains("### fhirflow plan"))
         .stdout(contains("| `+` |"))
-        .stdout(contains("**Plan: 6 to add, 0 to change, 0 to remove.**"));
+        .stdout(contains("**Plan: 8 to add, 0 to change, 0 to remove.**"));
 }
 
 #[test]
@@ -122,8 +122,9 @@ fn apply_removes_stale_files_of_its_own_spec_only() {
         .assert()
         .success()
         .stdout(contains("- ").and(contains("dbt_dental_clinic_layered.py")))
-        .stdout(contains("1 removed"));
+        .stdout(contains("3 removed"));
     assert!(!out.join("dags/dbt_dental_clinic_layered.py").exists());
+    assert!(!out.join("dags/dbt_dental_clinic_per_model.py").exists());
     assert!(other.exists(), "another spec's file is left alone");
 }
 

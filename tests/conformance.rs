@@ -113,7 +113,13 @@ fn dental_dags_load_in_airflow() {
     assert_eq!(nightly["schedule"], "0 2 * * *");
     assert_eq!(nightly["tasks"]["dbt_build"]["retries"], 2);
     assert_eq!(nightly["tasks"]["dbt_build"]["retry_delay_seconds"], 300);
-    assert_eq!(nightly["tasks"]["dbt_build"]["upstream"], serde_json::json!(["dbt_deps"]));
+    assert_eq!(nightly["tasks"]["dbt_build"]["upstream"], serde_json::json!(["dbt_build_source_freshness"]));
+    assert_eq!(nightly["tasks"]["dbt_build"]["dbt"]["deps_first"], true);
+    let per_model = &expectations["dags"]["dbt_dental_clinic_per_model"]["tasks"];
+    assert_eq!(
+        per_model["marts.fct_revenue_run"]["upstream"],
+        serde_json::json!(["intermediate.int_procedure_revenue_run", "staging.stg_appointments_run"])
+    );
     airflow_check(&airflow, dir.path());
 }
 
@@ -223,6 +229,8 @@ fn airflow_2_target_loads_the_same_graph_in_airflow_2_11() {
         assert!(v2.contains("  version: 2\n"), "{name} has an airflow section");
         std::fs::write(specs.join(name), v2).unwrap();
     }
+    // The dental spec reads its dbt manifest from the examples folder beside `pipelines/`.
+    copy_dir(&repo().join("examples/dental_clinic"), &dir.path().join("examples/dental_clinic"));
     let out = dir.path().join("out");
     fhirflow().arg("apply").arg(&specs).arg("--out").arg(&out).assert().success();
     let mut dags = serde_json::Map::new();

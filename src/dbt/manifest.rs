@@ -390,6 +390,22 @@ impl Manifest {
         self.index.get(unique_id).map(|&i| &self.members[i])
     }
 
+    /// The unique ids of every member upstream of `unique_id`, transitively; empty for an
+    /// unknown id.
+    pub fn ancestors(&self, unique_id: &str) -> BTreeSet<String> {
+        let Some(&start) = self.index.get(unique_id) else { return BTreeSet::new() };
+        let mut seen = vec![false; self.members.len()];
+        let mut stack = self.parents[start].clone();
+        let mut out = BTreeSet::new();
+        while let Some(i) = stack.pop() {
+            if !std::mem::replace(&mut seen[i], true) {
+                out.insert(self.members[i].unique_id.clone());
+                stack.extend(self.parents[i].iter().copied());
+            }
+        }
+        out
+    }
+
     /// The dependency edges `(upstream, downstream)` between the members in `keep`, sorted.
     /// A path that runs only through members outside `keep` becomes one edge, as in dbt's own
     /// run queue (`get_subset_graph`): with `keep` = the selected nodes minus ephemeral models,

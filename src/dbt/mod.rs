@@ -16,11 +16,13 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod load;
 mod manifest;
 mod pattern;
 mod select;
 #[cfg(test)]
 mod tests;
 
+pub use load::{LoadError, MAX_MANIFEST_BYTES, ParseCommand, read_manifest};
 pub use manifest::{Manifest, ManifestError, Node, ResourceType, SUPPORTED_SCHEMA_VERSION};
 pub use select::{IndirectSelection, METHODS, SelectError};

@@ -6,12 +6,13 @@ use super::paths::relative;
 use super::{FileKind, GeneratedFile, Layout, code, render};
 use crate::error::Error;
 use crate::graph::{
-    DbtArg, LoadPlan, LoadStep, Operation, PipelineGraph, PipelineTasks, Settings, Task, TriggerRule,
+    DbtArg, DbtInvocation, LoadPlan, LoadStep, Operation, PipelineGraph, PipelineTasks, Settings, Task, TriggerRule,
     expectations::operator_name,
 };
-use crate::spec::Schedule;
+use crate::spec::{OperatorKind, Schedule};
 use minijinja::{Value, context};
 use serde_json::json;
+use std::collections::BTreeMap;
 use std::collections::BTreeSet;
 
 /// Names the generated module defines or imports; a task variable must not shadow them.
@@ -32,6 +33,15 @@ const RESERVED: &[&str] = &[
     "annotations",
     "DBT_PROJECT_DIR",
     "DBT_PROFILES_DIR",
+    "DBT_STATE_DIR",
+    "EmptyOperator",
+    "DockerOperator",
+    "KubernetesPodOperator",
+    "TaskGroup",
+    "Mount",
+    "k8s",
+    "functools",
+    "urllib",
 ];
 
 /// Python keywords and builtins a task variable must not be.
@@ -71,7 +81,7 @@ impl<'a> AirflowEmitter<'a> {
             .collect()
     }
 
-    fn dbt_dirs(&self) -> Result<Option<Value>, Error> {
+    fn dbt_dirs(&self, uses_state: bool) -> Result<Option<Value>, Error> {
         let Some(project) = &self.graph.spec.dbt else {
             return Ok(None);
         };
@@ -95,7 +105,20 @@ impl<'a> AirflowEmitter<'a> {
             Some(d) => quoted(d.profiles_dir.as_ref().unwrap_or(&d.project_dir)),
             None => locate(None, &profiles.0, "profiles")?,
         };
-        Ok(Some(context! { project_dir => code(project_dir), profiles_dir => code(profiles_dir) }))
+        let state_dir = match project.artifacts.as_ref().filter(|_| uses_state) {
+            Some(store) => match (&store.path, &store.s3) {
+                (Some(path), _) => Some(code(quoted(&format!("{path}/state")))),
+                // Fetched from S3 into the project before dbt runs.
+                (None, Some(_)) => Some(code("os.path.join(DBT_PROJECT_DIR, \".fhirflow-state\")")),
+                (None, None) => None,
+            },
+            None => None,
+        };
+        Ok(Some(context! {
+            project_dir => code(project_dir),
+            profiles_dir => code(profiles_dir),
+            state_dir => state_dir,
+        }))
     }
 
     fn render_pipeline(&self, p: &PipelineTasks) -> Result<String, Error> {
@@ -103,15 +126,22 @@ impl<'a> AirflowEmitter<'a> {
         let mut uses = BTreeSet::new();
         let mut tasks = Vec::new();
         let mut summary = Vec::new();
+        let groups = task_groups(p);
+        if !groups.is_empty() {
+            uses.insert("task_group");
+        }
+        let group_var = |path: &[String]| groups.iter().find(|g| g.path == path).map(|g| g.var.clone());
         for (task, var) in p.tasks.iter().zip(&vars) {
             let (operator, kwargs) = self.task_kwargs(p, task, &mut uses);
             let kwarg_text: String = kwargs.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
             let digest = &sha256(&format!("{operator}\n{kwarg_text}"))[..16];
             summary.push(code(summary_line(task, digest)));
+            let local = task.id.rsplit('.').next().unwrap_or(&task.id).to_owned();
             tasks.push(context! {
                 var => code(var.clone()),
                 operator => code(operator),
-                id => task.id.clone(),
+                id => if task.group.is_empty() { task.id.clone() } else { local },
+                group => group_var(&task.group).map(code),
                 kwargs => kwargs.into_iter().map(|(k, v)| context! { name => code(k), value => code(v) }).collect::<Vec<_>>(),
             });
         }
@@ -161,7 +191,16 @@ impl<'a> AirflowEmitter<'a> {
             .into_iter()
             .map(|(k, v)| context! { name => k, value => code(v) })
             .collect::<Vec<_>>();
-        let dbt = if uses.contains("dbt") || uses.contains("results") { self.dbt_dirs()? } else { None };
+        if p.defaults.failure_webhook_env.value.is_some()
+            || p.tasks.iter().any(|t| t.settings.failure_webhook_env.value.is_some())
+        {
+            uses.insert("webhook");
+        }
+        let dbt = if uses.contains("dbt") || uses.contains("results") {
+            self.dbt_dirs(uses.contains("state"))?
+        } else {
+            None
+        };
         render(
             "dag.py.j2",
             context! {
@@ -170,6 +209,13 @@ impl<'a> AirflowEmitter<'a> {
                 skip_import => code(Imports::of(version).skip),
                 dbt => dbt,
                 uses_results => uses.contains("results"),
+                uses_dbt_script => uses.contains("dbt_script"),
+                uses_webhook => uses.contains("webhook"),
+                groups => groups.iter().map(|g| context! {
+                    var => code(g.var.clone()),
+                    id => g.path.last().cloned().unwrap_or_default(),
+                    parent => g.parent.clone().map(code),
+                }).collect::<Vec<_>>(),
                 uses_load => uses.contains("load"),
                 dag_id => p.id.to_string(),
                 description => p.description.clone(),
@@ -199,14 +245,10 @@ impl<'a> AirflowEmitter<'a> {
         match &task.operation {
             Operation::Dbt(inv) => {
                 uses.insert("dbt");
-                uses.insert("bash");
-                let mut words = vec![quoted(&inv.executable)];
-                words.extend(inv.args.iter().map(|a| match a {
-                    DbtArg::Literal(s) => quoted(s),
-                    DbtArg::ProjectDir => "DBT_PROJECT_DIR".to_owned(),
-                    DbtArg::ProfilesDir => "DBT_PROFILES_DIR".to_owned(),
-                }));
-                kwargs.push(("bash_command".into(), format!("shlex.join([{}])", words.join(", "))));
+                self.dbt_kwargs(task, inv, uses, &mut kwargs);
+            }
+            Operation::Join => {
+                uses.insert("empty");
             }
             Operation::Shell { command, env } => {
                 uses.insert("bash");
@@ -253,8 +295,178 @@ impl<'a> AirflowEmitter<'a> {
             kwargs.push(("trigger_rule".into(), quoted("all_done")));
         }
         kwargs.extend(settings_kwargs(&task.settings, Some(&p.defaults)));
-        (operator_name(&task.operation).to_owned(), kwargs)
+        (operator_name(task).to_owned(), kwargs)
     }
+}
+
+impl AirflowEmitter<'_> {
+    /// The keyword arguments of a dbt task under its operator. The dbt command line is built
+    /// once: BashOperator gets it joined, DockerOperator and KubernetesPodOperator as a list.
+    fn dbt_kwargs(
+        &self,
+        task: &Task,
+        inv: &DbtInvocation,
+        uses: &mut BTreeSet<&'static str>,
+        kwargs: &mut Vec<(String, String)>,
+    ) {
+        let project = self.graph.spec.dbt.as_ref();
+        let word = |a: &DbtArg| match a {
+            DbtArg::Literal(s) => quoted(s),
+            DbtArg::ProjectDir => "DBT_PROJECT_DIR".to_owned(),
+            DbtArg::ProfilesDir => "DBT_PROFILES_DIR".to_owned(),
+            DbtArg::StateDir => "DBT_STATE_DIR".to_owned(),
+        };
+        if inv.args.contains(&DbtArg::StateDir) {
+            uses.insert("state");
+        }
+        let mut argv = vec![quoted(&inv.executable)];
+        argv.extend(inv.args.iter().map(word));
+        let argv = format!("[{}]", argv.join(", "));
+        let artifacts = project.and_then(|p| p.artifacts.as_ref()).filter(|_| inv.save_artifacts);
+        let scripted =
+            inv.deps_first || inv.tolerate_failure || artifacts.is_some() || inv.args.contains(&DbtArg::StateDir);
+        // (program, argument words) as Python list expressions.
+        let (program, script) = if scripted {
+            uses.insert("dbt_script");
+            let mut commands = Vec::new();
+            if inv.deps_first {
+                let mut deps = vec![quoted(&inv.executable), quoted("deps")];
+                deps.extend(
+                    [
+                        DbtArg::Literal("--project-dir".into()),
+                        DbtArg::ProjectDir,
+                        DbtArg::Literal("--profiles-dir".into()),
+                        DbtArg::ProfilesDir,
+                    ]
+                    .iter()
+                    .map(word),
+                );
+                commands.push(format!("[{}]", deps.join(", ")));
+            }
+            commands.push(argv.clone());
+            let store =
+                artifacts.and_then(|a| a.path.as_ref().or(a.s3.as_ref())).map_or("None".to_owned(), |s| quoted(s));
+            let state = if inv.args.contains(&DbtArg::StateDir) { "DBT_STATE_DIR" } else { "None" };
+            let tolerate = if inv.tolerate_failure { "True" } else { "False" };
+            let script = format!(
+                "_dbt_script([{}], project_dir=DBT_PROJECT_DIR, artifacts={store}, state_dir={state}, tolerate={tolerate})",
+                commands.join(", ")
+            );
+            (None, script)
+        } else {
+            (Some(argv), String::new())
+        };
+        match task.settings.operator.value {
+            OperatorKind::Bash => {
+                uses.insert("bash");
+                let command = match &program {
+                    Some(argv) => format!("shlex.join({argv})"),
+                    None => script,
+                };
+                kwargs.push(("bash_command".into(), command));
+            }
+            OperatorKind::Docker => {
+                uses.insert("docker");
+                let Some(docker) = project.and_then(|p| p.docker.as_ref()) else { return };
+                kwargs.push(("image".into(), quoted(&docker.image)));
+                let command = match &program {
+                    Some(argv) => argv.clone(),
+                    None => format!("[\"bash\", \"-c\", {script}]"),
+                };
+                kwargs.push(("command".into(), command));
+                if !docker.mounts.is_empty() {
+                    let mounts: Vec<String> = docker
+                        .mounts
+                        .iter()
+                        .map(|m| {
+                            let mut parts = m.0.splitn(3, ':');
+                            let (source, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+                            let read_only = if parts.next() == Some("ro") { "True" } else { "False" };
+                            format!(
+                                "Mount(source={}, target={}, type=\"bind\", read_only={read_only})",
+                                quoted(source),
+                                quoted(target)
+                            )
+                        })
+                        .collect();
+                    kwargs.push(("mounts".into(), format!("[{}]", mounts.join(", "))));
+                }
+                if !docker.env.is_empty() {
+                    let env: BTreeMap<&str, &str> =
+                        docker.env.iter().map(|(k, v)| (k.0.as_str(), v.as_str())).collect();
+                    kwargs.push(("environment".into(), literal(Language::Python, &json!(env))));
+                }
+                if let Some(network) = &docker.network_mode {
+                    kwargs.push(("network_mode".into(), quoted(network)));
+                }
+                kwargs.push(("auto_remove".into(), quoted("success")));
+                kwargs.push(("mount_tmp_dir".into(), "False".into()));
+            }
+            OperatorKind::Kubernetes => {
+                uses.insert("kubernetes");
+                let Some(k8s) = project.and_then(|p| p.kubernetes.as_ref()) else { return };
+                kwargs.push(("name".into(), quoted(&pod_name(&task.id))));
+                kwargs.push(("namespace".into(), quoted(&k8s.namespace)));
+                kwargs.push(("image".into(), quoted(&k8s.image)));
+                match &program {
+                    Some(argv) => {
+                        kwargs.push(("cmds".into(), format!("{argv}[:1]")));
+                        kwargs.push(("arguments".into(), format!("{argv}[1:]")));
+                    }
+                    None => {
+                        kwargs.push(("cmds".into(), "[\"bash\", \"-c\"]".into()));
+                        kwargs.push(("arguments".into(), format!("[{script}]")));
+                    }
+                }
+                if !k8s.env.is_empty() {
+                    let env: BTreeMap<&str, &str> = k8s.env.iter().map(|(k, v)| (k.0.as_str(), v.as_str())).collect();
+                    kwargs.push(("env_vars".into(), literal(Language::Python, &json!(env))));
+                }
+                if !k8s.env_from_secrets.is_empty() {
+                    let sources: Vec<String> = k8s
+                        .env_from_secrets
+                        .iter()
+                        .map(|s| {
+                            format!("k8s.V1EnvFromSource(secret_ref=k8s.V1SecretEnvSource(name={}))", quoted(&s.0))
+                        })
+                        .collect();
+                    kwargs.push(("env_from".into(), format!("[{}]", sources.join(", "))));
+                }
+                if let Some(resources) = &k8s.resources {
+                    let mut amounts = BTreeMap::new();
+                    if let Some(cpu) = &resources.cpu {
+                        amounts.insert("cpu", cpu.as_str());
+                    }
+                    if let Some(memory) = &resources.memory {
+                        amounts.insert("memory", memory.as_str());
+                    }
+                    let amounts = literal(Language::Python, &json!(amounts));
+                    kwargs.push((
+                        "container_resources".into(),
+                        format!("k8s.V1ResourceRequirements(requests={amounts}, limits={amounts})"),
+                    ));
+                }
+                if let Some(account) = &k8s.service_account {
+                    kwargs.push(("service_account_name".into(), quoted(&account.0)));
+                }
+                kwargs.push(("get_logs".into(), "True".into()));
+                kwargs.push(("on_finish_action".into(), quoted("delete_pod")));
+            }
+        }
+    }
+}
+
+/// A pod name from a task id: lowercase letters, digits and `-`, at most 63 characters.
+fn pod_name(task_id: &str) -> String {
+    let mut name: String = task_id
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+        .collect::<String>()
+        .trim_matches('-')
+        .to_owned();
+    name.truncate(63);
+    let name = name.trim_end_matches('-');
+    if name.is_empty() { "dbt".to_owned() } else { name.to_owned() }
 }
 
 fn load_kwargs(step: LoadStep, plan: &LoadPlan, uses: &mut BTreeSet<&'static str>, kwargs: &mut Vec<(String, String)>) {
@@ -368,6 +580,17 @@ fn settings_kwargs(settings: &Settings, pipeline: Option<&Settings>) -> Vec<(Str
     if !settings.email.value.is_empty() && differs(p.is_some_and(|p| p.email.value != settings.email.value)) {
         out.push(("email".into(), literal(Language::Python, &json!(settings.email.value))));
     }
+    let webhook = &settings.failure_webhook_env.value;
+    if differs(p.is_some_and(|p| &p.failure_webhook_env.value != webhook)) {
+        match webhook {
+            Some(env) => out.push((
+                "on_failure_callback".into(),
+                format!("functools.partial(_notify_webhook, {})", quoted(&env.0)),
+            )),
+            None if pipeline.is_some() => out.push(("on_failure_callback".into(), "None".into())),
+            None => {}
+        }
+    }
     out
 }
 
@@ -378,6 +601,8 @@ struct Imports {
     python: &'static str,
     sensor: &'static str,
     skip: &'static str,
+    empty: &'static str,
+    task_group: &'static str,
 }
 
 impl Imports {
@@ -389,6 +614,8 @@ impl Imports {
                 python: "from airflow.operators.python import PythonOperator",
                 sensor: "from airflow.sensors.external_task import ExternalTaskSensor",
                 skip: "from airflow.exceptions import AirflowSkipException",
+                empty: "from airflow.operators.empty import EmptyOperator",
+                task_group: "from airflow.utils.task_group import TaskGroup",
             }
         } else {
             Imports {
@@ -397,6 +624,8 @@ impl Imports {
                 python: "from airflow.providers.standard.operators.python import PythonOperator",
                 sensor: "from airflow.providers.standard.sensors.external_task import ExternalTaskSensor",
                 skip: "from airflow.sdk.exceptions import AirflowSkipException",
+                empty: "from airflow.providers.standard.operators.empty import EmptyOperator",
+                task_group: "from airflow.sdk import TaskGroup",
             }
         }
     }
@@ -406,22 +635,37 @@ fn imports(uses: &BTreeSet<&'static str>, version: u32) -> Vec<String> {
     let paths = Imports::of(version);
     let has = |k| uses.contains(k);
     let mut stdlib = Vec::new();
-    if has("results") || has("load") {
+    if has("webhook") {
+        stdlib.push("import functools");
+    }
+    if has("results") || has("load") || has("webhook") {
         stdlib.push("import json");
         stdlib.push("import logging");
     }
-    if has("dbt") || has("results") {
+    if has("dbt") || has("results") || has("webhook") {
         stdlib.push("import os");
     }
     if has("dbt") {
         stdlib.push("import shlex");
+    }
+    if has("webhook") {
+        stdlib.push("import urllib.request");
     }
     stdlib.push("from datetime import timedelta");
     let mut third = Vec::new();
     if has("pendulum") {
         third.push("import pendulum");
     }
+    if has("docker") {
+        third.push("from docker.types import Mount");
+    }
+    if has("kubernetes") {
+        third.push("from kubernetes.client import models as k8s");
+    }
     third.push(paths.dag);
+    if has("task_group") {
+        third.push(paths.task_group);
+    }
     if has("bash") {
         third.push(paths.bash);
     }
@@ -430,6 +674,15 @@ fn imports(uses: &BTreeSet<&'static str>, version: u32) -> Vec<String> {
     }
     if has("sensor") {
         third.push(paths.sensor);
+    }
+    if has("empty") {
+        third.push(paths.empty);
+    }
+    if has("docker") {
+        third.push("from airflow.providers.docker.operators.docker import DockerOperator");
+    }
+    if has("kubernetes") {
+        third.push("from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator");
     }
     if has("sql") {
         third.push("from airflow.providers.common.sql.operators.sql import SQLExecuteQueryOperator");
@@ -443,6 +696,35 @@ fn imports(uses: &BTreeSet<&'static str>, version: u32) -> Vec<String> {
     lines
 }
 
+/// An Airflow task group of a DAG file.
+struct GroupVar {
+    /// Group ids, outermost first.
+    path: Vec<String>,
+    /// Its Python variable.
+    var: String,
+    /// The parent group's variable.
+    parent: Option<String>,
+}
+
+/// Every task group the tasks sit in, parents before children, in order of first use. Group
+/// variables start with `tg_`, which task variables never do.
+fn task_groups(p: &PipelineTasks) -> Vec<GroupVar> {
+    let mut groups: Vec<GroupVar> = Vec::new();
+    for task in &p.tasks {
+        for depth in 1..=task.group.len() {
+            let path = &task.group[..depth];
+            if groups.iter().any(|g| g.path == path) {
+                continue;
+            }
+            let var = format!("tg_{}", path.join("__").replace('-', "_"));
+            let var = if groups.iter().any(|g| g.var == var) { format!("tg_{}", groups.len()) } else { var };
+            let parent = groups.iter().find(|g| g.path == path[..depth - 1]).map(|g| g.var.clone());
+            groups.push(GroupVar { path: path.to_vec(), var, parent });
+        }
+    }
+    groups
+}
+
 /// A Python variable per task: the task id where that is a safe identifier, else a numbered name.
 fn task_variables(p: &PipelineTasks) -> Vec<String> {
     let mut taken: BTreeSet<String> = BTreeSet::new();
@@ -450,8 +732,10 @@ fn task_variables(p: &PipelineTasks) -> Vec<String> {
         .iter()
         .enumerate()
         .map(|(i, t)| {
-            let candidate = t.id.replace('-', "_");
+            let candidate = t.id.replace('-', "_").replace('.', "__");
             let name = if RESERVED.contains(&candidate.as_str())
+                || candidate.starts_with(|c: char| c.is_ascii_digit())
+                || candidate.starts_with("tg_")
                 || PYTHON_WORDS.contains(&candidate.as_str())
                 || candidate.starts_with("__")
                 || taken.contains(&candidate)
@@ -476,6 +760,7 @@ fn json_line(value: serde_json::Value) -> String {
 
 /// One comment line per task that `plan` reads back to tell what changed.
 fn summary_line(task: &Task, digest: &str) -> String {
+    // The group is part of the task id already; the digest covers the rest.
     let sensor = match &task.operation {
         Operation::Sensor(s) => json!({
             "pipeline": s.pipeline.as_str(),
@@ -487,7 +772,7 @@ fn summary_line(task: &Task, digest: &str) -> String {
     json_line(json!({
         "id": task.id,
         "stage": task.stage.as_str(),
-        "operator": operator_name(&task.operation),
+        "operator": operator_name(task),
         "upstream": task.upstream,
         "retries": task.settings.retries.value,
         "retry_delay": task.settings.retry_delay.value.to_string(),

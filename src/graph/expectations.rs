@@ -1,6 +1,7 @@
 //! What real Airflow and real dbt must report for this graph (tests/conformance/CONTRACT.md).
 
-use super::{LoadStep, Operation, PipelineGraph};
+use super::{DbtArg, LoadStep, Operation, PipelineGraph, Task};
+use crate::spec::OperatorKind;
 use crate::spec::Schedule;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
@@ -17,7 +18,26 @@ impl PipelineGraph {
             };
             let mut tasks = Map::new();
             for t in &p.tasks {
-                let operator = operator_name(&t.operation);
+                let operator = operator_name(t);
+                // The dbt command line with the folders as placeholders: the same under every operator.
+                let dbt = match &t.operation {
+                    Operation::Dbt(inv) => {
+                        let mut argv = vec![inv.executable.clone()];
+                        argv.extend(inv.args.iter().map(|a| match a {
+                            DbtArg::Literal(s) => s.clone(),
+                            DbtArg::ProjectDir => "{project_dir}".to_owned(),
+                            DbtArg::ProfilesDir => "{profiles_dir}".to_owned(),
+                            DbtArg::StateDir => "{state_dir}".to_owned(),
+                        }));
+                        json!({
+                            "argv": argv,
+                            "deps_first": inv.deps_first,
+                            "tolerate_failure": inv.tolerate_failure,
+                            "save_artifacts": inv.save_artifacts,
+                        })
+                    }
+                    _ => Value::Null,
+                };
                 let sensor = match &t.operation {
                     Operation::Sensor(s) => json!({
                         "external_dag_id": s.pipeline.as_str(),
@@ -39,6 +59,8 @@ impl PipelineGraph {
                         "retry_exponential_backoff": t.settings.retry_exponential_backoff.value,
                         "execution_timeout_seconds": t.settings.execution_timeout.value.map(|d| d.as_secs()),
                         "sensor": sensor,
+                        "dbt": dbt,
+                        "failure_webhook_env": t.settings.failure_webhook_env.value.as_ref().map(|e| e.0.clone()),
                     }),
                 );
             }
@@ -84,9 +106,15 @@ impl PipelineGraph {
 }
 
 /// The Airflow operator class a task becomes.
-pub fn operator_name(operation: &Operation) -> &'static str {
-    match operation {
-        Operation::Dbt(_) | Operation::Shell { .. } => "BashOperator",
+pub fn operator_name(task: &Task) -> &'static str {
+    match &task.operation {
+        Operation::Dbt(_) => match task.settings.operator.value {
+            OperatorKind::Bash => "BashOperator",
+            OperatorKind::Docker => "DockerOperator",
+            OperatorKind::Kubernetes => "KubernetesPodOperator",
+        },
+        Operation::Shell { .. } => "BashOperator",
+        Operation::Join => "EmptyOperator",
         Operation::DbtResults { .. } => "PythonOperator",
         Operation::Sensor(_) => "ExternalTaskSensor",
         Operation::Load { step: LoadStep::CreateTables, .. } => "SQLExecuteQueryOperator",

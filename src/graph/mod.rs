@@ -6,6 +6,7 @@
 //! Rejected here: cycles (with their path), dangling references (with a did-you-mean),
 //! duplicate task ids, and sensors that would wait forever.
 
+mod dbt_modes;
 pub mod expectations;
 mod explain;
 mod render;
@@ -19,8 +20,8 @@ pub use settings::{Origin, Resolved, Settings};
 use crate::diagnostic::{Diagnostic, Diagnostics, did_you_mean};
 use crate::parse::{Document, escape_pointer};
 use crate::spec::{
-    ConnectionKind, DbtCommand, Duration, Identifier, ParseResults, PipelineId, Schedule, SensorMode, Spec, StageId,
-    StageKind, TableName, TaskSettings,
+    ConnectionKind, DbtCommand, DbtSelector, Duration, Identifier, ParseResults, PipelineId, Schedule, SensorMode,
+    Spec, StageId, StageKind, TableName, TaskSettings,
 };
 use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
@@ -64,8 +65,10 @@ pub struct PipelineTasks {
 /// One Airflow task.
 #[derive(Debug, Clone)]
 pub struct Task {
-    /// The `task_id`.
+    /// The `task_id`: the task's own name, after its groups' ids and a dot each.
     pub id: String,
+    /// The Airflow task groups it sits in, outermost first; empty for none.
+    pub group: Vec<String>,
     /// The stage it comes from.
     pub stage: StageId,
     /// What it does.
@@ -106,6 +109,9 @@ pub enum Operation {
     },
     /// Wait for another pipeline.
     Sensor(SensorTarget),
+    /// Nothing: a join point that stands for a stage of many tasks (what sensors and later
+    /// stages wait for).
+    Join,
     /// One step of an S3 → warehouse load.
     Load {
         /// Which step.
@@ -124,6 +130,12 @@ pub struct DbtInvocation {
     pub executable: String,
     /// Arguments after the executable.
     pub args: Vec<DbtArg>,
+    /// Run `dbt deps` first, in the same task (a container starts without the packages).
+    pub deps_first: bool,
+    /// A failure is logged and the task still succeeds (a freshness check with policy `warn`).
+    pub tolerate_failure: bool,
+    /// Copy `target/` artifacts and logs to `dbt.artifacts` afterwards, whatever the outcome.
+    pub save_artifacts: bool,
 }
 
 /// One dbt argument.
@@ -135,6 +147,8 @@ pub enum DbtArg {
     ProjectDir,
     /// The profiles folder, wherever the backend runs it.
     ProfilesDir,
+    /// The previous run's artifacts (`--state`), fetched from `dbt.artifacts` before dbt runs.
+    StateDir,
 }
 
 /// The resolved target of a sensor.
@@ -261,6 +275,8 @@ struct Lowering<'a> {
     diagnostics: Diagnostics,
     /// Sensor alignments already computed, by the two clocks and the anchor.
     alignments: HashMap<String, Result<chrono::TimeDelta, sensor::Misalignment>>,
+    /// The dbt manifest once read (`Some(None)`: reading it failed and was reported).
+    manifest: Option<Option<Arc<crate::dbt::Manifest>>>,
 }
 
 /// Lowers a validated spec to its graph and its warnings. `doc` locates problems; on error,
@@ -298,11 +314,18 @@ pub fn lower_all(units: Vec<(Spec, &Document)>) -> Vec<Result<(PipelineGraph, Di
     let mut lowerings: Vec<Lowering> = specs
         .iter()
         .zip(&docs)
-        .map(|(spec, doc)| Lowering { spec, doc, diagnostics: Diagnostics::new(), alignments: HashMap::new() })
+        .map(|(spec, doc)| Lowering {
+            spec,
+            doc,
+            diagnostics: Diagnostics::new(),
+            alignments: HashMap::new(),
+            manifest: None,
+        })
         .collect();
     let mut lowered = Vec::new();
     let mut catalog = Catalog::new();
     for (unit, lowering) in lowerings.iter_mut().enumerate() {
+        lowering.check_layers();
         let (pipelines, stages) = lowering.pipelines();
         for (p, stages) in pipelines.iter().zip(stages) {
             let pointer = format!("/pipelines/{}", escape_pointer(p.id.as_str()));
@@ -558,6 +581,7 @@ impl Lowering<'_> {
             completion: stage_id.to_string(),
             tasks: vec![Task {
                 id: stage_id.to_string(),
+                group: Vec::new(),
                 stage: stage_id.clone(),
                 operation,
                 upstream: Vec::new(),
@@ -585,6 +609,15 @@ impl Lowering<'_> {
                 settings,
             )),
             StageKind::Dbt(dbt) => {
+                let stage_sets_mode =
+                    self.spec.pipelines[pipeline_id].stages[stage_id.as_str()].settings.dbt_mode.is_some();
+                self.check_operator(&settings, pipeline_id, stage_id);
+                if let Some(mode) = self.dbt_mode(&pointer, dbt, &settings, stage_sets_mode) {
+                    if self.spec.dbt.is_none() {
+                        self.dbt_invocation(&pointer, dbt)?;
+                    }
+                    return self.dbt_mode_stage(pipeline_id, stage_id, index, dbt, settings, mode);
+                }
                 let invocation = self.dbt_invocation(&pointer, dbt)?;
                 let mut lowered = single(Operation::Dbt(invocation), settings.clone());
                 let results_id = match &dbt.parse_results {
@@ -605,6 +638,7 @@ impl Lowering<'_> {
                     }
                     lowered.tasks.push(Task {
                         id: results_id.clone(),
+                        group: Vec::new(),
                         stage: stage_id.clone(),
                         operation: Operation::DbtResults { dbt_task: stage_id.to_string() },
                         upstream: vec![stage_id.to_string()],
@@ -627,6 +661,7 @@ impl Lowering<'_> {
                     let id = plan.task_id(step).to_owned();
                     tasks.push(Task {
                         id: id.clone(),
+                        group: Vec::new(),
                         stage: stage_id.clone(),
                         operation: Operation::Load { step, plan: Arc::clone(&plan) },
                         upstream: previous.iter().cloned().collect(),
@@ -674,35 +709,10 @@ impl Lowering<'_> {
                     .help("full_refresh applies to run, build and seed"),
             );
         }
-        let lit = |s: &str| DbtArg::Literal(s.to_owned());
-        let mut args: Vec<DbtArg> = command.words().iter().map(|w| lit(w)).collect();
-        args.extend([lit("--project-dir"), DbtArg::ProjectDir, lit("--profiles-dir"), DbtArg::ProfilesDir]);
-        if let Some(target) = dbt.target.as_ref().or(project.target.as_ref()) {
-            args.extend([lit("--target"), lit(target.as_str())]);
-        }
-        let takes_threads = matches!(
-            command,
-            DbtCommand::Run | DbtCommand::Test | DbtCommand::Build | DbtCommand::Seed | DbtCommand::Snapshot
-        );
-        if let (Some(threads), true) = (project.threads, takes_threads) {
-            args.extend([lit("--threads"), lit(&threads.to_string())]);
-        }
-        if command.takes_selection() {
-            for (flag, list) in [("--select", &dbt.select), ("--exclude", &dbt.exclude)] {
-                if !list.is_empty() {
-                    args.push(lit(flag));
-                    args.extend(list.iter().map(|s| lit(s.as_str())));
-                }
-            }
-        }
-        if !dbt.vars.is_empty() {
-            let vars: BTreeMap<&str, &serde_json::Value> = dbt.vars.iter().map(|(k, v)| (k.as_str(), v)).collect();
-            args.extend([lit("--vars"), lit(&serde_json::to_string(&vars).unwrap_or_default())]);
-        }
-        if dbt.full_refresh && command.takes_full_refresh() {
-            args.push(lit("--full-refresh"));
-        }
-        Some(DbtInvocation { command, executable: project.executable.clone(), args })
+        self.check_state_selection(pointer, dbt);
+        let select: Vec<&str> = dbt.select.iter().map(DbtSelector::as_str).collect();
+        let exclude: Vec<&str> = dbt.exclude.iter().map(DbtSelector::as_str).collect();
+        Some(dbt_modes::DbtLine { project, stage: dbt }.invocation(command, &select, &exclude, true))
     }
 
     fn connection(

@@ -1,6 +1,6 @@
 //! Task settings resolved through project → pipeline → stage, with where each came from.
 
-use crate::spec::{Duration, TaskSettings};
+use crate::spec::{DbtMode, Duration, EnvVarName, OperatorKind, TaskSettings};
 use serde::Serialize;
 
 /// Which level of the spec a resolved setting came from.
@@ -47,6 +47,12 @@ pub struct Settings {
     pub email_on_failure: Resolved<bool>,
     /// Where failure email goes.
     pub email: Resolved<Vec<String>>,
+    /// The environment variable holding the failure webhook's URL.
+    pub failure_webhook_env: Resolved<Option<EnvVarName>>,
+    /// How a dbt build becomes tasks; `None` runs the command as written.
+    pub dbt_mode: Resolved<Option<DbtMode>>,
+    /// Where dbt tasks run.
+    pub operator: Resolved<OperatorKind>,
 }
 
 fn pick<T: Clone>(levels: [(&Option<T>, Origin); 3], builtin: T) -> Resolved<T> {
@@ -89,6 +95,9 @@ impl Settings {
             timezone: pick(levels!(timezone), "UTC".to_owned()),
             email_on_failure: pick(levels!(email_on_failure), false),
             email: pick(levels!(email), Vec::new()),
+            failure_webhook_env: pick_opt(levels!(failure_webhook_env)),
+            dbt_mode: pick_opt(levels!(dbt_mode)),
+            operator: pick(levels!(operator), OperatorKind::Bash),
         }
     }
 }

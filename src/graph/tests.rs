@@ -109,6 +109,7 @@ fn dbt_arguments_are_in_a_fixed_order() {
             DbtArg::Literal(s) => s.clone(),
             DbtArg::ProjectDir => "<P>".into(),
             DbtArg::ProfilesDir => "<Q>".into(),
+            DbtArg::StateDir => "<S>".into(),
         })
         .collect();
     assert_eq!(

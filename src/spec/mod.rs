@@ -81,6 +81,61 @@ pub struct TaskSettings {
     /// Addresses that failure emails go to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<Vec<String>>,
+    /// On failure, POST a JSON message (DAG, task, run, try, log URL) to the URL in this environment variable of the Airflow workers, such as a Slack or Teams incoming webhook.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_webhook_env: Option<EnvVarName>,
+    /// How a dbt `build` or `run` stage becomes tasks: `single` (one task: deps, then the command), `layered` (one task per layer, in order) or `per_model` (one task per dbt node, with dbt's edges). Unset: the command as written, in one task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dbt_mode: Option<DbtMode>,
+    /// Where dbt tasks run: `bash` on the Airflow worker (the default), `docker` (DockerOperator) or `kubernetes` (KubernetesPodOperator). The dbt command line is the same in all three.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator: Option<OperatorKind>,
+}
+
+/// How a dbt stage is split into Airflow tasks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DbtMode {
+    /// One task: `dbt deps`, then the stage's command on the whole selection.
+    Single,
+    /// One task per layer (the spec's `layers`, or the stage's `layers`), in order.
+    Layered,
+    /// One task per dbt node from `manifest.json`, with dbt's own dependency edges.
+    PerModel,
+}
+
+impl DbtMode {
+    /// The spelling in the spec.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DbtMode::Single => "single",
+            DbtMode::Layered => "layered",
+            DbtMode::PerModel => "per_model",
+        }
+    }
+}
+
+/// Where a dbt task runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OperatorKind {
+    /// BashOperator: dbt is installed on the Airflow workers.
+    Bash,
+    /// DockerOperator: dbt runs in the `dbt.docker` image.
+    Docker,
+    /// KubernetesPodOperator: dbt runs in a pod from `dbt.kubernetes`.
+    Kubernetes,
+}
+
+impl OperatorKind {
+    /// The spelling in the spec.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OperatorKind::Bash => "bash",
+            OperatorKind::Docker => "docker",
+            OperatorKind::Kubernetes => "kubernetes",
+        }
+    }
 }
 
 /// A named connection to a storage system, by reference only.
@@ -154,6 +209,107 @@ pub struct DbtProject {
     /// Where Airflow workers see the project, when that differs from this repository's layout (for example `/opt/airflow/dbt`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deploy: Option<DbtDeploy>,
+    /// dbt's `manifest.json`, relative to the spec, read at compile time by `per_model` stages and to check `layers`. Defaults to `<project_dir>/target/manifest.json` when `parse_manifest` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest: Option<RelativePath>,
+    /// Run `dbt parse` at compile time to write the manifest first (needs dbt and the profile where fhirflow runs).
+    #[serde(default)]
+    pub parse_manifest: bool,
+    /// Where each dbt task keeps its `target/` artifacts and logs, and where `state:` selection finds the previous run's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifacts: Option<DbtArtifacts>,
+    /// The image, mounts and environment of dbt tasks run with `operator: docker`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub docker: Option<DockerSettings>,
+    /// The pod of dbt tasks run with `operator: kubernetes`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubernetes: Option<KubernetesSettings>,
+}
+
+/// Where dbt artifacts are kept between runs: exactly one of `path` or `s3`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DbtArtifacts {
+    /// An absolute folder that every task's machine or container sees (a shared volume).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^/[A-Za-z0-9_.,+@%/=-]{0,1023}$"))]
+    pub path: Option<String>,
+    /// An S3 prefix, `s3://bucket/prefix`, copied to and from with the AWS CLI.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[A-Za-z0-9!_.*'()/=-]{0,1024})?$"))]
+    pub s3: Option<String>,
+}
+
+/// DockerOperator settings for dbt tasks.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DockerSettings {
+    /// The image, with dbt and the adapter installed, such as `ghcr.io/dbt-labs/dbt-snowflake:1.9.latest`.
+    #[schemars(regex(pattern = r"^[A-Za-z0-9][A-Za-z0-9._/:@-]{0,254}$"))]
+    pub image: String,
+    /// Bind mounts, `host_path:container_path` or `host_path:container_path:ro`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mounts: Vec<BindMount>,
+    /// Environment variables set in the container.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<EnvVarName, String>,
+    /// Docker network mode, such as `bridge` or `host`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9_.:-]{1,128}$"))]
+    pub network_mode: Option<String>,
+}
+
+/// A bind mount: `host_path:container_path[:ro]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(transparent)]
+pub struct BindMount(#[schemars(regex(pattern = r"^/[^:\x00-\x1f]*:/[^:\x00-\x1f]*(:(ro|rw))?$"))] pub String);
+
+/// KubernetesPodOperator settings for dbt tasks.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KubernetesSettings {
+    /// The image, with dbt and the adapter installed.
+    #[schemars(regex(pattern = r"^[A-Za-z0-9][A-Za-z0-9._/:@-]{0,254}$"))]
+    pub image: String,
+    /// The namespace pods run in.
+    #[serde(default = "default_namespace")]
+    #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"))]
+    pub namespace: String,
+    /// CPU and memory requests and limits, such as `{cpu: 500m, memory: 1Gi}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<PodResources>,
+    /// Plain environment variables of the pod.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<EnvVarName, String>,
+    /// Kubernetes Secrets whose keys become environment variables of the pod (`envFrom`), such as a secret holding the warehouse password.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env_from_secrets: Vec<KubernetesName>,
+    /// The service account pods run as.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account: Option<KubernetesName>,
+}
+
+fn default_namespace() -> String {
+    "default".to_owned()
+}
+
+/// A Kubernetes object name (RFC 1123 subdomain).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(transparent)]
+pub struct KubernetesName(#[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"))] pub String);
+
+/// Requests and limits of a dbt pod.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PodResources {
+    /// CPU request and limit, such as `500m` or `2`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9]+(\.[0-9]+)?m?$"))]
+    pub cpu: Option<String>,
+    /// Memory request and limit, such as `512Mi` or `2Gi`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|K|M|G|T)?$"))]
+    pub memory: Option<String>,
 }
 
 fn default_dbt_executable() -> String {
@@ -375,6 +531,71 @@ pub struct DbtStage {
     /// Add a task after this one that reads `target/run_results.json` and logs successes, failures and skips. `true` names it `parse_<stage>_results`; a string names it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parse_results: Option<ParseResults>,
+    /// `per_model`: where data tests run. `after_each` (a test task after each model), `after_layer` (one test task per layer), `build` (`dbt build` per node) or `none`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tests: Option<TestPlacement>,
+    /// `per_model`: group tasks by spec layer (`layer`), by folder under `models/` (`folder`), or not at all (`none`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_by: Option<GroupBy>,
+    /// `layered`: the layers and their selectors, in order. Defaults to the spec's `layers`, each selected by its tag.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub layers: Vec<LayerStep>,
+    /// `layered` with `command: run`: a `dbt test` task on each layer before the next one starts.
+    #[serde(default)]
+    pub gates: bool,
+    /// Run `dbt source freshness` first. `warn`: stale sources are logged and the build goes on; `fail`: the build does not start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub freshness: Option<FreshnessPolicy>,
+    /// With a `state:` selector, read unselected nodes from the previous run's relations (`--defer`).
+    #[serde(default)]
+    pub defer: bool,
+}
+
+/// Where the data tests of a `per_model` stage run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TestPlacement {
+    /// A `dbt test` task right after each model that has tests; its children wait for it.
+    AfterEach,
+    /// One `dbt test` task per group, after the group's models.
+    AfterLayer,
+    /// One `dbt build` task per node: the node and its tests together.
+    Build,
+    /// No tests.
+    None,
+}
+
+/// How `per_model` tasks are grouped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupBy {
+    /// One task group per spec layer (models in no layer: by their first folder).
+    Layer,
+    /// Task groups mirroring the folders under `models/`.
+    Folder,
+    /// No task groups.
+    None,
+}
+
+/// One layer of a `layered` stage.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LayerStep {
+    /// The layer's name; its task is `<stage>_<name>`.
+    pub name: Identifier,
+    /// What the layer's task selects, such as `tag:staging`, `+tag:intermediate` or `path:models/marts`.
+    #[schemars(length(min = 1))]
+    pub select: Vec<DbtSelector>,
+}
+
+/// What a stale source does to a build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FreshnessPolicy {
+    /// Log stale sources; the build runs anyway.
+    Warn,
+    /// A stale source fails the freshness task, and the build does not run.
+    Fail,
 }
 
 /// Whether and how to name the run-results task of a dbt stage.

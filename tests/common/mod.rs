@@ -28,6 +28,8 @@ pub fn project_with(name: &str) -> (tempfile::TempDir, PathBuf) {
     std::fs::create_dir_all(&pipelines).expect("mkdir");
     let spec = pipelines.join(name);
     std::fs::copy(repo().join("pipelines").join(name), &spec).expect("copy spec");
+    // The dental spec reads its dbt manifest from `../examples/dental_clinic`.
+    copy_dir(&repo().join("examples/dental_clinic"), &dir.path().join("examples/dental_clinic"));
     (dir, spec)
 }
 

@@ -44,6 +44,7 @@ import atexit
 import importlib
 import json
 import os
+import shlex
 import shutil
 import sys
 import tempfile
@@ -155,6 +156,62 @@ def backoff_in_effect(raw) -> bool:
     return multiplier not in (0.0, 1.0)
 
 
+def command_words(task) -> list[str] | None:
+    """The words a dbt task runs, read from whichever operator it is: a BashOperator's command,
+    a DockerOperator's command, a KubernetesPodOperator's cmds + arguments."""
+    name = type(task).__name__
+    if name == "BashOperator":
+        command = task.bash_command
+        return ["bash", "-c", command] if "\n" in command else shlex.split(command)
+    if name == "DockerOperator":
+        command = task.command
+        return list(command) if isinstance(command, (list, tuple)) else shlex.split(command)
+    if name == "KubernetesPodOperator":
+        return list(task.cmds or []) + list(task.arguments or [])
+    return None
+
+
+def dbt_doc(task) -> dict | None:
+    """The dbt command line of a task with its folders as placeholders, and what the script
+    around it does; None for a task that runs no dbt."""
+    words = command_words(task)
+    if not words:
+        return None
+    script = words[2] if words[:2] == ["bash", "-c"] else None
+    commands = [words]
+    if script is not None:
+        line = next((ln for ln in script.splitlines() if ln.endswith(" || status=$?")), None)
+        if line is None:
+            return None
+        commands = [shlex.split(part) for part in line[: -len(" || status=$?")].split(" && ")]
+    argv = list(commands[-1])
+    # fhirflow's dbt tasks always name the project; a shell stage running `dbt --version` is no dbt task.
+    if not argv or "--project-dir" not in argv:
+        return None
+    for flag, token in (("--project-dir", "{project_dir}"), ("--profiles-dir", "{profiles_dir}"), ("--state", "{state_dir}")):
+        for i, word in enumerate(argv[:-1]):
+            if word == flag:
+                argv[i + 1] = token
+    return {
+        "argv": argv,
+        "deps_first": len(commands) > 1 and commands[0][1:2] == ["deps"],
+        "tolerate_failure": script is not None and script.rstrip().endswith("exit 0"),
+        "save_artifacts": script is not None and "/runs/" in script,
+    }
+
+
+def failure_webhook_env(task):
+    """The environment variable the task's failure callback posts to, if it has fhirflow's."""
+    callbacks = task.on_failure_callback
+    if callbacks is None:
+        return None
+    for callback in callbacks if isinstance(callbacks, (list, tuple)) else [callbacks]:
+        func = getattr(callback, "func", None)
+        if func is not None and func.__name__ == "_notify_webhook":
+            return callback.args[0]
+    return None
+
+
 def task_doc(task, sensor_cls) -> dict:
     sensor = None
     if isinstance(task, sensor_cls):
@@ -174,6 +231,8 @@ def task_doc(task, sensor_cls) -> dict:
         "retry_exponential_backoff": backoff_in_effect(task.retry_exponential_backoff),
         "execution_timeout_seconds": seconds(task.execution_timeout),
         "sensor": sensor,
+        "dbt": dbt_doc(task),
+        "failure_webhook_env": failure_webhook_env(task),
     }
 
 
