@@ -243,3 +243,145 @@ fn airflow_2_target_loads_the_same_graph_in_airflow_2_11() {
         .unwrap();
     airflow_check(&airflow2, &out);
 }
+
+/// The dbt_modes fixture's layers, with the column tests fhirflow writes into its YAML
+/// (tests/fixtures/dbt_modes/manifest.json is the parse of the project with them).
+const MODES_LAYERS: &str = "layers:\n  staging:\n    models:\n      - {name: stg_patients, columns: [{name: patient_id, tests: [unique, not_null]}]}\n      - {name: stg_visits, columns: [{name: visit_id, tests: [unique, not_null]}]}\n  intermediate: {models: [int_visit_counts]}\n  marts:\n    models:\n      - {name: dim_patients, columns: [{name: patient_id, tests: [unique]}]}\n      - fct_visits\n";
+
+/// Writes `dir/NAME.yaml`, a spec whose one pipeline `modes` builds the dbt_modes fixture
+/// (copied to `dir/dbt`) with `stage` as its dbt stage. The first spec of a folder has fhirflow
+/// run the real `dbt parse` when compiling; later ones read the manifest it wrote.
+fn modes_spec(dir: &Path, name: &str, dbt: &Path, version: u32, stage: &str) -> std::path::PathBuf {
+    let fresh = !dir.join("dbt").exists();
+    if fresh {
+        copy_dir(&repo().join("tests/fixtures/dbt_modes"), &dir.join("dbt"));
+        std::fs::remove_file(dir.join("dbt/manifest.json")).unwrap();
+    }
+    let spec = dir.join(format!("{name}.yaml"));
+    let write = |parse: bool| {
+        std::fs::write(
+        &spec,
+        format!(
+            "version: 1\ndefaults: {{retries: 1, start_date: '2026-01-01', failure_webhook_env: ALERTS_URL}}\n\
+             dbt:\n  project_dir: dbt\n  executable: {}\n  manifest: dbt/target/manifest.json\n  parse_manifest: {parse}\n  artifacts: {{path: {}}}\n  \
+             docker: {{image: 'example/dbt-duckdb:1.11', mounts: ['/srv/dbt:/opt/dbt:ro'], env: {{DBT_DUCKDB_PATH: /data/clinic.duckdb}}}}\n  \
+             kubernetes: {{image: 'example/dbt-duckdb:1.11', namespace: analytics, resources: {{cpu: 500m, memory: 1Gi}}, env_from_secrets: [warehouse-creds]}}\n\
+             airflow: {{version: {version}}}\n\
+             {MODES_LAYERS}\
+             pipelines:\n  modes:\n    schedule: '0 3 * * *'\n    stages:\n      dbt: {stage}\n",
+            dbt.join("bin/dbt").display(),
+            dir.join("artifacts").display(),
+        ),
+      )
+      .unwrap();
+    };
+    if fresh {
+        // The first apply writes the layers' YAML into the project; the parse after it sees
+        // the column tests that YAML declares.
+        write(true);
+        fhirflow().arg("apply").arg(&spec).arg("--out").arg(dir.join("prelude")).assert().success();
+        copy_dir(&dir.join("prelude/dbt/models"), &dir.join("dbt/models"));
+    }
+    write(fresh);
+    spec
+}
+
+/// per_model matches dbt's own graph (read from manifest.json by a checker that shares no
+/// code with fhirflow) for every test placement, under every operator, in Airflow 3.3 and
+/// 2.11; and every output passes the general Airflow check too.
+#[test]
+fn per_model_dags_match_dbts_graph_edge_for_edge() {
+    let (Some(airflow), Some(airflow2), Some(dbt)) =
+        (venv("FHIRFLOW_AIRFLOW_VENV"), venv("FHIRFLOW_AIRFLOW2_VENV"), venv("FHIRFLOW_DBT_VENV"))
+    else {
+        return;
+    };
+    let cases = [
+        (3, "none", "bash"),
+        (3, "after_each", "bash"),
+        (3, "after_layer", "bash"),
+        (3, "build", "bash"),
+        (3, "after_each", "docker"),
+        (3, "after_each", "kubernetes"),
+        (2, "after_each", "bash"),
+        (2, "build", "kubernetes"),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    for (i, (version, tests, operator)) in cases.into_iter().enumerate() {
+        let stage = format!("{{kind: dbt, command: build, dbt_mode: per_model, tests: {tests}, operator: {operator}}}");
+        let spec = modes_spec(dir.path(), &format!("case{i}"), &dbt, version, &stage);
+        let spec_with_deploy = std::fs::read_to_string(&spec)
+            .unwrap()
+            .replace("  artifacts:", "  deploy: {project_dir: /opt/dbt}\n  artifacts:");
+        std::fs::write(&spec, spec_with_deploy).unwrap();
+        println!("case: Airflow {version}, tests: {tests}, operator: {operator}");
+        let out = dir.path().join(format!("out{i}"));
+        apply(&spec, &out);
+        let venv = if version == 3 { &airflow } else { &airflow2 };
+        airflow_check(venv, &out);
+        run(Command::new(venv.join("bin/python"))
+            .arg(repo().join("tests/conformance/per_model_check.py"))
+            .arg(out.join("dags"))
+            .arg("modes")
+            .arg(dir.path().join("dbt/target/manifest.json"))
+            .arg(tests));
+    }
+}
+
+/// The same spec in all three modes, switched by `dbt_mode` alone: each loads in Airflow and
+/// its dbt command lines select what dbt would.
+#[test]
+fn one_setting_switches_between_the_three_modes() {
+    let (Some(airflow), Some(dbt)) = (venv("FHIRFLOW_AIRFLOW_VENV"), venv("FHIRFLOW_DBT_VENV")) else {
+        return;
+    };
+    let mut task_counts = Vec::new();
+    let dir = tempfile::tempdir().unwrap();
+    for mode in ["single", "layered", "per_model"] {
+        let spec = modes_spec(dir.path(), mode, &dbt, 3, &format!("{{kind: dbt, command: build, dbt_mode: {mode}}}"));
+        let out = dir.path().join(format!("out-{mode}"));
+        let expectations = apply(&spec, &out);
+        airflow_check(&airflow, &out);
+        task_counts.push(expectations["dags"]["modes"]["tasks"].as_object().unwrap().len());
+    }
+    // single: deps + build in one task; layered: deps + 3 layers; per_model: deps, 2 seeds,
+    // 4 models, 1 snapshot, 3 test tasks, the two-parent relationships test, and the join.
+    assert_eq!(task_counts, [1, 4, 13]);
+}
+
+/// `airflow dags test` runs the per-model DAG for real: each task runs dbt against DuckDB,
+/// the tests run after their models, and each task's artifacts land in the artifacts store.
+#[test]
+fn airflow_dags_test_runs_the_per_model_dag_for_real() {
+    let (Some(airflow), Some(dbt)) = (venv("FHIRFLOW_AIRFLOW_VENV"), venv("FHIRFLOW_DBT_VENV")) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let spec = modes_spec(
+        dir.path(),
+        "modes",
+        &dbt,
+        3,
+        "{kind: dbt, command: build, dbt_mode: per_model, tests: after_each, freshness: warn}",
+    );
+    fhirflow().arg("apply").arg(&spec).assert().success();
+    run(Command::new("bash")
+        .arg(repo().join("tests/conformance/airflow_dags_test.sh"))
+        .arg(&airflow)
+        .arg(dir.path().join("dags"))
+        .arg("modes")
+        .arg("")
+        .arg(dbt.join("bin"))
+        .env("DBT_DUCKDB_PATH", dir.path().join("clinic.duckdb")));
+    let query = "import duckdb, sys; c = duckdb.connect(sys.argv[1], read_only=True); \
+        print(c.execute('select count(*), sum(visits) from dim_patients').fetchone())";
+    assert_eq!(python(&dbt, query, &dir.path().join("clinic.duckdb")).trim(), "(3, 4)");
+    let runs = dir.path().join("artifacts/runs/modes");
+    let run_dir = std::fs::read_dir(&runs).expect("artifacts saved").next().unwrap().unwrap().path();
+    for task in ["marts.dim_patients_run", "marts.dim_patients_test", "seeds.raw_visits_seed"] {
+        let saved = run_dir.join(task);
+        assert!(saved.join("run_results.json").is_file(), "{} has run_results.json", saved.display());
+        assert!(saved.join("dbt.log").is_file(), "{} has dbt.log", saved.display());
+    }
+    assert!(dir.path().join("artifacts/state/manifest.json").is_file(), "the state manifest is kept");
+}

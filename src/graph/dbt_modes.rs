@@ -833,13 +833,13 @@ mod tests {
         assert_eq!(
             edges(&g),
             [
+                "assert_visits_have_patients_test -> dbt_done",
                 "dbt_deps -> seeds.raw_patients_seed",
                 "dbt_deps -> seeds.raw_visits_seed",
+                "marts.dim_patients_run -> assert_visits_have_patients_test",
                 "marts.dim_patients_run -> marts.dim_patients_test",
-                "marts.dim_patients_run -> relationships_fct_visits_patient_id__patient_id__ref_dim_patients__test",
                 "marts.dim_patients_test -> dbt_done",
-                "marts.fct_visits_run -> relationships_fct_visits_patient_id__patient_id__ref_dim_patients__test",
-                "relationships_fct_visits_patient_id__patient_id__ref_dim_patients__test -> dbt_done",
+                "marts.fct_visits_run -> assert_visits_have_patients_test",
                 "seeds.raw_patients_seed -> staging.stg_patients_run",
                 "seeds.raw_visits_seed -> staging.stg_visits_run",
                 "snapshots.patients_snapshot_snapshot -> dbt_done",
@@ -851,7 +851,7 @@ mod tests {
                 "staging.stg_visits_test -> marts.fct_visits_run",
             ]
         );
-        // The relationships test has two parents, neither upstream of the other: it runs on
+        // The singular test has two parents, neither upstream of the other: it runs on
         // its own once both are built.
         assert_eq!(argv(&g, "staging.stg_patients_run"), "run --project-dir --profiles-dir --select stg_patients");
         assert_eq!(p.task("staging.stg_patients_run").unwrap().group, ["staging"]);

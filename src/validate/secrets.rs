@@ -39,8 +39,10 @@ pub fn check(document: &Document) -> Vec<Diagnostic> {
 fn walk(document: &Document, value: &Value, pointer: String, key: Option<&str>, problems: &mut Vec<Diagnostic>) {
     match value {
         Value::String(text) => {
-            // `connections.<name>.env` maps settings to variable *names*, which are not secrets.
-            let names_only = pointer.starts_with("/connections/") && pointer.contains("/env/");
+            // `connections.<name>.env` maps settings to variable *names*, and
+            // `env_from_secrets` lists Kubernetes Secret *names*: neither holds a secret.
+            let names_only = (pointer.starts_with("/connections/") && pointer.contains("/env/"))
+                || pointer.contains("/env_from_secrets/");
             let runtime_only = text.trim_start().starts_with("{{") && text.trim_end().ends_with("}}");
             if let Some(key) = key.filter(|k| SECRET_KEY.is_match(k))
                 && !names_only
@@ -100,6 +102,7 @@ mod tests {
 
     #[test]
     fn allows_references() {
+        assert!(found("dbt: {kubernetes: {image: x, env_from_secrets: [warehouse-creds]}}").is_empty());
         assert!(found("env: {DB_PASSWORD: '{{ conn.db.password }}'}").is_empty());
         assert!(found("connections: {w: {env: {password: SNOWFLAKE_PASSWORD}}}").is_empty());
         assert!(found("command: echo token count").is_empty());
