@@ -19,6 +19,7 @@ pub mod graph;
 pub mod init;
 pub mod parse;
 pub mod plan;
+pub mod run;
 pub mod source;
 pub mod spec;
 pub mod validate;
