@@ -143,10 +143,14 @@ pub fn dry_run_text(plan: &RunPlan) -> String {
     let pipelines = plan.pipelines.len();
     let _ = writeln!(
         out,
-        "Dry run: {} task{} in {pipelines} pipeline{}; nothing is run.\n",
+        "Dry run: {} task{} in {pipelines} pipeline{}; nothing is run.",
         plan.tasks.len(),
         if plan.tasks.len() == 1 { "" } else { "s" },
         if pipelines == 1 { "" } else { "s" },
+    );
+    let _ = writeln!(
+        out,
+        "Paths are relative to the spec's folder; {{{{ ... }}}} templates are rendered when a task runs.\n"
     );
     for (n, t) in plan.tasks.iter().enumerate() {
         let s = &t.task.settings;

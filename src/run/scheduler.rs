@@ -508,14 +508,19 @@ impl<'a> Scheduler<'a> {
                 Tick,
             }
             let event = tokio::select! {
-                Some(done) = self.jobs.join_next_with_id() => Event::Job(done),
+                // An attempt's output is all queued before its job ends: show it first.
+                biased;
                 Some(line) = self.output_rx.recv() => Event::Output(line),
+                Some(done) = self.jobs.join_next_with_id() => Event::Job(done),
                 Some((index, number, pid)) = self.pid_rx.recv() => Event::Pid(index, number, pid),
                 Ok(()) = self.cancel_rx.changed() => Event::Cancel,
                 _ = tick.tick() => Event::Tick,
             };
             match event {
                 Event::Job(Ok((id, done))) => {
+                    while let Ok(line) = self.output_rx.try_recv() {
+                        self.progress.output(&line);
+                    }
                     self.job_tasks.remove(&id);
                     self.job_done(done);
                 }
