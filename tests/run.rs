@@ -400,6 +400,64 @@ pipelines:
 }
 
 #[test]
+fn a_killed_fhirflow_leaves_a_truthful_store_and_the_next_start_marks_it_interrupted() {
+    let (dir, spec) = project(
+        r#"
+version: 1
+pipelines:
+  p:
+    stages:
+      long: {kind: shell, command: 'test -e done && exit 0; sleep 1000 & echo $! > grandchild.pid; wait'}
+      after: {kind: shell, command: "echo after", after: [long]}
+"#,
+    );
+    let binary = assert_cmd::cargo::cargo_bin("fhirflow");
+    let mut child = std::process::Command::new(binary)
+        .arg("run")
+        .arg(&spec)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("fhirflow starts");
+    wait_for(&dir.path().join("grandchild.pid"), Duration::from_secs(30));
+    let started = Instant::now();
+    let (run_id, pid) = loop {
+        // Read without recovering: `open_existing` changes nothing.
+        let store = store(dir.path());
+        let run = store.runs().unwrap().pop().expect("the run is recorded");
+        if let Some(pid) = store.attempts(&run.id).unwrap().first().and_then(|a| a.pid) {
+            break (run.id, pid);
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "the attempt's pid is recorded");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    child.kill().expect("SIGKILL fhirflow");
+    child.wait().unwrap();
+    // The task's group outlives a fhirflow killed with SIGKILL; stop it here.
+    // SAFETY: signals the process group this test's run started.
+    unsafe { libc::killpg(pid as i32, libc::SIGKILL) };
+
+    let before = store(dir.path());
+    assert_eq!(before.run(&run_id).unwrap().unwrap().state, fhirflow::run::RunState::Running, "as it was");
+    let recorded: Vec<TaskState> = before.tasks(&run_id).unwrap().iter().map(|t| t.state).collect();
+    assert_eq!(recorded, [TaskState::Running, TaskState::Pending]);
+    drop(before);
+
+    let out = fhirflow().arg("runs").arg(&spec).args(["--format", "json"]).output().unwrap();
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed["runs"][0]["state"], "interrupted");
+    let after = store(dir.path());
+    let recorded: Vec<TaskState> = after.tasks(&run_id).unwrap().iter().map(|t| t.state).collect();
+    assert_eq!(recorded, [TaskState::Interrupted, TaskState::Interrupted]);
+    assert_eq!(after.attempts(&run_id).unwrap()[0].exit_status.as_deref(), Some("fhirflow stopped"));
+
+    std::fs::write(dir.path().join("done"), "").unwrap();
+    let (code, resumed) = json_run(&spec, &["--resume", &run_id]);
+    assert_eq!(code, Some(0), "{resumed}");
+    assert_eq!(states(&resumed), ["p.long=success", "p.after=success"]);
+    assert_eq!(resumed["tasks"][0]["attempts"], 2);
+}
+
+#[test]
 fn runs_lists_past_runs() {
     let (dir, spec) = project("version: 1\npipelines:\n  p:\n    stages:\n      a: {kind: shell, command: 'true'}\n");
     fhirflow().arg("runs").arg(&spec).assert().success().stdout("No runs yet.\n");

@@ -190,6 +190,8 @@ pub struct AttemptRecord {
     pub exit_status: Option<String>,
     /// The log file.
     pub log_path: PathBuf,
+    /// The attempt's process (and process group) id, for a subprocess that started.
+    pub pid: Option<u32>,
 }
 
 /// A run that `max_active_runs` keeps from starting yet.
@@ -625,21 +627,22 @@ impl Store {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT a.pipeline, a.task, a.number, a.state, a.started_at, a.duration_ms, a.exit_status, a.log_path
+                "SELECT a.pipeline, a.task, a.number, a.state, a.started_at, a.duration_ms, a.exit_status, a.log_path,
+                        a.pid
                  FROM attempts a JOIN tasks t ON t.run_id = a.run_id AND t.pipeline = a.pipeline AND t.task = a.task
                  WHERE a.run_id = ?1 ORDER BY t.position, a.number",
             )
             .map_err(&e)?;
-        type Row = (String, String, u32, String, String, Option<i64>, Option<String>, String);
+        type Row = (String, String, u32, String, String, Option<i64>, Option<String>, String, Option<u32>);
         let rows: Vec<Row> = stmt
             .query_map(params![run], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?))
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?))
             })
             .map_err(&e)?
             .collect::<Result<_, _>>()
             .map_err(&e)?;
         rows.into_iter()
-            .map(|(pipeline, task, number, state, started_at, duration_ms, exit_status, log_path)| {
+            .map(|(pipeline, task, number, state, started_at, duration_ms, exit_status, log_path, pid)| {
                 Ok(AttemptRecord {
                     key: TaskKey { pipeline, task },
                     number,
@@ -648,6 +651,7 @@ impl Store {
                     duration: duration_ms.map(|ms| Duration::from_millis(ms.max(0) as u64)),
                     exit_status,
                     log_path: PathBuf::from(log_path),
+                    pid,
                 })
             })
             .collect()
