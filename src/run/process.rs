@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
 use tokio::sync::{mpsc, watch};
 
 /// A command line to run as a task attempt.
@@ -69,13 +69,17 @@ impl Drop for GroupGuard {
     }
 }
 
+/// The longest line kept whole; a longer one (say, binary output) is cut into pieces this long,
+/// so a task cannot make fhirflow hold its whole output in memory.
+const MAX_LINE: u64 = 64 * 1024;
+
 /// Reads lines (bytes up to `\n`, decoded leniently) from `stream` until EOF.
 async fn forward_lines(stream: impl AsyncRead + Unpin, lines: mpsc::UnboundedSender<String>) {
     let mut reader = BufReader::new(stream);
     let mut buffer = Vec::new();
     loop {
         buffer.clear();
-        match reader.read_until(b'\n', &mut buffer).await {
+        match (&mut reader).take(MAX_LINE).read_until(b'\n', &mut buffer).await {
             Ok(0) | Err(_) => return,
             Ok(_) => {
                 while buffer.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
@@ -136,6 +140,7 @@ pub async fn run(
     };
     tokio::pin!(sleep_until_deadline);
     let mut lines_open = true;
+    let mut cancel_open = true;
     let end = loop {
         tokio::select! {
             status = child.wait() => {
@@ -157,8 +162,13 @@ pub async fn run(
                 stop_group(pgid, grace, &mut child, &mut lines, log, &mut cancel).await;
                 break ProcessEnd::TimedOut(timeout.unwrap_or_default());
             }
-            changed = cancel.changed() => {
-                if changed.is_err() || *cancel.borrow() == CancelLevel::None {
+            changed = cancel.changed(), if cancel_open => {
+                if changed.is_err() {
+                    // Nobody can cancel any more: wait for the rest.
+                    cancel_open = false;
+                    continue;
+                }
+                if *cancel.borrow() == CancelLevel::None {
                     continue;
                 }
                 log.note("cancelled; stopping its process group");
@@ -196,6 +206,7 @@ async fn stop_group(
         let deadline = tokio::time::sleep(grace);
         tokio::pin!(deadline);
         let mut lines_open = true;
+        let mut cancel_open = true;
         loop {
             tokio::select! {
                 _ = child.wait() => {
@@ -215,11 +226,11 @@ async fn stop_group(
                     log.note(&format!("still running after {}; killing it", show(grace)));
                     break;
                 }
-                changed = cancel.changed() => {
-                    if changed.is_err() || *cancel.borrow() == CancelLevel::Immediate {
-                        break;
-                    }
-                }
+                changed = cancel.changed(), if cancel_open => match changed {
+                    Err(_) => cancel_open = false,
+                    Ok(()) if *cancel.borrow() == CancelLevel::Immediate => break,
+                    Ok(()) => {}
+                },
             }
         }
         signal_group(pgid, libc::SIGKILL);
@@ -254,6 +265,21 @@ pub fn show(duration: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn long_lines_are_cut_and_bytes_decoded_leniently() {
+        let mut input = vec![b'x'; MAX_LINE as usize + 10];
+        input.extend_from_slice(b"\nok\r\n\xff\n");
+        let (sender, mut receiver) = mpsc::unbounded_channel();
+        forward_lines(&input[..], sender).await;
+        let mut lines = Vec::new();
+        while let Ok(line) = receiver.try_recv() {
+            lines.push(line);
+        }
+        let lengths: Vec<usize> = lines.iter().map(String::len).collect();
+        assert_eq!(lengths[..2], [MAX_LINE as usize, 10]);
+        assert_eq!(lines[2..], ["ok", "\u{fffd}"]);
+    }
 
     #[test]
     fn durations_read_naturally() {

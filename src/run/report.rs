@@ -108,7 +108,10 @@ impl RunReport {
         for t in &self.tasks {
             *counts.entry(t.state.as_str()).or_default() += 1;
         }
-        let counts: Vec<String> = counts.iter().map(|(state, n)| format!("{n} {state}")).collect();
+        let mut counts: Vec<String> = counts.iter().map(|(state, n)| format!("{n} {state}")).collect();
+        if counts.is_empty() {
+            counts.push("no task ran".to_owned());
+        }
         let _ = writeln!(
             out,
             "\nRun {} {} in {}: {}.",

@@ -92,8 +92,8 @@ pub async fn poll_store(
         }
         tokio::select! {
             () = tokio::time::sleep(interval.min(deadline - now)) => {}
-            changed = cancel.changed() => {
-                if changed.is_ok() && *cancel.borrow() != CancelLevel::None {
+            Ok(()) = cancel.changed() => {
+                if *cancel.borrow() != CancelLevel::None {
                     return Err(SensorFailure::Cancelled);
                 }
             }
