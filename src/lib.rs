@@ -7,9 +7,9 @@
 //! 3. [`graph`]: lowering to a [`graph::PipelineGraph`] of tasks, with cycles, dangling
 //!    references and sensors that never line up rejected;
 //! 4. backends: [`emit`] writes Airflow DAGs and dbt YAML, and [`plan`] compares them with what
-//!    is on disk and applies them.
+//!    is on disk and applies them; [`run`] runs the graph itself, with no Airflow.
 //!
-//! The `fhirflow` binary is a thin layer over [`compile`], [`emit`] and [`plan`].
+//! The `fhirflow` binary is a thin layer over [`compile`], [`emit`], [`plan`] and [`run`].
 
 pub mod dbt;
 pub mod diagnostic;
