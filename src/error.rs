@@ -27,6 +27,9 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// `fhirflow run` could not start or go on (a task that fails is not an error).
+    #[error(transparent)]
+    Run(#[from] crate::run::RunError),
     /// A template failed to render: a bug in fhirflow, not in the spec.
     #[error("internal error rendering {template}: {message}")]
     Render {
@@ -50,8 +53,12 @@ pub enum ExitStatus {
     Io = 3,
     /// `apply` refused to overwrite a file it does not own or that was edited by hand.
     Refused = 4,
+    /// `fhirflow run`: a task failed (or did not run because an upstream task failed).
+    TasksFailed = 5,
     /// A bug in fhirflow.
     Internal = 70,
+    /// `fhirflow run` was cancelled by Ctrl-C or SIGTERM (128 + SIGINT, as shells report it).
+    Cancelled = 130,
 }
 
 impl Error {
@@ -62,6 +69,8 @@ impl Error {
             Error::Io { .. } => ExitStatus::Io,
             Error::Refused { .. } => ExitStatus::Refused,
             Error::Render { .. } => ExitStatus::Internal,
+            Error::Run(e) if e.is_usage() => ExitStatus::UsageOrChanges,
+            Error::Run(_) => ExitStatus::Io,
         }
     }
 }

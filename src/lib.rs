@@ -7,9 +7,9 @@
 //! 3. [`graph`]: lowering to a [`graph::PipelineGraph`] of tasks, with cycles, dangling
 //!    references and sensors that never line up rejected;
 //! 4. backends: [`emit`] writes Airflow DAGs and dbt YAML, and [`plan`] compares them with what
-//!    is on disk and applies them.
+//!    is on disk and applies them; [`run`] runs the graph itself, with no Airflow.
 //!
-//! The `fhirflow` binary is a thin layer over [`compile`], [`emit`] and [`plan`].
+//! The `fhirflow` binary is a thin layer over [`compile`], [`emit`], [`plan`] and [`run`].
 
 pub mod dbt;
 pub mod diagnostic;
@@ -19,6 +19,7 @@ pub mod graph;
 pub mod init;
 pub mod parse;
 pub mod plan;
+pub mod run;
 pub mod source;
 pub mod spec;
 pub mod validate;

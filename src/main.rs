@@ -4,7 +4,10 @@ use clap::{Parser, Subcommand};
 use fhirflow::diagnostic::{DiagnosticFormat, Diagnostics};
 use fhirflow::graph::GraphFormat;
 use fhirflow::plan::PlanFormat;
+use fhirflow::run::report::RunFormat;
+use fhirflow::run::{DisplayMode, RunOptions, Runner, Selection, SpecGraph};
 use fhirflow::{Error, ExitStatus};
+use std::io::IsTerminal as _;
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -15,7 +18,9 @@ Exit status:
   1  the spec is invalid; every problem is printed with its file, line and column
   2  usage error; with plan --detailed-exitcode or apply --check: changes pending
   3  a file could not be read or written
-  4  apply refused to overwrite a file it did not write, or one edited by hand";
+  4  apply refused to overwrite a file it did not write, or one edited by hand
+  5  run: a task failed, or did not run because an upstream task failed
+  130  run: cancelled by Ctrl-C or SIGTERM; running tasks were stopped";
 
 /// Compile a YAML pipeline spec into Airflow DAGs and dbt config.
 #[derive(Debug, Parser)]
@@ -99,8 +104,87 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Run the pipelines on this machine, without Airflow: the same task graph, with its
+    /// dependencies, retries, timeouts, sensors and max_active_runs.
+    #[command(after_help = EXIT_CODES)]
+    Run {
+        /// The spec file, or a folder whose specs are compiled together.
+        spec: PathBuf,
+        /// Run only this pipeline (repeatable); every pipeline by default.
+        #[arg(long = "pipeline", value_name = "PIPELINE")]
+        pipelines: Vec<String>,
+        /// Run only this stage (`pipeline.stage`, or a stage id found in one pipeline); repeatable.
+        #[arg(long, value_name = "STAGE")]
+        only: Vec<String>,
+        /// Run this stage and everything downstream of it; repeatable.
+        #[arg(long, value_name = "STAGE")]
+        from: Vec<String>,
+        /// Print the order and each command; run nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Most tasks running at once [default: the number of CPUs].
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        max_parallel: Option<u32>,
+        /// Resume a run: run again its tasks that did not succeed, for the same logical date.
+        #[arg(long, value_name = "RUN_ID", conflicts_with_all = ["pipelines", "only", "from", "logical_date"])]
+        resume: Option<String>,
+        /// The run's logical date (YYYY-MM-DD or RFC 3339, UTC); now by default. Each scheduled
+        /// pipeline runs for its newest schedule tick at or before it.
+        #[arg(long, value_name = "DATE", value_parser = parse_date)]
+        logical_date: Option<chrono::DateTime<chrono::Utc>>,
+        /// How long a stopped task gets between SIGTERM and SIGKILL, such as 5s.
+        #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+        kill_grace: std::time::Duration,
+        /// Do not show the tasks' output (it is still in their log files).
+        #[arg(long, short)]
+        quiet: bool,
+        /// Summary format.
+        #[arg(long, value_enum, default_value_t = RunFormat::Text)]
+        format: RunFormat,
+        /// Treat warnings as errors.
+        #[arg(long)]
+        deny_warnings: bool,
+    },
+    /// List past runs from the run store next to the spec, newest first.
+    Runs {
+        /// The spec file, or a folder of specs.
+        spec: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = RunFormat::Text)]
+        format: RunFormat,
+    },
     /// Print the spec's JSON Schema (Draft 2020-12).
     Schema,
+}
+
+fn parse_date(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(t.with_timezone(&chrono::Utc));
+    }
+    chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc())
+        .ok_or_else(|| format!("{text:?} is not a date: write YYYY-MM-DD or 2026-01-01T02:00:00Z"))
+}
+
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    fhirflow::spec::Duration::parse(text).map(|d| std::time::Duration::from_secs(d.as_secs()))
+}
+
+/// Cancels the run on SIGINT and SIGTERM: the first stops tasks gracefully, the next at once.
+async fn cancel_on_signals(canceller: fhirflow::run::scheduler::Canceller) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut interrupt), Ok(mut terminate)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
+    else {
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = interrupt.recv() => canceller.cancel(),
+            _ = terminate.recv() => canceller.cancel(),
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -241,6 +325,78 @@ fn run(cli: Cli) -> Result<ExitStatus, Error> {
                 starter.schema_path.display(),
                 spec.display()
             ));
+            Ok(ExitStatus::Ok)
+        }
+        Command::Run {
+            spec,
+            pipelines,
+            only,
+            from,
+            dry_run,
+            max_parallel,
+            resume,
+            logical_date,
+            kill_grace,
+            quiet,
+            format,
+            deny_warnings,
+        } => {
+            let (paths, compiled): (Vec<PathBuf>, Vec<fhirflow::Compiled>) =
+                fhirflow::compile_path(&spec)?.into_iter().unzip();
+            warnings(&compiled, deny_warnings)?;
+            let specs = paths.into_iter().zip(compiled).map(|(path, c)| SpecGraph { path, graph: c.graph }).collect();
+            // With JSON on stdout, the progress goes to stderr.
+            let (display, tty): (Box<dyn std::io::Write + Send>, bool) = match format {
+                RunFormat::Text => (Box::new(std::io::stdout()), std::io::stdout().is_terminal()),
+                RunFormat::Json => (Box::new(std::io::stderr()), std::io::stderr().is_terminal()),
+            };
+            let options = RunOptions {
+                selection: Selection { pipelines, only, from },
+                resume,
+                logical_date,
+                max_parallel: max_parallel.map_or_else(fhirflow::run::default_max_parallel, |n| n as usize),
+                kill_grace,
+                echo_output: !quiet,
+                display: if tty { DisplayMode::Redraw } else { DisplayMode::Lines },
+            };
+            let runner = Runner::new(&spec, specs, options).display_to(display);
+            if dry_run {
+                print(&runner.dry_run()?);
+                return Ok(ExitStatus::Ok);
+            }
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .map_err(fhirflow::run::RunError::Runtime)?;
+            let canceller = runner.canceller();
+            let report = runtime.block_on(async move {
+                tokio::spawn(cancel_on_signals(canceller));
+                runner.run().await
+            })?;
+            // Tasks' stray output threads are gone; do not wait on the signal listener.
+            runtime.shutdown_background();
+            match format {
+                RunFormat::Text => print(&format!("\n{}", report.to_text())),
+                RunFormat::Json => print(&report.to_json()),
+            }
+            Ok(match report.state {
+                fhirflow::run::RunState::Success => ExitStatus::Ok,
+                fhirflow::run::RunState::Cancelled => ExitStatus::Cancelled,
+                _ => ExitStatus::TasksFailed,
+            })
+        }
+        Command::Runs { spec, format } => {
+            let dir = fhirflow::run::state_dir(&spec);
+            let runs = if fhirflow::run::store::database_path(&dir).exists() {
+                // Opening for writing marks runs whose fhirflow died as interrupted.
+                fhirflow::run::store::Store::open(&dir).and_then(|s| s.runs()).map_err(fhirflow::run::RunError::from)?
+            } else {
+                Vec::new()
+            };
+            match format {
+                RunFormat::Text => print(&fhirflow::run::report::runs_text(&runs)),
+                RunFormat::Json => print(&fhirflow::run::report::runs_json(&runs)),
+            }
             Ok(ExitStatus::Ok)
         }
         Command::Schema => {

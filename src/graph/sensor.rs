@@ -97,6 +97,12 @@ impl Clock {
         }
     }
 
+    /// The newest run at or before `at`: the logical date `fhirflow run` gives a scheduled
+    /// pipeline started at `at`, as the scheduler would have. Looks back at most ten years.
+    pub fn latest_run(&self, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.runs_before(at, TimeDelta::days(3660), 1).into_iter().next()
+    }
+
     /// Runs at or before `at`, newest first, going back no further than `window`.
     fn runs_before(&self, at: DateTime<Utc>, window: TimeDelta, limit: usize) -> Vec<DateTime<Utc>> {
         let floor = at - window;
@@ -216,6 +222,16 @@ mod tests {
         assert_eq!(execution_delta(Some(&every(60)), Some(&every(30)), start).map(|d| d.num_seconds()), Ok(0));
         let shifted = Clock::Interval { start: start + TimeDelta::seconds(7), period: TimeDelta::seconds(60) };
         assert_eq!(execution_delta(Some(&every(60)), Some(&shifted), start).map(|d| d.num_seconds()), Ok(53));
+    }
+
+    #[test]
+    fn latest_run_is_the_newest_tick_at_or_before() {
+        let at = |h, m, s| Utc.with_ymd_and_hms(2026, 1, 1, h, m, s).single().unwrap();
+        assert_eq!(cron("*/5 * * * *").latest_run(at(0, 17, 30)), Some(at(0, 15, 0)));
+        assert_eq!(cron("*/5 * * * *").latest_run(at(0, 15, 0)), Some(at(0, 15, 0)));
+        let every = Clock::Interval { start: at(0, 0, 7), period: TimeDelta::seconds(60) };
+        assert_eq!(every.latest_run(at(0, 3, 0)), Some(at(0, 2, 7)));
+        assert_eq!(every.latest_run(at(0, 0, 0)), None);
     }
 
     #[test]

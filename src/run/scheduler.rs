@@ -1,0 +1,1171 @@
+//! The scheduler: runs a [`RunPlan`] on tokio with Airflow's semantics.
+//!
+//! - A task starts when its upstream tasks allow it (trigger rule `all_success`: all
+//!   succeeded; `all_done`: all finished) and a slot is free (`--max-parallel`; a sensor in
+//!   `reschedule` mode holds none while it waits).
+//! - A failed attempt is retried `retries` times after `retry_delay`, doubled after each
+//!   failure with `retry_exponential_backoff` (capped at a day, as Airflow caps it).
+//!   Timeouts count as failures; cancels, template errors, sensor timeouts and loads that
+//!   cannot run are not retried.
+//! - A task whose `all_success` upstream failed is `upstream_failed` at once, and so on
+//!   downstream; the rest of the graph runs on.
+//! - A cancel (Ctrl-C) stops every running task's process group and records it `cancelled`,
+//!   with the tasks that had not started.
+//!
+//! Every state change goes to the run store before anything else happens.
+
+use super::dbt_results::{self, DbtRunResults};
+use super::load::{self, LoadContext};
+use super::process::{self, CancelLevel, CommandLine, ProcessEnd, show};
+use super::report::{Progress, RunReport, TaskSummary, dry_run_text};
+use super::selection::{PlannedPipeline, RunPlan};
+use super::sensor::{self, SensorFailure};
+use super::store::{NewRun, PipelineRun, Store, StoreError};
+use super::task_log::{OutputLine, TaskLog, log_path};
+use super::template::{self, TemplateValues};
+use super::{RunError, RunOptions, RunState, SpecGraph, TaskKey, TaskState, run_dir, state_dir};
+use crate::graph::{DbtArg, Operation, Settings, TriggerRule};
+use crate::spec::SensorMode;
+use chrono::{DateTime, SubsecRound, Utc};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+
+/// The longest retry delay exponential backoff reaches: Airflow's cap, one day.
+pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// The wait before retry number `retry` (1 for the first retry) of a task with `settings`:
+/// `retry_delay`, or with exponential backoff `retry_delay × 2^(retry − 1)`, capped at
+/// [`MAX_RETRY_DELAY`]. Airflow adds a random jitter; fhirflow does not, so runs repeat.
+pub fn retry_delay(settings: &Settings, retry: u32) -> Duration {
+    let base = Duration::from_secs(settings.retry_delay.value.as_secs());
+    if !settings.retry_exponential_backoff.value || retry <= 1 {
+        return base;
+    }
+    let factor = 2u32.checked_pow(retry - 1).unwrap_or(u32::MAX);
+    // A delay the spec sets above the cap is kept as it is; doubling never goes past it.
+    base.checked_mul(factor).unwrap_or(MAX_RETRY_DELAY).min(MAX_RETRY_DELAY.max(base))
+}
+
+/// Why an attempt failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// The process exited with this status.
+    Exit(i32),
+    /// A signal killed the process.
+    Signal(i32),
+    /// The attempt ran past `execution_timeout`; its process group was stopped.
+    TimedOut(Duration),
+    /// The run was cancelled.
+    Cancelled,
+    /// The program could not be started.
+    Spawn(String),
+    /// The command's `{{ ... }}` template could not be rendered.
+    Template(String),
+    /// A sensor's target ended without success.
+    AwaitedFailed(String),
+    /// A sensor waited its whole timeout.
+    SensorTimedOut(Duration),
+    /// A load step failed.
+    Load(load::LoadError),
+    /// The run store could not be read.
+    Store(String),
+}
+
+impl Failure {
+    /// Whether another attempt could go differently, so retries apply.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Failure::Exit(_) | Failure::Signal(_) | Failure::TimedOut(_) | Failure::Spawn(_) | Failure::Store(_) => {
+                true
+            }
+            Failure::Load(e) => e.is_retryable(),
+            Failure::Cancelled | Failure::Template(_) | Failure::AwaitedFailed(_) | Failure::SensorTimedOut(_) => false,
+        }
+    }
+
+    /// How the attempt ended, as stored and shown.
+    pub fn describe(&self) -> String {
+        match self {
+            Failure::Exit(code) => format!("exit status {code}"),
+            Failure::Signal(signal) => format!("killed by signal {signal}"),
+            Failure::TimedOut(after) => format!("timed out after {}", show(*after)),
+            Failure::Cancelled => "cancelled".to_owned(),
+            Failure::Spawn(why) | Failure::Template(why) | Failure::AwaitedFailed(why) | Failure::Store(why) => {
+                why.clone()
+            }
+            Failure::SensorTimedOut(after) => format!("sensor timed out after {}", show(*after)),
+            Failure::Load(e) => e.to_string(),
+        }
+    }
+}
+
+impl From<SensorFailure> for Failure {
+    fn from(failure: SensorFailure) -> Self {
+        match failure {
+            SensorFailure::TargetFailed(why) => Failure::AwaitedFailed(why),
+            SensorFailure::TimedOut(after) => Failure::SensorTimedOut(after),
+            SensorFailure::Cancelled => Failure::Cancelled,
+            SensorFailure::Store(why) => Failure::Store(why),
+        }
+    }
+}
+
+/// The end of one attempt, as the attempt's job reports it.
+struct AttemptEnd {
+    outcome: Result<(), Failure>,
+    duration: Duration,
+    dbt: Option<DbtRunResults>,
+}
+
+/// What a finished job tells the scheduler.
+enum JobDone {
+    /// An attempt of task `index` ended.
+    Attempt { index: usize, number: u32, end: AttemptEnd },
+    /// Task `index`'s retry delay is over (or the run was cancelled meanwhile).
+    RetryDue { index: usize },
+}
+
+/// Everything an attempt needs, owned, so that it runs as its own tokio task.
+struct AttemptJob {
+    plan: Arc<RunPlan>,
+    index: usize,
+    number: u32,
+    run_id: Arc<str>,
+    logical_date: DateTime<Utc>,
+    state_dir: PathBuf,
+    log: TaskLog,
+    cancel: watch::Receiver<CancelLevel>,
+    grace: Duration,
+    /// For a sensor whose targets are in this run: how they ended.
+    awaited: Vec<(String, TaskState)>,
+    /// For a dbt-results task: the dbt task's results from this run.
+    upstream_dbt: Option<DbtRunResults>,
+    pids: mpsc::UnboundedSender<(usize, u32, u32)>,
+}
+
+/// Cancels a run: the first call stops tasks gracefully, the second at once.
+#[derive(Clone)]
+pub struct Canceller(Arc<watch::Sender<CancelLevel>>);
+
+impl Canceller {
+    /// Moves the cancel one step further.
+    pub fn cancel(&self) {
+        self.0.send_modify(|level| {
+            *level = match *level {
+                CancelLevel::None => CancelLevel::Graceful,
+                _ => CancelLevel::Immediate,
+            }
+        });
+    }
+
+    /// How far the cancel has gone.
+    pub fn level(&self) -> CancelLevel {
+        *self.0.borrow()
+    }
+}
+
+/// `fhirflow run`: a compiled spec (or folder of specs), what to run of it, and where the
+/// progress goes.
+pub struct Runner {
+    specs: Vec<SpecGraph>,
+    spec_arg: String,
+    state_dir: PathBuf,
+    options: RunOptions,
+    cancel: Canceller,
+    display: Box<dyn Write + Send>,
+}
+
+impl Runner {
+    /// A runner for the specs compiled from `spec` (a file, or a folder of specs). Progress
+    /// goes to stderr until [`Runner::display_to`] says otherwise.
+    pub fn new(spec: &Path, specs: Vec<SpecGraph>, options: RunOptions) -> Self {
+        let (sender, _) = watch::channel(CancelLevel::None);
+        Self {
+            specs,
+            spec_arg: spec.display().to_string(),
+            state_dir: state_dir(spec),
+            options,
+            cancel: Canceller(Arc::new(sender)),
+            display: Box::new(std::io::stderr()),
+        }
+    }
+
+    /// Sends the progress display to `out`.
+    pub fn display_to(mut self, out: Box<dyn Write + Send>) -> Self {
+        self.display = out;
+        self
+    }
+
+    /// The `.fhirflow` folder: the run store and the logs.
+    pub fn state_dir(&self) -> &Path {
+        &self.state_dir
+    }
+
+    /// A handle that cancels the run, for a signal handler.
+    pub fn canceller(&self) -> Canceller {
+        self.cancel.clone()
+    }
+
+    /// The `--dry-run` text: the selected tasks in order with their commands.
+    pub fn dry_run(&self) -> Result<String, RunError> {
+        Ok(dry_run_text(&RunPlan::select(&self.specs, &self.options.selection)?))
+    }
+
+    /// Runs the selection (or resumes a run) to its end, or until cancelled.
+    pub async fn run(self) -> Result<RunReport, RunError> {
+        let started = Instant::now();
+        let store = Store::open(&self.state_dir)?;
+        let mut progress = Progress::new(self.display, self.options.display, self.options.echo_output, 0);
+        let (run_id, plan, dates, prior, run_date) = match &self.options.resume {
+            Some(id) => {
+                let record = store.run(id)?.ok_or_else(|| RunError::UnknownRun(id.clone()))?;
+                if record.state == RunState::Running {
+                    return Err(RunError::RunStillActive { id: id.clone(), pid: record.pid });
+                }
+                let tasks = store.tasks(id)?;
+                if tasks.iter().all(|t| t.state == TaskState::Success) {
+                    return Err(RunError::NothingToResume(id.clone()));
+                }
+                let keys: Vec<TaskKey> = tasks.iter().map(|t| t.key.clone()).collect();
+                let (plan, missing) = RunPlan::restrict(&self.specs, &keys);
+                for key in missing {
+                    progress.note(&format!("warning: {key} is no longer in the spec; it is skipped"));
+                }
+                let dates = plan
+                    .pipelines
+                    .iter()
+                    .map(|p| {
+                        record
+                            .pipelines
+                            .iter()
+                            .find(|r| r.pipeline == p.id)
+                            .map_or_else(|| p.logical_date(record.logical_date), |r| r.logical_date)
+                    })
+                    .collect();
+                store.resume_run(id)?;
+                let prior: HashMap<TaskKey, (TaskState, u32)> =
+                    tasks.into_iter().map(|t| (t.key, (t.state, t.attempts))).collect();
+                (id.clone(), plan, dates, prior, record.logical_date)
+            }
+            None => {
+                let plan = RunPlan::select(&self.specs, &self.options.selection)?;
+                let run_date = self.options.logical_date.unwrap_or_else(Utc::now).trunc_subsecs(0);
+                let dates: Vec<DateTime<Utc>> = plan.pipelines.iter().map(|p| p.logical_date(run_date)).collect();
+                let run_id = new_run_id();
+                let recorded =
+                    begin(&store, &run_id, &self.spec_arg, run_date, &plan, &dates, &mut progress, &self.cancel)
+                        .await?;
+                if !recorded {
+                    // Cancelled while waiting for max_active_runs: the run was never recorded.
+                    progress.finish();
+                    return Ok(RunReport {
+                        run_id,
+                        state: RunState::Cancelled,
+                        logical_date: run_date,
+                        duration: started.elapsed(),
+                        tasks: Vec::new(),
+                    });
+                }
+                (run_id, plan, dates, HashMap::new(), run_date)
+            }
+        };
+        let dir = run_dir(&self.state_dir, &run_id);
+        std::fs::create_dir_all(&dir).map_err(|source| RunError::Io { path: dir.clone(), action: "create", source })?;
+        let run = RunContext {
+            plan: Arc::new(plan),
+            run_id: Arc::from(run_id.as_str()),
+            run_dir: dir,
+            state_dir: self.state_dir.clone(),
+            dates,
+        };
+        let mut scheduler = Scheduler::new(run, &store, &self.options, progress, self.cancel.clone(), &prior);
+        let outcome = scheduler.execute().await;
+        let state = scheduler.run_state();
+        let tasks = scheduler.summaries();
+        scheduler.progress.finish();
+        // The run's end is recorded even when the store failed mid-run, if it still can be.
+        let ended = store.end_run(&run_id, if outcome.is_err() { RunState::Failed } else { state });
+        outcome?;
+        ended?;
+        Ok(RunReport { run_id, state, logical_date: run_date, duration: started.elapsed(), tasks })
+    }
+}
+
+/// A new run id: the UTC start time and a few bits of the clock and pid, sortable as text.
+fn new_run_id() -> String {
+    let now = Utc::now();
+    let salt = (now.timestamp_subsec_nanos() ^ std::process::id().rotate_left(16)) & 0xffff;
+    format!("{}-{salt:04x}", now.format("%Y%m%dT%H%M%SZ"))
+}
+
+/// Records the new run once every pipeline is under its `max_active_runs`, waiting (as
+/// Airflow queues a run) while one is not. False when cancelled while waiting.
+#[allow(clippy::too_many_arguments)]
+async fn begin(
+    store: &Store,
+    run_id: &str,
+    spec: &str,
+    run_date: DateTime<Utc>,
+    plan: &RunPlan,
+    dates: &[DateTime<Utc>],
+    progress: &mut Progress,
+    cancel: &Canceller,
+) -> Result<bool, RunError> {
+    let pipelines: Vec<PipelineRun> = plan
+        .pipelines
+        .iter()
+        .zip(dates)
+        .map(|(p, date)| PipelineRun { pipeline: p.id.clone(), logical_date: *date, complete: p.complete })
+        .collect();
+    let tasks: Vec<TaskKey> = plan.tasks.iter().map(|t| t.key.clone()).collect();
+    let limits: Vec<(String, u32)> = plan.pipelines.iter().map(|p| (p.id.clone(), p.max_active_runs)).collect();
+    let run = NewRun {
+        id: run_id,
+        spec,
+        logical_date: run_date,
+        pipelines: &pipelines,
+        tasks: &tasks,
+        max_active_runs: &limits,
+    };
+    let mut told = false;
+    let mut watch = cancel.0.subscribe();
+    loop {
+        match store.begin_run(&run)? {
+            Ok(()) => return Ok(true),
+            Err(busy) => {
+                if !told {
+                    progress.note(&format!(
+                        "waiting: pipeline {} has {} active run{} ({}) and max_active_runs {}",
+                        busy.pipeline,
+                        busy.active.len(),
+                        if busy.active.len() == 1 { "" } else { "s" },
+                        busy.active.join(", "),
+                        busy.limit
+                    ));
+                    told = true;
+                }
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = watch.changed() => {
+                if *watch.borrow() != CancelLevel::None {
+                    return Ok(false);
+                }
+            }
+        }
+    }
+}
+
+/// One task's progress through the run.
+#[derive(Debug, Clone)]
+struct TaskProgress {
+    state: TaskState,
+    attempts: u32,
+    /// In the ready queue or waiting out a retry delay.
+    queued: bool,
+    first_start: Option<Instant>,
+    last_end: Option<Instant>,
+    failure: Option<String>,
+    log: Option<PathBuf>,
+    dbt: Option<DbtRunResults>,
+}
+
+/// What the parts of a run share: the plan, the run's id and folders, each pipeline's
+/// logical date (by pipeline index).
+struct RunContext {
+    plan: Arc<RunPlan>,
+    run_id: Arc<str>,
+    run_dir: PathBuf,
+    state_dir: PathBuf,
+    dates: Vec<DateTime<Utc>>,
+}
+
+struct Scheduler<'a> {
+    run: RunContext,
+    store: &'a Store,
+    options: &'a RunOptions,
+    progress: Progress,
+    cancel: Canceller,
+    cancel_rx: watch::Receiver<CancelLevel>,
+    dependents: Vec<Vec<usize>>,
+    tasks: Vec<TaskProgress>,
+    ready: BTreeSet<usize>,
+    slots_used: usize,
+    jobs: JoinSet<JobDone>,
+    /// The task each job works for, to recover from a job that panicked.
+    job_tasks: HashMap<tokio::task::Id, usize>,
+    output_tx: mpsc::UnboundedSender<OutputLine>,
+    output_rx: mpsc::UnboundedReceiver<OutputLine>,
+    pid_tx: mpsc::UnboundedSender<(usize, u32, u32)>,
+    pid_rx: mpsc::UnboundedReceiver<(usize, u32, u32)>,
+    /// The first store error: it stops the run, which can no longer be recorded truthfully.
+    store_error: Option<StoreError>,
+}
+
+impl<'a> Scheduler<'a> {
+    fn new(
+        run: RunContext,
+        store: &'a Store,
+        options: &'a RunOptions,
+        mut progress: Progress,
+        cancel: Canceller,
+        prior: &HashMap<TaskKey, (TaskState, u32)>,
+    ) -> Self {
+        let tasks: Vec<TaskProgress> = run
+            .plan
+            .tasks
+            .iter()
+            .map(|t| {
+                let (state, attempts) = match prior.get(&t.key) {
+                    Some((TaskState::Success, n)) => (TaskState::Success, *n),
+                    Some((_, n)) => (TaskState::Pending, *n),
+                    None => (TaskState::Pending, 0),
+                };
+                TaskProgress {
+                    state,
+                    attempts,
+                    queued: false,
+                    first_start: None,
+                    last_end: None,
+                    failure: None,
+                    log: None,
+                    dbt: None,
+                }
+            })
+            .collect();
+        progress.set_total(tasks.len());
+        for _ in tasks.iter().filter(|t| t.state == TaskState::Success) {
+            progress.already_done();
+        }
+        let (output_tx, output_rx) = mpsc::unbounded_channel();
+        let (pid_tx, pid_rx) = mpsc::unbounded_channel();
+        let cancel_rx = cancel.0.subscribe();
+        Self {
+            dependents: run.plan.dependents(),
+            run,
+            store,
+            options,
+            progress,
+            cancel,
+            cancel_rx,
+            tasks,
+            ready: BTreeSet::new(),
+            slots_used: 0,
+            jobs: JoinSet::new(),
+            job_tasks: HashMap::new(),
+            output_tx,
+            output_rx,
+            pid_tx,
+            pid_rx,
+            store_error: None,
+        }
+    }
+
+    fn cancelled(&self) -> bool {
+        self.cancel.level() != CancelLevel::None
+    }
+
+    /// Keeps the first store error and cancels the run.
+    fn record(&mut self, result: Result<(), StoreError>) {
+        if let Err(e) = result {
+            if self.store_error.is_none() {
+                self.progress.note(&format!("error: {e}; stopping the run"));
+                self.store_error = Some(e);
+            }
+            if !self.cancelled() {
+                self.cancel.cancel();
+            }
+        }
+    }
+
+    async fn execute(&mut self) -> Result<(), RunError> {
+        self.settle((0..self.tasks.len()).collect());
+        let tick_every = if self.options.display == super::DisplayMode::Redraw {
+            Duration::from_millis(250)
+        } else {
+            Duration::from_secs(3600)
+        };
+        let mut tick = tokio::time::interval(tick_every);
+        let mut told_cancel = false;
+        loop {
+            if !self.cancelled() {
+                self.start_ready();
+            }
+            if self.jobs.is_empty() {
+                break;
+            }
+            enum Event {
+                Job(Result<(tokio::task::Id, JobDone), tokio::task::JoinError>),
+                Output(OutputLine),
+                Pid(usize, u32, u32),
+                Cancel,
+                Tick,
+            }
+            let event = tokio::select! {
+                // An attempt's output is all queued before its job ends: show it first.
+                biased;
+                Some(line) = self.output_rx.recv() => Event::Output(line),
+                Some(done) = self.jobs.join_next_with_id() => Event::Job(done),
+                Some((index, number, pid)) = self.pid_rx.recv() => Event::Pid(index, number, pid),
+                Ok(()) = self.cancel_rx.changed() => Event::Cancel,
+                _ = tick.tick() => Event::Tick,
+            };
+            match event {
+                Event::Job(Ok((id, done))) => {
+                    while let Ok(line) = self.output_rx.try_recv() {
+                        self.progress.output(&line);
+                    }
+                    self.job_tasks.remove(&id);
+                    self.job_done(done);
+                }
+                Event::Job(Err(e)) => {
+                    // A job panicked: a bug in fhirflow. Its task fails; the run goes on.
+                    if let Some(index) = self.job_tasks.remove(&e.id()) {
+                        let number = self.tasks[index].attempts;
+                        let end = AttemptEnd {
+                            outcome: Err(Failure::Spawn(format!("internal error: {e}"))),
+                            duration: Duration::ZERO,
+                            dbt: None,
+                        };
+                        if self.tasks[index].state == TaskState::Running {
+                            self.slots_used = self.slots_used.saturating_sub(usize::from(self.holds_slot(index)));
+                        }
+                        self.attempt_ended(index, number, end);
+                    }
+                }
+                Event::Output(line) => self.progress.output(&line),
+                Event::Pid(index, number, pid) => {
+                    let result =
+                        self.store.set_attempt_pid(&self.run.run_id, &self.run.plan.tasks[index].key, number, pid);
+                    self.record(result);
+                }
+                Event::Cancel => {
+                    if self.cancelled() && !told_cancel {
+                        told_cancel = true;
+                        let running = self.tasks.iter().filter(|t| t.state == TaskState::Running).count();
+                        self.progress.note(&format!(
+                            "cancelling: stopping {running} running task{} (Ctrl-C again to kill at once)",
+                            if running == 1 { "" } else { "s" }
+                        ));
+                    }
+                }
+                Event::Tick => self.progress.redraw(),
+            }
+        }
+        while let Ok(line) = self.output_rx.try_recv() {
+            self.progress.output(&line);
+        }
+        if self.cancelled() {
+            for index in 0..self.tasks.len() {
+                if !self.tasks[index].state.is_finished() {
+                    let why = if self.tasks[index].attempts == 0 {
+                        "not started: the run was cancelled"
+                    } else {
+                        "the run was cancelled"
+                    };
+                    self.finish_unrun(index, TaskState::Cancelled, why);
+                }
+            }
+        }
+        match self.store_error.take() {
+            Some(e) => Err(e.into()),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether task `index` occupies a `--max-parallel` slot while it runs.
+    fn holds_slot(&self, index: usize) -> bool {
+        let task = &self.run.plan.tasks[index];
+        match &task.task.operation {
+            // Airflow's reschedule mode frees the worker slot between pokes; a sensor
+            // satisfied in this run returns at once.
+            Operation::Sensor(target) => target.mode == SensorMode::Poke && task.awaits.is_empty(),
+            Operation::Shell { .. } | Operation::Dbt(_) | Operation::DbtResults { .. } | Operation::Load { .. } => true,
+            Operation::Join => false,
+        }
+    }
+
+    /// Re-examines `indices` (and, as they finish, their dependents): queues the tasks that
+    /// may start and marks `upstream_failed` the ones that never will.
+    fn settle(&mut self, mut work: Vec<usize>) {
+        work.reverse();
+        while let Some(index) = work.pop() {
+            let progress = &self.tasks[index];
+            if progress.state != TaskState::Pending || progress.queued {
+                continue;
+            }
+            let task = &self.run.plan.tasks[index];
+            let state = |u: &usize| self.tasks[*u].state;
+            let awaits_done = task.awaits.iter().map(state).all(TaskState::is_finished);
+            let upstream_done = task.upstream.iter().map(state).all(TaskState::is_finished);
+            match task.task.trigger_rule {
+                TriggerRule::AllSuccess => {
+                    let failed = task
+                        .upstream
+                        .iter()
+                        .find(|u| matches!(state(u), TaskState::Failed | TaskState::UpstreamFailed));
+                    if let Some(&u) = failed {
+                        let why = format!("upstream {} {}", self.run.plan.tasks[u].label, self.tasks[u].state);
+                        self.finish_unrun(index, TaskState::UpstreamFailed, &why);
+                        let mut next = self.dependents[index].clone();
+                        next.reverse();
+                        work.extend(next);
+                    } else if upstream_done && awaits_done {
+                        self.queue(index);
+                    }
+                }
+                TriggerRule::AllDone => {
+                    if upstream_done && awaits_done {
+                        self.queue(index);
+                    }
+                }
+            }
+        }
+    }
+
+    fn queue(&mut self, index: usize) {
+        self.tasks[index].queued = true;
+        self.ready.insert(index);
+    }
+
+    /// Records a final state for a task that will not run (again) in this invocation.
+    fn finish_unrun(&mut self, index: usize, state: TaskState, why: &str) {
+        let key = &self.run.plan.tasks[index].key;
+        let result = self.store.set_task_state(&self.run.run_id, key, state, Some(why));
+        self.record(result);
+        let t = &mut self.tasks[index];
+        t.state = state;
+        t.queued = false;
+        t.failure = Some(why.to_owned());
+        let label = Arc::clone(&self.run.plan.tasks[index].label);
+        self.progress.finished(index, &label, state, None, Some(why));
+    }
+
+    /// Starts queued tasks in run order while slots are free.
+    fn start_ready(&mut self) {
+        let max = self.options.max_parallel.max(1);
+        let startable: Vec<usize> = self
+            .ready
+            .iter()
+            .copied()
+            .filter(|&i| self.tasks[i].state == TaskState::Pending || self.tasks[i].state == TaskState::UpForRetry)
+            .collect();
+        for index in startable {
+            let holds = self.holds_slot(index);
+            if holds && self.slots_used >= max {
+                continue;
+            }
+            self.ready.remove(&index);
+            if holds {
+                self.slots_used += 1;
+            }
+            self.start(index);
+        }
+    }
+
+    fn start(&mut self, index: usize) {
+        let plan = Arc::clone(&self.run.plan);
+        let planned = &plan.tasks[index];
+        let number = self.tasks[index].attempts + 1;
+        let now = Instant::now();
+        let path = log_path(&self.run.run_dir, &planned.key.pipeline, &planned.key.task, number);
+        let result = self.store.begin_attempt(&self.run.run_id, &planned.key, number, Utc::now(), &path);
+        self.record(result);
+        let echo = Some(self.output_tx.clone());
+        let log = TaskLog::create(path.clone(), Arc::clone(&planned.label), echo);
+        let t = &mut self.tasks[index];
+        t.state = TaskState::Running;
+        t.queued = false;
+        t.attempts = number;
+        t.first_start.get_or_insert(now);
+        t.log = Some(path);
+        let label = Arc::clone(&planned.label);
+        self.progress.started(index, &label, number);
+        let awaited =
+            planned.awaits.iter().map(|&u| (self.run.plan.tasks[u].label.to_string(), self.tasks[u].state)).collect();
+        let upstream_dbt = match &planned.task.operation {
+            Operation::DbtResults { dbt_task } => plan
+                .tasks
+                .iter()
+                .position(|t| t.key.pipeline == planned.key.pipeline && &t.key.task == dbt_task)
+                .and_then(|u| self.tasks[u].dbt.clone()),
+            _ => None,
+        };
+        let job = AttemptJob {
+            plan: Arc::clone(&self.run.plan),
+            index,
+            number,
+            run_id: Arc::clone(&self.run.run_id),
+            logical_date: self.run.dates[planned.pipeline],
+            state_dir: self.run.state_dir.clone(),
+            log,
+            cancel: self.cancel.0.subscribe(),
+            grace: self.options.kill_grace,
+            awaited,
+            upstream_dbt,
+            pids: self.pid_tx.clone(),
+        };
+        let handle = self.jobs.spawn(async move {
+            let end = job.run().await;
+            JobDone::Attempt { index, number, end }
+        });
+        self.job_tasks.insert(handle.id(), index);
+    }
+
+    fn job_done(&mut self, done: JobDone) {
+        match done {
+            JobDone::Attempt { index, number, end } => {
+                if self.holds_slot(index) {
+                    self.slots_used = self.slots_used.saturating_sub(1);
+                }
+                self.attempt_ended(index, number, end);
+            }
+            JobDone::RetryDue { index } => {
+                if self.cancelled() {
+                    self.finish_unrun(index, TaskState::Cancelled, "cancelled while waiting to retry");
+                } else {
+                    self.queue(index);
+                }
+            }
+        }
+    }
+
+    fn attempt_ended(&mut self, index: usize, number: u32, end: AttemptEnd) {
+        let planned = &self.run.plan.tasks[index];
+        let key = planned.key.clone();
+        let label = Arc::clone(&planned.label);
+        let settings = planned.task.settings.clone();
+        let cancelled = self.cancelled();
+        let t = &mut self.tasks[index];
+        t.last_end = Some(Instant::now());
+        if end.dbt.is_some() {
+            t.dbt = end.dbt.clone();
+        }
+        let took = t.first_start.map(|s| s.elapsed());
+        match end.outcome {
+            Ok(()) => {
+                t.state = TaskState::Success;
+                t.failure = None;
+                let result = self.store.end_attempt(
+                    &self.run.run_id,
+                    &key,
+                    number,
+                    TaskState::Success,
+                    end.duration,
+                    "success",
+                    TaskState::Success,
+                    None,
+                );
+                self.record(result);
+                self.progress.finished(index, &label, TaskState::Success, took, None);
+                self.settle(self.dependents[index].clone());
+            }
+            Err(failure) => {
+                let mut why = failure.describe();
+                if let Some(results) = end.dbt.as_ref().filter(|r| !r.failures.is_empty()) {
+                    why = format!("{why}; failing in dbt: {}", results.failures_line());
+                }
+                let retries = settings.retries.value;
+                let (state, attempt_state) = if failure == Failure::Cancelled {
+                    (TaskState::Cancelled, TaskState::Cancelled)
+                } else if failure.is_retryable() && number <= retries && !cancelled {
+                    (TaskState::UpForRetry, TaskState::Failed)
+                } else {
+                    (TaskState::Failed, TaskState::Failed)
+                };
+                t.state = state;
+                t.failure = Some(why.clone());
+                let result = self.store.end_attempt(
+                    &self.run.run_id,
+                    &key,
+                    number,
+                    attempt_state,
+                    end.duration,
+                    &failure.describe(),
+                    state,
+                    Some(&why),
+                );
+                self.record(result);
+                if state == TaskState::UpForRetry {
+                    let delay = retry_delay(&settings, number);
+                    let why = format!("attempt {number} of {}: {why}", retries + 1);
+                    self.progress.retrying(index, &label, &why, delay);
+                    queue_retry(&mut self.jobs, &mut self.job_tasks, index, delay, self.cancel.0.subscribe());
+                    self.tasks[index].queued = true;
+                } else {
+                    let why = if number > 1 { format!("{why} (after {number} attempts)") } else { why };
+                    self.progress.finished(index, &label, state, took, Some(&why));
+                    self.settle(self.dependents[index].clone());
+                }
+            }
+        }
+    }
+
+    /// The run's state from its tasks'.
+    fn run_state(&self) -> RunState {
+        let any = |s: TaskState| self.tasks.iter().any(|t| t.state == s);
+        if any(TaskState::Cancelled) {
+            RunState::Cancelled
+        } else if self.tasks.iter().all(|t| t.state == TaskState::Success) {
+            RunState::Success
+        } else {
+            RunState::Failed
+        }
+    }
+
+    fn summaries(&self) -> Vec<TaskSummary> {
+        self.run
+            .plan
+            .tasks
+            .iter()
+            .zip(&self.tasks)
+            .map(|(planned, t)| TaskSummary {
+                key: planned.key.clone(),
+                state: t.state,
+                attempts: t.attempts,
+                duration: match (t.first_start, t.last_end) {
+                    (Some(start), Some(end)) => end.saturating_duration_since(start),
+                    _ => Duration::ZERO,
+                },
+                failure: t.failure.clone(),
+                log: t.log.clone(),
+                dbt: t.dbt.clone(),
+            })
+            .collect()
+    }
+}
+
+/// Waits out a retry delay as a job, ending early when the run is cancelled.
+fn queue_retry(
+    jobs: &mut JoinSet<JobDone>,
+    job_tasks: &mut HashMap<tokio::task::Id, usize>,
+    index: usize,
+    delay: Duration,
+    mut cancel: watch::Receiver<CancelLevel>,
+) {
+    let handle = jobs.spawn(async move {
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            _ = async {
+                while cancel.changed().await.is_ok() {
+                    if *cancel.borrow() != CancelLevel::None {
+                        return;
+                    }
+                }
+                std::future::pending::<()>().await;
+            } => {}
+        }
+        JobDone::RetryDue { index }
+    });
+    job_tasks.insert(handle.id(), index);
+}
+
+impl AttemptJob {
+    fn pipeline(&self) -> &PlannedPipeline {
+        &self.plan.pipelines[self.plan.tasks[self.index].pipeline]
+    }
+
+    /// Runs the attempt, within the task's `execution_timeout`.
+    async fn run(mut self) -> AttemptEnd {
+        let started = Instant::now();
+        let timeout =
+            self.plan.tasks[self.index].task.settings.execution_timeout.value.map(|t| Duration::from_secs(t.as_secs()));
+        let plan = Arc::clone(&self.plan);
+        let operation = &plan.tasks[self.index].task.operation;
+        let (outcome, dbt) = match operation {
+            Operation::Shell { command, env } => (self.shell(command, env, timeout).await, None),
+            Operation::Dbt(invocation) => {
+                let project = self.dbt_dir(false);
+                let profiles = self.dbt_dir(true);
+                let state = self.dbt_state_dir();
+                let word = |a: &DbtArg| match a {
+                    DbtArg::Literal(s) => s.clone(),
+                    DbtArg::ProjectDir => project.display().to_string(),
+                    DbtArg::ProfilesDir => profiles.display().to_string(),
+                    DbtArg::StateDir => state.display().to_string(),
+                };
+                let args: Vec<String> = invocation.args.iter().map(word).collect();
+                let executable = if invocation.executable.contains('/') {
+                    self.pipeline().spec_dir.join(&invocation.executable).display().to_string()
+                } else {
+                    invocation.executable.clone()
+                };
+                if invocation.deps_first {
+                    let deps = [
+                        DbtArg::Literal("deps".into()),
+                        DbtArg::Literal("--project-dir".into()),
+                        DbtArg::ProjectDir,
+                        DbtArg::Literal("--profiles-dir".into()),
+                        DbtArg::ProfilesDir,
+                    ];
+                    let command = CommandLine {
+                        program: executable.clone(),
+                        args: deps.iter().map(word).collect(),
+                        cwd: project.clone(),
+                        env: self.context_env(),
+                    };
+                    if let Err(failure) = self.subprocess(&command, timeout).await {
+                        self.log.note("dbt deps failed; the command was not run");
+                        return AttemptEnd { outcome: Err(failure), duration: started.elapsed(), dbt: None };
+                    }
+                }
+                let command = CommandLine { program: executable, args, cwd: project.clone(), env: self.context_env() };
+                let not_before = SystemTime::now();
+                let mut outcome = self.subprocess(&command, timeout).await;
+                if invocation.save_artifacts {
+                    self.save_dbt_artifacts(&project, outcome.is_ok());
+                }
+                if invocation.tolerate_failure && outcome.is_err() {
+                    self.log.note("dbt failed; tolerated (freshness policy: warn)");
+                    outcome = Ok(());
+                }
+                let path = dbt_results::results_path(&project);
+                let results = if invocation.command.writes_run_results() {
+                    match DbtRunResults::read(&path, Some(not_before)) {
+                        Ok(results) => results,
+                        Err(e) => {
+                            self.log.note(&e.to_string());
+                            None
+                        }
+                    }
+                } else {
+                    None
+                };
+                if let Some(r) = &results {
+                    self.log.note(&format!("dbt results: {}", r.counts_line()));
+                }
+                (outcome, results)
+            }
+            Operation::DbtResults { dbt_task } => {
+                let path = dbt_results::results_path(&self.dbt_dir(false));
+                let results = match self.upstream_dbt.take() {
+                    Some(results) => Ok(Some(results)),
+                    None => DbtRunResults::read(&path, None),
+                };
+                match results {
+                    Ok(Some(results)) => {
+                        self.log.note(&format!("dbt results of {dbt_task}: {}", results.counts_line()));
+                        for f in &results.failures {
+                            let message = f.message.as_deref().unwrap_or("");
+                            self.log.note(&format!("{} {}: {message}", f.status, f.unique_id));
+                        }
+                    }
+                    Ok(None) => self.log.note(&format!("dbt wrote no run results at {}", path.display())),
+                    Err(e) => self.log.note(&e.to_string()),
+                }
+                (Ok(()), None)
+            }
+            Operation::Sensor(target) => {
+                let outcome = if self.plan.tasks[self.index].awaits.is_empty() {
+                    let wait = sensor::poll_store(
+                        &self.state_dir,
+                        target,
+                        self.logical_date,
+                        &mut self.log,
+                        self.cancel.clone(),
+                    );
+                    match timeout {
+                        Some(limit) => match tokio::time::timeout(limit, wait).await {
+                            Ok(result) => result.map_err(Failure::from),
+                            Err(_) => Err(Failure::TimedOut(limit)),
+                        },
+                        None => wait.await.map_err(Failure::from),
+                    }
+                } else {
+                    let result = sensor::in_run(&self.awaited);
+                    if result.is_ok() {
+                        self.log.note("the awaited tasks succeeded in this run");
+                    }
+                    result.map_err(Failure::from)
+                };
+                (outcome, None)
+            }
+            Operation::Join => (Ok(()), None),
+            Operation::Load { step, plan: load_plan } => {
+                let pipeline = &plan.pipelines[plan.tasks[self.index].pipeline];
+                let mut ctx = LoadContext {
+                    run_id: &self.run_id,
+                    logical_date: self.logical_date,
+                    spec: &pipeline.spec,
+                    spec_dir: &pipeline.spec_dir,
+                    log: &mut self.log,
+                };
+                (load::run_load(load_plan, *step, &mut ctx).await.map_err(Failure::Load), None)
+            }
+        };
+        AttemptEnd { outcome, duration: started.elapsed(), dbt }
+    }
+
+    /// The dbt project folder (or profiles folder) on this machine: the spec's local paths,
+    /// not the `deploy` ones.
+    fn dbt_dir(&self, profiles: bool) -> PathBuf {
+        let pipeline = self.pipeline();
+        match &pipeline.spec.dbt {
+            Some(dbt) => {
+                let relative =
+                    if profiles { dbt.profiles_dir.as_ref().unwrap_or(&dbt.project_dir) } else { &dbt.project_dir };
+                pipeline.spec_dir.join(&relative.0)
+            }
+            None => pipeline.spec_dir.clone(),
+        }
+    }
+
+    /// Where `--state` reads the previous successful run's manifest: `dbt.artifacts.path`'s
+    /// `state/`, or `.fhirflow/dbt-state` beside the spec (an S3 store is not fetched by `run`).
+    fn dbt_state_dir(&self) -> PathBuf {
+        let pipeline = self.pipeline();
+        match pipeline.spec.dbt.as_ref().and_then(|d| d.artifacts.as_ref()).and_then(|a| a.path.as_ref()) {
+            Some(path) => PathBuf::from(path).join("state"),
+            None => pipeline.spec_dir.join(".fhirflow").join("dbt-state"),
+        }
+    }
+
+    /// Copies `target/*.json` and `logs/dbt.log` to the artifacts store, as the Airflow tasks
+    /// do; after a success the manifest becomes the state `state:` selectors read. A copy that
+    /// fails is logged, never fatal.
+    fn save_dbt_artifacts(&mut self, project: &std::path::Path, succeeded: bool) {
+        let key = &self.plan.tasks[self.index].key;
+        let store = self.dbt_state_dir().parent().map(std::path::Path::to_path_buf).unwrap_or_default();
+        let run_dir = store.join("runs").join(&key.pipeline).join(self.run_id.to_string()).join(&key.task);
+        let copy = || -> std::io::Result<()> {
+            std::fs::create_dir_all(&run_dir)?;
+            for entry in std::fs::read_dir(project.join("target"))? {
+                let path = entry?.path();
+                if path.extension().is_some_and(|e| e == "json") {
+                    std::fs::copy(&path, run_dir.join(path.file_name().unwrap_or_default()))?;
+                }
+            }
+            let log = project.join("logs").join("dbt.log");
+            if log.is_file() {
+                std::fs::copy(&log, run_dir.join("dbt.log"))?;
+            }
+            let manifest = project.join("target").join("manifest.json");
+            if succeeded && manifest.is_file() {
+                let state = store.join("state");
+                std::fs::create_dir_all(&state)?;
+                let partial = state.join(format!(".manifest.json.{}", std::process::id()));
+                std::fs::copy(&manifest, &partial)?;
+                std::fs::rename(&partial, state.join("manifest.json"))?;
+            }
+            Ok(())
+        };
+        match copy() {
+            Ok(()) => self.log.note(&format!("dbt artifacts saved to {}", run_dir.display())),
+            Err(e) => self.log.note(&format!("could not save dbt artifacts to {}: {e}", run_dir.display())),
+        }
+    }
+
+    /// Variables every subprocess gets, so a command can tell which run and try it is in.
+    fn context_env(&self) -> BTreeMap<String, String> {
+        let key = &self.plan.tasks[self.index].key;
+        BTreeMap::from([
+            ("FHIRFLOW_RUN_ID".to_owned(), self.run_id.to_string()),
+            ("FHIRFLOW_PIPELINE".to_owned(), key.pipeline.clone()),
+            ("FHIRFLOW_TASK".to_owned(), key.task.clone()),
+            ("FHIRFLOW_TRY_NUMBER".to_owned(), self.number.to_string()),
+            ("FHIRFLOW_LOGICAL_DATE".to_owned(), self.logical_date.format("%Y-%m-%dT%H:%M:%SZ").to_string()),
+        ])
+    }
+
+    async fn shell(
+        &mut self,
+        command: &str,
+        env: &BTreeMap<String, String>,
+        timeout: Option<Duration>,
+    ) -> Result<(), Failure> {
+        let key = &self.plan.tasks[self.index].key;
+        let values = TemplateValues {
+            logical_date: self.logical_date,
+            run_id: &self.run_id,
+            pipeline: &key.pipeline,
+            task: &key.task,
+            try_number: self.number,
+        };
+        let rendered = template::render(command, &values).map_err(|why| {
+            self.log.note(&why);
+            Failure::Template(why)
+        })?;
+        let mut all_env = self.context_env();
+        all_env.extend(env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let line = CommandLine {
+            program: "bash".to_owned(),
+            args: vec!["-c".to_owned(), rendered],
+            cwd: self.pipeline().spec_dir.clone(),
+            env: all_env,
+        };
+        self.subprocess(&line, timeout).await
+    }
+
+    async fn subprocess(&mut self, command: &CommandLine, timeout: Option<Duration>) -> Result<(), Failure> {
+        let (index, number, pids) = (self.index, self.number, self.pids.clone());
+        let end = process::run(command, timeout, self.grace, &mut self.log, self.cancel.clone(), |pid| {
+            let _ = pids.send((index, number, pid));
+        })
+        .await;
+        match end {
+            ProcessEnd::Exited(0) => Ok(()),
+            ProcessEnd::Exited(code) => Err(Failure::Exit(code)),
+            ProcessEnd::Signalled(signal) => Err(Failure::Signal(signal)),
+            ProcessEnd::TimedOut(after) => Err(Failure::TimedOut(after)),
+            ProcessEnd::Cancelled => Err(Failure::Cancelled),
+            ProcessEnd::SpawnFailed(e) => {
+                let why = format!("cannot start {}: {e}", command.program);
+                self.log.note(&why);
+                Err(Failure::Spawn(why))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::{Origin, Resolved};
+    use crate::spec::{Duration as SpecDuration, TaskSettings};
+
+    fn settings(delay: u64, exponential: bool) -> Settings {
+        let mut s = Settings::resolve(&TaskSettings::default(), &TaskSettings::default(), &TaskSettings::default());
+        s.retry_delay = Resolved { value: SpecDuration::from_secs(delay), origin: Origin::Stage };
+        s.retry_exponential_backoff = Resolved { value: exponential, origin: Origin::Stage };
+        s
+    }
+
+    #[test]
+    fn retry_delays_are_fixed_or_double_up_to_a_day() {
+        let fixed = settings(300, false);
+        assert_eq!(retry_delay(&fixed, 1), Duration::from_secs(300));
+        assert_eq!(retry_delay(&fixed, 5), Duration::from_secs(300));
+        let doubling = settings(300, true);
+        let delays: Vec<u64> = (1..=4).map(|n| retry_delay(&doubling, n).as_secs()).collect();
+        assert_eq!(delays, [300, 600, 1200, 2400]);
+        assert_eq!(retry_delay(&doubling, 20), MAX_RETRY_DELAY);
+        assert_eq!(retry_delay(&doubling, 400), MAX_RETRY_DELAY, "no overflow");
+        assert_eq!(retry_delay(&settings(0, true), 3), Duration::ZERO);
+        let long = settings(2 * 86_400, true);
+        assert_eq!(retry_delay(&long, 1), Duration::from_secs(2 * 86_400), "a delay set above the cap is kept");
+    }
+
+    #[test]
+    fn which_failures_are_retried() {
+        assert!(Failure::Exit(3).is_retryable());
+        assert!(Failure::TimedOut(Duration::from_secs(1)).is_retryable());
+        assert!(!Failure::Cancelled.is_retryable());
+        assert!(!Failure::Template("x".into()).is_retryable());
+        assert!(!Failure::SensorTimedOut(Duration::from_secs(1)).is_retryable());
+        let load = load::LoadError::NotRunnable { task: "t".into(), stage: "s".into() };
+        assert!(!Failure::Load(load).is_retryable());
+    }
+
+    #[test]
+    fn run_ids_sort_by_start_time() {
+        let id = new_run_id();
+        assert_eq!(id.len(), "20260101T000000Z-0000".len(), "{id}");
+        assert!(id.ends_with(|c: char| c.is_ascii_hexdigit()));
+    }
+}
