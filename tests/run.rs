@@ -591,3 +591,54 @@ pipelines:
         "{stdout}"
     );
 }
+
+/// The per-model graph runs directly: one dbt process per node in dbt's order, tests after
+/// their models, every task's artifacts saved, and the marts built for real.
+#[test]
+fn per_model_mode_runs_each_dbt_node_in_order() {
+    let Some(venv) = std::env::var_os("FHIRFLOW_DBT_VENV").map(PathBuf::from) else {
+        eprintln!("skipped: FHIRFLOW_DBT_VENV is not set (scripts/test.sh sets it to the dbt venv)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&repo().join("tests/fixtures/dbt_modes"), &dir.path().join("dbt"));
+    let spec = dir.path().join("p.yaml");
+    std::fs::write(
+        &spec,
+        format!(
+            r#"
+version: 1
+dbt:
+  project_dir: dbt
+  executable: {}
+  manifest: dbt/manifest.json
+  artifacts: {{path: {}}}
+pipelines:
+  nightly:
+    stages:
+      dbt: {{kind: dbt, command: build, dbt_mode: per_model, tests: after_each}}
+"#,
+            venv.join("bin/dbt").display(),
+            dir.path().join("artifacts").display()
+        ),
+    )
+    .unwrap();
+    // One at a time: DuckDB lets one process write the file, and each task is a dbt process.
+    let out = fhirflow()
+        .arg("run")
+        .arg(&spec)
+        .args(["--quiet", "--max-parallel", "1", "--format", "json"])
+        .env("DBT_DUCKDB_PATH", dir.path().join("clinic.duckdb"))
+        .output()
+        .unwrap();
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", text(&out.stderr));
+    let summary: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let states = states(&summary);
+    assert!(states.iter().all(|s| s.ends_with("=success")), "{states:?}");
+    assert!(states.contains(&"nightly.marts.dim_patients_test=success".to_owned()), "{states:?}");
+    let run_id = summary["run_id"].as_str().unwrap();
+    let saved = dir.path().join("artifacts/runs/nightly").join(run_id).join("marts.dim_patients_run");
+    assert!(saved.join("run_results.json").is_file(), "{}", saved.display());
+    assert!(dir.path().join("artifacts/state/manifest.json").is_file());
+}
