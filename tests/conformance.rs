@@ -385,3 +385,64 @@ fn airflow_dags_test_runs_the_per_model_dag_for_real() {
     }
     assert!(dir.path().join("artifacts/state/manifest.json").is_file(), "the state manifest is kept");
 }
+
+/// A failing task POSTs its failure to the webhook named by `failure_webhook_env`, for real:
+/// `airflow dags test` runs the task, and a server on 127.0.0.1 started here receives it.
+#[test]
+fn a_failed_task_calls_the_failure_webhook() {
+    let Some(airflow) = venv("FHIRFLOW_AIRFLOW_VENV") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let received = dir.path().join("received.json");
+    let server = r#"
+import http.server, sys
+out = sys.argv[1]
+class Hook(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        with open(out, "wb") as f:
+            f.write(body)
+        self.send_response(204)
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+httpd = http.server.HTTPServer(("127.0.0.1", 0), Hook)
+print(httpd.server_address[1], flush=True)
+httpd.timeout = 300
+httpd.handle_request()
+"#;
+    let mut child = Command::new(airflow.join("bin/python"))
+        .arg("-c")
+        .arg(server)
+        .arg(&received)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut port = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut port).unwrap();
+    let spec = dir.path().join("alerts.yaml");
+    std::fs::write(
+        &spec,
+        "version: 1\ndefaults: {retries: 0, failure_webhook_env: FHIRFLOW_TEST_WEBHOOK, start_date: '2026-01-01'}\n\
+         pipelines:\n  alerts:\n    schedule: '0 3 * * *'\n    stages:\n      breaks: {kind: shell, command: 'exit 3'}\n",
+    )
+    .unwrap();
+    fhirflow().arg("apply").arg(&spec).assert().success();
+    let status = Command::new("bash")
+        .arg(repo().join("tests/conformance/airflow_dags_test.sh"))
+        .arg(&airflow)
+        .arg(dir.path().join("dags"))
+        .arg("alerts")
+        .arg("")
+        .env("FHIRFLOW_TEST_WEBHOOK", format!("http://127.0.0.1:{}/hook", port.trim()))
+        .status()
+        .unwrap();
+    assert!(!status.success(), "the run fails");
+    let _ = child.kill();
+    let body: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&received).expect("the webhook was called")).unwrap();
+    assert_eq!(body["dag_id"], "alerts");
+    assert_eq!(body["task_id"], "breaks");
+    assert!(body["text"].as_str().unwrap().contains("alerts.breaks"), "{body}");
+}
