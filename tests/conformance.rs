@@ -326,6 +326,36 @@ fn per_model_dags_match_dbts_graph_edge_for_edge() {
             .arg(dir.path().join("dbt/target/manifest.json"))
             .arg(tests));
     }
+    // A compile-time selection picks the nodes `dbt ls` picks, and keeps dbt's edges between them.
+    let (select, exclude) = ("['+fct_visits', 'stg_patients+']", "['raw_patients', 'resource_type:snapshot']");
+    let stage = format!(
+        "{{kind: dbt, command: build, dbt_mode: per_model, tests: none, select: {select}, exclude: {exclude}}}"
+    );
+    let spec = modes_spec(dir.path(), "selected", &dbt, 3, &stage);
+    let out = dir.path().join("out-selected");
+    apply(&spec, &out);
+    let listed = run(Command::new(dbt.join("bin/dbt"))
+        .args(["ls", "--quiet", "--output", "json", "--output-keys", "unique_id"])
+        .args(["--resource-type", "model", "--resource-type", "seed", "--resource-type", "snapshot"])
+        .args(["--select", "+fct_visits", "stg_patients+", "--exclude", "raw_patients", "resource_type:snapshot"])
+        .arg("--project-dir")
+        .arg(dir.path().join("dbt"))
+        .arg("--profiles-dir")
+        .arg(dir.path().join("dbt")));
+    let ids: Vec<String> = listed
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["unique_id"].as_str().map(str::to_owned))
+        .collect();
+    assert!(ids.contains(&"model.clinic.dim_patients".to_owned()) && !ids.iter().any(|i| i.contains("raw_patients")));
+    std::fs::write(dir.path().join("selected.json"), serde_json::to_string(&ids).unwrap()).unwrap();
+    run(Command::new(airflow.join("bin/python"))
+        .arg(repo().join("tests/conformance/per_model_check.py"))
+        .arg(out.join("dags"))
+        .arg("modes")
+        .arg(dir.path().join("dbt/target/manifest.json"))
+        .arg("none")
+        .arg(dir.path().join("selected.json")));
 }
 
 /// The same spec in all three modes, switched by `dbt_mode` alone: each loads in Airflow and

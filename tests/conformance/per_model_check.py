@@ -2,16 +2,19 @@
 
 Usage (with the python of a venv that has apache-airflow 3.3 or 2.11 installed):
 
-    python per_model_check.py DAGS_DIR DAG_ID MANIFEST_JSON PLACEMENT
+    python per_model_check.py DAGS_DIR DAG_ID MANIFEST_JSON PLACEMENT [SELECTED_JSON]
 
 PLACEMENT is the stage's `tests:` (none, after_each, after_layer or build). This script
 shares no code with fhirflow: it derives the expected graph from the manifest itself.
 
+* SELECTED_JSON, when given, lists the unique ids `dbt ls --select … --exclude …` printed for
+  the stage's selection; only those nodes (minus ephemeral models) may have tasks.
 * Which node a task runs is read from its real command line in the DagBag: the word after
   `--select` (a node name, or `path:<file>`). Every model, seed and snapshot that is not
   ephemeral must have exactly one task, and no other node may.
 * dbt's edges between those nodes are `depends_on.nodes`, followed through ephemeral models
-  (which are compiled into their children and run as no task).
+  (which are compiled into their children and run as no task) and through nodes the
+  selection leaves out.
 * `none` and `build`: the DAG's edges between node tasks equal dbt's edges, exactly.
 * `after_each` and `after_layer`: tests sit between a model and its children, so the check
   is on reachability: with `after_each`, node task B is downstream of node task A in the DAG
@@ -63,7 +66,7 @@ def selected(words: list[str]) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 5:
+    if len(argv) not in (5, 6):
         print(__doc__, file=sys.stderr)
         return 2
     dags_dir, dag_id, manifest_path, placement = Path(argv[1]).resolve(), argv[2], Path(argv[3]), argv[4]
@@ -79,22 +82,26 @@ def main(argv: list[str]) -> int:
         for uid, n in nodes.items()
         if n["resource_type"] in ("model", "seed", "snapshot") and n["package_name"] == project and not ephemeral(uid)
     }
+    if len(argv) == 6:
+        listed = set(json.loads(Path(argv[5]).read_text()))
+        runnable &= listed
     by_name = defaultdict(list)
     by_path = {}
     for uid in runnable:
         by_name[nodes[uid]["name"]].append(uid)
         by_path["path:" + nodes[uid]["original_file_path"]] = uid
 
-    def real_parents(uid, seen=None):
-        """Non-ephemeral nodes a node waits for, through ephemeral models."""
+    def real_parents(uid):
+        """The task nodes a node waits for: through ephemeral models and, as in dbt's own run
+        queue for a selection, through nodes left out of it."""
         out = set()
         for parent in nodes[uid]["depends_on"].get("nodes", []):
             if parent not in nodes:
                 continue  # a source
-            if ephemeral(parent):
-                out |= real_parents(parent)
-            elif parent in runnable:
+            if parent in runnable:
                 out.add(parent)
+            else:
+                out |= real_parents(parent)
         return out
 
     expected_edges = {(p, uid) for uid in runnable for p in real_parents(uid)}
