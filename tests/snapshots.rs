@@ -48,6 +48,9 @@ fn diagnostics(text: &str) -> String {
     }
 }
 
+/// A spec head with the dbt_modes fixture's manifest, as seen from `pipelines/`.
+const MODES: &str = "version: 1\ndbt: {project_dir: dbt, manifest: ../tests/fixtures/dbt_modes/manifest.json}\n";
+
 const BASE: &str = "version: 1\npipelines:\n  up:\n    schedule: \"*/7 * * * *\"\n    stages:\n      load: {kind: shell, command: echo load}\n  down:\n    schedule: \"*/10 * * * *\"\n    stages:\n";
 
 #[test]
@@ -95,6 +98,18 @@ fn diagnostic_texts() {
         (
             "warnings",
             "version: 1\ndbt: {project_dir: dbt}\nconnections: {lake: {type: s3, bucket: lake-bucket}, wh: {type: snowflake}}\npipelines:\n  p:\n    stages:\n      l: {kind: copy_into, source: {connection: lake, prefix: x/}, target: {connection: wh, table: T, stage: S}, watermark_table: W}\n      r: {kind: dbt, command: run, after: [l]}\n".to_owned(),
+        ),
+        (
+            "manifest_models",
+            format!("{MODES}layers:\n  staging: {{models: [stg_patientz, stg_visits]}}\npipelines:\n  p:\n    stages:\n      b: {{kind: dbt, command: build, retries: 1, dbt_mode: per_model}}\n"),
+        ),
+        (
+            "manifest_version",
+            "version: 1\ndbt: {project_dir: dbt, manifest: ../tests/fixtures/manifest_v11.json}\npipelines:\n  p:\n    stages:\n      b: {kind: dbt, command: build, retries: 1, dbt_mode: per_model}\n".to_owned(),
+        ),
+        (
+            "state_and_operator",
+            format!("{MODES}pipelines:\n  p:\n    defaults: {{operator: docker}}\n    stages:\n      b: {{kind: dbt, command: build, retries: 1, dbt_mode: single, select: ['state:modified+']}}\n"),
         ),
     ];
     for (name, text) in cases {
