@@ -107,6 +107,26 @@ fn full_id(group: &[String], local: &str) -> String {
     id
 }
 
+/// Two groups whose tasks wait for each other through their layer test tasks, if any: the
+/// tasks would form a cycle.
+fn group_cycle(planned: &[Planned]) -> Option<(String, String)> {
+    let index: HashMap<&str, usize> = planned.iter().enumerate().map(|(i, t)| (t.id.as_str(), i)).collect();
+    let mut graph = petgraph::graph::DiGraph::<usize, ()>::new();
+    let nodes: Vec<_> = (0..planned.len()).map(|i| graph.add_node(i)).collect();
+    for (i, t) in planned.iter().enumerate() {
+        for u in &t.upstream {
+            if let Some(&j) = index.get(u.as_str()) {
+                graph.add_edge(nodes[j], nodes[i], ());
+            }
+        }
+    }
+    let cycle = petgraph::algo::tarjan_scc(&graph).into_iter().find(|c| c.len() > 1)?;
+    let mut groups: BTreeSet<String> = cycle.iter().map(|n| planned[graph[*n]].group.join(".")).collect();
+    let a = groups.pop_first().unwrap_or_default();
+    let b = groups.pop_first().unwrap_or_else(|| a.clone());
+    Some((a, b))
+}
+
 /// One task of an expanded stage, before it becomes a [`Task`].
 struct Planned {
     id: String,
@@ -712,6 +732,19 @@ impl Lowering<'_> {
             task.upstream = parents;
             planned.push(task);
         }
+        if placement == TestPlacement::AfterLayer
+            && let Some((a, b)) = group_cycle(&planned)
+        {
+            self.error(
+                Diagnostic::error(
+                    "layers-feed-each-other",
+                    format!("with `tests: after_layer`, groups `{a}` and `{b}` would wait for each other's tests"),
+                )
+                .at(self.doc.span(&format!("{pointer}/tests")), "")
+                .help("a model of each feeds the other; use `tests: after_each`, or group so that layers run in one direction"),
+            );
+            return None;
+        }
         Some(planned)
     }
 
@@ -765,6 +798,21 @@ mod tests {
     fn compile(stage: &str, extra: &str) -> Result<PipelineGraph, Vec<String>> {
         let spec = format!(
             "version: 1\ndbt:\n  project_dir: fixtures/dbt_modes\n  manifest: fixtures/dbt_modes/manifest.json\n  deploy: {{project_dir: /opt/dbt}}\n{extra}layers:\n  staging: {{models: [stg_patients, stg_visits]}}\n  intermediate: {{models: [int_visit_counts]}}\n  marts: {{models: [dim_patients, fct_visits]}}\npipelines:\n  p:\n    stages:\n      dbt: {stage}\n"
+        );
+        let name = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/spec.yaml");
+        crate::compile(SourceFile::new(name, spec)).map(|c| c.graph).map_err(|ds| {
+            ds.sorted()
+                .iter()
+                .filter(|d| d.severity == crate::diagnostic::Severity::Error)
+                .map(|d| d.render())
+                .collect()
+        })
+    }
+
+    /// Like [`compile`], with other `layers`.
+    fn compile_with_layers(stage: &str, layers: &str) -> Result<PipelineGraph, Vec<String>> {
+        let spec = format!(
+            "version: 1\ndbt:\n  project_dir: fixtures/dbt_modes\n  manifest: fixtures/dbt_modes/manifest.json\n{layers}pipelines:\n  p:\n    stages:\n      dbt: {stage}\n"
         );
         let name = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/spec.yaml");
         crate::compile(SourceFile::new(name, spec)).map(|c| c.graph).map_err(|ds| {
@@ -868,6 +916,19 @@ mod tests {
         let ids: Vec<&str> = p.tasks.iter().map(|t| t.id.as_str()).collect();
         assert_eq!(ids, ["dbt_deps", "raw_visits_build", "stg_visits_build", "fct_visits_build"]);
         assert!(argv(&g, "fct_visits_build").ends_with("--select fct_visits --indirect-selection buildable"));
+    }
+
+    #[test]
+    fn after_layer_rejects_groups_that_feed_each_other() {
+        // Folders staging and marts feed each other once fct_visits sits in `staging`'s layer.
+        let errors = compile("{kind: dbt, command: build, dbt_mode: per_model, tests: after_layer}", "");
+        assert!(errors.is_ok(), "the fixture's layers run one way");
+        let spec_layers =
+            "layers:\n  staging: {models: [stg_patients, fct_visits]}\n  marts: {models: [dim_patients, stg_visits]}\n";
+        let errors =
+            compile_with_layers("{kind: dbt, command: build, dbt_mode: per_model, tests: after_layer}", spec_layers)
+                .unwrap_err();
+        assert!(errors.iter().any(|e| e.contains("would wait for each other's tests")), "{errors:?}");
     }
 
     #[test]
