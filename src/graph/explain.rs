@@ -78,6 +78,13 @@ pub fn explain(graph: &PipelineGraph, doc: &Document, selector: &str) -> Result<
             if settings.email.value.is_empty() { "none".to_owned() } else { settings.email.value.join(", ") },
             settings.email.origin,
         ),
+        (
+            "failure_webhook_env",
+            settings.failure_webhook_env.value.as_ref().map_or_else(|| "none".to_owned(), |e| e.0.clone()),
+            settings.failure_webhook_env.origin,
+        ),
+        ("dbt_mode", settings.dbt_mode.value.map_or("none", |m| m.as_str()).to_owned(), settings.dbt_mode.origin),
+        ("operator", settings.operator.value.as_str().to_owned(), settings.operator.origin),
     ];
     for (name, value, origin) in rows {
         let pointer = setting_pointer(origin, &pipeline.id, Some(&stage), name);
