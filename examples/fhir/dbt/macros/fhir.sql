@@ -1,0 +1,171 @@
+{#- Helpers for reading FHIR R4 JSON with DuckDB's JSON functions.
+    `x -> 'k'` is JSON, `x ->> 'k'` is text, `x -> 0` indexes an array. Lambdas use DuckDB's
+    `lambda x: ...` form, since `x -> ...` would be read as JSON extraction.
+    Mind the arrows' precedence in DuckDB: `a = j ->> 'k'` is read as `(a = j) ->> 'k'`, and
+    `j -> 'k' is null` as `j -> ('k' is null)`. An arrow chain that is not the left operand of a
+    comparison is therefore always put in parentheses. -#}
+
+
+{#- One row per bundle entry that carries a resource of one of `resource_types` (a name or a
+    list; none for every type), from raw.fhir_bundles:
+      file_key, loaded_at, bundle_type, full_url, resource_type, resource_id, resource (JSON).
+    Any bundle type is read: Synthea writes patient bundles as `transaction` and the hospital and
+    practitioner files as `batch`, whose entries also carry `request` (POST, ifNoneExist) that is
+    ignored here; entries without a resource (DELETE requests, responses) are skipped.
+    A resource without an `id` (allowed in transactions) takes the last segment of its fullUrl.
+    The same resource in several files is kept once: the most recently loaded file wins.
+    In an incremental run only bundles loaded in the lookback window are parsed. -#}
+{% macro fhir_resources(resource_types=none) -%}
+    {%- if resource_types is string -%}{%- set resource_types = [resource_types] -%}{%- endif -%}
+    with bundles as (
+        -- Everything taken from the bundle itself is computed here, once per bundle: after the
+        -- unnest DuckDB would re-parse the whole (up to hundreds of MB) bundle for every entry.
+        select
+            file_key,
+            loaded_at,
+            bundle ->> 'type' as bundle_type,
+            from_json(bundle -> 'entry', '["json"]') as entries
+        from {{ source('raw', 'fhir_bundles') }}
+        {{- incremental_window() }}
+    ),
+
+    entries as (
+        select file_key, loaded_at, bundle_type, unnest(entries) as entry
+        from bundles
+    ),
+
+    resources as (
+        select
+            file_key,
+            loaded_at,
+            bundle_type,
+            entry ->> 'fullUrl' as full_url,
+            entry -> 'resource' ->> 'resourceType' as resource_type,
+            coalesce(
+                entry -> 'resource' ->> 'id',
+                regexp_extract(entry ->> 'fullUrl', '([^/:]+)$', 1)
+            ) as resource_id,
+            entry -> 'resource' as resource
+        from entries
+    )
+
+    select *
+    from resources
+    where resource_type is not null
+    {%- if resource_types is not none %}
+        and resource_type in ({% for t in resource_types %}'{{ t }}'{% if not loop.last %}, {% endif %}{% endfor %})
+    {%- endif %}
+    qualify row_number() over (
+        partition by resource_type, resource_id
+        order by loaded_at desc, file_key desc
+    ) = 1
+{%- endmacro %}
+
+
+{#- In an incremental run: only the bundles loaded since (newest loaded_at already in this
+    model) minus var('staging_lookback_days'). -#}
+{% macro incremental_window() -%}
+    {%- if is_incremental() %}
+        where loaded_at > (
+            select coalesce(max(loaded_at), timestamptz '-infinity') from {{ this }}
+        ) - to_days({{ var('staging_lookback_days', 7) | int }})
+    {%- endif -%}
+{%- endmacro %}
+
+
+{#- A reference as written, made comparable with int_reference_map.reference: the query of a
+    conditional reference (`Practitioner?identifier=http://hl7.org/fhir/sid/us-npi|9999…`) may be
+    percent-encoded (`…us-npi%7C9999…`), so it is decoded. -#}
+{% macro fhir_ref(reference) -%}
+    case
+        when contains(({{ reference }}), '?') then url_decode(({{ reference }}))
+        else ({{ reference }})
+    end
+{%- endmacro %}
+
+
+{#- A CodeableConcept's first coding: code, system, and display (falling back to the text). -#}
+{% macro cc_code(cc) -%}
+    ({{ cc }} -> 'coding' -> 0 ->> 'code')
+{%- endmacro %}
+
+{% macro cc_system(cc) -%}
+    ({{ cc }} -> 'coding' -> 0 ->> 'system')
+{%- endmacro %}
+
+{% macro cc_display(cc) -%}
+    coalesce(({{ cc }} -> 'coding' -> 0 ->> 'display'), ({{ cc }} ->> 'text'))
+{%- endmacro %}
+
+
+{#- A FHIR dateTime/instant as TIMESTAMPTZ; a partial date ("2024", "2024-05") gives null. -#}
+{% macro fhir_ts(value) -%}
+    try_cast({{ value }} as timestamptz)
+{%- endmacro %}
+
+
+{#- The length of a JSON array (0 when absent), as a BIGINT that range() accepts. -#}
+{% macro json_len(array) -%}
+    coalesce(json_array_length({{ array }}), 0)::bigint
+{%- endmacro %}
+
+
+{#- A JSON array as a DuckDB list of JSON values (an empty list when absent). -#}
+{% macro json_list(array) -%}
+    coalesce(from_json({{ array }}, '["json"]'), [])
+{%- endmacro %}
+
+
+{#- The value[x] of an Observation or of one of its components, as five columns:
+      value_type     the [x] of the element present: Quantity, CodeableConcept, String, Boolean, …
+      value_numeric  valueQuantity.value, valueInteger
+      value_unit     valueQuantity.unit (else its code)
+      value_code     valueCodeableConcept's first coding code
+      value_text     valueString, valueCodeableConcept's display, valueBoolean, valueDateTime,
+                     valueTime
+    All null when the element has no value[x] (e.g. a blood-pressure panel, whose values are
+    in its components). -#}
+{% macro fhir_value_columns(element) -%}
+    substr(list_filter(json_keys({{ element }}), lambda k: starts_with(k, 'value'))[1], 6) as value_type,
+    coalesce(
+        try_cast({{ element }} -> 'valueQuantity' ->> 'value' as double),
+        try_cast({{ element }} ->> 'valueInteger' as double)
+    ) as value_numeric,
+    coalesce(
+        {{ element }} -> 'valueQuantity' ->> 'unit',
+        {{ element }} -> 'valueQuantity' ->> 'code'
+    ) as value_unit,
+    {{ cc_code(element ~ " -> 'valueCodeableConcept'") }} as value_code,
+    coalesce(
+        {{ element }} ->> 'valueString',
+        {{ cc_display(element ~ " -> 'valueCodeableConcept'") }},
+        {{ element }} ->> 'valueBoolean',
+        {{ element }} ->> 'valueDateTime',
+        {{ element }} ->> 'valueTime'
+    ) as value_text
+{%- endmacro %}
+
+
+{#- The nested extension value of a complex US Core extension (race, ethnicity): the
+    valueString of sub-extension `part` (default "text") of the extension with `url`. -#}
+{% macro us_core_extension_text(resource, url, part='text') -%}
+    list_filter(
+        {{ json_list("list_filter(" ~ json_list(resource ~ " -> 'extension'") ~ ", lambda x: (x ->> 'url') = '" ~ url ~ "')[1] -> 'extension'") }},
+        lambda x: (x ->> 'url') = '{{ part }}'
+    )[1] ->> 'valueString'
+{%- endmacro %}
+
+
+{#- The amount of the first ExplanationOfBenefit adjudication (a JSON array) whose category code
+    is one of `codes` or ends with "/<code>" (Blue Button's URLs, e.g.
+    https://bluebutton.cms.gov/resources/variables/line_prvdr_pmt_amt). -#}
+{% macro adjudication_amount(adjudication, codes) -%}
+    try_cast(
+        list_filter(
+            {{ json_list(adjudication) }},
+            lambda a: regexp_extract((a -> 'category' -> 'coding' -> 0 ->> 'code'), '([^/]+)$', 1)
+                in ({% for c in codes %}'{{ c }}'{% if not loop.last %}, {% endif %}{% endfor %})
+        )[1] -> 'amount' ->> 'value'
+        as double
+    )
+{%- endmacro %}
