@@ -57,6 +57,21 @@ impl<'a> AirflowEmitter<'a> {
     /// One DAG file per pipeline.
     pub fn emit(&self) -> Result<Vec<GeneratedFile>, Error> {
         let folder = &self.graph.spec.airflow.dags_folder.0;
+        for p in &self.graph.pipelines {
+            for task in &p.tasks {
+                if let Operation::Load { plan, .. } = &task.operation
+                    && plan.airflow_parts().is_none()
+                {
+                    return Err(Error::Refused {
+                        path: self.layout.place(folder).join(format!("{}.py", p.id)),
+                        reason: format!(
+                            "load `{}` uses a local or duckdb connection, which runs only with `fhirflow run`",
+                            plan.stage
+                        ),
+                    });
+                }
+            }
+        }
         self.graph
             .pipelines
             .iter()
@@ -261,7 +276,9 @@ fn load_kwargs(step: LoadStep, plan: &LoadPlan, uses: &mut BTreeSet<&'static str
     let table = plan.table.quoted();
     let marks = plan.watermark_table.quoted();
     let source = sql_string(plan.stage.as_str());
-    let conn = quoted(&plan.warehouse_conn_id);
+    // AirflowEmitter::emit refuses loads without these first.
+    let Some((s3_conn_id, bucket, warehouse_conn_id, snowflake_stage)) = plan.airflow_parts() else { return };
+    let conn = quoted(warehouse_conn_id);
     let task_ref = |s: LoadStep| quoted(plan.task_id(s));
     match step {
         LoadStep::CreateTables => {
@@ -292,8 +309,8 @@ fn load_kwargs(step: LoadStep, plan: &LoadPlan, uses: &mut BTreeSet<&'static str
                 "op_kwargs".into(),
                 format!(
                     "{{\"aws_conn_id\": {}, \"bucket\": {}, \"prefix\": {}, \"batch_size\": {}, \"watermark_task\": {}}}",
-                    quoted(&plan.s3_conn_id),
-                    quoted(&plan.bucket),
+                    quoted(s3_conn_id),
+                    quoted(bucket),
                     quoted(&plan.prefix),
                     plan.batch_size,
                     task_ref(LoadStep::GetWatermark)
@@ -304,7 +321,7 @@ fn load_kwargs(step: LoadStep, plan: &LoadPlan, uses: &mut BTreeSet<&'static str
             uses.insert("python");
             let head = format!(
                 "COPY INTO {table} (FILE_KEY, LOADED_AT, BUNDLE) FROM (SELECT METADATA$FILENAME, CURRENT_TIMESTAMP(), $1 FROM @{})",
-                plan.snowflake_stage.quoted()
+                snowflake_stage.quoted()
             );
             let tail = "FILE_FORMAT = (TYPE = 'JSON') ON_ERROR = 'ABORT_STATEMENT'";
             kwargs.push(("python_callable".into(), "_copy_files_into".into()));

@@ -1,15 +1,34 @@
-//! The seam where `copy_into` loads plug in.
+//! The native loader: `copy_into` stages under `fhirflow run`.
 //!
-//! A `copy_into` stage lowers to five [`LoadStep`] tasks that share one [`LoadPlan`]. The
-//! scheduler calls [`run_load`] for each; until the native loader lands here, every step fails
-//! at once with [`LoadError::NotRunnable`], which is never retried, and the rest of the graph
-//! runs on. The loader replaces the body of [`run_load`]; nothing else needs to change.
+//! A `copy_into` stage lowers to five [`LoadStep`] tasks that share one [`LoadPlan`]. Each task
+//! can run on its own (`--only`, `--resume`), so no state passes between them: the whole load —
+//! list, skip what is loaded, load one batch, advance the watermark — happens in the `Load` step,
+//! in **one warehouse transaction**, so a load killed at any point leaves either all of its batch
+//! and the new watermark, or none of it. The other steps are real but cheap:
+//!
+//! | step | does |
+//! |---|---|
+//! | `CreateTables` | creates the raw table and the watermark table if missing |
+//! | `GetWatermark` | reads and logs the newest watermark |
+//! | `ListFiles` | lists and logs how many files are new (read only) |
+//! | `Load` | the load above |
+//! | `UpdateWatermark` | logs the watermark the `Load` step wrote in its transaction |
+//!
+//! Runnable now: a `local` folder into an embedded `duckdb` file (cargo feature `duckdb`). S3
+//! sources and Snowflake targets fail at once with [`LoadError::NotRunnable`], never retried.
+
+mod local;
+
+#[cfg(feature = "duckdb")]
+mod duck;
 
 use super::task_log::TaskLog;
-use crate::graph::{LoadPlan, LoadStep};
-use crate::spec::Spec;
+use crate::graph::{LoadPlan, LoadSource, LoadStep, LoadTarget};
+use crate::spec::{Identifier, Spec};
 use chrono::{DateTime, Utc};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+pub use local::SourceFile;
 
 /// What a load step can use while it runs.
 pub struct LoadContext<'a> {
@@ -28,13 +47,45 @@ pub struct LoadContext<'a> {
 /// Why a load step failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LoadError {
-    /// `fhirflow run` has no loader yet.
-    #[error("copy_into is not runnable yet: `fhirflow run` has no native loader for `{task}` (load `{stage}`)")]
+    /// `fhirflow run` has no loader for this source or warehouse yet.
+    #[error(
+        "copy_into is not runnable yet: `fhirflow run` has no native loader for {what} (task `{task}`, load `{stage}`)"
+    )]
     NotRunnable {
         /// The step's task id.
         task: String,
         /// The stage.
         stage: String,
+        /// What is missing, such as "S3 sources".
+        what: String,
+    },
+    /// The spec or the environment does not say enough to run the load (not retried).
+    #[error("load `{stage}`: {message}")]
+    Config {
+        /// The stage.
+        stage: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// Listing or reading the source failed (retried).
+    #[error("load `{stage}`: cannot list {source_name}: {message}")]
+    Source {
+        /// The stage.
+        stage: String,
+        /// The folder or bucket.
+        source_name: String,
+        /// The cause.
+        message: String,
+    },
+    /// The warehouse failed (retried). Nothing of the batch was committed.
+    #[error("load `{stage}`: warehouse {warehouse}: {message}")]
+    Warehouse {
+        /// The stage.
+        stage: String,
+        /// The database file or account.
+        warehouse: String,
+        /// The cause.
+        message: String,
     },
 }
 
@@ -42,14 +93,97 @@ impl LoadError {
     /// Whether another attempt could succeed.
     pub fn is_retryable(&self) -> bool {
         match self {
-            LoadError::NotRunnable { .. } => false,
+            LoadError::NotRunnable { .. } | LoadError::Config { .. } => false,
+            LoadError::Source { .. } | LoadError::Warehouse { .. } => true,
         }
     }
 }
 
+/// A watermark: the newest file loaded so far, by (last modified, key).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Watermark {
+    /// The file's modification time, RFC 3339 with nanoseconds in UTC.
+    pub last_modified: String,
+    /// The file's key.
+    pub last_key: String,
+}
+
+/// Reads a connection setting: the environment variable that `connections.<name>.env.<setting>`
+/// names, when that is set and not empty; else `fallback` (the spec's own value).
+fn setting(spec: &Spec, connection: &Identifier, name: &str, fallback: Option<&str>) -> Option<String> {
+    let variable = spec.connections.get(connection.as_str()).and_then(|c| c.env.get(name));
+    variable.and_then(|v| std::env::var(&v.0).ok()).filter(|v| !v.is_empty()).or_else(|| fallback.map(str::to_owned))
+}
+
+/// A path setting, relative to the spec's folder, made absolute.
+fn path_setting(ctx: &LoadContext<'_>, connection: &Identifier, path: &str) -> PathBuf {
+    let value = setting(ctx.spec, connection, "path", Some(path)).unwrap_or_else(|| path.to_owned());
+    let joined = ctx.spec_dir.join(value);
+    std::path::absolute(&joined).unwrap_or(joined)
+}
+
 /// Runs one step of a load.
 pub async fn run_load(plan: &LoadPlan, step: LoadStep, ctx: &mut LoadContext<'_>) -> Result<(), LoadError> {
-    let error = LoadError::NotRunnable { task: plan.task_id(step).to_owned(), stage: plan.stage.to_string() };
-    ctx.log.note(&error.to_string());
-    Err(error)
+    let not_runnable = |what: &str| LoadError::NotRunnable {
+        task: plan.task_id(step).to_owned(),
+        stage: plan.stage.to_string(),
+        what: what.to_owned(),
+    };
+    let result = match (&plan.source, &plan.target) {
+        (LoadSource::S3 { .. }, _) => Err(not_runnable("S3 sources")),
+        (_, LoadTarget::Snowflake { .. }) => Err(not_runnable("Snowflake warehouses")),
+        (LoadSource::Local { connection: source, path: source_path }, LoadTarget::DuckDb { connection, path }) => {
+            let root = path_setting(ctx, source, source_path);
+            let database = path_setting(ctx, connection, path);
+            local_to_duckdb(plan, step, &root, &database, ctx.log).await
+        }
+    };
+    if let Err(e) = &result {
+        ctx.log.note(&e.to_string());
+    }
+    result
+}
+
+#[cfg(not(feature = "duckdb"))]
+async fn local_to_duckdb(
+    plan: &LoadPlan,
+    _step: LoadStep,
+    _root: &Path,
+    database: &Path,
+    _log: &mut TaskLog,
+) -> Result<(), LoadError> {
+    Err(LoadError::Config {
+        stage: plan.stage.to_string(),
+        message: format!(
+            "this fhirflow was built without the embedded DuckDB, so it cannot load into {}; rebuild with \
+             `DUCKDB_LIB_DIR=$(bash scripts/ensure_libduckdb.sh | tail -n 1) cargo build --release --features duckdb`",
+            database.display()
+        ),
+    })
+}
+
+#[cfg(feature = "duckdb")]
+async fn local_to_duckdb(
+    plan: &LoadPlan,
+    step: LoadStep,
+    root: &Path,
+    database: &Path,
+    log: &mut TaskLog,
+) -> Result<(), LoadError> {
+    let (plan, root, database) = (plan.clone(), root.to_owned(), database.to_owned());
+    // DuckDB's API blocks; the file is opened and closed within the step, so that a dbt task
+    // after it can open it (DuckDB allows one writing process).
+    let (result, notes) = tokio::task::spawn_blocking(move || {
+        let mut notes = Vec::new();
+        let result = duck::run_step(&plan, step, &root, &database, &mut notes);
+        (result, notes)
+    })
+    .await
+    .unwrap_or_else(|e| {
+        (Err(LoadError::Config { stage: String::new(), message: format!("load panicked: {e}") }), vec![])
+    });
+    for note in notes {
+        log.note(&note);
+    }
+    result
 }

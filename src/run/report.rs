@@ -211,7 +211,11 @@ pub fn dry_run_text(plan: &RunPlan) -> String {
                 }
             }
             Operation::Load { step, plan: load } => {
-                format!("{} of load {} (not runnable yet)", step.task_name(), load.stage)
+                use crate::graph::{LoadSource, LoadTarget};
+                let runnable =
+                    matches!((&load.source, &load.target), (LoadSource::Local { .. }, LoadTarget::DuckDb { .. }));
+                let note = if runnable { "" } else { " (not runnable yet)" };
+                format!("{} of load {}{note}", step.task_name(), load.stage)
             }
         };
         let _ = writeln!(out, "     {detail}");
