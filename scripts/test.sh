@@ -6,6 +6,9 @@
 # $FHIRFLOW_CACHE (default ~/.cache/fhirflow), keyed by each lock file's hash. The cargo
 # target dir is cached there too, keyed by Cargo.lock's hash, unless CARGO_TARGET_DIR is set.
 #
+# The embedded DuckDB (cargo feature `duckdb`) links to libduckdb.so 1.5.6, fetched once into
+# $FHIRFLOW_CACHE by scripts/ensure_libduckdb.sh; DUCKDB_LIB_DIR points the build at it.
+#
 # Extra arguments go to `cargo test`, e.g. `scripts/test.sh --test cli`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,5 +31,9 @@ FHIRFLOW_AIRFLOW2_VENV=$(bash tests/conformance/ensure_venv.sh airflow2 tests/co
 FHIRFLOW_DBT_VENV=$(bash tests/conformance/ensure_venv.sh dbt tests/conformance/requirements-dbt.lock | tail -n 1)
 export FHIRFLOW_AIRFLOW_VENV FHIRFLOW_AIRFLOW2_VENV FHIRFLOW_DBT_VENV
 
+echo "== libduckdb (the embedded DuckDB of fhirflow run)" >&2
+DUCKDB_LIB_DIR=$(bash scripts/ensure_libduckdb.sh | tail -n 1)
+export DUCKDB_LIB_DIR
+
 echo "== cargo test" >&2
-cargo test --locked "$@"
+cargo test --locked --features duckdb "$@"
