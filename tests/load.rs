@@ -7,7 +7,34 @@
 mod common;
 
 use common::{fhirflow, repo};
-use std::path::Path;
+
+/// A spec with one load, of `source` (a flow mapping) through the connection `source_yaml`
+/// (its lines under `connections:`), into `warehouse.duckdb`'s raw.fhir_bundles.
+#[cfg(feature = "duckdb")]
+fn write_load_spec(dir: &std::path::Path, source_yaml: &str, source: &str, batch_size: u32) -> std::path::PathBuf {
+    let spec = dir.join("load.yaml");
+    let text = format!(
+        "version: 1
+connections:
+{source_yaml}
+  db: {{type: duckdb, path: warehouse.duckdb}}
+pipelines:
+  p:
+    max_active_runs: 1
+    stages:
+      load:
+        kind: copy_into
+        retries: 1
+        retry_delay: 1s
+        source: {source}
+        target: {{connection: db, table: raw.fhir_bundles}}
+        watermark_table: raw.load_watermark
+        batch_size: {batch_size}
+"
+    );
+    std::fs::write(&spec, text).unwrap();
+    spec
+}
 
 #[test]
 fn plan_rejects_run_only_connections_with_a_location() {
@@ -47,36 +74,13 @@ mod embedded {
     use super::*;
     use duckdb::Connection;
     use std::collections::BTreeMap;
+    use std::path::Path;
     use std::process::{Command, Stdio};
     use std::time::{Duration, Instant};
 
     /// A spec with only a load of `files/` into `warehouse.duckdb`.
     fn load_spec(dir: &Path, batch_size: u32) -> std::path::PathBuf {
-        let spec = dir.join("load.yaml");
-        std::fs::write(
-            &spec,
-            format!(
-                "version: 1
-connections:
-  files: {{type: local, path: files}}
-  db: {{type: duckdb, path: warehouse.duckdb}}
-pipelines:
-  p:
-    max_active_runs: 1
-    stages:
-      load:
-        kind: copy_into
-        retries: 1
-        retry_delay: 1s
-        source: {{connection: files}}
-        target: {{connection: db, table: raw.fhir_bundles}}
-        watermark_table: raw.load_watermark
-        batch_size: {batch_size}
-"
-            ),
-        )
-        .unwrap();
-        spec
+        write_load_spec(dir, "  files: {type: local, path: files}", "{connection: files}", batch_size)
     }
 
     /// file_key → how many rows, and each file's `id`.
@@ -260,7 +264,7 @@ pipelines:
         check_marts(&venv, dir.path(), &dir.path().join("bundles"), &database);
         // Again: nothing new to load, and the incremental build still passes.
         let stdout = run_example(&venv, &spec, &[]);
-        assert!(stdout.contains("nothing new under"), "{stdout}");
+        assert!(stdout.contains("nothing new in"), "{stdout}");
         check_marts(&venv, dir.path(), &dir.path().join("bundles"), &database);
     }
 
@@ -286,5 +290,157 @@ pipelines:
         let spec = dir.path().join("fhir.yaml");
         run_example(&venv, &spec, &[("FHIRFLOW_BUNDLE_DIR", &bundles), ("FHIRFLOW_DUCKDB_PATH", &database)]);
         check_marts(&venv, dir.path(), &bundles, &database);
+    }
+}
+
+/// S3 → the embedded DuckDB, against a real s3s-fs server (`FHIRFLOW_S3S_BIN`, from
+/// tests/servers/ensure_s3s.sh) on 127.0.0.1 that checks SigV4 signatures.
+#[cfg(all(feature = "duckdb", feature = "s3"))]
+mod s3 {
+    use super::*;
+    use duckdb::Connection;
+    use std::io::BufRead;
+    use std::path::Path;
+    use std::process::{Child, Command, Stdio};
+
+    const BUCKET: &str = "synthea-fhir-data-dump";
+
+    struct Server {
+        child: Child,
+        port: u16,
+    }
+
+    impl Drop for Server {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    /// s3s-fs serving `root` on a free port; `None` when skipped on purpose.
+    fn s3s(root: &Path) -> Option<Server> {
+        if std::env::var_os("FHIRFLOW_SKIP_CONFORMANCE").is_some_and(|v| v == "1") {
+            eprintln!("skipped: FHIRFLOW_SKIP_CONFORMANCE=1");
+            return None;
+        }
+        let bin = std::env::var_os("FHIRFLOW_S3S_BIN").unwrap_or_else(|| {
+            panic!(
+                "FHIRFLOW_S3S_BIN is not set: run the tests with scripts/test.sh, or set FHIRFLOW_SKIP_CONFORMANCE=1"
+            )
+        });
+        let mut child = Command::new(bin)
+            .args(["--host", "127.0.0.1", "--port", "0", "--access-key", "test-key", "--secret-key", "test-secret"])
+            .arg(root)
+            .env("RUST_LOG", "s3s_fs=info")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("s3s-fs starts");
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let port = loop {
+            let line = lines.next().expect("s3s-fs printed its port").unwrap();
+            if let Some(port) = line.rsplit_once("127.0.0.1:").and_then(|(_, p)| p.trim().parse().ok()) {
+                break port;
+            }
+        };
+        std::thread::spawn(move || lines.for_each(drop));
+        Some(Server { child, port })
+    }
+
+    fn put(root: &Path, key: &str, id: &str, mtime_secs: u64) {
+        let path = root.join(BUCKET).join(key);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, format!("{{\"resourceType\": \"Bundle\", \"id\": \"{id}\", \"entry\": []}}")).unwrap();
+        let file = std::fs::File::options().write(true).open(&path).unwrap();
+        file.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(mtime_secs)).unwrap();
+    }
+
+    fn spec(dir: &Path, batch_size: u32) -> std::path::PathBuf {
+        let lake = format!(
+            "  lake:\n    type: s3\n    bucket: {BUCKET}\n    env: {{endpoint_url: T_S3_ENDPOINT, access_key_id: T_S3_KEY, secret_access_key: T_S3_SECRET}}"
+        );
+        write_load_spec(dir, &lake, "{connection: lake, prefix: raw/patients/}", batch_size)
+    }
+
+    fn run(spec: &Path, endpoint: &str, secret: &str) -> std::process::Output {
+        fhirflow()
+            .arg("run")
+            .arg(spec)
+            .env("T_S3_ENDPOINT", endpoint)
+            .env("T_S3_KEY", "test-key")
+            .env("T_S3_SECRET", secret)
+            .output()
+            .unwrap()
+    }
+
+    fn keys(database: &Path) -> Vec<(String, i64)> {
+        let conn = Connection::open(database).unwrap();
+        let mut statement = conn
+            .prepare("SELECT file_key, count(*) FROM raw.fhir_bundles GROUP BY file_key ORDER BY file_key")
+            .unwrap();
+        statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?))).unwrap().collect::<duckdb::Result<_>>().unwrap()
+    }
+
+    #[test]
+    fn loads_new_objects_in_batches_oldest_first_each_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("s3");
+        let names = ["Ciara_O'Keefe54.json", "José830_Muñoz421.json", "美咲_佐藤.json", "sub/d.json", "e.json"];
+        for (i, name) in names.iter().enumerate() {
+            put(&root, &format!("raw/patients/{name}"), &format!("id{i}"), 1_000 + i as u64);
+        }
+        put(&root, "elsewhere/x.json", "x", 1_000);
+        let Some(server) = s3s(&root) else { return };
+        let endpoint = format!("http://127.0.0.1:{}", server.port);
+        let spec = spec(dir.path(), 2);
+        let database = dir.path().join("warehouse.duckdb");
+        for expected in [2, 4, 5, 5] {
+            let output = run(&spec, &endpoint, "test-secret");
+            assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stdout));
+            assert_eq!(keys(&database).len(), expected);
+        }
+        let loaded = keys(&database);
+        let mut expected: Vec<(String, i64)> = names.iter().map(|n| (format!("raw/patients/{n}"), 1)).collect();
+        expected.sort();
+        assert_eq!(loaded, expected);
+        let conn = Connection::open(&database).unwrap();
+        let id: String = conn
+            .query_row(
+                "SELECT bundle->>'id' FROM raw.fhir_bundles WHERE file_key = 'raw/patients/美咲_佐藤.json'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(id, "id2");
+        drop(conn);
+        // A newer object is picked up by the next run.
+        put(&root, "raw/patients/f.json", "f", 2_000);
+        assert!(run(&spec, &endpoint, "test-secret").status.success());
+        assert_eq!(keys(&database).len(), 6);
+    }
+
+    #[test]
+    fn a_wrong_secret_fails_with_the_s3_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("s3");
+        put(&root, "raw/patients/a.json", "a", 1_000);
+        let Some(server) = s3s(&root) else { return };
+        let output = run(&spec(dir.path(), 10), &format!("http://127.0.0.1:{}", server.port), "wrong");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(output.status.code(), Some(5), "{stdout}");
+        assert!(stdout.contains("SignatureDoesNotMatch"), "{stdout}");
+    }
+
+    #[test]
+    fn a_server_that_is_down_is_retried_then_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let output = run(&spec(dir.path(), 10), &format!("http://127.0.0.1:{port}"), "test-secret");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(output.status.code(), Some(5), "{stdout}");
+        assert!(stdout.contains(&format!("cannot list s3://{BUCKET}/")), "{stdout}");
+        assert!(stdout.contains("Connection refused"), "{stdout}");
+        // Two attempts (retries: 1) of the first step that lists.
+        let summary = stdout.lines().find(|l| l.contains("p.list_new_s3_files")).unwrap_or_default();
+        assert!(summary.contains("failed") && summary.split_whitespace().any(|w| w == "2"), "{stdout}");
     }
 }

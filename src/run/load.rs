@@ -14,21 +14,30 @@
 //! | `Load` | the load above |
 //! | `UpdateWatermark` | logs the watermark the `Load` step wrote in its transaction |
 //!
-//! Runnable now: a `local` folder into an embedded `duckdb` file (cargo feature `duckdb`). S3
-//! sources and Snowflake targets fail at once with [`LoadError::NotRunnable`], never retried.
-
-mod local;
+//! Which files are new: for a `local` folder, every `*.json` file whose key is not in the raw
+//! table yet (modification times of a copied folder say little); for S3, every object newer
+//! than the watermark, by (last modified, key), whose key is not in the raw table yet. Either
+//! way oldest first, at most `batch_size` per run.
+//!
+//! Runnable now: a `local` folder or S3 (cargo feature `s3`) into an embedded `duckdb` file
+//! (cargo feature `duckdb`). Snowflake targets fail at once with [`LoadError::NotRunnable`],
+//! never retried.
 
 #[cfg(feature = "duckdb")]
 mod duck;
+#[cfg(feature = "duckdb")]
+mod embedded;
+#[cfg(feature = "duckdb")]
+mod local;
+#[cfg(all(feature = "duckdb", feature = "s3"))]
+mod s3;
 
 use super::task_log::TaskLog;
-use crate::graph::{LoadPlan, LoadSource, LoadStep, LoadTarget};
+use crate::graph::{LoadPlan, LoadStep, LoadTarget};
 use crate::spec::{Identifier, Spec};
 use chrono::{DateTime, Utc};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-
-pub use local::SourceFile;
 
 /// What a load step can use while it runs.
 pub struct LoadContext<'a> {
@@ -100,12 +109,21 @@ impl LoadError {
 }
 
 /// A watermark: the newest file loaded so far, by (last modified, key).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Watermark {
     /// The file's modification time, RFC 3339 with nanoseconds in UTC.
     pub last_modified: String,
     /// The file's key.
     pub last_key: String,
+}
+
+/// What the warehouse holds of a load.
+#[derive(Debug, Clone, Default)]
+pub struct LoadState {
+    /// Keys in the raw table.
+    pub loaded: HashSet<String>,
+    /// The newest watermark.
+    pub watermark: Option<Watermark>,
 }
 
 /// Reads a connection setting: the environment variable that `connections.<name>.env.<setting>`
@@ -124,34 +142,27 @@ fn path_setting(ctx: &LoadContext<'_>, connection: &Identifier, path: &str) -> P
 
 /// Runs one step of a load.
 pub async fn run_load(plan: &LoadPlan, step: LoadStep, ctx: &mut LoadContext<'_>) -> Result<(), LoadError> {
-    let not_runnable = |what: &str| LoadError::NotRunnable {
-        task: plan.task_id(step).to_owned(),
-        stage: plan.stage.to_string(),
-        what: what.to_owned(),
-    };
-    let result = match (&plan.source, &plan.target) {
-        (LoadSource::S3 { .. }, _) => Err(not_runnable("S3 sources")),
-        (_, LoadTarget::Snowflake { .. }) => Err(not_runnable("Snowflake warehouses")),
-        (LoadSource::Local { connection: source, path: source_path }, LoadTarget::DuckDb { connection, path }) => {
-            let root = path_setting(ctx, source, source_path);
-            let database = path_setting(ctx, connection, path);
-            local_to_duckdb(plan, step, &root, &database, ctx.log).await
-        }
-    };
+    let result = run_step(plan, step, ctx).await;
     if let Err(e) = &result {
         ctx.log.note(&e.to_string());
     }
     result
 }
 
-#[cfg(not(feature = "duckdb"))]
-async fn local_to_duckdb(
-    plan: &LoadPlan,
-    _step: LoadStep,
-    _root: &Path,
-    database: &Path,
-    _log: &mut TaskLog,
-) -> Result<(), LoadError> {
+async fn run_step(plan: &LoadPlan, step: LoadStep, ctx: &mut LoadContext<'_>) -> Result<(), LoadError> {
+    let database = match &plan.target {
+        LoadTarget::Snowflake { .. } => {
+            return Err(LoadError::NotRunnable {
+                task: plan.task_id(step).to_owned(),
+                stage: plan.stage.to_string(),
+                what: "Snowflake warehouses".to_owned(),
+            });
+        }
+        LoadTarget::DuckDb { connection, path } => path_setting(ctx, connection, path),
+    };
+    #[cfg(feature = "duckdb")]
+    return embedded::run(plan, step, &database, ctx).await;
+    #[cfg(not(feature = "duckdb"))]
     Err(LoadError::Config {
         stage: plan.stage.to_string(),
         message: format!(
@@ -160,30 +171,4 @@ async fn local_to_duckdb(
             database.display()
         ),
     })
-}
-
-#[cfg(feature = "duckdb")]
-async fn local_to_duckdb(
-    plan: &LoadPlan,
-    step: LoadStep,
-    root: &Path,
-    database: &Path,
-    log: &mut TaskLog,
-) -> Result<(), LoadError> {
-    let (plan, root, database) = (plan.clone(), root.to_owned(), database.to_owned());
-    // DuckDB's API blocks; the file is opened and closed within the step, so that a dbt task
-    // after it can open it (DuckDB allows one writing process).
-    let (result, notes) = tokio::task::spawn_blocking(move || {
-        let mut notes = Vec::new();
-        let result = duck::run_step(&plan, step, &root, &database, &mut notes);
-        (result, notes)
-    })
-    .await
-    .unwrap_or_else(|e| {
-        (Err(LoadError::Config { stage: String::new(), message: format!("load panicked: {e}") }), vec![])
-    });
-    for note in notes {
-        log.note(&note);
-    }
-    result
 }

@@ -2,15 +2,14 @@
 //!
 //! The raw table is the FHIR example's contract (examples/fhir/README.md):
 //! `(file_key VARCHAR NOT NULL, loaded_at TIMESTAMPTZ, bundle JSON)`, one row per file, read with
-//! `read_json_objects(…, format = 'unstructured', maximum_object_size = 512 MiB)`. File paths are
-//! statement parameters, never SQL text.
+//! `read_json_objects(…, format = 'unstructured', maximum_object_size = 512 MiB)`. File paths and
+//! keys are statement parameters, never SQL text. Every function here blocks.
 
-use super::local::{self, SourceFile};
-use super::{LoadError, Watermark};
-use crate::graph::{LoadPlan, LoadStep};
+use super::local::SourceFile;
+use super::{LoadState, Watermark};
+use crate::graph::LoadPlan;
 use crate::spec::TableName;
 use duckdb::{Connection, OptionalExt, params, params_from_iter};
-use std::collections::HashSet;
 use std::path::Path;
 
 /// DuckDB's default object cap (16 MiB) is smaller than some real Synthea patient bundles.
@@ -29,115 +28,14 @@ fn schema(table: &TableName) -> Option<String> {
         .then(|| parts[..parts.len() - 1].iter().map(|p| format!("\"{p}\"")).collect::<Vec<_>>().join("."))
 }
 
-/// Runs one step against `database`, listing `root`. Notes for the task log go to `notes`.
-pub fn run_step(
-    plan: &LoadPlan,
-    step: LoadStep,
-    root: &Path,
-    database: &Path,
-    notes: &mut Vec<String>,
-) -> Result<(), LoadError> {
-    let stage = plan.stage.to_string();
-    let warehouse = |e: duckdb::Error| LoadError::Warehouse {
-        stage: stage.clone(),
-        warehouse: database.display().to_string(),
-        message: e.to_string(),
-    };
+/// Opens (creating it and its folder if missing) `database`, with the load's tables.
+pub fn open(database: &Path, plan: &LoadPlan) -> Result<Connection, String> {
     if let Some(parent) = database.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| LoadError::Warehouse {
-            stage: stage.clone(),
-            warehouse: database.display().to_string(),
-            message: format!("cannot create its folder: {e}"),
-        })?;
+        std::fs::create_dir_all(parent).map_err(|e| format!("cannot create its folder: {e}"))?;
     }
-    let mut conn = Connection::open(database).map_err(warehouse)?;
-    create_tables(&conn, plan).map_err(warehouse)?;
-    let list = || {
-        local::list(root, &plan.prefix).map_err(|e| LoadError::Source {
-            stage: stage.clone(),
-            source_name: root.display().to_string(),
-            message: e.to_string(),
-        })
-    };
-    match step {
-        LoadStep::CreateTables => {
-            notes.push(format!(
-                "tables {} and {} are ready in {}",
-                plan.table,
-                plan.watermark_table,
-                database.display()
-            ));
-        }
-        LoadStep::GetWatermark | LoadStep::UpdateWatermark => {
-            let mark = watermark(&conn, plan).map_err(warehouse)?;
-            notes.push(match mark {
-                Some(m) => format!("watermark of {}: {} {}", plan.stage, m.last_modified, m.last_key),
-                None => format!("no watermark yet for {}", plan.stage),
-            });
-        }
-        LoadStep::ListFiles => {
-            let files = list()?;
-            let loaded = loaded_keys(&conn, &plan.table).map_err(warehouse)?;
-            let new = files.iter().filter(|f| !loaded.contains(&f.key)).count();
-            notes.push(format!(
-                "{new} new file(s) under {} ({} already loaded); this run loads up to {}",
-                root.display(),
-                files.len() - new,
-                plan.batch_size
-            ));
-        }
-        LoadStep::Load => {
-            let files = list()?;
-            if let Some(bad) = files.iter().find(|f| has_glob(&f.path.to_string_lossy())) {
-                return Err(LoadError::Config {
-                    stage,
-                    message: format!(
-                        "cannot load {}: DuckDB reads `*`, `?` and `[` in a path as a pattern; rename the file",
-                        bad.path.display()
-                    ),
-                });
-            }
-            let tx = conn.transaction().map_err(warehouse)?;
-            let loaded = loaded_keys(&tx, &plan.table).map_err(warehouse)?;
-            let pending: Vec<&SourceFile> = files.iter().filter(|f| !loaded.contains(&f.key)).collect();
-            let batch = &pending[..pending.len().min(plan.batch_size as usize)];
-            if batch.is_empty() {
-                notes.push(format!("nothing new under {}", root.display()));
-                return Ok(());
-            }
-            let rows = insert_batch(&tx, plan, root, batch).map_err(warehouse)?;
-            let previous = watermark(&tx, plan).map_err(warehouse)?;
-            let last =
-                batch.iter().map(|f| Watermark { last_modified: f.modified_text(), last_key: f.key.clone() }).max();
-            let mark = match (previous, last) {
-                (Some(p), Some(l)) => p.max(l),
-                (p, l) => l.or(p).unwrap_or(Watermark { last_modified: String::new(), last_key: String::new() }),
-            };
-            tx.execute(
-                &format!(
-                    "INSERT INTO {marks} (load_id, source, last_modified, last_key, files_loaded) \
-                     SELECT coalesce(max(load_id), 0) + 1, ?, ?, ?, ? FROM {marks}",
-                    marks = ident(&plan.watermark_table)
-                ),
-                params![plan.stage.as_str(), mark.last_modified, mark.last_key, batch.len() as i64],
-            )
-            .map_err(warehouse)?;
-            tx.commit().map_err(warehouse)?;
-            notes.push(format!(
-                "loaded {} file(s) ({rows} row(s)) into {}; {} left for later runs; watermark {} {}",
-                batch.len(),
-                plan.table,
-                pending.len() - batch.len(),
-                mark.last_modified,
-                mark.last_key
-            ));
-        }
-    }
-    Ok(())
-}
-
-fn has_glob(path: &str) -> bool {
-    path.contains(['*', '?', '['])
+    let conn = Connection::open(database).map_err(|e| e.to_string())?;
+    create_tables(&conn, plan).map_err(|e| e.to_string())?;
+    Ok(conn)
 }
 
 fn create_tables(conn: &Connection, plan: &LoadPlan) -> duckdb::Result<()> {
@@ -155,39 +53,81 @@ fn create_tables(conn: &Connection, plan: &LoadPlan) -> duckdb::Result<()> {
     ))
 }
 
-fn loaded_keys(conn: &Connection, table: &TableName) -> duckdb::Result<HashSet<String>> {
-    let mut statement = conn.prepare(&format!("SELECT file_key FROM {}", ident(table)))?;
-    let keys = statement.query_map([], |row| row.get::<_, String>(0))?.collect::<duckdb::Result<_>>()?;
-    Ok(keys)
+/// The keys already loaded and the newest watermark.
+pub fn state(conn: &Connection, plan: &LoadPlan) -> Result<LoadState, String> {
+    read_state(conn, plan).map_err(|e| e.to_string())
 }
 
-fn watermark(conn: &Connection, plan: &LoadPlan) -> duckdb::Result<Option<Watermark>> {
-    conn.query_row(
+fn read_state(conn: &Connection, plan: &LoadPlan) -> duckdb::Result<LoadState> {
+    let mut statement = conn.prepare(&format!("SELECT file_key FROM {}", ident(&plan.table)))?;
+    let loaded = statement.query_map([], |row| row.get::<_, String>(0))?.collect::<duckdb::Result<_>>()?;
+    let watermark = conn
+        .query_row(
+            &format!(
+                "SELECT last_modified, last_key FROM {} WHERE source = ? ORDER BY load_id DESC LIMIT 1",
+                ident(&plan.watermark_table)
+            ),
+            params![plan.stage.as_str()],
+            |row| Ok(Watermark { last_modified: row.get(0)?, last_key: row.get(1)? }),
+        )
+        .optional()?;
+    Ok(LoadState { loaded, watermark })
+}
+
+/// What one batch did.
+pub struct Loaded {
+    /// Files inserted (files found loaded inside the transaction are left out).
+    pub files: usize,
+    /// Rows inserted.
+    pub rows: usize,
+    /// The watermark written.
+    pub watermark: Watermark,
+}
+
+/// In one transaction: inserts the files of `batch` not loaded yet (checked again inside it),
+/// and appends the new watermark. Either both are committed or neither.
+pub fn load(conn: &mut Connection, plan: &LoadPlan, batch: &[SourceFile]) -> Result<Loaded, String> {
+    load_batch(conn, plan, batch).map_err(|e| e.to_string())
+}
+
+fn load_batch(conn: &mut Connection, plan: &LoadPlan, batch: &[SourceFile]) -> duckdb::Result<Loaded> {
+    let tx = conn.transaction()?;
+    let state = read_state(&tx, plan)?;
+    let batch: Vec<&SourceFile> = batch.iter().filter(|f| !state.loaded.contains(&f.key)).collect();
+    let rows = if batch.is_empty() { 0 } else { insert(&tx, &plan.table, &batch)? };
+    let newest = batch.iter().map(|f| f.watermark()).max();
+    let watermark = match (state.watermark, newest) {
+        (Some(old), Some(new)) => old.max(new),
+        (old, new) => new.or(old).unwrap_or_default(),
+    };
+    tx.execute(
         &format!(
-            "SELECT last_modified, last_key FROM {} WHERE source = ? ORDER BY load_id DESC LIMIT 1",
-            ident(&plan.watermark_table)
+            "INSERT INTO {marks} (load_id, source, last_modified, last_key, files_loaded) \
+             SELECT coalesce(max(load_id), 0) + 1, ?, ?, ?, ? FROM {marks}",
+            marks = ident(&plan.watermark_table)
         ),
-        params![plan.stage.as_str()],
-        |row| Ok(Watermark { last_modified: row.get(0)?, last_key: row.get(1)? }),
-    )
-    .optional()
+        params![plan.stage.as_str(), watermark.last_modified, watermark.last_key, batch.len() as i64],
+    )?;
+    tx.commit()?;
+    Ok(Loaded { files: batch.len(), rows, watermark })
 }
 
-/// Inserts the files of `batch`: one `read_json_objects` over a list of parameters, one per file.
-fn insert_batch(conn: &Connection, plan: &LoadPlan, root: &Path, batch: &[&SourceFile]) -> duckdb::Result<usize> {
-    let placeholders = vec!["?"; batch.len()].join(", ");
+/// One `read_json_objects` over the batch's paths, joined to their keys; all parameters.
+fn insert(conn: &Connection, table: &TableName, batch: &[&SourceFile]) -> duckdb::Result<usize> {
+    let paths = vec!["?"; batch.len()].join(", ");
+    let pairs = vec!["(?, ?)"; batch.len()].join(", ");
     let sql = format!(
         "INSERT INTO {table} (file_key, loaded_at, bundle)
-         SELECT substr(filename, length(?) + 1), now(), json
-         FROM read_json_objects([{placeholders}], format = 'unstructured',
-                                maximum_object_size = {MAXIMUM_OBJECT_SIZE}, filename = true)",
-        table = ident(&plan.table)
+         SELECT k.file_key, now(), j.json
+         FROM read_json_objects([{paths}], format = 'unstructured',
+                                maximum_object_size = {MAXIMUM_OBJECT_SIZE}, filename = true) AS j
+         JOIN (VALUES {pairs}) AS k(path, file_key) ON j.filename = k.path",
+        table = ident(table)
     );
-    let mut prefix = root.to_string_lossy().into_owned();
-    if !prefix.ends_with('/') {
-        prefix.push('/');
+    let mut values: Vec<String> = batch.iter().map(|f| f.path.to_string_lossy().into_owned()).collect();
+    for f in batch {
+        values.push(f.path.to_string_lossy().into_owned());
+        values.push(f.key.clone());
     }
-    let mut values: Vec<String> = vec![prefix];
-    values.extend(batch.iter().map(|f| f.path.to_string_lossy().into_owned()));
     conn.execute(&sql, params_from_iter(values))
 }
