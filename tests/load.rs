@@ -8,16 +8,22 @@ mod common;
 
 use common::{fhirflow, repo};
 
-/// A spec with one load, of `source` (a flow mapping) through the connection `source_yaml`
-/// (its lines under `connections:`), into `warehouse.duckdb`'s raw.fhir_bundles.
-#[cfg(feature = "duckdb")]
-fn write_load_spec(dir: &std::path::Path, source_yaml: &str, source: &str, batch_size: u32) -> std::path::PathBuf {
+/// A spec with one load: `connections` (the lines under `connections:`), and the load's
+/// `source` and `target` (flow mappings) and watermark table.
+#[cfg(any(feature = "duckdb", feature = "snowflake"))]
+fn write_load_spec(
+    dir: &std::path::Path,
+    connections: &str,
+    source: &str,
+    target: &str,
+    watermark: &str,
+    batch_size: u32,
+) -> std::path::PathBuf {
     let spec = dir.join("load.yaml");
     let text = format!(
         "version: 1
 connections:
-{source_yaml}
-  db: {{type: duckdb, path: warehouse.duckdb}}
+{connections}
 pipelines:
   p:
     max_active_runs: 1
@@ -27,14 +33,19 @@ pipelines:
         retries: 1
         retry_delay: 1s
         source: {source}
-        target: {{connection: db, table: raw.fhir_bundles}}
-        watermark_table: raw.load_watermark
+        target: {target}
+        watermark_table: {watermark}
         batch_size: {batch_size}
 "
     );
     std::fs::write(&spec, text).unwrap();
     spec
 }
+
+/// The embedded DuckDB of the tests: a connection line and a target.
+#[cfg(feature = "duckdb")]
+const DUCKDB: (&str, &str) =
+    ("  db: {type: duckdb, path: warehouse.duckdb}", "{connection: db, table: raw.fhir_bundles}");
 
 #[test]
 fn plan_rejects_run_only_connections_with_a_location() {
@@ -80,7 +91,8 @@ mod embedded {
 
     /// A spec with only a load of `files/` into `warehouse.duckdb`.
     fn load_spec(dir: &Path, batch_size: u32) -> std::path::PathBuf {
-        write_load_spec(dir, "  files: {type: local, path: files}", "{connection: files}", batch_size)
+        let connections = format!("  files: {{type: local, path: files}}\n{}", DUCKDB.0);
+        write_load_spec(dir, &connections, "{connection: files}", DUCKDB.1, "raw.load_watermark", batch_size)
     }
 
     /// file_key → how many rows, and each file's `id`.
@@ -293,21 +305,28 @@ mod embedded {
     }
 }
 
-/// S3 → the embedded DuckDB, against a real s3s-fs server (`FHIRFLOW_S3S_BIN`, from
-/// tests/servers/ensure_s3s.sh) on 127.0.0.1 that checks SigV4 signatures.
-#[cfg(all(feature = "duckdb", feature = "s3"))]
-mod s3 {
-    use super::*;
-    use duckdb::Connection;
+/// Test servers on 127.0.0.1 (tests/servers/README.md).
+#[cfg(feature = "s3")]
+mod servers {
     use std::io::BufRead;
     use std::path::Path;
     use std::process::{Child, Command, Stdio};
 
-    const BUCKET: &str = "synthea-fhir-data-dump";
+    pub const BUCKET: &str = "synthea-fhir-data-dump";
 
-    struct Server {
-        child: Child,
-        port: u16,
+    /// The load's source in the test specs.
+    pub const LAKE_SOURCE: &str = "{connection: lake, prefix: raw/patients/}";
+
+    /// The s3 connection `lake` of the test specs, its settings read from T_S3_* variables.
+    pub fn lake() -> String {
+        format!(
+            "  lake:\n    type: s3\n    bucket: {BUCKET}\n    env: {{endpoint_url: T_S3_ENDPOINT, access_key_id: T_S3_KEY, secret_access_key: T_S3_SECRET}}"
+        )
+    }
+
+    pub struct Server {
+        pub child: Child,
+        pub port: u16,
     }
 
     impl Drop for Server {
@@ -318,7 +337,7 @@ mod s3 {
     }
 
     /// s3s-fs serving `root` on a free port; `None` when skipped on purpose.
-    fn s3s(root: &Path) -> Option<Server> {
+    pub fn s3s(root: &Path) -> Option<Server> {
         if std::env::var_os("FHIRFLOW_SKIP_CONFORMANCE").is_some_and(|v| v == "1") {
             eprintln!("skipped: FHIRFLOW_SKIP_CONFORMANCE=1");
             return None;
@@ -346,19 +365,49 @@ mod s3 {
         Some(Server { child, port })
     }
 
-    fn put(root: &Path, key: &str, id: &str, mtime_secs: u64) {
+    pub fn put(root: &Path, key: &str, id: &str, mtime_secs: u64) {
         let path = root.join(BUCKET).join(key);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, format!("{{\"resourceType\": \"Bundle\", \"id\": \"{id}\", \"entry\": []}}")).unwrap();
         let file = std::fs::File::options().write(true).open(&path).unwrap();
         file.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(mtime_secs)).unwrap();
     }
+    /// fakesnow_json.py (`FHIRFLOW_FAKESNOW_VENV`) with its databases in `db`, reading S3 from
+    /// `s3_port` with the test key, and checking the user `fhirflow` / password `secret`.
+    pub fn fakesnow(db: &Path, s3_port: u16) -> Option<Server> {
+        let venv = crate::common::venv("FHIRFLOW_FAKESNOW_VENV")?;
+        std::fs::create_dir_all(db).unwrap();
+        let mut child = Command::new(venv.join("bin/python"))
+            .arg(crate::common::repo().join("tests/servers/fakesnow_json.py"))
+            .args(["--port", "0", "--db-path"])
+            .arg(db)
+            .args(["--s3-endpoint", &format!("http://127.0.0.1:{s3_port}")])
+            .args(["--s3-access-key", "test-key", "--s3-secret-key", "test-secret"])
+            .args(["--user", "fhirflow", "--password", "secret"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("fakesnow_json.py starts");
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let line = lines.next().expect("fakesnow printed its port").unwrap();
+        let port = line.rsplit_once("127.0.0.1:").and_then(|(_, p)| p.trim().parse().ok()).expect("a port");
+        std::thread::spawn(move || lines.for_each(drop));
+        Some(Server { child, port })
+    }
+}
+
+/// S3 → the embedded DuckDB, against a real s3s-fs server (`FHIRFLOW_S3S_BIN`, from
+/// tests/servers/ensure_s3s.sh) on 127.0.0.1 that checks SigV4 signatures.
+#[cfg(all(feature = "duckdb", feature = "s3"))]
+mod s3 {
+    use super::*;
+    use duckdb::Connection;
+    use servers::{BUCKET, LAKE_SOURCE, put, s3s};
+    use std::path::Path;
 
     fn spec(dir: &Path, batch_size: u32) -> std::path::PathBuf {
-        let lake = format!(
-            "  lake:\n    type: s3\n    bucket: {BUCKET}\n    env: {{endpoint_url: T_S3_ENDPOINT, access_key_id: T_S3_KEY, secret_access_key: T_S3_SECRET}}"
-        );
-        write_load_spec(dir, &lake, "{connection: lake, prefix: raw/patients/}", batch_size)
+        let lake = servers::lake();
+        let connections = format!("{lake}\n{}", DUCKDB.0);
+        write_load_spec(dir, &connections, LAKE_SOURCE, DUCKDB.1, "raw.load_watermark", batch_size)
     }
 
     fn run(spec: &Path, endpoint: &str, secret: &str) -> std::process::Output {
@@ -442,5 +491,130 @@ mod s3 {
         // Two attempts (retries: 1) of the first step that lists.
         let summary = stdout.lines().find(|l| l.contains("p.list_new_s3_files")).unwrap_or_default();
         assert!(summary.contains("failed") && summary.split_whitespace().any(|w| w == "2"), "{stdout}");
+    }
+}
+
+/// S3 → Snowflake: `COPY INTO` through fakesnow_json.py (Snowflake's HTTP protocol over DuckDB),
+/// which reads the objects from s3s-fs, both on 127.0.0.1.
+#[cfg(feature = "snowflake")]
+mod snowflake {
+    use super::*;
+    use servers::{BUCKET, Server, fakesnow, put, s3s};
+    use snowflake_connector_rs::{AuthConfig, Client, ClientConfig, EndpointConfig, SessionConfig};
+    use std::path::Path;
+
+    struct Servers {
+        s3: Server,
+        snow: Server,
+    }
+
+    fn start(dir: &Path) -> Option<Servers> {
+        let s3 = s3s(&dir.join("s3"))?;
+        let snow = fakesnow(&dir.join("db"), s3.port)?;
+        Some(Servers { s3, snow })
+    }
+
+    async fn session(port: u16) -> snowflake_connector_rs::Session {
+        let url = url::Url::parse(&format!("http://127.0.0.1:{port}")).unwrap();
+        let client = Client::new(
+            ClientConfig::new("fhirflow", "fakesnow", AuthConfig::password("secret"))
+                .with_endpoint(EndpointConfig::custom_base_url(url))
+                .with_session(SessionConfig::new().with_database("FHIR").with_schema("RAW")),
+        )
+        .unwrap();
+        client.create_session().await.unwrap()
+    }
+
+    fn spec(dir: &Path) -> std::path::PathBuf {
+        let connections = format!(
+            "{}\n  warehouse:\n    type: snowflake\n    database: FHIR\n    env: {{account: T_SF_ACCOUNT, user: T_SF_USER, password: T_SF_PASSWORD, base_url: T_SF_URL, schema: T_SF_SCHEMA}}",
+            servers::lake()
+        );
+        let target = "{connection: warehouse, table: RAW.FHIR_BUNDLES, stage: RAW.FHIR_S3_STAGE}";
+        write_load_spec(dir, &connections, servers::LAKE_SOURCE, target, "RAW.LOAD_WATERMARK", 2)
+    }
+
+    fn run(spec: &Path, servers: &Servers, password: &str) -> std::process::Output {
+        fhirflow()
+            .arg("run")
+            .arg(spec)
+            .env("T_S3_ENDPOINT", format!("http://127.0.0.1:{}", servers.s3.port))
+            .env("T_S3_KEY", "test-key")
+            .env("T_S3_SECRET", "test-secret")
+            .env("T_SF_ACCOUNT", "fakesnow")
+            .env("T_SF_USER", "fhirflow")
+            .env("T_SF_PASSWORD", password)
+            .env("T_SF_URL", format!("http://127.0.0.1:{}", servers.snow.port))
+            .env("T_SF_SCHEMA", "RAW")
+            .output()
+            .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn copies_new_objects_in_batches_each_once_and_advances_the_watermark() {
+        let dir = tempfile::tempdir().unwrap();
+        // No `'` in these names: fakesnow 0.11.18 writes its load history with the file name as a
+        // SQL identifier and fails on one (Snowflake does not); the COPY's literal is right,
+        // `'…O''Keefe54.json'`, and sql_string's own tests cover the escaping.
+        let names = ["Ciara_OKeefe54.json", "José830_Muñoz421.json", "a.json", "美咲_佐藤.json"];
+        for (i, name) in names.iter().enumerate() {
+            put(&dir.path().join("s3"), &format!("raw/patients/{name}"), &format!("id{i}"), 1_000 + i as u64);
+        }
+        let Some(servers) = start(dir.path()) else { return };
+        let session = session(servers.snow.port).await;
+        session
+            .query(format!("CREATE STAGE IF NOT EXISTS \"RAW\".\"FHIR_S3_STAGE\" URL = 's3://{BUCKET}/'"))
+            .await
+            .unwrap();
+        let spec = spec(dir.path());
+        for expected in [2, 4, 4] {
+            let output = run(&spec, &servers, "secret");
+            let stdout = String::from_utf8_lossy(&output.stdout);
+            assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+            let rows: Vec<(String, i64)> = session
+                .query_as("SELECT FILE_KEY, COUNT(*) FROM RAW.FHIR_BUNDLES GROUP BY FILE_KEY ORDER BY FILE_KEY")
+                .await
+                .unwrap()
+                .collect()
+                .await
+                .unwrap();
+            assert_eq!(rows.len(), expected, "{rows:?}\n{stdout}");
+            assert!(rows.iter().all(|(_, n)| *n == 1), "{rows:?}");
+        }
+        let marks: Vec<(String, i64)> = session
+            .query_as("SELECT LAST_KEY, FILES_LOADED FROM RAW.LOAD_WATERMARK ORDER BY LOAD_ID")
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        assert_eq!(
+            marks,
+            [("raw/patients/José830_Muñoz421.json".to_owned(), 2), ("raw/patients/美咲_佐藤.json".to_owned(), 2)]
+        );
+        let id: Vec<(String,)> = session
+            .query_as(
+                "SELECT BUNDLE:id::string FROM RAW.FHIR_BUNDLES WHERE FILE_KEY = 'raw/patients/Ciara_OKeefe54.json'",
+            )
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        assert_eq!(id, [("id0".to_owned(),)]);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_wrong_password_is_a_clear_error_and_not_retried() {
+        let dir = tempfile::tempdir().unwrap();
+        put(&dir.path().join("s3"), "raw/patients/a.json", "a", 1_000);
+        let Some(servers) = start(dir.path()) else { return };
+        let output = run(&spec(dir.path()), &servers, "wrong");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(output.status.code(), Some(5), "{stdout}");
+        assert!(stdout.contains("Snowflake connection `warehouse` login failed"), "{stdout}");
+        assert!(stdout.contains("Incorrect username or password"), "{stdout}");
+        let summary = stdout.lines().find(|l| l.contains("p.create_snowflake_tables")).unwrap_or_default();
+        assert!(summary.contains("failed") && summary.split_whitespace().any(|w| w == "1"), "one attempt: {stdout}");
     }
 }

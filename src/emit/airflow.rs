@@ -1,8 +1,9 @@
 //! The Airflow 3 emitter: one static DAG file per pipeline.
 
 use super::header::{self, sha256};
-use super::literal::{Language, docstring, literal, quoted, sql_string};
+use super::literal::{Language, docstring, literal, quoted};
 use super::paths::relative;
+use super::snowflake;
 use super::{FileKind, GeneratedFile, Layout, code, render};
 use crate::error::Error;
 use crate::graph::{
@@ -273,9 +274,6 @@ impl<'a> AirflowEmitter<'a> {
 }
 
 fn load_kwargs(step: LoadStep, plan: &LoadPlan, uses: &mut BTreeSet<&'static str>, kwargs: &mut Vec<(String, String)>) {
-    let table = plan.table.quoted();
-    let marks = plan.watermark_table.quoted();
-    let source = sql_string(plan.stage.as_str());
     // AirflowEmitter::emit refuses loads without these first.
     let Some((s3_conn_id, bucket, warehouse_conn_id, snowflake_stage)) = plan.airflow_parts() else { return };
     let conn = quoted(warehouse_conn_id);
@@ -283,22 +281,13 @@ fn load_kwargs(step: LoadStep, plan: &LoadPlan, uses: &mut BTreeSet<&'static str
     match step {
         LoadStep::CreateTables => {
             uses.insert("sql");
-            let ddl = [
-                format!(
-                    "CREATE TABLE IF NOT EXISTS {table} (FILE_KEY VARCHAR NOT NULL, LOADED_AT TIMESTAMP_TZ DEFAULT CURRENT_TIMESTAMP(), BUNDLE VARIANT)"
-                ),
-                format!(
-                    "CREATE TABLE IF NOT EXISTS {marks} (LOAD_ID NUMBER AUTOINCREMENT, SOURCE VARCHAR NOT NULL, LAST_MODIFIED VARCHAR, LAST_KEY VARCHAR, FILES_LOADED NUMBER, UPDATED_AT TIMESTAMP_TZ DEFAULT CURRENT_TIMESTAMP())"
-                ),
-            ];
+            let ddl = snowflake::create_tables(plan);
             kwargs.push(("conn_id".into(), conn));
             kwargs.push(("sql".into(), format!("[{}]", ddl.iter().map(|s| quoted(s)).collect::<Vec<_>>().join(", "))));
         }
         LoadStep::GetWatermark => {
             uses.insert("python");
-            let sql = format!(
-                "SELECT LAST_MODIFIED, LAST_KEY FROM {marks} WHERE SOURCE = {source} ORDER BY LOAD_ID DESC LIMIT 1"
-            );
+            let sql = snowflake::get_watermark(plan);
             kwargs.push(("python_callable".into(), "_get_last_watermark".into()));
             kwargs.push(("op_kwargs".into(), format!("{{\"conn_id\": {conn}, \"sql\": {}}}", quoted(&sql))));
         }
@@ -319,11 +308,8 @@ fn load_kwargs(step: LoadStep, plan: &LoadPlan, uses: &mut BTreeSet<&'static str
         }
         LoadStep::Load => {
             uses.insert("python");
-            let head = format!(
-                "COPY INTO {table} (FILE_KEY, LOADED_AT, BUNDLE) FROM (SELECT METADATA$FILENAME, CURRENT_TIMESTAMP(), $1 FROM @{})",
-                snowflake_stage.quoted()
-            );
-            let tail = "FILE_FORMAT = (TYPE = 'JSON') ON_ERROR = 'ABORT_STATEMENT'";
+            let head = snowflake::copy_head(plan, snowflake_stage);
+            let tail = snowflake::COPY_TAIL;
             kwargs.push(("python_callable".into(), "_copy_files_into".into()));
             kwargs.push((
                 "op_kwargs".into(),
@@ -337,9 +323,7 @@ fn load_kwargs(step: LoadStep, plan: &LoadPlan, uses: &mut BTreeSet<&'static str
         }
         LoadStep::UpdateWatermark => {
             uses.insert("python");
-            let sql = format!(
-                "INSERT INTO {marks} (SOURCE, LAST_MODIFIED, LAST_KEY, FILES_LOADED) VALUES ({source}, %(last_modified)s, %(last_key)s, %(files)s)"
-            );
+            let sql = snowflake::update_watermark(plan, |name| format!("%({name})s"));
             kwargs.push(("python_callable".into(), "_update_watermark".into()));
             kwargs.push((
                 "op_kwargs".into(),

@@ -29,8 +29,10 @@ mod duck;
 mod embedded;
 #[cfg(feature = "duckdb")]
 mod local;
-#[cfg(all(feature = "duckdb", feature = "s3"))]
+#[cfg(feature = "s3")]
 mod s3;
+#[cfg(feature = "snowflake")]
+mod snow;
 
 use super::task_log::TaskLog;
 use crate::graph::{LoadPlan, LoadStep, LoadTarget};
@@ -117,6 +119,30 @@ pub struct Watermark {
     pub last_key: String,
 }
 
+/// A file to load (an S3 object once it is downloaded).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceFile {
+    /// Its key: the path relative to the connection's folder, `/`-separated, the name as on disk
+    /// (for S3, the object key).
+    pub key: String,
+    /// Where it is.
+    pub path: PathBuf,
+    /// Its modification time (for S3, the object's last modified time).
+    pub modified: DateTime<Utc>,
+}
+
+impl SourceFile {
+    /// The file as a watermark. The time is UTC with microseconds, `2026-03-01T02:00:00.000000Z`
+    /// (as the Airflow DAGs write it, so both can share a watermark table), which sorts as text in
+    /// time order.
+    pub fn watermark(&self) -> Watermark {
+        Watermark {
+            last_modified: self.modified.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
+            last_key: self.key.clone(),
+        }
+    }
+}
+
 /// What the warehouse holds of a load.
 #[derive(Debug, Clone, Default)]
 pub struct LoadState {
@@ -151,11 +177,14 @@ pub async fn run_load(plan: &LoadPlan, step: LoadStep, ctx: &mut LoadContext<'_>
 
 async fn run_step(plan: &LoadPlan, step: LoadStep, ctx: &mut LoadContext<'_>) -> Result<(), LoadError> {
     let database = match &plan.target {
+        #[cfg(feature = "snowflake")]
+        LoadTarget::Snowflake { connection, stage, .. } => return snow::run(plan, step, connection, stage, ctx).await,
+        #[cfg(not(feature = "snowflake"))]
         LoadTarget::Snowflake { .. } => {
             return Err(LoadError::NotRunnable {
                 task: plan.task_id(step).to_owned(),
                 stage: plan.stage.to_string(),
-                what: "Snowflake warehouses".to_owned(),
+                what: "Snowflake warehouses in this build (rebuild with `--features snowflake`)".to_owned(),
             });
         }
         LoadTarget::DuckDb { connection, path } => path_setting(ctx, connection, path),

@@ -5,8 +5,7 @@
 //! `read_json_objects(…, format = 'unstructured', maximum_object_size = 512 MiB)`. File paths and
 //! keys are statement parameters, never SQL text. Every function here blocks.
 
-use super::local::SourceFile;
-use super::{LoadState, Watermark};
+use super::{LoadState, SourceFile, Watermark};
 use crate::graph::LoadPlan;
 use crate::spec::TableName;
 use duckdb::{Connection, OptionalExt, params, params_from_iter};

@@ -1,10 +1,10 @@
 //! The steps of a load into the embedded DuckDB (cargo feature `duckdb`), from a local folder
 //! or S3 (feature `s3`).
 
-use super::local::{self, SourceFile};
-use super::{LoadContext, LoadError, LoadState, duck, path_setting};
+use super::local;
 #[cfg(feature = "s3")]
-use super::{s3, setting};
+use super::s3;
+use super::{LoadContext, LoadError, LoadState, SourceFile, duck, path_setting};
 use crate::graph::{LoadPlan, LoadSource, LoadStep};
 use std::path::{Path, PathBuf};
 
@@ -57,38 +57,8 @@ fn source(plan: &LoadPlan, step: LoadStep, ctx: &LoadContext<'_>) -> Result<Sour
         }),
         #[cfg(feature = "s3")]
         LoadSource::S3 { connection, bucket, .. } => {
-            let spec = ctx.spec;
-            let conn = spec.connections.get(connection.as_str());
-            let get = |name: &str, fallback: Option<&str>, aws: &[&str]| {
-                setting(spec, connection, name, None)
-                    .or_else(|| aws.iter().find_map(|v| std::env::var(v).ok().filter(|v| !v.is_empty())))
-                    .or_else(|| fallback.map(str::to_owned))
-            };
-            let missing = |name: &str, aws: &str| {
-                let named = conn.and_then(|c| c.env.get(name)).map(|v| format!("${}, ", v.0)).unwrap_or_default();
-                LoadError::Config {
-                    stage: plan.stage.to_string(),
-                    message: format!(
-                        "no S3 {name} for connection `{connection}`: set {named}${aws}, or name a variable in `connections.{connection}.env.{name}`"
-                    ),
-                }
-            };
-            let settings = s3::S3Settings {
-                bucket: setting(spec, connection, "bucket", Some(bucket)).unwrap_or_else(|| bucket.clone()),
-                region: get(
-                    "region",
-                    conn.and_then(|c| c.region.as_deref()).or(Some("us-east-1")),
-                    &["AWS_REGION", "AWS_DEFAULT_REGION"],
-                )
-                .unwrap_or_default(),
-                endpoint_url: get("endpoint_url", None, &["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"]),
-                access_key_id: get("access_key_id", None, &["AWS_ACCESS_KEY_ID"])
-                    .ok_or_else(|| missing("access_key_id", "AWS_ACCESS_KEY_ID"))?,
-                secret_access_key: get("secret_access_key", None, &["AWS_SECRET_ACCESS_KEY"])
-                    .ok_or_else(|| missing("secret_access_key", "AWS_SECRET_ACCESS_KEY"))?,
-                session_token: get("session_token", None, &["AWS_SESSION_TOKEN"]),
-            };
-            Ok(Source::S3 { client: s3::client(&settings), bucket: settings.bucket })
+            let (client, bucket) = s3::for_connection(plan, ctx, connection, bucket)?;
+            Ok(Source::S3 { client, bucket })
         }
     }
 }

@@ -1,31 +1,7 @@
 //! Listing a local folder of files to load.
 
-use super::Watermark;
-use chrono::{DateTime, SecondsFormat, Utc};
-use std::path::{Path, PathBuf};
-
-/// A file to load (an S3 object once it is downloaded).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SourceFile {
-    /// Its key: the path relative to the connection's folder, `/`-separated, the name as on disk
-    /// (for S3, the object key).
-    pub key: String,
-    /// Where it is.
-    pub path: PathBuf,
-    /// Its modification time (for S3, the object's last modified time).
-    pub modified: DateTime<Utc>,
-}
-
-impl SourceFile {
-    /// The file as a watermark. The time is RFC 3339 in UTC with nanoseconds, which sorts as text
-    /// in time order.
-    pub fn watermark(&self) -> Watermark {
-        Watermark {
-            last_modified: self.modified.to_rfc3339_opts(SecondsFormat::Nanos, true),
-            last_key: self.key.clone(),
-        }
-    }
-}
+use super::SourceFile;
+use std::path::Path;
 
 /// Every `*.json` file under `root/prefix` (recursively; symbolic links followed), sorted by
 /// (modification time, key). Keys are relative to `root`. A name that is not UTF-8 is an error

@@ -1,6 +1,10 @@
 //! S3 sources (cargo feature `s3`): list with ListObjectsV2, download with GetObject.
 
-use super::local::SourceFile;
+#![cfg_attr(not(any(feature = "duckdb", feature = "snowflake")), allow(dead_code))]
+
+use super::{LoadContext, LoadError, SourceFile, setting};
+use crate::graph::LoadPlan;
+use crate::spec::Identifier;
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_s3::error::DisplayErrorContext;
 use chrono::{DateTime, Utc};
@@ -94,4 +98,46 @@ pub async fn download(
         file.path = path;
     }
     Ok(())
+}
+
+/// The client and bucket of the s3 connection `connection` (spec bucket `bucket`): settings from
+/// the variables its `env` names, then the usual `AWS_*` variables, then the spec.
+pub fn for_connection(
+    plan: &LoadPlan,
+    ctx: &LoadContext<'_>,
+    connection: &Identifier,
+    bucket: &str,
+) -> Result<(aws_sdk_s3::Client, String), LoadError> {
+    let spec = ctx.spec;
+    let conn = spec.connections.get(connection.as_str());
+    let get = |name: &str, fallback: Option<&str>, aws: &[&str]| {
+        setting(spec, connection, name, None)
+            .or_else(|| aws.iter().find_map(|v| std::env::var(v).ok().filter(|v| !v.is_empty())))
+            .or_else(|| fallback.map(str::to_owned))
+    };
+    let missing = |name: &str, aws: &str| {
+        let named = conn.and_then(|c| c.env.get(name)).map(|v| format!("${}, ", v.0)).unwrap_or_default();
+        LoadError::Config {
+            stage: plan.stage.to_string(),
+            message: format!(
+                "no S3 {name} for connection `{connection}`: set {named}${aws}, or name a variable in `connections.{connection}.env.{name}`"
+            ),
+        }
+    };
+    let settings = S3Settings {
+        bucket: setting(spec, connection, "bucket", Some(bucket)).unwrap_or_else(|| bucket.to_owned()),
+        region: get(
+            "region",
+            conn.and_then(|c| c.region.as_deref()).or(Some("us-east-1")),
+            &["AWS_REGION", "AWS_DEFAULT_REGION"],
+        )
+        .unwrap_or_default(),
+        endpoint_url: get("endpoint_url", None, &["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"]),
+        access_key_id: get("access_key_id", None, &["AWS_ACCESS_KEY_ID"])
+            .ok_or_else(|| missing("access_key_id", "AWS_ACCESS_KEY_ID"))?,
+        secret_access_key: get("secret_access_key", None, &["AWS_SECRET_ACCESS_KEY"])
+            .ok_or_else(|| missing("secret_access_key", "AWS_SECRET_ACCESS_KEY"))?,
+        session_token: get("session_token", None, &["AWS_SESSION_TOKEN"]),
+    };
+    Ok((client(&settings), settings.bucket))
 }
