@@ -212,10 +212,15 @@ pub fn dry_run_text(plan: &RunPlan) -> String {
             }
             Operation::Load { step, plan: load } => {
                 use crate::graph::{LoadSource, LoadTarget};
-                let runnable =
-                    matches!((&load.source, &load.target), (LoadSource::Local { .. }, LoadTarget::DuckDb { .. }));
-                let note = if runnable { "" } else { " (not runnable yet)" };
-                format!("{} of load {}{note}", step.task_name(), load.stage)
+                let from = match &load.source {
+                    LoadSource::S3 { bucket, .. } => format!("s3://{bucket}/{}", load.prefix),
+                    LoadSource::Local { path, .. } => format!("folder {path}"),
+                };
+                let into = match &load.target {
+                    LoadTarget::Snowflake { .. } => format!("Snowflake {}", load.table),
+                    LoadTarget::DuckDb { path, .. } => format!("{} in DuckDB {path}", load.table),
+                };
+                format!("{} of load {}: {from} → {into}", step.task_name(), load.stage)
             }
         };
         let _ = writeln!(out, "     {detail}");
