@@ -42,6 +42,22 @@ pipelines:
     spec
 }
 
+/// Reads a running `fhirflow run`'s stdout (piped) until its load step starts; keeps draining it.
+#[cfg(any(feature = "duckdb", feature = "snowflake"))]
+fn wait_for_load_step(child: &mut std::process::Child) {
+    use std::io::BufRead;
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line.contains("start") && line.contains("load_files_to_snowflake") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(60)).expect("the load step starts");
+}
+
 /// The embedded DuckDB of the tests: a connection line and a target.
 #[cfg(feature = "duckdb")]
 const DUCKDB: (&str, &str) =
@@ -190,17 +206,7 @@ mod embedded {
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            use std::io::BufRead;
-            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
-                if line.contains("start") && line.contains("load_files_to_snowflake") {
-                    let _ = tx.send(());
-                }
-            }
-        });
-        rx.recv_timeout(Duration::from_secs(60)).expect("the load step starts");
+        wait_for_load_step(&mut child);
         let started = Instant::now();
         std::thread::sleep(Duration::from_millis(150));
         child.kill().unwrap();
@@ -525,17 +531,18 @@ mod snowflake {
         client.create_session().await.unwrap()
     }
 
-    fn spec(dir: &Path) -> std::path::PathBuf {
+    fn spec(dir: &Path, batch_size: u32) -> std::path::PathBuf {
         let connections = format!(
             "{}\n  warehouse:\n    type: snowflake\n    database: FHIR\n    env: {{account: T_SF_ACCOUNT, user: T_SF_USER, password: T_SF_PASSWORD, base_url: T_SF_URL, schema: T_SF_SCHEMA}}",
             servers::lake()
         );
         let target = "{connection: warehouse, table: RAW.FHIR_BUNDLES, stage: RAW.FHIR_S3_STAGE}";
-        write_load_spec(dir, &connections, servers::LAKE_SOURCE, target, "RAW.LOAD_WATERMARK", 2)
+        write_load_spec(dir, &connections, servers::LAKE_SOURCE, target, "RAW.LOAD_WATERMARK", batch_size)
     }
 
-    fn run(spec: &Path, servers: &Servers, password: &str) -> std::process::Output {
-        fhirflow()
+    fn command(spec: &Path, servers: &Servers, password: &str) -> std::process::Command {
+        let mut command = std::process::Command::new(assert_cmd::cargo::cargo_bin("fhirflow"));
+        command
             .arg("run")
             .arg(spec)
             .env("T_S3_ENDPOINT", format!("http://127.0.0.1:{}", servers.s3.port))
@@ -545,8 +552,28 @@ mod snowflake {
             .env("T_SF_USER", "fhirflow")
             .env("T_SF_PASSWORD", password)
             .env("T_SF_URL", format!("http://127.0.0.1:{}", servers.snow.port))
-            .env("T_SF_SCHEMA", "RAW")
-            .output()
+            .env("T_SF_SCHEMA", "RAW");
+        command
+    }
+
+    fn run(spec: &Path, servers: &Servers, password: &str) -> std::process::Output {
+        command(spec, servers, password).output().unwrap()
+    }
+
+    async fn create_stage(session: &snowflake_connector_rs::Session) {
+        session
+            .query(format!("CREATE STAGE IF NOT EXISTS \"RAW\".\"FHIR_S3_STAGE\" URL = 's3://{BUCKET}/'"))
+            .await
+            .unwrap();
+    }
+
+    async fn counts(session: &snowflake_connector_rs::Session) -> Vec<(String, i64)> {
+        session
+            .query_as("SELECT FILE_KEY, COUNT(*) FROM RAW.FHIR_BUNDLES GROUP BY FILE_KEY ORDER BY FILE_KEY")
+            .await
+            .unwrap()
+            .collect()
+            .await
             .unwrap()
     }
 
@@ -562,22 +589,13 @@ mod snowflake {
         }
         let Some(servers) = start(dir.path()) else { return };
         let session = session(servers.snow.port).await;
-        session
-            .query(format!("CREATE STAGE IF NOT EXISTS \"RAW\".\"FHIR_S3_STAGE\" URL = 's3://{BUCKET}/'"))
-            .await
-            .unwrap();
-        let spec = spec(dir.path());
+        create_stage(&session).await;
+        let spec = spec(dir.path(), 2);
         for expected in [2, 4, 4] {
             let output = run(&spec, &servers, "secret");
             let stdout = String::from_utf8_lossy(&output.stdout);
             assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
-            let rows: Vec<(String, i64)> = session
-                .query_as("SELECT FILE_KEY, COUNT(*) FROM RAW.FHIR_BUNDLES GROUP BY FILE_KEY ORDER BY FILE_KEY")
-                .await
-                .unwrap()
-                .collect()
-                .await
-                .unwrap();
+            let rows = counts(&session).await;
             assert_eq!(rows.len(), expected, "{rows:?}\n{stdout}");
             assert!(rows.iter().all(|(_, n)| *n == 1), "{rows:?}");
         }
@@ -609,12 +627,40 @@ mod snowflake {
         let dir = tempfile::tempdir().unwrap();
         put(&dir.path().join("s3"), "raw/patients/a.json", "a", 1_000);
         let Some(servers) = start(dir.path()) else { return };
-        let output = run(&spec(dir.path()), &servers, "wrong");
+        let output = run(&spec(dir.path(), 2), &servers, "wrong");
         let stdout = String::from_utf8_lossy(&output.stdout);
         assert_eq!(output.status.code(), Some(5), "{stdout}");
         assert!(stdout.contains("Snowflake connection `warehouse` login failed"), "{stdout}");
         assert!(stdout.contains("Incorrect username or password"), "{stdout}");
         let summary = stdout.lines().find(|l| l.contains("p.create_snowflake_tables")).unwrap_or_default();
         assert!(summary.contains("failed") && summary.split_whitespace().any(|w| w == "1"), "one attempt: {stdout}");
+    }
+
+    /// SIGKILL fhirflow while its COPY runs, then run again: every file is in the table exactly
+    /// once (the killed COPY's transaction never commits).
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_fhirflow_killed_mid_copy_loses_and_duplicates_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let count = 60;
+        for i in 0..count {
+            put(&dir.path().join("s3"), &format!("raw/patients/b{i:03}.json"), &format!("b{i}"), 1_000 + i);
+        }
+        let Some(servers) = start(dir.path()) else { return };
+        let session = session(servers.snow.port).await;
+        create_stage(&session).await;
+        let spec = spec(dir.path(), 100);
+        let mut child = command(&spec, &servers, "secret").stdout(std::process::Stdio::piped()).spawn().unwrap();
+        wait_for_load_step(&mut child);
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let after_kill = counts(&session).await.len();
+        eprintln!("SIGKILL 300 ms into the load step; {after_kill} file(s) visible");
+
+        let output = run(&spec, &servers, "secret");
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stdout));
+        let rows = counts(&session).await;
+        assert_eq!(rows.len(), count as usize, "{rows:?}");
+        assert!(rows.iter().all(|(_, n)| *n == 1), "each file exactly once: {rows:?}");
     }
 }
