@@ -189,6 +189,19 @@ mod embedded {
         assert!(loaded(&dir.path().join("warehouse.duckdb")).is_empty(), "all or nothing");
     }
 
+    #[test]
+    fn an_empty_file_fails_the_batch_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        write_bundle(&dir.path().join("files/a.json"), "a", 10, 1_000);
+        std::fs::write(dir.path().join("files/empty.json"), "").unwrap();
+        let spec = load_spec(dir.path(), 10);
+        let output = fhirflow().arg("run").arg(&spec).output().unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(output.status.code(), Some(5), "{stdout}");
+        assert!(stdout.contains("empty.json holds no JSON value"), "{stdout}");
+        assert!(loaded(&dir.path().join("warehouse.duckdb")).is_empty(), "all or nothing");
+    }
+
     /// SIGKILL fhirflow while it loads a batch, then run again: every file is in the raw table
     /// exactly once, and after the kill the table held all of the batch or none of it.
     #[test]

@@ -85,15 +85,29 @@ pub struct Loaded {
 
 /// In one transaction: inserts the files of `batch` not loaded yet (checked again inside it),
 /// and appends the new watermark. Either both are committed or neither.
+/// A file that holds no JSON value would get no row, stay "new" and be picked again by every
+/// run, so it fails the batch instead, by name.
 pub fn load(conn: &mut Connection, plan: &LoadPlan, batch: &[SourceFile]) -> Result<Loaded, String> {
-    load_batch(conn, plan, batch).map_err(|e| e.to_string())
+    let text = |e: duckdb::Error| e.to_string();
+    let tx = conn.transaction().map_err(text)?;
+    let state = read_state(&tx, plan).map_err(text)?;
+    let batch: Vec<&SourceFile> = batch.iter().filter(|f| !state.loaded.contains(&f.key)).collect();
+    let rows = if batch.is_empty() { 0 } else { insert(&tx, &plan.table, &batch).map_err(text)? };
+    let after = read_state(&tx, plan).map_err(text)?;
+    if let Some(empty) = batch.iter().find(|f| !after.loaded.contains(&f.key)) {
+        // Dropping `tx` rolls the batch back.
+        return Err(format!("{} holds no JSON value; nothing of this batch was loaded", empty.path.display()));
+    }
+    finish(tx, plan, state, &batch, rows).map_err(text)
 }
 
-fn load_batch(conn: &mut Connection, plan: &LoadPlan, batch: &[SourceFile]) -> duckdb::Result<Loaded> {
-    let tx = conn.transaction()?;
-    let state = read_state(&tx, plan)?;
-    let batch: Vec<&SourceFile> = batch.iter().filter(|f| !state.loaded.contains(&f.key)).collect();
-    let rows = if batch.is_empty() { 0 } else { insert(&tx, &plan.table, &batch)? };
+fn finish(
+    tx: duckdb::Transaction<'_>,
+    plan: &LoadPlan,
+    state: LoadState,
+    batch: &[&SourceFile],
+    rows: usize,
+) -> duckdb::Result<Loaded> {
     let newest = batch.iter().map(|f| f.watermark()).max();
     let watermark = match (state.watermark, newest) {
         (Some(old), Some(new)) => old.max(new),
