@@ -6,6 +6,11 @@
 # $FHIRFLOW_CACHE (default ~/.cache/fhirflow), keyed by each lock file's hash. The cargo
 # target dir is cached there too, keyed by Cargo.lock's hash, unless CARGO_TARGET_DIR is set.
 #
+# The embedded DuckDB (cargo feature `duckdb`) links to libduckdb.so 1.5.6, fetched once into
+# $FHIRFLOW_CACHE by scripts/ensure_libduckdb.sh; DUCKDB_LIB_DIR points the build at it. The
+# S3 and Snowflake load tests start s3s-fs (tests/servers/ensure_s3s.sh builds it once into the
+# cache) and tests/servers/fakesnow_json.py (from the fakesnow venv).
+#
 # Extra arguments go to `cargo test`, e.g. `scripts/test.sh --test cli`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,5 +33,11 @@ FHIRFLOW_AIRFLOW2_VENV=$(bash tests/conformance/ensure_venv.sh airflow2 tests/co
 FHIRFLOW_DBT_VENV=$(bash tests/conformance/ensure_venv.sh dbt tests/conformance/requirements-dbt.lock | tail -n 1)
 export FHIRFLOW_AIRFLOW_VENV FHIRFLOW_AIRFLOW2_VENV FHIRFLOW_DBT_VENV
 
+echo "== libduckdb (the embedded DuckDB of fhirflow run); s3s-fs and fakesnow (the load tests' servers)" >&2
+DUCKDB_LIB_DIR=$(bash scripts/ensure_libduckdb.sh | tail -n 1)
+FHIRFLOW_S3S_BIN=$(bash tests/servers/ensure_s3s.sh | tail -n 1)
+FHIRFLOW_FAKESNOW_VENV=$(bash tests/conformance/ensure_venv.sh fakesnow tests/servers/requirements-fakesnow.lock | tail -n 1)
+export DUCKDB_LIB_DIR FHIRFLOW_S3S_BIN FHIRFLOW_FAKESNOW_VENV
+
 echo "== cargo test" >&2
-cargo test --locked "$@"
+cargo test --locked --features duckdb,s3,snowflake "$@"

@@ -213,6 +213,10 @@ pub fn plan_path(path: &Path, out: Option<&Path>) -> Result<(Vec<Compiled>, plan
     let mut owners: std::collections::BTreeMap<std::path::PathBuf, String> = Default::default();
     let mut compiled_specs = Vec::new();
     for (spec_path, compiled) in compile_path(path)? {
+        let unsupported = graph::airflow_unsupported(&compiled.graph, &compiled.document);
+        if unsupported.has_errors() {
+            return Err(Error::Invalid(unsupported));
+        }
         let layout = emit::Layout::new(&spec_path, out);
         let files = emit::emit(&compiled.graph, &layout)?;
         for file in &files {

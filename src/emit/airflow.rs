@@ -1,8 +1,9 @@
 //! The Airflow 3 emitter: one static DAG file per pipeline.
 
 use super::header::{self, sha256};
-use super::literal::{Language, docstring, literal, quoted, sql_string};
+use super::literal::{Language, docstring, literal, quoted};
 use super::paths::relative;
+use super::snowflake;
 use super::{FileKind, GeneratedFile, Layout, code, render};
 use crate::error::Error;
 use crate::graph::{
@@ -67,6 +68,21 @@ impl<'a> AirflowEmitter<'a> {
     /// One DAG file per pipeline.
     pub fn emit(&self) -> Result<Vec<GeneratedFile>, Error> {
         let folder = &self.graph.spec.airflow.dags_folder.0;
+        for p in &self.graph.pipelines {
+            for task in &p.tasks {
+                if let Operation::Load { plan, .. } = &task.operation
+                    && plan.airflow_parts().is_none()
+                {
+                    return Err(Error::Refused {
+                        path: self.layout.place(folder).join(format!("{}.py", p.id)),
+                        reason: format!(
+                            "load `{}` uses a local or duckdb connection, which runs only with `fhirflow run`",
+                            plan.stage
+                        ),
+                    });
+                }
+            }
+        }
         self.graph
             .pipelines
             .iter()
@@ -470,30 +486,20 @@ fn pod_name(task_id: &str) -> String {
 }
 
 fn load_kwargs(step: LoadStep, plan: &LoadPlan, uses: &mut BTreeSet<&'static str>, kwargs: &mut Vec<(String, String)>) {
-    let table = plan.table.quoted();
-    let marks = plan.watermark_table.quoted();
-    let source = sql_string(plan.stage.as_str());
-    let conn = quoted(&plan.warehouse_conn_id);
+    // AirflowEmitter::emit refuses loads without these first.
+    let Some((s3_conn_id, bucket, warehouse_conn_id, snowflake_stage)) = plan.airflow_parts() else { return };
+    let conn = quoted(warehouse_conn_id);
     let task_ref = |s: LoadStep| quoted(plan.task_id(s));
     match step {
         LoadStep::CreateTables => {
             uses.insert("sql");
-            let ddl = [
-                format!(
-                    "CREATE TABLE IF NOT EXISTS {table} (FILE_KEY VARCHAR NOT NULL, LOADED_AT TIMESTAMP_TZ DEFAULT CURRENT_TIMESTAMP(), BUNDLE VARIANT)"
-                ),
-                format!(
-                    "CREATE TABLE IF NOT EXISTS {marks} (LOAD_ID NUMBER AUTOINCREMENT, SOURCE VARCHAR NOT NULL, LAST_MODIFIED VARCHAR, LAST_KEY VARCHAR, FILES_LOADED NUMBER, UPDATED_AT TIMESTAMP_TZ DEFAULT CURRENT_TIMESTAMP())"
-                ),
-            ];
+            let ddl = snowflake::create_tables(plan);
             kwargs.push(("conn_id".into(), conn));
             kwargs.push(("sql".into(), format!("[{}]", ddl.iter().map(|s| quoted(s)).collect::<Vec<_>>().join(", "))));
         }
         LoadStep::GetWatermark => {
             uses.insert("python");
-            let sql = format!(
-                "SELECT LAST_MODIFIED, LAST_KEY FROM {marks} WHERE SOURCE = {source} ORDER BY LOAD_ID DESC LIMIT 1"
-            );
+            let sql = snowflake::get_watermark(plan);
             kwargs.push(("python_callable".into(), "_get_last_watermark".into()));
             kwargs.push(("op_kwargs".into(), format!("{{\"conn_id\": {conn}, \"sql\": {}}}", quoted(&sql))));
         }
@@ -504,8 +510,8 @@ fn load_kwargs(step: LoadStep, plan: &LoadPlan, uses: &mut BTreeSet<&'static str
                 "op_kwargs".into(),
                 format!(
                     "{{\"aws_conn_id\": {}, \"bucket\": {}, \"prefix\": {}, \"batch_size\": {}, \"watermark_task\": {}}}",
-                    quoted(&plan.s3_conn_id),
-                    quoted(&plan.bucket),
+                    quoted(s3_conn_id),
+                    quoted(bucket),
                     quoted(&plan.prefix),
                     plan.batch_size,
                     task_ref(LoadStep::GetWatermark)
@@ -514,11 +520,8 @@ fn load_kwargs(step: LoadStep, plan: &LoadPlan, uses: &mut BTreeSet<&'static str
         }
         LoadStep::Load => {
             uses.insert("python");
-            let head = format!(
-                "COPY INTO {table} (FILE_KEY, LOADED_AT, BUNDLE) FROM (SELECT METADATA$FILENAME, CURRENT_TIMESTAMP(), $1 FROM @{})",
-                plan.snowflake_stage.quoted()
-            );
-            let tail = "FILE_FORMAT = (TYPE = 'JSON') ON_ERROR = 'ABORT_STATEMENT'";
+            let head = snowflake::copy_head(plan, snowflake_stage);
+            let tail = snowflake::COPY_TAIL;
             kwargs.push(("python_callable".into(), "_copy_files_into".into()));
             kwargs.push((
                 "op_kwargs".into(),
@@ -532,9 +535,7 @@ fn load_kwargs(step: LoadStep, plan: &LoadPlan, uses: &mut BTreeSet<&'static str
         }
         LoadStep::UpdateWatermark => {
             uses.insert("python");
-            let sql = format!(
-                "INSERT INTO {marks} (SOURCE, LAST_MODIFIED, LAST_KEY, FILES_LOADED) VALUES ({source}, %(last_modified)s, %(last_key)s, %(files)s)"
-            );
+            let sql = snowflake::update_watermark(plan, |name| format!("%({name})s"));
             kwargs.push(("python_callable".into(), "_update_watermark".into()));
             kwargs.push((
                 "op_kwargs".into(),

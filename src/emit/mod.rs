@@ -10,6 +10,7 @@ mod dbt;
 pub mod header;
 pub mod literal;
 mod paths;
+pub mod snowflake;
 
 pub use airflow::AirflowEmitter;
 pub use dbt::DbtEmitter;

@@ -210,27 +210,76 @@ impl LoadStep {
 pub struct LoadPlan {
     /// The stage.
     pub stage: StageId,
-    /// Airflow connection id of the S3 side.
-    pub s3_conn_id: String,
-    /// The bucket.
-    pub bucket: String,
-    /// The key prefix.
+    /// Where the files are.
+    pub source: LoadSource,
+    /// The key prefix (S3) or sub-folder (local).
     pub prefix: String,
-    /// Airflow connection id of the warehouse.
-    pub warehouse_conn_id: String,
+    /// The warehouse.
+    pub target: LoadTarget,
     /// The raw table.
     pub table: TableName,
     /// The watermark table.
     pub watermark_table: TableName,
     /// Files per run.
     pub batch_size: u32,
-    /// Snowflake stage to read from.
-    pub snowflake_stage: TableName,
     /// Task ids of the five steps, in [`LoadStep::ALL`] order.
     pub task_ids: [String; 5],
 }
 
+/// The file side of a load.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoadSource {
+    /// An S3 bucket.
+    S3 {
+        /// The spec's connection name (for `fhirflow run`'s settings).
+        connection: Identifier,
+        /// Airflow connection id.
+        conn_id: String,
+        /// The bucket.
+        bucket: String,
+    },
+    /// A folder on this machine (`fhirflow run` only).
+    Local {
+        /// The spec's connection name.
+        connection: Identifier,
+        /// The folder, relative to the spec.
+        path: String,
+    },
+}
+
+/// The warehouse side of a load.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoadTarget {
+    /// A Snowflake account.
+    Snowflake {
+        /// The spec's connection name (for `fhirflow run`'s settings).
+        connection: Identifier,
+        /// Airflow connection id.
+        conn_id: String,
+        /// The external stage `COPY INTO` reads through.
+        stage: TableName,
+    },
+    /// A DuckDB file on this machine (`fhirflow run` only).
+    DuckDb {
+        /// The spec's connection name.
+        connection: Identifier,
+        /// The database file, relative to the spec.
+        path: String,
+    },
+}
+
 impl LoadPlan {
+    /// What the Airflow DAGs need: the S3 connection id and bucket, the Snowflake connection id
+    /// and stage. `None` for a load from a local folder or into DuckDB, which only `fhirflow run` runs.
+    pub fn airflow_parts(&self) -> Option<(&str, &str, &str, &TableName)> {
+        match (&self.source, &self.target) {
+            (LoadSource::S3 { conn_id, bucket, .. }, LoadTarget::Snowflake { conn_id: wh, stage, .. }) => {
+                Some((conn_id, bucket, wh, stage))
+            }
+            _ => None,
+        }
+    }
+
     /// The task id of `step`.
     pub fn task_id(&self, step: LoadStep) -> &str {
         &self.task_ids[step as usize]
@@ -370,6 +419,32 @@ pub fn lower_all(units: Vec<(Spec, &Document)>) -> Vec<Result<(PipelineGraph, Di
             }
         })
         .collect()
+}
+
+/// Errors for what the Airflow backend cannot write: loads from a `local` folder or into a `duckdb`
+/// file, which only `fhirflow run` runs. `validate` and `run` accept them; `plan` and `apply` do not.
+pub fn airflow_unsupported(graph: &PipelineGraph, doc: &Document) -> Diagnostics {
+    let mut out = Diagnostics::new();
+    for pipeline in &graph.pipelines {
+        for task in &pipeline.tasks {
+            let Operation::Load { step: LoadStep::CreateTables, plan } = &task.operation else { continue };
+            let pointer = stage_pointer(&pipeline.id, &plan.stage);
+            let (side, kind) = match (&plan.source, &plan.target) {
+                (LoadSource::Local { .. }, _) => ("source", "local"),
+                (_, LoadTarget::DuckDb { .. }) => ("target", "duckdb"),
+                _ => continue,
+            };
+            out.push(
+                Diagnostic::error(
+                    "run-only-connection",
+                    format!("load `{}` uses a {kind} connection, which Airflow cannot reach", plan.stage),
+                )
+                .at(doc.span(&format!("{pointer}/{side}/connection")), format!("a {kind} connection"))
+                .help("local and duckdb connections run only with `fhirflow run`; use s3 and snowflake connections for Airflow"),
+            );
+        }
+    }
+    out
 }
 
 fn stage_pointer(pipeline: &PipelineId, stage: &StageId) -> String {
@@ -719,13 +794,13 @@ impl Lowering<'_> {
         &mut self,
         pointer: &str,
         name: &Identifier,
-        kind: ConnectionKind,
+        kinds: &[ConnectionKind],
     ) -> Option<&crate::spec::Connection> {
         let spec = self.spec;
         match spec.connections.get(name.as_str()) {
-            Some(conn) if conn.kind == kind => Some(conn),
+            Some(conn) if kinds.contains(&conn.kind) => Some(conn),
             Some(_) => {
-                let wanted = if kind == ConnectionKind::S3 { "s3" } else { "snowflake" };
+                let wanted = kinds.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(" or ");
                 self.error(
                     Diagnostic::error("wrong-connection", format!("connection `{name}` is not of type {wanted}"))
                         .at(self.doc.span(pointer), "")
@@ -750,37 +825,101 @@ impl Lowering<'_> {
 
     fn load_plan(&mut self, pointer: &str, stage_id: &StageId, copy: &crate::spec::CopyIntoStage) -> Option<LoadPlan> {
         let source = self
-            .connection(&format!("{pointer}/source/connection"), &copy.source.connection, ConnectionKind::S3)
+            .connection(
+                &format!("{pointer}/source/connection"),
+                &copy.source.connection,
+                &[ConnectionKind::S3, ConnectionKind::Local],
+            )
             .cloned();
         let target = self
-            .connection(&format!("{pointer}/target/connection"), &copy.target.connection, ConnectionKind::Snowflake)
+            .connection(
+                &format!("{pointer}/target/connection"),
+                &copy.target.connection,
+                &[ConnectionKind::Snowflake, ConnectionKind::Duckdb],
+            )
             .cloned();
         let (source, target) = (source?, target?);
-        let Some(bucket) = source.bucket.clone() else {
-            self.error(
-                Diagnostic::error("missing-bucket", format!("connection `{}` has no `bucket`", copy.source.connection))
-                    .at(
-                        self.doc.key_span(&format!("/connections/{}", escape_pointer(copy.source.connection.as_str()))),
-                        "",
-                    )
-                    .help("add `bucket: <name>` to the s3 connection"),
-            );
-            return None;
+        let source = match source.kind {
+            ConnectionKind::Local => LoadSource::Local {
+                connection: copy.source.connection.clone(),
+                path: self.connection_path(&copy.source.connection, &source, "a folder, such as `bundles`")?,
+            },
+            _ => {
+                let Some(bucket) = source.bucket.clone() else {
+                    self.error(
+                        Diagnostic::error(
+                            "missing-bucket",
+                            format!("connection `{}` has no `bucket`", copy.source.connection),
+                        )
+                        .at(self.connection_span(&copy.source.connection), "")
+                        .help("add `bucket: <name>` to the s3 connection"),
+                    );
+                    return None;
+                };
+                LoadSource::S3 {
+                    connection: copy.source.connection.clone(),
+                    conn_id: source.airflow_conn_id.clone().unwrap_or_else(|| "aws_default".to_owned()),
+                    bucket,
+                }
+            }
+        };
+        let target = match target.kind {
+            ConnectionKind::Duckdb => LoadTarget::DuckDb {
+                connection: copy.target.connection.clone(),
+                path: self.connection_path(
+                    &copy.target.connection,
+                    &target,
+                    "a database file, such as `warehouse.duckdb`",
+                )?,
+            },
+            _ => {
+                let Some(stage) = copy.target.stage.clone() else {
+                    self.error(
+                        Diagnostic::error(
+                            "missing-stage",
+                            format!("load `{stage_id}` into Snowflake names no external `stage`"),
+                        )
+                        .at(self.doc.key_span(&format!("{pointer}/target")), "")
+                        .help("add `stage: <SCHEMA.STAGE>`, an external stage whose URL is the bucket root"),
+                    );
+                    return None;
+                };
+                LoadTarget::Snowflake {
+                    connection: copy.target.connection.clone(),
+                    conn_id: target.airflow_conn_id.clone().unwrap_or_else(|| "snowflake_default".to_owned()),
+                    stage,
+                }
+            }
         };
         let prefix = copy.task_prefix.clone().unwrap_or_default();
         let task_ids = LoadStep::ALL.map(|step| format!("{prefix}{}", step.task_name()));
         Some(LoadPlan {
             stage: stage_id.clone(),
-            s3_conn_id: source.airflow_conn_id.clone().unwrap_or_else(|| "aws_default".to_owned()),
-            bucket,
+            source,
             prefix: copy.source.prefix.clone(),
-            warehouse_conn_id: target.airflow_conn_id.clone().unwrap_or_else(|| "snowflake_default".to_owned()),
+            target,
             table: copy.target.table.clone(),
             watermark_table: copy.watermark_table.clone(),
             batch_size: copy.batch_size,
-            snowflake_stage: copy.target.stage.clone(),
             task_ids,
         })
+    }
+
+    fn connection_span(&self, name: &Identifier) -> Option<crate::source::Span> {
+        self.doc.key_span(&format!("/connections/{}", escape_pointer(name.as_str())))
+    }
+
+    /// The `path:` of a local or duckdb connection, which it must have.
+    fn connection_path(&mut self, name: &Identifier, conn: &crate::spec::Connection, example: &str) -> Option<String> {
+        if let Some(path) = &conn.path {
+            return Some(path.0.clone());
+        }
+        self.error(
+            Diagnostic::error("missing-path", format!("connection `{name}` has no `path`"))
+                .at(self.connection_span(name), "")
+                .help(format!("add `path:` to the {} connection: {example}, relative to the spec", conn.kind.as_str())),
+        );
+        None
     }
 
     /// Resolves `after:` into task edges and rejects unknown stages and cycles.

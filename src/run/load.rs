@@ -1,15 +1,45 @@
-//! The seam where `copy_into` loads plug in.
+//! The native loader: `copy_into` stages under `fhirflow run`.
 //!
-//! A `copy_into` stage lowers to five [`LoadStep`] tasks that share one [`LoadPlan`]. The
-//! scheduler calls [`run_load`] for each; until the native loader lands here, every step fails
-//! at once with [`LoadError::NotRunnable`], which is never retried, and the rest of the graph
-//! runs on. The loader replaces the body of [`run_load`]; nothing else needs to change.
+//! A `copy_into` stage lowers to five [`LoadStep`] tasks that share one [`LoadPlan`]. Each task
+//! can run on its own (`--only`, `--resume`), so no state passes between them: the whole load —
+//! list, skip what is loaded, load one batch, advance the watermark — happens in the `Load` step,
+//! in **one warehouse transaction**, so a load killed at any point leaves either all of its batch
+//! and the new watermark, or none of it. The other steps are real but cheap:
+//!
+//! | step | does |
+//! |---|---|
+//! | `CreateTables` | creates the raw table and the watermark table if missing |
+//! | `GetWatermark` | reads and logs the newest watermark |
+//! | `ListFiles` | lists and logs how many files are new (read only) |
+//! | `Load` | the load above |
+//! | `UpdateWatermark` | logs the watermark the `Load` step wrote in its transaction |
+//!
+//! Which files are new: for a `local` folder, every `*.json` file whose key is not in the raw
+//! table yet (modification times of a copied folder say little); for S3, every object newer
+//! than the watermark, by (last modified, key), whose key is not in the raw table yet. Either
+//! way oldest first, at most `batch_size` per run.
+//!
+//! Runnable now: a `local` folder or S3 (cargo feature `s3`) into an embedded `duckdb` file
+//! (cargo feature `duckdb`). Snowflake targets fail at once with [`LoadError::NotRunnable`],
+//! never retried.
+
+#[cfg(feature = "duckdb")]
+mod duck;
+#[cfg(feature = "duckdb")]
+mod embedded;
+#[cfg(feature = "duckdb")]
+mod local;
+#[cfg(feature = "s3")]
+mod s3;
+#[cfg(feature = "snowflake")]
+mod snow;
 
 use super::task_log::TaskLog;
-use crate::graph::{LoadPlan, LoadStep};
-use crate::spec::Spec;
+use crate::graph::{LoadPlan, LoadStep, LoadTarget};
+use crate::spec::{Identifier, Spec};
 use chrono::{DateTime, Utc};
-use std::path::Path;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
 
 /// What a load step can use while it runs.
 pub struct LoadContext<'a> {
@@ -28,13 +58,45 @@ pub struct LoadContext<'a> {
 /// Why a load step failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LoadError {
-    /// `fhirflow run` has no loader yet.
-    #[error("copy_into is not runnable yet: `fhirflow run` has no native loader for `{task}` (load `{stage}`)")]
+    /// `fhirflow run` has no loader for this source or warehouse yet.
+    #[error(
+        "copy_into is not runnable yet: `fhirflow run` has no native loader for {what} (task `{task}`, load `{stage}`)"
+    )]
     NotRunnable {
         /// The step's task id.
         task: String,
         /// The stage.
         stage: String,
+        /// What is missing, such as "S3 sources".
+        what: String,
+    },
+    /// The spec or the environment does not say enough to run the load (not retried).
+    #[error("load `{stage}`: {message}")]
+    Config {
+        /// The stage.
+        stage: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// Listing or reading the source failed (retried).
+    #[error("load `{stage}`: cannot list {source_name}: {message}")]
+    Source {
+        /// The stage.
+        stage: String,
+        /// The folder or bucket.
+        source_name: String,
+        /// The cause.
+        message: String,
+    },
+    /// The warehouse failed (retried). Nothing of the batch was committed.
+    #[error("load `{stage}`: warehouse {warehouse}: {message}")]
+    Warehouse {
+        /// The stage.
+        stage: String,
+        /// The database file or account.
+        warehouse: String,
+        /// The cause.
+        message: String,
     },
 }
 
@@ -42,14 +104,100 @@ impl LoadError {
     /// Whether another attempt could succeed.
     pub fn is_retryable(&self) -> bool {
         match self {
-            LoadError::NotRunnable { .. } => false,
+            LoadError::NotRunnable { .. } | LoadError::Config { .. } => false,
+            LoadError::Source { .. } | LoadError::Warehouse { .. } => true,
         }
     }
 }
 
+/// A watermark: the newest file loaded so far, by (last modified, key).
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Watermark {
+    /// The file's modification time, RFC 3339 with nanoseconds in UTC.
+    pub last_modified: String,
+    /// The file's key.
+    pub last_key: String,
+}
+
+/// A file to load (an S3 object once it is downloaded).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceFile {
+    /// Its key: the path relative to the connection's folder, `/`-separated, the name as on disk
+    /// (for S3, the object key).
+    pub key: String,
+    /// Where it is.
+    pub path: PathBuf,
+    /// Its modification time (for S3, the object's last modified time).
+    pub modified: DateTime<Utc>,
+}
+
+impl SourceFile {
+    /// The file as a watermark. The time is UTC with microseconds, `2026-03-01T02:00:00.000000Z`
+    /// (as the Airflow DAGs write it, so both can share a watermark table), which sorts as text in
+    /// time order.
+    pub fn watermark(&self) -> Watermark {
+        Watermark {
+            last_modified: self.modified.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
+            last_key: self.key.clone(),
+        }
+    }
+}
+
+/// What the warehouse holds of a load.
+#[derive(Debug, Clone, Default)]
+pub struct LoadState {
+    /// Keys in the raw table.
+    pub loaded: HashSet<String>,
+    /// The newest watermark.
+    pub watermark: Option<Watermark>,
+}
+
+/// Reads a connection setting: the environment variable that `connections.<name>.env.<setting>`
+/// names, when that is set and not empty; else `fallback` (the spec's own value).
+fn setting(spec: &Spec, connection: &Identifier, name: &str, fallback: Option<&str>) -> Option<String> {
+    let variable = spec.connections.get(connection.as_str()).and_then(|c| c.env.get(name));
+    variable.and_then(|v| std::env::var(&v.0).ok()).filter(|v| !v.is_empty()).or_else(|| fallback.map(str::to_owned))
+}
+
+/// A path setting, relative to the spec's folder, made absolute.
+fn path_setting(ctx: &LoadContext<'_>, connection: &Identifier, path: &str) -> PathBuf {
+    let value = setting(ctx.spec, connection, "path", Some(path)).unwrap_or_else(|| path.to_owned());
+    let joined = ctx.spec_dir.join(value);
+    std::path::absolute(&joined).unwrap_or(joined)
+}
+
 /// Runs one step of a load.
 pub async fn run_load(plan: &LoadPlan, step: LoadStep, ctx: &mut LoadContext<'_>) -> Result<(), LoadError> {
-    let error = LoadError::NotRunnable { task: plan.task_id(step).to_owned(), stage: plan.stage.to_string() };
-    ctx.log.note(&error.to_string());
-    Err(error)
+    let result = run_step(plan, step, ctx).await;
+    if let Err(e) = &result {
+        ctx.log.note(&e.to_string());
+    }
+    result
+}
+
+async fn run_step(plan: &LoadPlan, step: LoadStep, ctx: &mut LoadContext<'_>) -> Result<(), LoadError> {
+    let database = match &plan.target {
+        #[cfg(feature = "snowflake")]
+        LoadTarget::Snowflake { connection, stage, .. } => return snow::run(plan, step, connection, stage, ctx).await,
+        #[cfg(not(feature = "snowflake"))]
+        LoadTarget::Snowflake { .. } => {
+            return Err(LoadError::NotRunnable {
+                task: plan.task_id(step).to_owned(),
+                stage: plan.stage.to_string(),
+                what: "Snowflake warehouses in this build (rebuild with `--features snowflake`)".to_owned(),
+            });
+        }
+        LoadTarget::DuckDb { connection, path } => path_setting(ctx, connection, path),
+    };
+    #[cfg(feature = "duckdb")]
+    return embedded::run(plan, step, &database, ctx).await;
+    #[cfg(not(feature = "duckdb"))]
+    Err(LoadError::Config {
+        stage: plan.stage.to_string(),
+        message: format!(
+            "this fhirflow was built without the embedded DuckDB, so it cannot load into {}; rebuild with \
+             `DUCKDB_LIB_DIR=$(bash scripts/ensure_libduckdb.sh | tail -n 1) cargo build --release --features duckdb`",
+            database.display()
+        ),
+    })
 }

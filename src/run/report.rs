@@ -213,7 +213,16 @@ pub fn dry_run_text(plan: &RunPlan) -> String {
                 }
             }
             Operation::Load { step, plan: load } => {
-                format!("{} of load {} (not runnable yet)", step.task_name(), load.stage)
+                use crate::graph::{LoadSource, LoadTarget};
+                let from = match &load.source {
+                    LoadSource::S3 { bucket, .. } => format!("s3://{bucket}/{}", load.prefix),
+                    LoadSource::Local { path, .. } => format!("folder {path}"),
+                };
+                let into = match &load.target {
+                    LoadTarget::Snowflake { .. } => format!("Snowflake {}", load.table),
+                    LoadTarget::DuckDb { path, .. } => format!("{} in DuckDB {path}", load.table),
+                };
+                format!("{} of load {}: {from} → {into}", step.task_name(), load.stage)
             }
         };
         let _ = writeln!(out, "     {detail}");

@@ -1158,7 +1158,7 @@ mod tests {
         assert!(!Failure::Cancelled.is_retryable());
         assert!(!Failure::Template("x".into()).is_retryable());
         assert!(!Failure::SensorTimedOut(Duration::from_secs(1)).is_retryable());
-        let load = load::LoadError::NotRunnable { task: "t".into(), stage: "s".into() };
+        let load = load::LoadError::NotRunnable { task: "t".into(), stage: "s".into(), what: "S3 sources".into() };
         assert!(!Failure::Load(load).is_retryable());
     }
 

@@ -169,6 +169,9 @@ pub struct Connection {
     /// Snowflake role (snowflake only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<Identifier>,
+    /// The folder of files (local) or the DuckDB database file (duckdb), relative to the spec. Only `fhirflow run` reads these.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<RelativePath>,
 }
 
 /// The kinds of system a connection can point at.
@@ -179,6 +182,22 @@ pub enum ConnectionKind {
     S3,
     /// A Snowflake account.
     Snowflake,
+    /// A folder on this machine, as a load's source (`fhirflow run` only).
+    Local,
+    /// A DuckDB database file on this machine, as a load's warehouse (`fhirflow run` only, with the embedded DuckDB).
+    Duckdb,
+}
+
+impl ConnectionKind {
+    /// The name the spec uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnectionKind::S3 => "s3",
+            ConnectionKind::Snowflake => "snowflake",
+            ConnectionKind::Local => "local",
+            ConnectionKind::Duckdb => "duckdb",
+        }
+    }
 }
 
 /// The name of an environment variable.
@@ -500,7 +519,7 @@ pub struct Stage {
 pub enum StageKind {
     /// A dbt command.
     Dbt(DbtStage),
-    /// Load new files under an S3 prefix into a warehouse table with `COPY INTO`, tracked by a watermark.
+    /// Load new files under an S3 prefix (or a local folder) into a warehouse table with `COPY INTO`, tracked by a watermark.
     CopyInto(CopyIntoStage),
     /// A shell command.
     Shell(ShellStage),
@@ -672,7 +691,7 @@ impl DbtCommand {
     }
 }
 
-/// An S3 → warehouse `COPY INTO` load with a watermark.
+/// A load of new files into a warehouse table, tracked by a watermark: S3 → Snowflake with `COPY INTO`, or, under `fhirflow run`, a local folder or S3 → an embedded DuckDB file.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 pub struct CopyIntoStage {
     /// Where new files are found.
@@ -695,13 +714,14 @@ fn default_batch_size() -> u32 {
     100
 }
 
-/// The S3 side of a load.
+/// The file side of a load.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CopySource {
-    /// Name of an `s3` connection.
+    /// Name of an `s3` connection, or of a `local` one (`fhirflow run` only).
     pub connection: Identifier,
-    /// Key prefix under the bucket, such as `raw/patients/`.
+    /// Key prefix under the bucket (or sub-folder of the local folder), such as `raw/patients/`. Empty: all of it.
+    #[serde(default)]
     #[schemars(regex(pattern = r"^[A-Za-z0-9!_.*'()/=-]{0,1024}$"))]
     pub prefix: String,
 }
@@ -710,12 +730,13 @@ pub struct CopySource {
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CopyTarget {
-    /// Name of a `snowflake` connection.
+    /// Name of a `snowflake` connection, or of a `duckdb` one (`fhirflow run` only).
     pub connection: Identifier,
     /// The raw table, such as `RAW.FHIR_BUNDLES`. Columns: file key, load time, and the file as JSON.
     pub table: TableName,
-    /// Snowflake external stage whose URL is the bucket root, such as `RAW.FHIR_S3_STAGE`. `COPY INTO` reads the listed keys through it (Snowflake allows the load's column transformation only from a named stage).
-    pub stage: TableName,
+    /// Snowflake external stage whose URL is the bucket root, such as `RAW.FHIR_S3_STAGE`; required for Snowflake. `COPY INTO` reads the listed keys through it (Snowflake allows the load's column transformation only from a named stage).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<TableName>,
 }
 
 /// A shell command stage.

@@ -1,0 +1,146 @@
+//! Loads into an embedded DuckDB file (cargo feature `duckdb`).
+//!
+//! The raw table is the FHIR example's contract (examples/fhir/README.md):
+//! `(file_key VARCHAR NOT NULL, loaded_at TIMESTAMPTZ, bundle JSON)`, one row per file, read with
+//! `read_json_objects(…, format = 'unstructured', maximum_object_size = 512 MiB)`. File paths and
+//! keys are statement parameters, never SQL text. Every function here blocks.
+
+use super::{LoadState, SourceFile, Watermark};
+use crate::graph::LoadPlan;
+use crate::spec::TableName;
+use duckdb::{Connection, OptionalExt, params, params_from_iter};
+use std::path::Path;
+
+/// DuckDB's default object cap (16 MiB) is smaller than some real Synthea patient bundles.
+const MAXIMUM_OBJECT_SIZE: u64 = 512 * 1024 * 1024;
+
+/// A table name as DuckDB SQL: each part double-quoted, its case kept. [`TableName`] admits only
+/// letters, digits, `_` and `$`, so a part can never close its quotes.
+fn ident(table: &TableName) -> String {
+    table.as_str().split('.').map(|part| format!("\"{part}\"")).collect::<Vec<_>>().join(".")
+}
+
+/// The schema part of `table`, quoted, when it has one.
+fn schema(table: &TableName) -> Option<String> {
+    let parts: Vec<&str> = table.as_str().split('.').collect();
+    (parts.len() >= 2)
+        .then(|| parts[..parts.len() - 1].iter().map(|p| format!("\"{p}\"")).collect::<Vec<_>>().join("."))
+}
+
+/// Opens (creating it and its folder if missing) `database`, with the load's tables.
+pub fn open(database: &Path, plan: &LoadPlan) -> Result<Connection, String> {
+    if let Some(parent) = database.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| format!("cannot create its folder: {e}"))?;
+    }
+    let conn = Connection::open(database).map_err(|e| e.to_string())?;
+    create_tables(&conn, plan).map_err(|e| e.to_string())?;
+    Ok(conn)
+}
+
+fn create_tables(conn: &Connection, plan: &LoadPlan) -> duckdb::Result<()> {
+    for table in [&plan.table, &plan.watermark_table] {
+        if let Some(schema) = schema(table) {
+            conn.execute_batch(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))?;
+        }
+    }
+    conn.execute_batch(&format!(
+        "CREATE TABLE IF NOT EXISTS {} (file_key VARCHAR NOT NULL, loaded_at TIMESTAMPTZ, bundle JSON);
+         CREATE TABLE IF NOT EXISTS {} (load_id BIGINT NOT NULL, source VARCHAR NOT NULL, last_modified VARCHAR, \
+         last_key VARCHAR, files_loaded BIGINT, updated_at TIMESTAMPTZ DEFAULT now());",
+        ident(&plan.table),
+        ident(&plan.watermark_table)
+    ))
+}
+
+/// The keys already loaded and the newest watermark.
+pub fn state(conn: &Connection, plan: &LoadPlan) -> Result<LoadState, String> {
+    read_state(conn, plan).map_err(|e| e.to_string())
+}
+
+fn read_state(conn: &Connection, plan: &LoadPlan) -> duckdb::Result<LoadState> {
+    let mut statement = conn.prepare(&format!("SELECT file_key FROM {}", ident(&plan.table)))?;
+    let loaded = statement.query_map([], |row| row.get::<_, String>(0))?.collect::<duckdb::Result<_>>()?;
+    let watermark = conn
+        .query_row(
+            &format!(
+                "SELECT last_modified, last_key FROM {} WHERE source = ? ORDER BY load_id DESC LIMIT 1",
+                ident(&plan.watermark_table)
+            ),
+            params![plan.stage.as_str()],
+            |row| Ok(Watermark { last_modified: row.get(0)?, last_key: row.get(1)? }),
+        )
+        .optional()?;
+    Ok(LoadState { loaded, watermark })
+}
+
+/// What one batch did.
+pub struct Loaded {
+    /// Files inserted (files found loaded inside the transaction are left out).
+    pub files: usize,
+    /// Rows inserted.
+    pub rows: usize,
+    /// The watermark written.
+    pub watermark: Watermark,
+}
+
+/// In one transaction: inserts the files of `batch` not loaded yet (checked again inside it),
+/// and appends the new watermark. Either both are committed or neither.
+/// A file that holds no JSON value would get no row, stay "new" and be picked again by every
+/// run, so it fails the batch instead, by name.
+pub fn load(conn: &mut Connection, plan: &LoadPlan, batch: &[SourceFile]) -> Result<Loaded, String> {
+    let text = |e: duckdb::Error| e.to_string();
+    let tx = conn.transaction().map_err(text)?;
+    let state = read_state(&tx, plan).map_err(text)?;
+    let batch: Vec<&SourceFile> = batch.iter().filter(|f| !state.loaded.contains(&f.key)).collect();
+    let rows = if batch.is_empty() { 0 } else { insert(&tx, &plan.table, &batch).map_err(text)? };
+    let after = read_state(&tx, plan).map_err(text)?;
+    if let Some(empty) = batch.iter().find(|f| !after.loaded.contains(&f.key)) {
+        // Dropping `tx` rolls the batch back.
+        return Err(format!("{} holds no JSON value; nothing of this batch was loaded", empty.path.display()));
+    }
+    finish(tx, plan, state, &batch, rows).map_err(text)
+}
+
+fn finish(
+    tx: duckdb::Transaction<'_>,
+    plan: &LoadPlan,
+    state: LoadState,
+    batch: &[&SourceFile],
+    rows: usize,
+) -> duckdb::Result<Loaded> {
+    let newest = batch.iter().map(|f| f.watermark()).max();
+    let watermark = match (state.watermark, newest) {
+        (Some(old), Some(new)) => old.max(new),
+        (old, new) => new.or(old).unwrap_or_default(),
+    };
+    tx.execute(
+        &format!(
+            "INSERT INTO {marks} (load_id, source, last_modified, last_key, files_loaded) \
+             SELECT coalesce(max(load_id), 0) + 1, ?, ?, ?, ? FROM {marks}",
+            marks = ident(&plan.watermark_table)
+        ),
+        params![plan.stage.as_str(), watermark.last_modified, watermark.last_key, batch.len() as i64],
+    )?;
+    tx.commit()?;
+    Ok(Loaded { files: batch.len(), rows, watermark })
+}
+
+/// One `read_json_objects` over the batch's paths, joined to their keys; all parameters.
+fn insert(conn: &Connection, table: &TableName, batch: &[&SourceFile]) -> duckdb::Result<usize> {
+    let paths = vec!["?"; batch.len()].join(", ");
+    let pairs = vec!["(?, ?)"; batch.len()].join(", ");
+    let sql = format!(
+        "INSERT INTO {table} (file_key, loaded_at, bundle)
+         SELECT k.file_key, now(), j.json
+         FROM read_json_objects([{paths}], format = 'unstructured',
+                                maximum_object_size = {MAXIMUM_OBJECT_SIZE}, filename = true) AS j
+         JOIN (VALUES {pairs}) AS k(path, file_key) ON j.filename = k.path",
+        table = ident(table)
+    );
+    let mut values: Vec<String> = batch.iter().map(|f| f.path.to_string_lossy().into_owned()).collect();
+    for f in batch {
+        values.push(f.path.to_string_lossy().into_owned());
+        values.push(f.key.clone());
+    }
+    conn.execute(&sql, params_from_iter(values))
+}

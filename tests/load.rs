@@ -1,0 +1,679 @@
+//! `copy_into` under `fhirflow run`: a local folder into the embedded DuckDB (cargo feature
+//! `duckdb`), the FHIR example end to end with real dbt, and a fhirflow killed mid-load.
+//!
+//! The DuckDB tests need the `duckdb` feature (scripts/test.sh turns it on); the end-to-end
+//! tests also need `FHIRFLOW_DBT_VENV` (see tests/common).
+
+mod common;
+
+use common::{fhirflow, repo};
+
+/// A spec with one load: `connections` (the lines under `connections:`), and the load's
+/// `source` and `target` (flow mappings) and watermark table.
+#[cfg(any(feature = "duckdb", feature = "snowflake"))]
+fn write_load_spec(
+    dir: &std::path::Path,
+    connections: &str,
+    source: &str,
+    target: &str,
+    watermark: &str,
+    batch_size: u32,
+) -> std::path::PathBuf {
+    let spec = dir.join("load.yaml");
+    let text = format!(
+        "version: 1
+connections:
+{connections}
+pipelines:
+  p:
+    max_active_runs: 1
+    stages:
+      load:
+        kind: copy_into
+        retries: 1
+        retry_delay: 1s
+        source: {source}
+        target: {target}
+        watermark_table: {watermark}
+        batch_size: {batch_size}
+"
+    );
+    std::fs::write(&spec, text).unwrap();
+    spec
+}
+
+/// Reads a running `fhirflow run`'s stdout (piped) until its load step starts; keeps draining it.
+#[cfg(any(feature = "duckdb", feature = "snowflake"))]
+fn wait_for_load_step(child: &mut std::process::Child) {
+    use std::io::BufRead;
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line.contains("start") && line.contains("load_files_to_snowflake") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(60)).expect("the load step starts");
+}
+
+/// The embedded DuckDB of the tests: a connection line and a target.
+#[cfg(feature = "duckdb")]
+const DUCKDB: (&str, &str) =
+    ("  db: {type: duckdb, path: warehouse.duckdb}", "{connection: db, table: raw.fhir_bundles}");
+
+#[test]
+fn plan_rejects_run_only_connections_with_a_location() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = fhirflow()
+        .arg("plan")
+        .arg(repo().join("examples/fhir/fhir.yaml"))
+        .arg("--out")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("error[run-only-connection]: load `load` uses a local connection"), "{stderr}");
+    assert!(stderr.contains("fhir.yaml:"), "located: {stderr}");
+    assert!(stderr.contains("run only with `fhirflow run`"), "{stderr}");
+    fhirflow().arg("validate").arg(repo().join("examples/fhir/fhir.yaml")).assert().success();
+}
+
+#[test]
+fn a_local_connection_needs_a_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("p.yaml");
+    std::fs::write(
+        &spec,
+        "version: 1\nconnections:\n  files: {type: local}\n  db: {type: duckdb, path: w.duckdb}\npipelines:\n  p:\n    max_active_runs: 1\n    stages:\n      load: {kind: copy_into, retries: 1, source: {connection: files}, target: {connection: db, table: raw.t}, watermark_table: raw.w}\n",
+    )
+    .unwrap();
+    let output = fhirflow().arg("validate").arg(&spec).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("error[missing-path]: connection `files` has no `path`"), "{stderr}");
+}
+
+#[cfg(feature = "duckdb")]
+mod embedded {
+    use super::*;
+    use duckdb::Connection;
+    use std::collections::BTreeMap;
+    use std::path::Path;
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    /// A spec with only a load of `files/` into `warehouse.duckdb`.
+    fn load_spec(dir: &Path, batch_size: u32) -> std::path::PathBuf {
+        let connections = format!("  files: {{type: local, path: files}}\n{}", DUCKDB.0);
+        write_load_spec(dir, &connections, "{connection: files}", DUCKDB.1, "raw.load_watermark", batch_size)
+    }
+
+    /// file_key → how many rows, and each file's `id`.
+    fn loaded(database: &Path) -> BTreeMap<String, (i64, Option<String>)> {
+        let conn = Connection::open(database).unwrap();
+        let mut statement = conn
+            .prepare("SELECT file_key, count(*), any_value(bundle->>'id') FROM raw.fhir_bundles GROUP BY file_key")
+            .unwrap();
+        statement
+            .query_map([], |row| Ok((row.get(0)?, (row.get(1)?, row.get(2)?))))
+            .unwrap()
+            .collect::<duckdb::Result<_>>()
+            .unwrap()
+    }
+
+    fn watermarks(database: &Path) -> Vec<(i64, String, i64)> {
+        let conn = Connection::open(database).unwrap();
+        let mut statement =
+            conn.prepare("SELECT load_id, last_key, files_loaded FROM raw.load_watermark ORDER BY load_id").unwrap();
+        statement
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+            .unwrap()
+            .collect::<duckdb::Result<_>>()
+            .unwrap()
+    }
+
+    fn write_bundle(path: &Path, id: &str, padding: usize, mtime_secs: u64) {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let text = format!(
+            "{{\n  \"resourceType\": \"Bundle\",\n  \"id\": \"{id}\",\n  \"type\": \"transaction\",\n  \"entry\": [],\n  \"pad\": \"{}\"\n}}\n",
+            "x".repeat(padding)
+        );
+        std::fs::write(path, text).unwrap();
+        let file = std::fs::File::options().write(true).open(path).unwrap();
+        file.set_modified(std::time::UNIX_EPOCH + Duration::from_secs(mtime_secs)).unwrap();
+    }
+
+    #[test]
+    fn loads_in_batches_each_file_once_with_quotes_and_non_ascii_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let names = ["Ciara_O'Keefe54_a.json", "José830_Muñoz421_b.json", "美咲_佐藤_c.json", "sub/d.json", "e.json"];
+        for (i, name) in names.iter().enumerate() {
+            write_bundle(&dir.path().join("files").join(name), &format!("id{i}"), 10, 1_000 + i as u64);
+        }
+        std::fs::write(dir.path().join("files/notes.txt"), "not json").unwrap();
+        let spec = load_spec(dir.path(), 2);
+        let database = dir.path().join("warehouse.duckdb");
+        for expected in [2, 4, 5, 5] {
+            fhirflow().arg("run").arg(&spec).assert().success();
+            assert_eq!(loaded(&database).len(), expected);
+        }
+        let rows = loaded(&database);
+        for (i, name) in names.iter().enumerate() {
+            assert_eq!(rows[*name], (1, Some(format!("id{i}"))), "{name}");
+        }
+        // Oldest first (by modification time), two per run; the fourth run had nothing to load.
+        let marks = watermarks(&database);
+        assert_eq!(
+            marks,
+            [(1, "José830_Muñoz421_b.json".into(), 2), (2, "sub/d.json".into(), 2), (3, "e.json".into(), 1)]
+        );
+        // A file added later is picked up, whatever its modification time.
+        write_bundle(&dir.path().join("files/old.json"), "old", 10, 10);
+        fhirflow().arg("run").arg(&spec).assert().success();
+        assert_eq!(loaded(&database)["old.json"], (1, Some("old".into())));
+    }
+
+    #[test]
+    fn a_malformed_file_fails_the_batch_and_loads_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        write_bundle(&dir.path().join("files/a.json"), "a", 10, 1_000);
+        std::fs::write(dir.path().join("files/b.json"), "{\"resourceType\": ").unwrap();
+        let spec = load_spec(dir.path(), 10);
+        let output = fhirflow().arg("run").arg(&spec).output().unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(output.status.code(), Some(5), "{stdout}");
+        assert!(stdout.contains("load `load`: warehouse"), "{stdout}");
+        assert!(loaded(&dir.path().join("warehouse.duckdb")).is_empty(), "all or nothing");
+    }
+
+    #[test]
+    fn an_empty_file_fails_the_batch_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        write_bundle(&dir.path().join("files/a.json"), "a", 10, 1_000);
+        std::fs::write(dir.path().join("files/empty.json"), "").unwrap();
+        let spec = load_spec(dir.path(), 10);
+        let output = fhirflow().arg("run").arg(&spec).output().unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(output.status.code(), Some(5), "{stdout}");
+        assert!(stdout.contains("empty.json holds no JSON value"), "{stdout}");
+        assert!(loaded(&dir.path().join("warehouse.duckdb")).is_empty(), "all or nothing");
+    }
+
+    /// SIGKILL fhirflow while it loads a batch, then run again: every file is in the raw table
+    /// exactly once, and after the kill the table held all of the batch or none of it.
+    #[test]
+    fn a_fhirflow_killed_mid_load_loses_and_duplicates_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let count = 300;
+        for i in 0..count {
+            write_bundle(&dir.path().join(format!("files/b{i:04}.json")), &format!("b{i}"), 100_000, 1_000 + i);
+        }
+        let spec = load_spec(dir.path(), 1000);
+        let database = dir.path().join("warehouse.duckdb");
+        let mut child = Command::new(assert_cmd::cargo::cargo_bin("fhirflow"))
+            .arg("run")
+            .arg(&spec)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_for_load_step(&mut child);
+        let started = Instant::now();
+        std::thread::sleep(Duration::from_millis(150));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let after_kill = loaded(&database).len();
+        assert!(after_kill == 0 || after_kill == count as usize, "all or nothing, got {after_kill}");
+        eprintln!("SIGKILL {:?} after the load step started; {after_kill} file(s) were committed", started.elapsed());
+
+        fhirflow().arg("run").arg(&spec).assert().success();
+        let rows = loaded(&database);
+        assert_eq!(rows.len(), count as usize);
+        assert!(rows.values().all(|(n, _)| *n == 1), "each file exactly once");
+        let marks = watermarks(&database);
+        assert_eq!(marks.iter().map(|m| m.2).sum::<i64>(), count as i64, "{marks:?}");
+    }
+
+    /// Copies what the example needs (not a local warehouse, run store or dbt target).
+    fn copy_example(to: &Path) {
+        let example = repo().join("examples/fhir");
+        for file in ["fhir.yaml", "check_marts.py"] {
+            std::fs::copy(example.join(file), to.join(file)).unwrap();
+        }
+        common::copy_dir(&example.join("bundles"), &to.join("bundles"));
+        for part in ["dbt_project.yml", "profiles.yml", "macros", "models", "tests"] {
+            let from = example.join("dbt").join(part);
+            if from.is_dir() {
+                common::copy_dir(&from, &to.join("dbt").join(part));
+            } else {
+                std::fs::create_dir_all(to.join("dbt")).unwrap();
+                std::fs::copy(&from, to.join("dbt").join(part)).unwrap();
+            }
+        }
+    }
+
+    /// `fhirflow run` of the example spec with dbt from `venv` on PATH.
+    fn run_example(venv: &Path, spec: &Path, env: &[(&str, &Path)]) -> String {
+        let path = format!("{}:{}", venv.join("bin").display(), std::env::var("PATH").unwrap_or_default());
+        let mut command = fhirflow();
+        command.arg("run").arg(spec).env("PATH", path).env("DBT_SEND_ANONYMOUS_USAGE_STATS", "false");
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let output = command.output().unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(output.status.success(), "fhirflow run failed:\n{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+        stdout
+    }
+
+    fn check_marts(venv: &Path, dir: &Path, bundles: &Path, database: &Path) {
+        let output = Command::new(venv.join("bin/python"))
+            .arg(dir.join("check_marts.py"))
+            .arg(bundles)
+            .arg(database)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "check_marts failed:\n{}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    #[test]
+    fn the_fhir_example_runs_from_bundle_files_to_tested_marts() {
+        let Some(venv) = common::venv("FHIRFLOW_DBT_VENV") else { return };
+        let dir = tempfile::tempdir().unwrap();
+        copy_example(dir.path());
+        let spec = dir.path().join("fhir.yaml");
+        let stdout = run_example(&venv, &spec, &[]);
+        assert!(stdout.contains("loaded 6 file(s)"), "{stdout}");
+        let database = dir.path().join("warehouse.duckdb");
+        check_marts(&venv, dir.path(), &dir.path().join("bundles"), &database);
+        // Again: nothing new to load, and the incremental build still passes.
+        let stdout = run_example(&venv, &spec, &[]);
+        assert!(stdout.contains("nothing new in"), "{stdout}");
+        check_marts(&venv, dir.path(), &dir.path().join("bundles"), &database);
+    }
+
+    #[test]
+    fn the_fhir_example_runs_on_the_synthea_sample() {
+        let sample = repo().join("../shared/data/synthea-sample");
+        if !sample.is_dir() {
+            eprintln!("skipped: no {}", sample.display());
+            return;
+        }
+        let Some(venv) = common::venv("FHIRFLOW_DBT_VENV") else { return };
+        let dir = tempfile::tempdir().unwrap();
+        copy_example(dir.path());
+        let bundles = dir.path().join("sample");
+        std::fs::create_dir_all(&bundles).unwrap();
+        for entry in std::fs::read_dir(&sample).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "json") {
+                std::fs::copy(&path, bundles.join(path.file_name().unwrap())).unwrap();
+            }
+        }
+        let database = dir.path().join("db/sample.duckdb");
+        let spec = dir.path().join("fhir.yaml");
+        run_example(&venv, &spec, &[("FHIRFLOW_BUNDLE_DIR", &bundles), ("FHIRFLOW_DUCKDB_PATH", &database)]);
+        check_marts(&venv, dir.path(), &bundles, &database);
+    }
+}
+
+/// Test servers on 127.0.0.1 (tests/servers/README.md).
+#[cfg(feature = "s3")]
+mod servers {
+    use std::io::BufRead;
+    use std::path::Path;
+    use std::process::{Child, Command, Stdio};
+
+    pub const BUCKET: &str = "synthea-fhir-data-dump";
+
+    /// The load's source in the test specs.
+    pub const LAKE_SOURCE: &str = "{connection: lake, prefix: raw/patients/}";
+
+    /// The s3 connection `lake` of the test specs, its settings read from T_S3_* variables.
+    pub fn lake() -> String {
+        format!(
+            "  lake:\n    type: s3\n    bucket: {BUCKET}\n    env: {{endpoint_url: T_S3_ENDPOINT, access_key_id: T_S3_KEY, secret_access_key: T_S3_SECRET}}"
+        )
+    }
+
+    pub struct Server {
+        pub child: Child,
+        pub port: u16,
+    }
+
+    impl Drop for Server {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    /// s3s-fs serving `root` on a free port; `None` when skipped on purpose.
+    pub fn s3s(root: &Path) -> Option<Server> {
+        if std::env::var_os("FHIRFLOW_SKIP_CONFORMANCE").is_some_and(|v| v == "1") {
+            eprintln!("skipped: FHIRFLOW_SKIP_CONFORMANCE=1");
+            return None;
+        }
+        let bin = std::env::var_os("FHIRFLOW_S3S_BIN").unwrap_or_else(|| {
+            panic!(
+                "FHIRFLOW_S3S_BIN is not set: run the tests with scripts/test.sh, or set FHIRFLOW_SKIP_CONFORMANCE=1"
+            )
+        });
+        let mut child = Command::new(bin)
+            .args(["--host", "127.0.0.1", "--port", "0", "--access-key", "test-key", "--secret-key", "test-secret"])
+            .arg(root)
+            .env("RUST_LOG", "s3s_fs=info")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("s3s-fs starts");
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let port = loop {
+            let line = lines.next().expect("s3s-fs printed its port").unwrap();
+            if let Some(port) = line.rsplit_once("127.0.0.1:").and_then(|(_, p)| p.trim().parse().ok()) {
+                break port;
+            }
+        };
+        std::thread::spawn(move || lines.for_each(drop));
+        Some(Server { child, port })
+    }
+
+    pub fn put(root: &Path, key: &str, id: &str, mtime_secs: u64) {
+        let path = root.join(BUCKET).join(key);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, format!("{{\"resourceType\": \"Bundle\", \"id\": \"{id}\", \"entry\": []}}")).unwrap();
+        let file = std::fs::File::options().write(true).open(&path).unwrap();
+        file.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(mtime_secs)).unwrap();
+    }
+    /// fakesnow_json.py (`FHIRFLOW_FAKESNOW_VENV`) with its databases in `db`, reading S3 from
+    /// `s3_port` with the test key, and checking the user `fhirflow` / password `secret`.
+    pub fn fakesnow(db: &Path, s3_port: u16) -> Option<Server> {
+        let venv = crate::common::venv("FHIRFLOW_FAKESNOW_VENV")?;
+        std::fs::create_dir_all(db).unwrap();
+        let mut child = Command::new(venv.join("bin/python"))
+            .arg(crate::common::repo().join("tests/servers/fakesnow_json.py"))
+            .args(["--port", "0", "--db-path"])
+            .arg(db)
+            .args(["--s3-endpoint", &format!("http://127.0.0.1:{s3_port}")])
+            .args(["--s3-access-key", "test-key", "--s3-secret-key", "test-secret"])
+            .args(["--user", "fhirflow", "--password", "secret"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("fakesnow_json.py starts");
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let line = lines.next().expect("fakesnow printed its port").unwrap();
+        let port = line.rsplit_once("127.0.0.1:").and_then(|(_, p)| p.trim().parse().ok()).expect("a port");
+        std::thread::spawn(move || lines.for_each(drop));
+        Some(Server { child, port })
+    }
+}
+
+/// S3 → the embedded DuckDB, against a real s3s-fs server (`FHIRFLOW_S3S_BIN`, from
+/// tests/servers/ensure_s3s.sh) on 127.0.0.1 that checks SigV4 signatures.
+#[cfg(all(feature = "duckdb", feature = "s3"))]
+mod s3 {
+    use super::*;
+    use duckdb::Connection;
+    use servers::{BUCKET, LAKE_SOURCE, put, s3s};
+    use std::path::Path;
+
+    fn spec(dir: &Path, batch_size: u32) -> std::path::PathBuf {
+        let lake = servers::lake();
+        let connections = format!("{lake}\n{}", DUCKDB.0);
+        write_load_spec(dir, &connections, LAKE_SOURCE, DUCKDB.1, "raw.load_watermark", batch_size)
+    }
+
+    fn run(spec: &Path, endpoint: &str, secret: &str) -> std::process::Output {
+        fhirflow()
+            .arg("run")
+            .arg(spec)
+            .env("T_S3_ENDPOINT", endpoint)
+            .env("T_S3_KEY", "test-key")
+            .env("T_S3_SECRET", secret)
+            .output()
+            .unwrap()
+    }
+
+    fn keys(database: &Path) -> Vec<(String, i64)> {
+        let conn = Connection::open(database).unwrap();
+        let mut statement = conn
+            .prepare("SELECT file_key, count(*) FROM raw.fhir_bundles GROUP BY file_key ORDER BY file_key")
+            .unwrap();
+        statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?))).unwrap().collect::<duckdb::Result<_>>().unwrap()
+    }
+
+    #[test]
+    fn loads_new_objects_in_batches_oldest_first_each_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("s3");
+        let names = ["Ciara_O'Keefe54.json", "José830_Muñoz421.json", "美咲_佐藤.json", "sub/d.json", "e.json"];
+        for (i, name) in names.iter().enumerate() {
+            put(&root, &format!("raw/patients/{name}"), &format!("id{i}"), 1_000 + i as u64);
+        }
+        put(&root, "elsewhere/x.json", "x", 1_000);
+        let Some(server) = s3s(&root) else { return };
+        let endpoint = format!("http://127.0.0.1:{}", server.port);
+        let spec = spec(dir.path(), 2);
+        let database = dir.path().join("warehouse.duckdb");
+        for expected in [2, 4, 5, 5] {
+            let output = run(&spec, &endpoint, "test-secret");
+            assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stdout));
+            assert_eq!(keys(&database).len(), expected);
+        }
+        let loaded = keys(&database);
+        let mut expected: Vec<(String, i64)> = names.iter().map(|n| (format!("raw/patients/{n}"), 1)).collect();
+        expected.sort();
+        assert_eq!(loaded, expected);
+        let conn = Connection::open(&database).unwrap();
+        let id: String = conn
+            .query_row(
+                "SELECT bundle->>'id' FROM raw.fhir_bundles WHERE file_key = 'raw/patients/美咲_佐藤.json'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(id, "id2");
+        drop(conn);
+        // A newer object is picked up by the next run.
+        put(&root, "raw/patients/f.json", "f", 2_000);
+        assert!(run(&spec, &endpoint, "test-secret").status.success());
+        assert_eq!(keys(&database).len(), 6);
+    }
+
+    #[test]
+    fn a_wrong_secret_fails_with_the_s3_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("s3");
+        put(&root, "raw/patients/a.json", "a", 1_000);
+        let Some(server) = s3s(&root) else { return };
+        let output = run(&spec(dir.path(), 10), &format!("http://127.0.0.1:{}", server.port), "wrong");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(output.status.code(), Some(5), "{stdout}");
+        assert!(stdout.contains("SignatureDoesNotMatch"), "{stdout}");
+    }
+
+    #[test]
+    fn a_server_that_is_down_is_retried_then_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let output = run(&spec(dir.path(), 10), &format!("http://127.0.0.1:{port}"), "test-secret");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(output.status.code(), Some(5), "{stdout}");
+        assert!(stdout.contains(&format!("cannot list s3://{BUCKET}/")), "{stdout}");
+        assert!(stdout.contains("Connection refused"), "{stdout}");
+        // Two attempts (retries: 1) of the first step that lists.
+        let summary = stdout.lines().find(|l| l.contains("p.list_new_s3_files")).unwrap_or_default();
+        assert!(summary.contains("failed") && summary.split_whitespace().any(|w| w == "2"), "{stdout}");
+    }
+}
+
+/// S3 → Snowflake: `COPY INTO` through fakesnow_json.py (Snowflake's HTTP protocol over DuckDB),
+/// which reads the objects from s3s-fs, both on 127.0.0.1.
+#[cfg(feature = "snowflake")]
+mod snowflake {
+    use super::*;
+    use servers::{BUCKET, Server, fakesnow, put, s3s};
+    use snowflake_connector_rs::{AuthConfig, Client, ClientConfig, EndpointConfig, SessionConfig};
+    use std::path::Path;
+
+    struct Servers {
+        s3: Server,
+        snow: Server,
+    }
+
+    fn start(dir: &Path) -> Option<Servers> {
+        let s3 = s3s(&dir.join("s3"))?;
+        let snow = fakesnow(&dir.join("db"), s3.port)?;
+        Some(Servers { s3, snow })
+    }
+
+    async fn session(port: u16) -> snowflake_connector_rs::Session {
+        let url = url::Url::parse(&format!("http://127.0.0.1:{port}")).unwrap();
+        let client = Client::new(
+            ClientConfig::new("fhirflow", "fakesnow", AuthConfig::password("secret"))
+                .with_endpoint(EndpointConfig::custom_base_url(url))
+                .with_session(SessionConfig::new().with_database("FHIR").with_schema("RAW")),
+        )
+        .unwrap();
+        client.create_session().await.unwrap()
+    }
+
+    fn spec(dir: &Path, batch_size: u32) -> std::path::PathBuf {
+        let connections = format!(
+            "{}\n  warehouse:\n    type: snowflake\n    database: FHIR\n    env: {{account: T_SF_ACCOUNT, user: T_SF_USER, password: T_SF_PASSWORD, base_url: T_SF_URL, schema: T_SF_SCHEMA}}",
+            servers::lake()
+        );
+        let target = "{connection: warehouse, table: RAW.FHIR_BUNDLES, stage: RAW.FHIR_S3_STAGE}";
+        write_load_spec(dir, &connections, servers::LAKE_SOURCE, target, "RAW.LOAD_WATERMARK", batch_size)
+    }
+
+    fn command(spec: &Path, servers: &Servers, password: &str) -> std::process::Command {
+        let mut command = std::process::Command::new(assert_cmd::cargo::cargo_bin("fhirflow"));
+        command
+            .arg("run")
+            .arg(spec)
+            .env("T_S3_ENDPOINT", format!("http://127.0.0.1:{}", servers.s3.port))
+            .env("T_S3_KEY", "test-key")
+            .env("T_S3_SECRET", "test-secret")
+            .env("T_SF_ACCOUNT", "fakesnow")
+            .env("T_SF_USER", "fhirflow")
+            .env("T_SF_PASSWORD", password)
+            .env("T_SF_URL", format!("http://127.0.0.1:{}", servers.snow.port))
+            .env("T_SF_SCHEMA", "RAW");
+        command
+    }
+
+    fn run(spec: &Path, servers: &Servers, password: &str) -> std::process::Output {
+        command(spec, servers, password).output().unwrap()
+    }
+
+    async fn create_stage(session: &snowflake_connector_rs::Session) {
+        session
+            .query(format!("CREATE STAGE IF NOT EXISTS \"RAW\".\"FHIR_S3_STAGE\" URL = 's3://{BUCKET}/'"))
+            .await
+            .unwrap();
+    }
+
+    async fn counts(session: &snowflake_connector_rs::Session) -> Vec<(String, i64)> {
+        session
+            .query_as("SELECT FILE_KEY, COUNT(*) FROM RAW.FHIR_BUNDLES GROUP BY FILE_KEY ORDER BY FILE_KEY")
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn copies_new_objects_in_batches_each_once_and_advances_the_watermark() {
+        let dir = tempfile::tempdir().unwrap();
+        // No `'` in these names: fakesnow 0.11.18 writes its load history with the file name as a
+        // SQL identifier and fails on one (Snowflake does not); the COPY's literal is right,
+        // `'…O''Keefe54.json'`, and sql_string's own tests cover the escaping.
+        let names = ["Ciara_OKeefe54.json", "José830_Muñoz421.json", "a.json", "美咲_佐藤.json"];
+        for (i, name) in names.iter().enumerate() {
+            put(&dir.path().join("s3"), &format!("raw/patients/{name}"), &format!("id{i}"), 1_000 + i as u64);
+        }
+        let Some(servers) = start(dir.path()) else { return };
+        let session = session(servers.snow.port).await;
+        create_stage(&session).await;
+        let spec = spec(dir.path(), 2);
+        for expected in [2, 4, 4] {
+            let output = run(&spec, &servers, "secret");
+            let stdout = String::from_utf8_lossy(&output.stdout);
+            assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+            let rows = counts(&session).await;
+            assert_eq!(rows.len(), expected, "{rows:?}\n{stdout}");
+            assert!(rows.iter().all(|(_, n)| *n == 1), "{rows:?}");
+        }
+        let marks: Vec<(String, i64)> = session
+            .query_as("SELECT LAST_KEY, FILES_LOADED FROM RAW.LOAD_WATERMARK ORDER BY LOAD_ID")
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        assert_eq!(
+            marks,
+            [("raw/patients/José830_Muñoz421.json".to_owned(), 2), ("raw/patients/美咲_佐藤.json".to_owned(), 2)]
+        );
+        let id: Vec<(String,)> = session
+            .query_as(
+                "SELECT BUNDLE:id::string FROM RAW.FHIR_BUNDLES WHERE FILE_KEY = 'raw/patients/Ciara_OKeefe54.json'",
+            )
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        assert_eq!(id, [("id0".to_owned(),)]);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_wrong_password_is_a_clear_error_and_not_retried() {
+        let dir = tempfile::tempdir().unwrap();
+        put(&dir.path().join("s3"), "raw/patients/a.json", "a", 1_000);
+        let Some(servers) = start(dir.path()) else { return };
+        let output = run(&spec(dir.path(), 2), &servers, "wrong");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(output.status.code(), Some(5), "{stdout}");
+        assert!(stdout.contains("Snowflake connection `warehouse` login failed"), "{stdout}");
+        assert!(stdout.contains("Incorrect username or password"), "{stdout}");
+        let summary = stdout.lines().find(|l| l.contains("p.create_snowflake_tables")).unwrap_or_default();
+        assert!(summary.contains("failed") && summary.split_whitespace().any(|w| w == "1"), "one attempt: {stdout}");
+    }
+
+    /// SIGKILL fhirflow while its COPY runs, then run again: every file is in the table exactly
+    /// once (the killed COPY's transaction never commits).
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_fhirflow_killed_mid_copy_loses_and_duplicates_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let count = 60;
+        for i in 0..count {
+            put(&dir.path().join("s3"), &format!("raw/patients/b{i:03}.json"), &format!("b{i}"), 1_000 + i);
+        }
+        let Some(servers) = start(dir.path()) else { return };
+        let session = session(servers.snow.port).await;
+        create_stage(&session).await;
+        let spec = spec(dir.path(), 100);
+        let mut child = command(&spec, &servers, "secret").stdout(std::process::Stdio::piped()).spawn().unwrap();
+        wait_for_load_step(&mut child);
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let after_kill = counts(&session).await.len();
+        eprintln!("SIGKILL 300 ms into the load step; {after_kill} file(s) visible");
+
+        let output = run(&spec, &servers, "secret");
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stdout));
+        let rows = counts(&session).await;
+        assert_eq!(rows.len(), count as usize, "{rows:?}");
+        assert!(rows.iter().all(|(_, n)| *n == 1), "each file exactly once: {rows:?}");
+    }
+}
