@@ -425,7 +425,7 @@ impl Lowering<'_> {
                 chain(&mut planned, Planned::new(Vec::new(), stage_id.as_str(), Operation::Dbt(inv)), &mut head);
             }
             DbtMode::Layered => {
-                let layers = self.layer_steps(&pointer, dbt);
+                let layers = self.layer_steps(dbt);
                 if layers.is_empty() {
                     self.error(
                         Diagnostic::error("no-layers", "`dbt_mode: layered` needs layers")
@@ -489,7 +489,7 @@ impl Lowering<'_> {
     }
 
     /// The layers of a `layered` stage: its own list, or the spec's layers by tag.
-    fn layer_steps(&mut self, _pointer: &str, dbt: &DbtStage) -> Vec<(String, Vec<String>)> {
+    fn layer_steps(&self, dbt: &DbtStage) -> Vec<(String, Vec<String>)> {
         if !dbt.layers.is_empty() {
             return dbt
                 .layers
