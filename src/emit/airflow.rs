@@ -346,17 +346,8 @@ impl AirflowEmitter<'_> {
             uses.insert("dbt_script");
             let mut commands = Vec::new();
             if inv.deps_first {
-                let mut deps = vec![quoted(&inv.executable), quoted("deps")];
-                deps.extend(
-                    [
-                        DbtArg::Literal("--project-dir".into()),
-                        DbtArg::ProjectDir,
-                        DbtArg::Literal("--profiles-dir".into()),
-                        DbtArg::ProfilesDir,
-                    ]
-                    .iter()
-                    .map(word),
-                );
+                let mut deps = vec![quoted(&inv.executable)];
+                deps.extend(DbtInvocation::deps_args().iter().map(word));
                 commands.push(format!("[{}]", deps.join(", ")));
             }
             commands.push(argv.clone());

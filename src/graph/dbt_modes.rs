@@ -793,26 +793,19 @@ mod tests {
     use super::super::{Operation, PipelineGraph};
     use crate::source::SourceFile;
 
+    /// The fixture project's layers, in the order its models depend on each other.
+    const LAYERS: &str = "layers:\n  staging: {models: [stg_patients, stg_visits]}\n  intermediate: {models: [int_visit_counts]}\n  marts: {models: [dim_patients, fct_visits]}\n";
+
     /// Compiles `stage` (a flow mapping) as the only stage of pipeline `p`, against the
-    /// fixture project's manifest.
+    /// fixture project's manifest; `extra` goes under `dbt:`.
     fn compile(stage: &str, extra: &str) -> Result<PipelineGraph, Vec<String>> {
-        let spec = format!(
-            "version: 1\ndbt:\n  project_dir: fixtures/dbt_modes\n  manifest: fixtures/dbt_modes/manifest.json\n  deploy: {{project_dir: /opt/dbt}}\n{extra}layers:\n  staging: {{models: [stg_patients, stg_visits]}}\n  intermediate: {{models: [int_visit_counts]}}\n  marts: {{models: [dim_patients, fct_visits]}}\npipelines:\n  p:\n    stages:\n      dbt: {stage}\n"
-        );
-        let name = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/spec.yaml");
-        crate::compile(SourceFile::new(name, spec)).map(|c| c.graph).map_err(|ds| {
-            ds.sorted()
-                .iter()
-                .filter(|d| d.severity == crate::diagnostic::Severity::Error)
-                .map(|d| d.render())
-                .collect()
-        })
+        compile_with_layers(stage, &format!("{extra}{LAYERS}"))
     }
 
-    /// Like [`compile`], with other `layers`.
+    /// Like [`compile`], with `layers` (and anything else under `dbt:` before them) as given.
     fn compile_with_layers(stage: &str, layers: &str) -> Result<PipelineGraph, Vec<String>> {
         let spec = format!(
-            "version: 1\ndbt:\n  project_dir: fixtures/dbt_modes\n  manifest: fixtures/dbt_modes/manifest.json\n{layers}pipelines:\n  p:\n    stages:\n      dbt: {stage}\n"
+            "version: 1\ndbt:\n  project_dir: fixtures/dbt_modes\n  manifest: fixtures/dbt_modes/manifest.json\n  deploy: {{project_dir: /opt/dbt}}\n{layers}pipelines:\n  p:\n    stages:\n      dbt: {stage}\n"
         );
         let name = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/spec.yaml");
         crate::compile(SourceFile::new(name, spec)).map(|c| c.graph).map_err(|ds| {

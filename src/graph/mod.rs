@@ -138,6 +138,19 @@ pub struct DbtInvocation {
     pub save_artifacts: bool,
 }
 
+impl DbtInvocation {
+    /// The arguments of the `dbt deps` that runs first when [`DbtInvocation::deps_first`] is set.
+    pub fn deps_args() -> [DbtArg; 5] {
+        [
+            DbtArg::Literal("deps".to_owned()),
+            DbtArg::Literal("--project-dir".to_owned()),
+            DbtArg::ProjectDir,
+            DbtArg::Literal("--profiles-dir".to_owned()),
+            DbtArg::ProfilesDir,
+        ]
+    }
+}
+
 /// One dbt argument.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DbtArg {

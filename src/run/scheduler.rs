@@ -24,7 +24,7 @@ use super::store::{NewRun, PipelineRun, Store, StoreError};
 use super::task_log::{OutputLine, TaskLog, log_path};
 use super::template::{self, TemplateValues};
 use super::{RunError, RunOptions, RunState, SpecGraph, TaskKey, TaskState, run_dir, state_dir};
-use crate::graph::{DbtArg, Operation, Settings, TriggerRule};
+use crate::graph::{DbtArg, DbtInvocation, Operation, Settings, TriggerRule};
 use crate::spec::SensorMode;
 use chrono::{DateTime, SubsecRound, Utc};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -897,16 +897,9 @@ impl AttemptJob {
                     invocation.executable.clone()
                 };
                 if invocation.deps_first {
-                    let deps = [
-                        DbtArg::Literal("deps".into()),
-                        DbtArg::Literal("--project-dir".into()),
-                        DbtArg::ProjectDir,
-                        DbtArg::Literal("--profiles-dir".into()),
-                        DbtArg::ProfilesDir,
-                    ];
                     let command = CommandLine {
                         program: executable.clone(),
-                        args: deps.iter().map(word).collect(),
+                        args: DbtInvocation::deps_args().iter().map(word).collect(),
                         cwd: project.clone(),
                         env: self.context_env(),
                     };

@@ -171,19 +171,28 @@ def command_words(task) -> list[str] | None:
     return None
 
 
-def dbt_doc(task) -> dict | None:
-    """The dbt command line of a task with its folders as placeholders, and what the script
-    around it does; None for a task that runs no dbt."""
+def run_commands(task) -> tuple[list[list[str]], str | None] | None:
+    """The command lines a task runs in order, and the fhirflow script around them if there is
+    one (`dbt deps && dbt … || status=$?` inside `bash -c`); None for a task that runs none."""
     words = command_words(task)
     if not words:
         return None
-    script = words[2] if words[:2] == ["bash", "-c"] else None
-    commands = [words]
-    if script is not None:
-        line = next((ln for ln in script.splitlines() if ln.endswith(" || status=$?")), None)
-        if line is None:
-            return None
-        commands = [shlex.split(part) for part in line[: -len(" || status=$?")].split(" && ")]
+    if words[:2] != ["bash", "-c"]:
+        return [words], None
+    script = words[2]
+    line = next((ln for ln in script.splitlines() if ln.endswith(" || status=$?")), None)
+    if line is None:
+        return None
+    return [shlex.split(part) for part in line[: -len(" || status=$?")].split(" && ")], script
+
+
+def dbt_doc(task) -> dict | None:
+    """The dbt command line of a task with its folders as placeholders, and what the script
+    around it does; None for a task that runs no dbt."""
+    found = run_commands(task)
+    if found is None:
+        return None
+    commands, script = found
     argv = list(commands[-1])
     # fhirflow's dbt tasks always name the project; a shell stage running `dbt --version` is no dbt task.
     if not argv or "--project-dir" not in argv:

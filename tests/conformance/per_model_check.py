@@ -28,30 +28,9 @@ Exit 0 when everything matches, 1 otherwise.
 from __future__ import annotations
 
 import json
-import shlex
 import sys
 from collections import defaultdict
 from pathlib import Path
-
-
-def words_of(task) -> list[str]:
-    name = type(task).__name__
-    if name == "BashOperator":
-        text = task.bash_command
-        if "\n" in text:
-            line = next(ln for ln in text.splitlines() if ln.endswith(" || status=$?"))
-            return shlex.split(line[: -len(" || status=$?")].split(" && ")[-1])
-        return shlex.split(text)
-    if name == "DockerOperator":
-        command = list(task.command)
-    elif name == "KubernetesPodOperator":
-        command = list(task.cmds or []) + list(task.arguments or [])
-    else:
-        return []
-    if command[:2] == ["bash", "-c"]:
-        line = next(ln for ln in command[2].splitlines() if ln.endswith(" || status=$?"))
-        return shlex.split(line[: -len(" || status=$?")].split(" && ")[-1])
-    return command
 
 
 def selected(words: list[str]) -> list[str]:
@@ -108,7 +87,7 @@ def main(argv: list[str]) -> int:
 
     # Loaded exactly as the general check loads it, for either Airflow major version.
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from airflow_check import isolate_airflow_home, load_dagbag
+    from airflow_check import isolate_airflow_home, load_dagbag, run_commands
 
     isolate_airflow_home(dags_dir)
     bag = load_dagbag(dags_dir)
@@ -120,7 +99,8 @@ def main(argv: list[str]) -> int:
     node_task = {}
     test_tasks = {}
     for task in dag.tasks:
-        words = words_of(task)
+        found = run_commands(task)
+        words = found[0][-1] if found else []
         if len(words) < 2 or "--project-dir" not in words:
             continue
         command = words[1]
