@@ -71,8 +71,21 @@ fn diagnostic_texts() {
                 "{BASE}      a: {{kind: shell, command: x, after: [b]}}\n      b: {{kind: shell, command: x, after: [a]}}\n"
             ),
         ),
-        ("sensor_never_aligns", format!("{BASE}      wait: {{kind: sensor, pipeline: up, stage: load}}\n")),
-        ("unknown_pipeline", format!("{BASE}      wait: {{kind: sensor, pipeline: uup}}\n")),
+        ("sensor_never_aligns", format!("{BASE}      wait: {{kind: sensor, pipeline: up, stage: load}}\n      next: {{kind: shell, command: x, after: [wait]}}\n")),
+        ("unwired_sensor", format!("{BASE}      wait: {{kind: sensor, pipeline: up, stage: load, execution_timeout: 2h}}\n").replace("*/7", "*/10").replace("  down:\n", "  down:\n    max_active_runs: 1\n")),
+        (
+            "sensor_states",
+            format!(
+                "{BASE}      wait: {{kind: sensor, pipeline: up, stage: load, allowed_states: [success, failed], failed_states: [failed]}}\n      whole: {{kind: sensor, pipeline: up, skipped_states: [skipped], after: [wait]}}\n      next: {{kind: shell, command: x, after: [whole]}}\n"
+            )
+            .replace("*/7", "*/10"),
+        ),
+        (
+            "sensor_waits_on_final_state",
+            format!("{BASE}      wait: {{kind: sensor, pipeline: up, stage: load, skipped_states: []}}\n      next: {{kind: shell, command: x, after: [wait]}}\n")
+                .replace("*/7", "*/10"),
+        ),
+        ("unknown_pipeline", format!("{BASE}      wait: {{kind: sensor, pipeline: uup}}\n      next: {{kind: shell, command: x, after: [wait]}}\n")),
         ("empty_spec", "# nothing yet\n".to_owned()),
         ("scalar_spec", "just text\n".to_owned()),
         ("deep_nesting", format!("a: {}1{}\n", "[".repeat(100), "]".repeat(100))),
@@ -88,7 +101,7 @@ fn diagnostic_texts() {
             "duplicate_task_id",
             "version: 1\ndbt: {project_dir: dbt}\npipelines:\n  p:\n    stages:\n      r: {kind: dbt, command: run, retries: 1, parse_results: x}\n      x: {kind: shell, command: x}\n".to_owned(),
         ),
-        ("self_sensor", format!("{BASE}      wait: {{kind: sensor, pipeline: down}}\n")),
+        ("self_sensor", format!("{BASE}      wait: {{kind: sensor, pipeline: down}}\n      next: {{kind: shell, command: x, after: [wait]}}\n")),
         ("pipeline_setting", format!("{BASE}      a: {{kind: shell, command: x, timezone: UTC}}\n")),
         ("unknown_timezone", "version: 1\ndefaults: {timezone: Europe/Pariss}\npipelines:\n  p:\n    stages:\n      a: {kind: shell, command: x}\n".to_owned()),
         (

@@ -10,7 +10,7 @@ use crate::graph::{
     DbtArg, DbtInvocation, LoadPlan, LoadStep, Operation, PipelineGraph, PipelineTasks, Settings, Task, TriggerRule,
     expectations::operator_name,
 };
-use crate::spec::{OperatorKind, Schedule};
+use crate::spec::{AssetCondition, AssetName, OperatorKind, Schedule};
 use minijinja::{Value, context};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -175,6 +175,7 @@ impl<'a> AirflowEmitter<'a> {
         let schedule = match &p.schedule {
             None => "None".to_owned(),
             Some(Schedule::Interval(every)) => format!("timedelta(seconds={})", every.as_secs()),
+            Some(Schedule::Assets(condition)) => asset_condition(condition, version, &mut uses, true),
             // Airflow 2 reads a cron string as data intervals (logical date = the interval's
             // start); a trigger timetable keeps 3.x's logical dates, so sensor deltas hold.
             Some(other) if version == 2 => match other.cron_expression() {
@@ -293,22 +294,32 @@ impl<'a> AirflowEmitter<'a> {
                 kwargs.push(("external_dag_id".into(), quoted(s.pipeline.as_str())));
                 kwargs.push(("external_task_id".into(), lit(json!(s.task))));
                 kwargs.push(("execution_delta".into(), format!("timedelta(seconds={})", s.execution_delta.as_secs())));
-                kwargs.push(("allowed_states".into(), "[\"success\"]".into()));
-                // Task states when a task is named, DAG-run states otherwise.
-                let failed = if s.task.is_some() { "[\"failed\", \"upstream_failed\"]" } else { "[\"failed\"]" };
-                kwargs.push(("failed_states".into(), failed.into()));
-                kwargs.push(("check_existence".into(), "True".into()));
+                let states = |list: &[crate::spec::AwaitedState]| lit(json!(list.iter().map(|s| s.as_str()).collect::<Vec<_>>()));
+                kwargs.push(("allowed_states".into(), states(&s.allowed_states)));
+                kwargs.push(("failed_states".into(), states(&s.failed_states)));
+                // Written even when empty: Airflow's own default keeps waiting on a skipped target.
+                kwargs.push(("skipped_states".into(), states(&s.skipped_states)));
+                kwargs.push(("check_existence".into(), python_bool(s.check_existence)));
                 kwargs.push(("timeout".into(), s.timeout.as_secs().to_string()));
                 kwargs.push(("poke_interval".into(), s.poke_interval.as_secs().to_string()));
                 kwargs.push(("mode".into(), quoted(s.mode.as_str())));
+                // Explicit, so that a deployment's `default_deferrable` does not change the spec's meaning.
+                kwargs.push(("deferrable".into(), python_bool(s.deferrable)));
+                if s.soft_fail {
+                    kwargs.push(("soft_fail".into(), "True".into()));
+                }
             }
             Operation::Load { step, plan } => {
                 uses.insert("load");
                 load_kwargs(*step, plan, uses, &mut kwargs);
             }
         }
-        if task.trigger_rule == TriggerRule::AllDone {
-            kwargs.push(("trigger_rule".into(), quoted("all_done")));
+        if !task.outlets.is_empty() {
+            let outlets: Vec<String> = task.outlets.iter().map(|a| asset(a, self.graph.spec.airflow.version, uses)).collect();
+            kwargs.push(("outlets".into(), format!("[{}]", outlets.join(", "))));
+        }
+        if task.trigger_rule != TriggerRule::AllSuccess {
+            kwargs.push(("trigger_rule".into(), quoted(task.trigger_rule.as_str())));
         }
         kwargs.extend(settings_kwargs(&task.settings, Some(&p.defaults)));
         (operator_name(task).to_owned(), kwargs)
@@ -625,6 +636,7 @@ impl Imports {
 
 fn imports(uses: &BTreeSet<&'static str>, version: u32) -> Vec<String> {
     let paths = Imports::of(version);
+    let asset_import: String;
     let has = |k| uses.contains(k);
     let mut stdlib = Vec::new();
     if has("webhook") {
@@ -681,6 +693,17 @@ fn imports(uses: &BTreeSet<&'static str>, version: u32) -> Vec<String> {
     }
     if has("cron_trigger") {
         third.push("from airflow.timetables.trigger import CronTriggerTimetable");
+    }
+    if has("asset") {
+        let (module, class) = if version == 2 { ("airflow.datasets", "Dataset") } else { ("airflow.sdk", "Asset") };
+        let mut names = vec![class.to_owned()];
+        for (key, suffix) in [("asset_all", "All"), ("asset_any", "Any")] {
+            if has(key) {
+                names.push(format!("{class}{suffix}"));
+            }
+        }
+        asset_import = format!("from {module} import {}", names.join(", "));
+        third.push(&asset_import);
     }
     let mut lines: Vec<String> = stdlib.into_iter().map(str::to_owned).collect();
     lines.push(String::new());
@@ -740,6 +763,40 @@ fn task_variables(p: &PipelineTasks) -> Vec<String> {
             name
         })
         .collect()
+}
+
+/// An asset as Python: `Asset(name=…)`, or `Asset(uri=…)` for a URI, which Airflow normalizes;
+/// Airflow 2 calls it a `Dataset` and takes a URI only.
+fn asset(name: &AssetName, version: u32, uses: &mut BTreeSet<&'static str>) -> String {
+    uses.insert("asset");
+    match version {
+        2 => format!("Dataset({})", quoted(name.as_str())),
+        _ if name.as_str().contains("://") => format!("Asset(uri={})", quoted(name.as_str())),
+        _ => format!("Asset(name={})", quoted(name.as_str())),
+    }
+}
+
+/// An asset schedule as Python: a plain list at the top (every asset), `AssetAll(…)` and
+/// `AssetAny(…)` (`DatasetAll`/`DatasetAny` on Airflow 2) inside.
+fn asset_condition(condition: &AssetCondition, version: u32, uses: &mut BTreeSet<&'static str>, top: bool) -> String {
+    let (items, class, key) = match condition {
+        AssetCondition::Asset(name) if top => return format!("[{}]", asset(name, version, uses)),
+        AssetCondition::Asset(name) => return asset(name, version, uses),
+        AssetCondition::List(items) if top => {
+            let inner: Vec<String> = items.iter().map(|c| asset_condition(c, version, uses, false)).collect();
+            return format!("[{}]", inner.join(", "));
+        }
+        AssetCondition::List(items) | AssetCondition::All { all: items } => (items, "All", "asset_all"),
+        AssetCondition::Any { any: items } => (items, "Any", "asset_any"),
+    };
+    uses.insert(key);
+    let inner: Vec<String> = items.iter().map(|c| asset_condition(c, version, uses, false)).collect();
+    let prefix = if version == 2 { "Dataset" } else { "Asset" };
+    format!("{prefix}{class}({})", inner.join(", "))
+}
+
+fn python_bool(value: bool) -> String {
+    if value { "True" } else { "False" }.to_owned()
 }
 
 fn json_line(value: serde_json::Value) -> String {

@@ -782,6 +782,7 @@ impl Lowering<'_> {
                     settings.clone()
                 },
                 trigger_rule: t.trigger_rule,
+                outlets: Vec::new(),
             })
             .collect();
         LoweredStage { stage: stage_id.clone(), index, tasks, entry, exit, completion }

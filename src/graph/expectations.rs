@@ -14,6 +14,7 @@ impl PipelineGraph {
             let schedule = match &p.schedule {
                 None => Value::Null,
                 Some(Schedule::Interval(every)) => json!({ "interval_seconds": every.as_secs() }),
+                Some(Schedule::Assets(condition)) => json!({ "assets": asset_condition(condition) }),
                 Some(other) => Value::String(other.to_string()),
             };
             let mut tasks = Map::new();
@@ -46,6 +47,12 @@ impl PipelineGraph {
                         "timeout_seconds": s.timeout.as_secs(),
                         "poke_interval_seconds": s.poke_interval.as_secs(),
                         "mode": s.mode.as_str(),
+                        "allowed_states": s.allowed_states.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+                        "failed_states": s.failed_states.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+                        "skipped_states": s.skipped_states.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+                        "check_existence": s.check_existence,
+                        "deferrable": s.deferrable,
+                        "soft_fail": s.soft_fail,
                     }),
                     _ => Value::Null,
                 };
@@ -58,6 +65,8 @@ impl PipelineGraph {
                         "retry_delay_seconds": t.settings.retry_delay.value.as_secs(),
                         "retry_exponential_backoff": t.settings.retry_exponential_backoff.value,
                         "execution_timeout_seconds": t.settings.execution_timeout.value.map(|d| d.as_secs()),
+                        "trigger_rule": t.trigger_rule.as_str(),
+                        "outlets": t.outlets.iter().map(|a| a.as_str()).collect::<Vec<_>>(),
                         "sensor": sensor,
                         "dbt": dbt,
                         "failure_webhook_env": t.settings.failure_webhook_env.value.as_ref().map(|e| e.0.clone()),
@@ -102,6 +111,19 @@ impl PipelineGraph {
             "dags": dags,
             "dbt": { "format_version": 1, "tags": tags, "selectors": selectors },
         })
+    }
+}
+
+/// An asset condition as Airflow's timetable holds it: an asset's name, or `{"all": [...]}` /
+/// `{"any": [...]}` (a plain list is an `all`).
+fn asset_condition(condition: &crate::spec::AssetCondition) -> Value {
+    use crate::spec::AssetCondition;
+    match condition {
+        AssetCondition::Asset(name) => json!(name.as_str()),
+        AssetCondition::List(items) | AssetCondition::All { all: items } => {
+            json!({ "all": items.iter().map(asset_condition).collect::<Vec<_>>() })
+        }
+        AssetCondition::Any { any: items } => json!({ "any": items.iter().map(asset_condition).collect::<Vec<_>>() }),
     }
 }
 

@@ -6,6 +6,7 @@
 //! Rejected here: cycles (with their path), dangling references (with a did-you-mean),
 //! duplicate task ids, and sensors that would wait forever.
 
+mod assets;
 mod dbt_modes;
 pub mod expectations;
 mod explain;
@@ -15,12 +16,13 @@ pub mod settings;
 
 pub use explain::explain;
 pub use render::GraphFormat;
+pub use crate::spec::TriggerRule;
 pub use settings::{Origin, Resolved, Settings};
 
 use crate::diagnostic::{Diagnostic, Diagnostics, did_you_mean};
 use crate::parse::{Document, escape_pointer};
 use crate::spec::{
-    ConnectionKind, DbtCommand, DbtSelector, Duration, Identifier, ParseResults, PipelineId, Schedule, SensorMode,
+    AssetName, AwaitedState, ConnectionKind, DbtCommand, DbtSelector, Duration, Identifier, ParseResults, PipelineId, Schedule, SensorMode,
     Spec, StageId, StageKind, TableName, TaskSettings,
 };
 use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
@@ -79,15 +81,8 @@ pub struct Task {
     pub settings: Settings,
     /// When it runs relative to its upstream tasks.
     pub trigger_rule: TriggerRule,
-}
-
-/// Airflow trigger rules fhirflow uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TriggerRule {
-    /// Run when every upstream task succeeded (Airflow's default).
-    AllSuccess,
-    /// Run when every upstream task finished, whatever its state.
-    AllDone,
+    /// Assets it produces when it succeeds (Airflow `outlets`).
+    pub outlets: Vec<AssetName>,
 }
 
 /// What a task does.
@@ -179,6 +174,57 @@ pub struct SensorTarget {
     pub poke_interval: Duration,
     /// Poke or reschedule.
     pub mode: SensorMode,
+    /// Target states that satisfy the sensor.
+    pub allowed_states: Vec<AwaitedState>,
+    /// Target states that fail it at once.
+    pub failed_states: Vec<AwaitedState>,
+    /// Target states that skip it.
+    pub skipped_states: Vec<AwaitedState>,
+    /// Fail at once when the target does not exist.
+    pub check_existence: bool,
+    /// Wait in the triggerer (Airflow only).
+    pub deferrable: bool,
+    /// Skip instead of failing on timeout or a failed target.
+    pub soft_fail: bool,
+}
+
+/// What a sensor does once its target is in some state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SensorVerdict {
+    /// The sensor succeeds.
+    Satisfied,
+    /// The sensor fails (or, with `soft_fail`, is skipped).
+    Failed,
+    /// The sensor is skipped, and so are the tasks after it that need it to succeed.
+    Skipped,
+    /// The state is in none of the lists: the sensor keeps poking until its timeout.
+    Waiting,
+}
+
+impl SensorTarget {
+    /// The default states for a target: a task (`stage` set) or a whole run. A skipped task
+    /// skips the sensor, so that a load with nothing new never leaves its sensor waiting.
+    pub fn default_states(task: bool) -> [Vec<AwaitedState>; 3] {
+        use AwaitedState::{Failed, Skipped, Success, UpstreamFailed};
+        if task {
+            [vec![Success], vec![Failed, UpstreamFailed], vec![Skipped]]
+        } else {
+            [vec![Success], vec![Failed], Vec::new()]
+        }
+    }
+
+    /// What the sensor does when its target ended in `state`.
+    pub fn verdict(&self, state: AwaitedState) -> SensorVerdict {
+        if self.allowed_states.contains(&state) {
+            SensorVerdict::Satisfied
+        } else if self.failed_states.contains(&state) {
+            SensorVerdict::Failed
+        } else if self.skipped_states.contains(&state) {
+            SensorVerdict::Skipped
+        } else {
+            SensorVerdict::Waiting
+        }
+    }
 }
 
 /// The steps of a load, in order.
@@ -361,12 +407,32 @@ struct CatalogEntry {
 /// Every pipeline of every spec compiled together, by id.
 type Catalog = BTreeMap<PipelineId, CatalogEntry>;
 
-/// One sensor's wait, for the cycle check across pipelines.
+/// One pipeline's dependency on another, for the cycle check across pipelines.
 struct Wait {
     unit: usize,
     waiter: PipelineId,
     target: PipelineId,
+    /// What makes the dependency: a sensor stage, a trigger stage, or an asset in a schedule.
     pointer: String,
+    kind: WaitKind,
+}
+
+/// What makes one pipeline depend on another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WaitKind {
+    /// A sensor waits for it.
+    Sensor,
+    /// It is scheduled on an asset the other produces.
+    Asset,
+}
+
+impl WaitKind {
+    fn what(self) -> &'static str {
+        match self {
+            WaitKind::Sensor => "sensor",
+            WaitKind::Asset => "asset",
+        }
+    }
 }
 
 /// Lowers several specs as one graph, so that a sensor may wait for a pipeline of another spec
@@ -418,6 +484,7 @@ pub fn lower_all(units: Vec<(Spec, &Document)>) -> Vec<Result<(PipelineGraph, Di
     for (unit, (lowering, pipelines)) in lowerings.iter_mut().zip(lowered.iter_mut()).enumerate() {
         waits.extend(lowering.resolve_sensors(unit, pipelines, &catalog));
     }
+    waits.extend(assets::resolve_assets(&mut lowerings, &lowered, &catalog));
     pipeline_cycles(&mut lowerings, &catalog, &waits);
     let diagnostics: Vec<Diagnostics> = lowerings.into_iter().map(|l| l.diagnostics).collect();
     specs
@@ -588,9 +655,13 @@ impl Lowering<'_> {
             }
             let settings = Settings::resolve(&spec.defaults, &pipeline.defaults, &stage.settings);
             self.lint_stage(pipeline_id, stage_id, &stage.kind, &settings);
-            let Some(lowered) = self.stage(pipeline_id, stage_id, index, &stage.kind, settings) else {
+            let Some(mut lowered) = self.stage(pipeline_id, stage_id, index, &stage.kind, settings) else {
                 continue;
             };
+            let produces = self.produces(stage);
+            if let Some(task) = lowered.tasks.iter_mut().find(|t| t.id == lowered.completion) {
+                task.outlets = produces;
+            }
             for task in &lowered.tasks {
                 if let Some(other) = seen.get(&task.id) {
                     let other_pointer = stage_pointer(pipeline_id, other);
@@ -640,6 +711,21 @@ impl Lowering<'_> {
             );
         }
         let max_active_runs = self.spec.pipelines[pipeline_id].max_active_runs;
+        let gates = self.spec.pipelines[pipeline_id].stages.values().any(|s| s.after.contains(stage_id));
+        if let StageKind::Sensor(sensor) = kind
+            && !gates
+        {
+            let held = if max_active_runs == 1 {
+                format!("; with `max_active_runs: 1` it holds every run open for up to its {} timeout", sensor.timeout)
+            } else {
+                String::new()
+            };
+            self.error(
+                Diagnostic::warning("unwired-sensor", format!("sensor `{stage_id}` gates nothing{held}"))
+                    .at(self.doc.key_span(&pointer), "no stage is `after` it")
+                    .help(format!("add `after: [{stage_id}]` to the stages that need what it waits for")),
+            );
+        }
         if matches!(kind, StageKind::CopyInto(_)) && max_active_runs != 1 {
             self.error(
                 Diagnostic::warning(
@@ -675,6 +761,7 @@ impl Lowering<'_> {
                 upstream: Vec::new(),
                 settings,
                 trigger_rule: TriggerRule::AllSuccess,
+                outlets: Vec::new(),
             }],
         };
         match kind {
@@ -685,17 +772,26 @@ impl Lowering<'_> {
                 },
                 settings,
             )),
-            StageKind::Sensor(sensor) => Some(single(
-                Operation::Sensor(SensorTarget {
-                    pipeline: sensor.pipeline.clone(),
-                    task: sensor.stage.as_ref().map(ToString::to_string),
-                    execution_delta: Duration::from_secs(0),
-                    timeout: sensor.timeout,
-                    poke_interval: sensor.poke_interval,
-                    mode: sensor.mode,
-                }),
-                settings,
-            )),
+            StageKind::Sensor(sensor) => {
+                let [allowed, failed, skipped] = self.sensor_states(&pointer, sensor);
+                Some(single(
+                    Operation::Sensor(SensorTarget {
+                        pipeline: sensor.pipeline.clone(),
+                        task: sensor.stage.as_ref().map(ToString::to_string),
+                        execution_delta: Duration::from_secs(0),
+                        timeout: sensor.timeout,
+                        poke_interval: sensor.poke_interval,
+                        mode: sensor.mode,
+                        allowed_states: allowed,
+                        failed_states: failed,
+                        skipped_states: skipped,
+                        check_existence: sensor.check_existence,
+                        deferrable: sensor.deferrable,
+                        soft_fail: sensor.soft_fail,
+                    }),
+                    settings,
+                ))
+            }
             StageKind::Dbt(dbt) => {
                 let stage_sets_mode =
                     self.spec.pipelines[pipeline_id].stages[stage_id.as_str()].settings.dbt_mode.is_some();
@@ -733,6 +829,7 @@ impl Lowering<'_> {
                         settings: Settings { retries: Resolved { value: 0, origin: Origin::Builtin }, ..settings },
                         // Counts are worth logging most when the dbt task failed.
                         trigger_rule: TriggerRule::AllDone,
+                        outlets: Vec::new(),
                     });
                     // Downstream waits for the dbt task itself too, so a failed dbt run stops
                     // the chain even though the results task succeeds.
@@ -755,6 +852,7 @@ impl Lowering<'_> {
                         upstream: previous.iter().cloned().collect(),
                         settings: settings.clone(),
                         trigger_rule: TriggerRule::AllSuccess,
+                        outlets: Vec::new(),
                     });
                     previous = Some(id);
                 }
@@ -998,11 +1096,16 @@ impl Lowering<'_> {
         }
         for (i, lowered) in stages.iter_mut().enumerate() {
             let upstream: Vec<String> = incoming[i].iter().cloned().collect();
+            let rule = pipeline.stages[lowered.stage.as_str()].trigger_rule;
             for entry in &lowered.entry.clone() {
                 if let Some(task) = lowered.tasks.iter_mut().find(|t| &t.id == entry) {
                     let mut all: BTreeSet<String> = task.upstream.drain(..).collect();
                     all.extend(upstream.iter().cloned());
                     task.upstream = all.into_iter().collect();
+                    // The rule decides on the `after:` stages, so it sits where their edges land.
+                    if let Some(rule) = rule {
+                        task.trigger_rule = rule;
+                    }
                 }
             }
         }
@@ -1090,6 +1193,7 @@ impl Lowering<'_> {
                     waiter: p.id.clone(),
                     target: target.pipeline.clone(),
                     pointer: pointer.clone(),
+                    kind: WaitKind::Sensor,
                 });
                 let own_clock = match catalog.get(&p.id) {
                     Some(own) if own.unit == unit => &own.clock,
@@ -1183,17 +1287,38 @@ fn pipeline_cycles(lowerings: &mut [Lowering], catalog: &Catalog, waits: &[Wait]
         }
     }
     for component in tarjan_scc(&graph) {
-        if component.len() > 1 {
+        let looped = component.len() > 1 || graph.contains_edge(component[0], component[0]);
+        if looped {
             let path = cycle_path(&graph, &component);
             let names: Vec<&str> = path.iter().map(|n| graph[*n].as_str()).collect();
             let closing_waiter = &graph[*path.last().unwrap_or(&path[0])];
-            let Some(wait) = waits.iter().find(|w| &w.waiter == closing_waiter) else { continue };
+            let previous = path.len().checked_sub(2).map(|i| &graph[path[i]]);
+            let Some(wait) = waits
+                .iter()
+                .find(|w| &w.waiter == closing_waiter && previous.is_none_or(|p| &w.target == p))
+                .or_else(|| waits.iter().find(|w| &w.waiter == closing_waiter))
+            else {
+                continue;
+            };
+            let kinds: BTreeSet<&str> = waits
+                .iter()
+                .filter(|w| component.iter().any(|n| graph[*n] == w.waiter) && component.iter().any(|n| graph[*n] == w.target))
+                .map(|w| w.kind.what())
+                .collect();
+            let kinds: Vec<&str> = kinds.into_iter().collect();
             let lowering = &mut lowerings[wait.unit];
-            let span = lowering.doc.key_span(&wait.pointer);
+            let span = if wait.kind == WaitKind::Asset {
+                lowering.doc.span(&wait.pointer)
+            } else {
+                lowering.doc.key_span(&wait.pointer)
+            };
             lowering.error(
                 Diagnostic::error("cycle", format!("pipelines wait for each other in a circle: {}", names.join(" → ")))
-                    .at(span, "this sensor closes the circle")
-                    .help("each of these runs waits for another that waits for it; remove one sensor"),
+                    .at(span, format!("this {} closes the circle", wait.kind.what()))
+                    .help(format!(
+                        "each of these runs waits for another that waits for it; remove one {}",
+                        kinds.join(" or ")
+                    )),
             );
         }
     }

@@ -5,7 +5,8 @@
 //! the FHIR seed. Here the smallest delta that works for every sampled run across a year (so
 //! that DST and month lengths are covered) is found, or the sensor is rejected.
 
-use crate::spec::{Preset, Schedule, cron_parser};
+use crate::diagnostic::Diagnostic;
+use crate::spec::{AwaitedState, Preset, Schedule, SensorStage, cron_parser};
 use chrono::{DateTime, Duration as TimeDelta, TimeZone, Utc};
 use chrono_tz::Tz;
 use croner::Cron;
@@ -57,6 +58,8 @@ impl Clock {
                 let start = start.ok_or(Misalignment::NoStartDate)?;
                 Some(Clock::Interval { start, period: TimeDelta::seconds(every.as_secs() as i64) })
             }
+            // Asset-triggered runs have no logical dates to line up with.
+            Some(Schedule::Assets(_)) => None,
             Some(other) => {
                 let expr = other.cron_expression().unwrap_or("* * * * *");
                 let cron = cron_parser().parse(expr).map_err(|_| Misalignment::TargetUnscheduled)?;
@@ -244,5 +247,87 @@ mod tests {
             execution_delta(Some(&cron("@daily")), None, default_anchor()),
             Err(Misalignment::TargetUnscheduled)
         );
+    }
+}
+
+impl super::Lowering<'_> {
+    /// The allowed, failed and skipped states of a sensor, its defaults filled in. Rejected: a
+    /// state in two lists, a task state for a whole run, nothing allowed. Warned: a final state
+    /// in no list, which leaves the sensor poking until its timeout.
+    pub(super) fn sensor_states(&mut self, pointer: &str, sensor: &SensorStage) -> [Vec<AwaitedState>; 3] {
+        let task = sensor.stage.is_some();
+        let defaults = super::SensorTarget::default_states(task);
+        let given = [sensor.allowed_states.as_ref(), sensor.failed_states.as_ref(), sensor.skipped_states.as_ref()];
+        let names = ["allowed_states", "failed_states", "skipped_states"];
+        // A default gives way to a state the spec puts in another list: `allowed_states:
+        // [success, skipped]` alone means a skip satisfies the sensor.
+        let chosen: Vec<AwaitedState> = given.iter().flatten().flat_map(|l| l.iter()).copied().collect();
+        let lists: [Vec<AwaitedState>; 3] = std::array::from_fn(|k| match given[k] {
+            Some(list) => {
+                let mut list = list.clone();
+                list.sort();
+                list.dedup();
+                list
+            }
+            None => defaults[k].iter().copied().filter(|s| !chosen.contains(s)).collect(),
+        });
+        for (k, name) in names.iter().enumerate() {
+            let Some(list) = given[k] else { continue };
+            for (i, state) in list.iter().enumerate() {
+                if !task && !state.is_run_state() {
+                    self.error(
+                        Diagnostic::error("sensor-run-state", format!("a whole run never ends `{}`", state.as_str()))
+                            .at(self.doc.span(&format!("{pointer}/{name}/{i}")), "a task state")
+                            .help(
+                                "a sensor without `stage:` waits for a DAG run, which ends `success` or `failed`; \
+                                 name a stage to wait on task states",
+                            ),
+                    );
+                }
+                if let Some(other) = (k + 1..3).find(|&j| given[j].is_some_and(|l| l.contains(state))) {
+                    self.error(
+                        Diagnostic::error(
+                            "sensor-states-overlap",
+                            format!("`{}` is in both `{name}` and `{}`", state.as_str(), names[other]),
+                        )
+                        .at(self.doc.span(&format!("{pointer}/{name}/{i}")), "")
+                        .help("a state can mean only one thing; keep it in one list"),
+                    );
+                }
+            }
+        }
+        if lists[0].is_empty() {
+            self.error(
+                Diagnostic::error("sensor-never-satisfied", "the sensor allows no state, so it can never succeed")
+                    .at(self.doc.span(&format!("{pointer}/allowed_states")), "empty")
+                    .help("allow at least `success`"),
+            );
+        }
+        let finals: Vec<AwaitedState> =
+            AwaitedState::ALL.into_iter().filter(|s| task || s.is_run_state()).collect();
+        let unhandled: Vec<&str> =
+            finals.iter().filter(|s| !lists.iter().any(|l| l.contains(s))).map(|s| s.as_str()).collect();
+        if !unhandled.is_empty() {
+            let span = names
+                .iter()
+                .zip(given)
+                .find(|(_, g)| g.is_some())
+                .and_then(|(name, _)| self.doc.key_span(&format!("{pointer}/{name}")))
+                .or_else(|| self.doc.key_span(pointer));
+            self.error(
+                Diagnostic::warning(
+                    "sensor-waits-on-final-state",
+                    format!(
+                        "when the awaited {} ends {}, the sensor keeps poking until its {} timeout",
+                        if task { "stage" } else { "run" },
+                        unhandled.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(" or "),
+                        sensor.timeout
+                    ),
+                )
+                .at(span, "")
+                .help("put each final state in `allowed_states`, `failed_states` or `skipped_states`"),
+            );
+        }
+        lists
     }
 }

@@ -166,8 +166,18 @@ fn path_setting(ctx: &LoadContext<'_>, connection: &Identifier, path: &str) -> P
     std::path::absolute(&joined).unwrap_or(joined)
 }
 
+/// How a load step ended, when it did not fail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepOutcome {
+    /// It did its work.
+    Done,
+    /// The `Load` step found no new file: the task is skipped, and with it the watermark
+    /// update, as in the Airflow DAG.
+    NothingNew(String),
+}
+
 /// Runs one step of a load.
-pub async fn run_load(plan: &LoadPlan, step: LoadStep, ctx: &mut LoadContext<'_>) -> Result<(), LoadError> {
+pub async fn run_load(plan: &LoadPlan, step: LoadStep, ctx: &mut LoadContext<'_>) -> Result<StepOutcome, LoadError> {
     let result = run_step(plan, step, ctx).await;
     if let Err(e) = &result {
         ctx.log.note(&e.to_string());
@@ -175,7 +185,7 @@ pub async fn run_load(plan: &LoadPlan, step: LoadStep, ctx: &mut LoadContext<'_>
     result
 }
 
-async fn run_step(plan: &LoadPlan, step: LoadStep, ctx: &mut LoadContext<'_>) -> Result<(), LoadError> {
+async fn run_step(plan: &LoadPlan, step: LoadStep, ctx: &mut LoadContext<'_>) -> Result<StepOutcome, LoadError> {
     let database = match &plan.target {
         #[cfg(feature = "snowflake")]
         LoadTarget::Snowflake { connection, stage, .. } => return snow::run(plan, step, connection, stage, ctx).await,
@@ -192,7 +202,7 @@ async fn run_step(plan: &LoadPlan, step: LoadStep, ctx: &mut LoadContext<'_>) ->
     #[cfg(feature = "duckdb")]
     return embedded::run(plan, step, &database, ctx).await;
     #[cfg(not(feature = "duckdb"))]
-    Err(LoadError::Config {
+    Err::<StepOutcome, _>(LoadError::Config {
         stage: plan.stage.to_string(),
         message: format!(
             "this fhirflow was built without the embedded DuckDB, so it cannot load into {}; rebuild with \

@@ -25,6 +25,7 @@ pub mod sensor;
 pub mod store;
 pub mod task_log;
 pub mod template;
+pub mod trigger_rule;
 
 use crate::graph::PipelineGraph;
 use chrono::{DateTime, Utc};
@@ -70,6 +71,9 @@ pub enum TaskState {
     Failed,
     /// An upstream task failed, so it never ran.
     UpstreamFailed,
+    /// It did not run, or stopped early, with nothing to do: a load that found nothing new, a
+    /// sensor whose target was skipped, or a task whose trigger rule says so.
+    Skipped,
     /// The run was cancelled before it finished.
     Cancelled,
     /// fhirflow stopped (was killed, or the machine went down) before it finished.
@@ -78,13 +82,14 @@ pub enum TaskState {
 
 impl TaskState {
     /// Every state, for parsing.
-    const ALL: [TaskState; 8] = [
+    const ALL: [TaskState; 9] = [
         TaskState::Pending,
         TaskState::Running,
         TaskState::UpForRetry,
         TaskState::Success,
         TaskState::Failed,
         TaskState::UpstreamFailed,
+        TaskState::Skipped,
         TaskState::Cancelled,
         TaskState::Interrupted,
     ];
@@ -98,6 +103,7 @@ impl TaskState {
             TaskState::Success => "success",
             TaskState::Failed => "failed",
             TaskState::UpstreamFailed => "upstream_failed",
+            TaskState::Skipped => "skipped",
             TaskState::Cancelled => "cancelled",
             TaskState::Interrupted => "interrupted",
         }

@@ -24,7 +24,8 @@ use super::store::{NewRun, PipelineRun, Store, StoreError};
 use super::task_log::{OutputLine, TaskLog, log_path};
 use super::template::{self, TemplateValues};
 use super::{RunError, RunOptions, RunState, SpecGraph, TaskKey, TaskState, run_dir, state_dir};
-use crate::graph::{DbtArg, DbtInvocation, Operation, Settings, TriggerRule};
+use super::trigger_rule::{self, Decision};
+use crate::graph::{DbtArg, DbtInvocation, Operation, Settings};
 use crate::spec::SensorMode;
 use chrono::{DateTime, SubsecRound, Utc};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -74,6 +75,9 @@ pub enum Failure {
     Load(load::LoadError),
     /// The run store could not be read.
     Store(String),
+    /// Not a failure: the attempt found nothing to do and the task is skipped, as a task that
+    /// raises Airflow's `AirflowSkipException` is. Never retried.
+    Skip(String),
 }
 
 impl Failure {
@@ -84,7 +88,11 @@ impl Failure {
                 true
             }
             Failure::Load(e) => e.is_retryable(),
-            Failure::Cancelled | Failure::Template(_) | Failure::AwaitedFailed(_) | Failure::SensorTimedOut(_) => false,
+            Failure::Cancelled
+            | Failure::Template(_)
+            | Failure::AwaitedFailed(_)
+            | Failure::SensorTimedOut(_)
+            | Failure::Skip(_) => false,
         }
     }
 
@@ -95,9 +103,11 @@ impl Failure {
             Failure::Signal(signal) => format!("killed by signal {signal}"),
             Failure::TimedOut(after) => format!("timed out after {}", show(*after)),
             Failure::Cancelled => "cancelled".to_owned(),
-            Failure::Spawn(why) | Failure::Template(why) | Failure::AwaitedFailed(why) | Failure::Store(why) => {
-                why.clone()
-            }
+            Failure::Spawn(why)
+            | Failure::Template(why)
+            | Failure::AwaitedFailed(why)
+            | Failure::Store(why)
+            | Failure::Skip(why) => why.clone(),
             Failure::SensorTimedOut(after) => format!("sensor timed out after {}", show(*after)),
             Failure::Load(e) => e.to_string(),
         }
@@ -111,6 +121,7 @@ impl From<SensorFailure> for Failure {
             SensorFailure::TimedOut(after) => Failure::SensorTimedOut(after),
             SensorFailure::Cancelled => Failure::Cancelled,
             SensorFailure::Store(why) => Failure::Store(why),
+            SensorFailure::Skipped(why) => Failure::Skip(why),
         }
     }
 }
@@ -603,29 +614,89 @@ impl<'a> Scheduler<'a> {
             let task = &self.run.plan.tasks[index];
             let state = |u: &usize| self.tasks[*u].state;
             let awaits_done = task.awaits.iter().map(state).all(TaskState::is_finished);
-            let upstream_done = task.upstream.iter().map(state).all(TaskState::is_finished);
-            match task.task.trigger_rule {
-                TriggerRule::AllSuccess => {
-                    let failed = task
-                        .upstream
-                        .iter()
-                        .find(|u| matches!(state(u), TaskState::Failed | TaskState::UpstreamFailed));
-                    if let Some(&u) = failed {
-                        let why = format!("upstream {} {}", self.run.plan.tasks[u].label, self.tasks[u].state);
-                        self.finish_unrun(index, TaskState::UpstreamFailed, &why);
-                        let mut next = self.dependents[index].clone();
-                        next.reverse();
-                        work.extend(next);
-                    } else if upstream_done && awaits_done {
+            let untriggered = if awaits_done { self.untriggered(index) } else { None };
+            let upstream = task.upstream.iter().map(state);
+            match trigger_rule::decide(task.task.trigger_rule, upstream) {
+                _ if !awaits_done && self.run.plan.pipelines[task.pipeline].assets.is_some() => {}
+                _ if untriggered.is_some() => {
+                    let why = untriggered.unwrap_or_default();
+                    self.finish_unrun(index, TaskState::Skipped, &why);
+                    let mut next = self.dependents[index].clone();
+                    next.reverse();
+                    work.extend(next);
+                }
+                Decision::Wait => {}
+                Decision::Run => {
+                    if awaits_done {
                         self.queue(index);
                     }
                 }
-                TriggerRule::AllDone => {
-                    if upstream_done && awaits_done {
-                        self.queue(index);
-                    }
+                decided @ (Decision::Skip | Decision::UpstreamFailed) => {
+                    let (end, why) = if decided == Decision::Skip {
+                        (TaskState::Skipped, self.upstream_states(index, "skipped"))
+                    } else {
+                        (TaskState::UpstreamFailed, self.upstream_states(index, "failed"))
+                    };
+                    self.finish_unrun(index, end, &why);
+                    let mut next = self.dependents[index].clone();
+                    next.reverse();
+                    work.extend(next);
                 }
             }
+        }
+    }
+
+    /// For a task of an asset-scheduled pipeline whose producers have all finished: why the
+    /// pipeline was not triggered (the condition does not hold on the events they made), or
+    /// `None` when it was.
+    fn untriggered(&self, index: usize) -> Option<String> {
+        let task = &self.run.plan.tasks[index];
+        let condition = self.run.plan.pipelines[task.pipeline].assets.as_ref()?;
+        let producers: Vec<usize> = task
+            .awaits
+            .iter()
+            .copied()
+            .filter(|&u| self.run.plan.tasks[u].key.pipeline != task.key.pipeline)
+            .collect();
+        if producers.is_empty() {
+            // No producer takes part in this run: the user started the pipeline by hand.
+            return None;
+        }
+        let produced = |asset: &crate::spec::AssetName| {
+            producers
+                .iter()
+                .any(|&u| self.tasks[u].state == TaskState::Success && self.run.plan.tasks[u].task.outlets.contains(asset))
+        };
+        if condition.holds(&produced) {
+            return None;
+        }
+        let ended: Vec<String> = producers
+            .iter()
+            .map(|&u| format!("{} {}", self.run.plan.tasks[u].label, self.tasks[u].state))
+            .collect();
+        Some(format!("not triggered: its assets ({condition}) have no events; producers {}", ended.join(", ")))
+    }
+
+    /// Why task `index` will not run: its upstream tasks in a state that `word` describes.
+    fn upstream_states(&self, index: usize, word: &str) -> String {
+        let task = &self.run.plan.tasks[index];
+        let telling: Vec<String> = task
+            .upstream
+            .iter()
+            .filter(|&&u| match word {
+                "skipped" => self.tasks[u].state == TaskState::Skipped,
+                _ => matches!(
+                    self.tasks[u].state,
+                    TaskState::Failed | TaskState::UpstreamFailed | TaskState::Cancelled | TaskState::Interrupted
+                ),
+            })
+            .map(|&u| format!("{} {}", self.run.plan.tasks[u].label, self.tasks[u].state))
+            .collect();
+        let rule = task.task.trigger_rule;
+        match (telling.as_slice(), rule) {
+            ([], _) => format!("trigger rule {}", rule.as_str()),
+            (_, crate::spec::TriggerRule::AllSuccess) => format!("upstream {}", telling.join(", ")),
+            _ => format!("upstream {} (trigger rule {})", telling.join(", "), rule.as_str()),
         }
     }
 
@@ -741,6 +812,8 @@ impl<'a> Scheduler<'a> {
         let key = planned.key.clone();
         let label = Arc::clone(&planned.label);
         let settings = planned.task.settings.clone();
+        let outlets: Vec<String> = planned.task.outlets.iter().map(ToString::to_string).collect();
+        let outlets: Vec<&str> = outlets.iter().map(String::as_str).collect();
         let cancelled = self.cancelled();
         let t = &mut self.tasks[index];
         t.last_end = Some(Instant::now());
@@ -761,9 +834,28 @@ impl<'a> Scheduler<'a> {
                     "success",
                     TaskState::Success,
                     None,
+                    &outlets,
                 );
                 self.record(result);
                 self.progress.finished(index, &label, TaskState::Success, took, None);
+                self.settle(self.dependents[index].clone());
+            }
+            Err(Failure::Skip(why)) => {
+                t.state = TaskState::Skipped;
+                t.failure = Some(why.clone());
+                let result = self.store.end_attempt(
+                    &self.run.run_id,
+                    &key,
+                    number,
+                    TaskState::Skipped,
+                    end.duration,
+                    "skipped",
+                    TaskState::Skipped,
+                    Some(&why),
+                    &[],
+                );
+                self.record(result);
+                self.progress.finished(index, &label, TaskState::Skipped, took, Some(&why));
                 self.settle(self.dependents[index].clone());
             }
             Err(failure) => {
@@ -790,6 +882,7 @@ impl<'a> Scheduler<'a> {
                     &failure.describe(),
                     state,
                     Some(&why),
+                    &[],
                 );
                 self.record(result);
                 if state == TaskState::UpForRetry {
@@ -812,7 +905,7 @@ impl<'a> Scheduler<'a> {
         let any = |s: TaskState| self.tasks.iter().any(|t| t.state == s);
         if any(TaskState::Cancelled) {
             RunState::Cancelled
-        } else if self.tasks.iter().all(|t| t.state == TaskState::Success) {
+        } else if self.tasks.iter().all(|t| matches!(t.state, TaskState::Success | TaskState::Skipped)) {
             RunState::Success
         } else {
             RunState::Failed
@@ -971,9 +1064,9 @@ impl AttemptJob {
                         None => wait.await.map_err(Failure::from),
                     }
                 } else {
-                    let result = sensor::in_run(&self.awaited);
+                    let result = sensor::in_run(target, &self.awaited);
                     if result.is_ok() {
-                        self.log.note("the awaited tasks succeeded in this run");
+                        self.log.note("the awaited tasks ended in an allowed state in this run");
                     }
                     result.map_err(Failure::from)
                 };
@@ -989,7 +1082,13 @@ impl AttemptJob {
                     spec_dir: &pipeline.spec_dir,
                     log: &mut self.log,
                 };
-                (load::run_load(load_plan, *step, &mut ctx).await.map_err(Failure::Load), None)
+                let outcome = match load::run_load(load_plan, *step, &mut ctx).await {
+                    Ok(load::StepOutcome::Done) => Ok(()),
+                    // As the Airflow DAG's load task raises AirflowSkipException.
+                    Ok(load::StepOutcome::NothingNew(why)) => Err(Failure::Skip(why)),
+                    Err(e) => Err(Failure::Load(e)),
+                };
+                (outcome, None)
             }
         };
         AttemptEnd { outcome, duration: started.elapsed(), dbt }

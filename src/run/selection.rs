@@ -10,7 +10,7 @@ use super::{RunError, SpecGraph, TaskKey};
 use crate::diagnostic::did_you_mean;
 use crate::graph::sensor::Clock;
 use crate::graph::{Operation, PipelineTasks, Task};
-use crate::spec::Spec;
+use crate::spec::{AssetCondition, Schedule, Spec};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use std::collections::{BTreeSet, HashMap};
@@ -43,6 +43,9 @@ pub struct PlannedPipeline {
     pub max_active_runs: u32,
     /// Whether every one of its tasks is in the run, so that the run's success is the pipeline's.
     pub complete: bool,
+    /// For a pipeline scheduled on assets: the condition, decided on the asset events of the
+    /// producers in this run.
+    pub assets: Option<AssetCondition>,
 }
 
 /// A task of a run, with its dependencies as indices into [`RunPlan::tasks`].
@@ -148,6 +151,10 @@ impl RunPlan {
                     clock: Clock::new(p.schedule.as_ref(), tz, p.start).ok().flatten(),
                     max_active_runs: p.max_active_runs,
                     complete: true,
+                    assets: match &p.schedule {
+                        Some(Schedule::Assets(condition)) => Some(condition.clone()),
+                        _ => None,
+                    },
                 });
                 for task in &p.tasks {
                     tasks.push(PlannedTask {
@@ -179,6 +186,15 @@ impl RunPlan {
                 },
                 _ => Vec::new(),
             };
+            let mut awaits = awaits;
+            // A pipeline scheduled on assets runs when their producers in this run have
+            // succeeded; every one of its tasks waits for them, so that none runs untriggered.
+            if let Some(condition) = &pipelines[t.pipeline].assets {
+                let wanted = condition.assets();
+                awaits.extend(tasks.iter().enumerate().filter_map(|(j, u)| {
+                    (u.pipeline != t.pipeline && u.task.outlets.iter().any(|a| wanted.contains(&a))).then_some(j)
+                }));
+            }
             edges.push((upstream.collect(), awaits));
         }
         for (t, (upstream, awaits)) in tasks.iter_mut().zip(edges) {

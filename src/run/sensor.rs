@@ -8,9 +8,10 @@
 
 use super::TaskState;
 use super::process::{CancelLevel, show};
-use super::store::{AwaitedState, Store};
+use super::store::Store;
 use super::task_log::TaskLog;
-use crate::graph::SensorTarget;
+use crate::graph::{SensorTarget, SensorVerdict};
+use crate::spec::AwaitedState;
 use chrono::{DateTime, TimeDelta, Utc};
 use std::path::Path;
 use std::time::Duration;
@@ -19,7 +20,7 @@ use tokio::sync::watch;
 /// How a sensor ended, short of success.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SensorFailure {
-    /// The awaited run ended without succeeding.
+    /// The awaited run ended in one of the sensor's `failed_states`.
     TargetFailed(String),
     /// Nothing came before the sensor's timeout.
     TimedOut(Duration),
@@ -27,6 +28,9 @@ pub enum SensorFailure {
     Cancelled,
     /// The run store could not be read.
     Store(String),
+    /// The sensor is skipped: the target ended in one of its `skipped_states`, or it failed or
+    /// timed out under `soft_fail`.
+    Skipped(String),
 }
 
 /// The logical date of the awaited run.
@@ -34,11 +38,64 @@ pub fn aligned_date(logical_date: DateTime<Utc>, target: &SensorTarget) -> DateT
     logical_date - TimeDelta::seconds(i64::try_from(target.execution_delta.as_secs()).unwrap_or(i64::MAX))
 }
 
-/// A sensor whose targets ran in this invocation: satisfied when every one succeeded.
-pub fn in_run(awaited: &[(String, TaskState)]) -> Result<(), SensorFailure> {
-    match awaited.iter().find(|(_, state)| *state != TaskState::Success) {
-        None => Ok(()),
-        Some((label, state)) => Err(SensorFailure::TargetFailed(format!("awaited task {label} ended {state}"))),
+/// A run task's final state as a sensor's target state; `None` while it can still change.
+pub fn awaited_state(state: TaskState) -> Option<AwaitedState> {
+    match state {
+        TaskState::Success => Some(AwaitedState::Success),
+        TaskState::Skipped => Some(AwaitedState::Skipped),
+        TaskState::UpstreamFailed => Some(AwaitedState::UpstreamFailed),
+        TaskState::Failed | TaskState::Cancelled | TaskState::Interrupted => Some(AwaitedState::Failed),
+        TaskState::Pending | TaskState::Running | TaskState::UpForRetry => None,
+    }
+}
+
+/// What a sensor does once `what` ended in `state`: `Ok(true)` satisfied, `Ok(false)` keep
+/// waiting, or how it ends short of success (`soft_fail` turns a failure into a skip).
+fn judge(target: &SensorTarget, what: &str, state: AwaitedState) -> Result<bool, SensorFailure> {
+    let why = format!("{what} ended {}", state.as_str());
+    match target.verdict(state) {
+        SensorVerdict::Satisfied => Ok(true),
+        SensorVerdict::Skipped => Err(SensorFailure::Skipped(format!("{why}, one of the sensor's skipped_states"))),
+        SensorVerdict::Failed if target.soft_fail => Err(SensorFailure::Skipped(format!("{why}; soft_fail skips"))),
+        SensorVerdict::Failed => Err(SensorFailure::TargetFailed(why)),
+        SensorVerdict::Waiting => Ok(false),
+    }
+}
+
+/// A sensor whose targets ran in this invocation. A whole-run target is the run's state:
+/// failed if any task of it failed, else success. A state in none of the sensor's lists would
+/// keep Airflow's sensor poking until its timeout; the target cannot change here, so that is
+/// the timeout's outcome at once, named.
+pub fn in_run(target: &SensorTarget, awaited: &[(String, TaskState)]) -> Result<(), SensorFailure> {
+    let states: Vec<AwaitedState> = awaited.iter().filter_map(|(_, s)| awaited_state(*s)).collect();
+    let (what, state) = match &target.task {
+        Some(_) => {
+            let Some(((label, _), state)) = awaited.first().zip(states.first()) else {
+                return Ok(());
+            };
+            (format!("awaited task {label}"), *state)
+        }
+        None => {
+            let failed = states.iter().any(|s| !matches!(s, AwaitedState::Success | AwaitedState::Skipped));
+            let state = if failed { AwaitedState::Failed } else { AwaitedState::Success };
+            (format!("awaited pipeline {}", target.pipeline), state)
+        }
+    };
+    match judge(target, &what, state)? {
+        true => Ok(()),
+        false => {
+            let why = format!(
+                "{what} ended {}, which is in none of the sensor's allowed, failed or skipped states; \
+                 Airflow would poke until its {} timeout",
+                state.as_str(),
+                target.timeout
+            );
+            if target.soft_fail {
+                Err(SensorFailure::Skipped(format!("{why}; soft_fail skips")))
+            } else {
+                Err(SensorFailure::TargetFailed(why))
+            }
+        }
     }
 }
 
@@ -68,26 +125,26 @@ pub async fn poll_store(
     loop {
         let state = match Store::open_existing(state_dir) {
             Ok(Some(store)) => store.awaited(target.pipeline.as_str(), target.task.as_deref(), at),
-            Ok(None) => Ok(AwaitedState::Waiting),
+            Ok(None) => Ok(None),
             Err(e) => Err(e),
         };
         match state {
-            Ok(AwaitedState::Succeeded) => {
-                log.note(&format!("{what} succeeded at that logical date"));
-                return Ok(());
+            Ok(Some(state)) => {
+                let what = format!("the run of {what} at {}", at.format("%Y-%m-%dT%H:%M:%SZ"));
+                if judge(target, &what, state)? {
+                    log.note(&format!("{what} ended {}", state.as_str()));
+                    return Ok(());
+                }
             }
-            Ok(AwaitedState::Failed) => {
-                return Err(SensorFailure::TargetFailed(format!(
-                    "the run of {what} at {} ended without success",
-                    at.format("%Y-%m-%dT%H:%M:%SZ")
-                )));
-            }
-            Ok(AwaitedState::Waiting) => {}
+            Ok(None) => {}
             Err(e) => return Err(SensorFailure::Store(e.to_string())),
         }
         let now = tokio::time::Instant::now();
         if now >= deadline {
             log.note(&format!("no successful run of {what} within {}", show(timeout)));
+            if target.soft_fail {
+                return Err(SensorFailure::Skipped(format!("timed out after {}; soft_fail skips", show(timeout))));
+            }
             return Err(SensorFailure::TimedOut(timeout));
         }
         tokio::select! {

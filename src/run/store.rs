@@ -10,6 +10,7 @@
 //! sees as a run that never finished.
 
 use super::{RunState, TaskKey, TaskState};
+use crate::spec::AwaitedState;
 use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde::Serialize;
@@ -63,6 +64,14 @@ CREATE TABLE IF NOT EXISTS attempts (
     log_path    TEXT NOT NULL,
     PRIMARY KEY (run_id, pipeline, task, number)
 );
+CREATE TABLE IF NOT EXISTS asset_events (
+    run_id     TEXT NOT NULL REFERENCES runs(id),
+    asset      TEXT NOT NULL,
+    pipeline   TEXT NOT NULL,
+    task       TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS asset_events_by_asset ON asset_events (asset, created_at);
 ";
 
 /// Why the run store could not be used.
@@ -203,17 +212,6 @@ pub struct RunsBusy {
     pub active: Vec<String>,
     /// Its `max_active_runs`.
     pub limit: u32,
-}
-
-/// What the store says about the run a sensor waits for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AwaitedState {
-    /// No such run yet, or one still going.
-    Waiting,
-    /// It succeeded.
-    Succeeded,
-    /// It ended without succeeding, and no other run for that date is still going.
-    Failed,
 }
 
 /// An open run store.
@@ -482,9 +480,19 @@ impl Store {
         exit_status: &str,
         task_state: TaskState,
         failure: Option<&str>,
+        events: &[&str],
     ) -> Result<(), StoreError> {
         let e = self.sqlite();
         let tx = self.unchecked_tx()?;
+        // In the same transaction as the success: an event is recorded if and only if its
+        // producer's success is.
+        for asset in events {
+            tx.execute(
+                "INSERT INTO asset_events (run_id, asset, pipeline, task, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![run, asset, key.pipeline, key.task, stamp(Utc::now())],
+            )
+            .map_err(&e)?;
+        }
         tx.execute(
             "UPDATE attempts SET state = ?5, duration_ms = ?6, exit_status = ?7
              WHERE run_id = ?1 AND pipeline = ?2 AND task = ?3 AND number = ?4",
@@ -505,6 +513,19 @@ impl Store {
         )
         .map_err(&e)?;
         tx.commit().map_err(&e)
+    }
+
+    /// The asset events of run `run`: (asset, pipeline, task), in the order they happened.
+    pub fn asset_events(&self, run: &str) -> Result<Vec<(String, String, String)>, StoreError> {
+        let e = self.sqlite();
+        let mut stmt = self
+            .conn
+            .prepare("SELECT asset, pipeline, task FROM asset_events WHERE run_id = ?1 ORDER BY rowid")
+            .map_err(&e)?;
+        stmt.query_map(params![run], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .map_err(&e)?
+            .collect::<Result<_, _>>()
+            .map_err(&e)
     }
 
     /// Records the end of a run.
@@ -664,16 +685,17 @@ impl Store {
         pipeline: &str,
         task: Option<&str>,
         logical_date: DateTime<Utc>,
-    ) -> Result<AwaitedState, StoreError> {
+    ) -> Result<Option<AwaitedState>, StoreError> {
         let e = self.sqlite();
         let date = stamp(logical_date);
-        // One row per run: (run state, task state or whether every task succeeded).
-        let rows: Vec<(String, bool, bool)> = match task {
+        // One row per run: (run state, the task's state or the whole run's, whether it can
+        // still change). A whole run succeeded when each of its tasks succeeded or was skipped.
+        let rows: Vec<(String, String, bool)> = match task {
             Some(task) => {
                 let mut stmt = self
                     .conn
                     .prepare(
-                        "SELECT r.state, t.state = 'success', t.state IN ('pending', 'running', 'up_for_retry')
+                        "SELECT r.state, t.state, t.state IN ('pending', 'running', 'up_for_retry')
                          FROM tasks t
                          JOIN run_pipelines p ON p.run_id = t.run_id AND p.pipeline = t.pipeline
                          JOIN runs r ON r.id = t.run_id
@@ -690,8 +712,10 @@ impl Store {
                     .conn
                     .prepare(
                         "SELECT r.state,
-                                NOT EXISTS (SELECT 1 FROM tasks t WHERE t.run_id = r.id AND t.pipeline = p.pipeline
-                                            AND t.state != 'success'),
+                                CASE WHEN NOT EXISTS (SELECT 1 FROM tasks t WHERE t.run_id = r.id
+                                                      AND t.pipeline = p.pipeline
+                                                      AND t.state NOT IN ('success', 'skipped'))
+                                     THEN 'success' ELSE 'failed' END,
                                 EXISTS (SELECT 1 FROM tasks t WHERE t.run_id = r.id AND t.pipeline = p.pipeline
                                         AND t.state IN ('pending', 'running', 'up_for_retry'))
                          FROM run_pipelines p JOIN runs r ON r.id = p.run_id
@@ -704,11 +728,19 @@ impl Store {
                     .map_err(&e)?
             }
         };
-        if rows.iter().any(|(_, succeeded, _)| *succeeded) {
-            return Ok(AwaitedState::Succeeded);
-        }
         let going = rows.iter().any(|(run, _, unfinished)| run == "running" && *unfinished);
-        Ok(if rows.is_empty() || going { AwaitedState::Waiting } else { AwaitedState::Failed })
+        // Of the runs at that date, the most favourable final state counts, as a rerun that
+        // succeeded counts in Airflow; while one is still going, a failure may yet be retried.
+        let best = [AwaitedState::Success, AwaitedState::Skipped, AwaitedState::UpstreamFailed, AwaitedState::Failed]
+            .into_iter()
+            .find(|wanted| rows.iter().any(|(_, state, unfinished)| !unfinished && state == wanted.as_str()));
+        Ok(match best {
+            Some(AwaitedState::Success) => Some(AwaitedState::Success),
+            _ if going => None,
+            // Cancelled, interrupted, or left unfinished by a run that ended: no success.
+            None if !rows.is_empty() => Some(AwaitedState::Failed),
+            other => other,
+        })
     }
 
     /// Whether run `id` exists.
@@ -765,6 +797,7 @@ mod tests {
                 "exit status 3",
                 TaskState::UpForRetry,
                 None,
+                &[],
             )
             .unwrap();
         store.begin_attempt("r1", &tasks[0], 2, t0, Path::new("a.2.log")).unwrap();
@@ -778,6 +811,7 @@ mod tests {
                 "exit status 0",
                 TaskState::Success,
                 None,
+                &[],
             )
             .unwrap();
         store.set_task_state("r1", &tasks[1], TaskState::UpstreamFailed, Some("x")).unwrap();
@@ -844,18 +878,32 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         let tasks = [key("up", "a")];
         let at = date("2026-01-01T00:00:00Z");
-        assert_eq!(store.awaited("up", Some("a"), at).unwrap(), AwaitedState::Waiting);
+        assert_eq!(store.awaited("up", Some("a"), at).unwrap(), None);
         begin(&store, "r1", "2026-01-01T00:00:00Z", &tasks).unwrap();
-        assert_eq!(store.awaited("up", None, at).unwrap(), AwaitedState::Waiting);
+        assert_eq!(store.awaited("up", None, at).unwrap(), None);
         store.set_task_state("r1", &tasks[0], TaskState::Failed, Some("exit status 1")).unwrap();
         store.end_run("r1", RunState::Failed).unwrap();
-        assert_eq!(store.awaited("up", Some("a"), at).unwrap(), AwaitedState::Failed);
-        assert_eq!(store.awaited("up", None, at).unwrap(), AwaitedState::Failed);
+        assert_eq!(store.awaited("up", Some("a"), at).unwrap(), Some(AwaitedState::Failed));
+        assert_eq!(store.awaited("up", None, at).unwrap(), Some(AwaitedState::Failed));
         begin(&store, "r2", "2026-01-01T00:00:00Z", &tasks).unwrap();
         store.set_task_state("r2", &tasks[0], TaskState::Success, None).unwrap();
-        assert_eq!(store.awaited("up", Some("a"), at).unwrap(), AwaitedState::Succeeded);
-        assert_eq!(store.awaited("up", None, at).unwrap(), AwaitedState::Succeeded);
+        assert_eq!(store.awaited("up", Some("a"), at).unwrap(), Some(AwaitedState::Success));
+        assert_eq!(store.awaited("up", None, at).unwrap(), Some(AwaitedState::Success));
         let other_day = date("2026-01-02T00:00:00Z");
-        assert_eq!(store.awaited("up", Some("a"), other_day).unwrap(), AwaitedState::Waiting);
+        assert_eq!(store.awaited("up", Some("a"), other_day).unwrap(), None);
+    }
+
+    #[test]
+    fn a_skipped_task_is_a_final_state_and_its_run_a_success() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let tasks = [key("up", "load"), key("up", "mark")];
+        let at = date("2026-01-01T00:00:00Z");
+        begin(&store, "r1", "2026-01-01T00:00:00Z", &tasks).unwrap();
+        store.set_task_state("r1", &tasks[0], TaskState::Skipped, Some("nothing new")).unwrap();
+        store.set_task_state("r1", &tasks[1], TaskState::Skipped, Some("upstream load skipped")).unwrap();
+        store.end_run("r1", RunState::Success).unwrap();
+        assert_eq!(store.awaited("up", Some("mark"), at).unwrap(), Some(AwaitedState::Skipped));
+        assert_eq!(store.awaited("up", None, at).unwrap(), Some(AwaitedState::Success));
     }
 }

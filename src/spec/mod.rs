@@ -9,9 +9,9 @@ mod names;
 mod schedule;
 
 pub use duration::Duration;
-pub use names::{DbtSelector, Identifier, ModelName, PipelineId, StageId, TableName};
+pub use names::{AssetName, DbtSelector, Identifier, ModelName, PipelineId, StageId, TableName};
 pub(crate) use schedule::cron_parser;
-pub use schedule::{Preset, Schedule};
+pub use schedule::{AssetCondition, Preset, Schedule};
 
 use indexmap::IndexMap;
 use schemars::JsonSchema;
@@ -41,6 +41,9 @@ pub struct Spec {
     /// dbt model layers, keyed by layer name. Each layer's models carry its tags.
     #[serde(default)]
     pub layers: IndexMap<Identifier, Layer>,
+    /// Assets that something outside this spec folder produces (another team's DAG, an upload), so pipelines may be scheduled on them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub external_assets: Vec<AssetName>,
     /// Pipelines, keyed by id. Each one becomes one Airflow DAG with that `dag_id`.
     #[schemars(length(min = 1))]
     pub pipelines: IndexMap<PipelineId, Pipeline>,
@@ -465,7 +468,7 @@ pub enum ColumnTest {
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Pipeline {
-    /// When the pipeline runs: a cron expression (`*/5 * * * *`), a preset (`@daily`), an interval (`10s`, `5m`), or null for manual runs only.
+    /// When the pipeline runs: a cron expression (`*/5 * * * *`), a preset (`@daily`), an interval (`10s`, `5m`), `{assets: [...]}` to run when other stages produce those assets, or null for manual runs only.
     #[serde(default)]
     pub schedule: Option<Schedule>,
     /// Run the intervals missed since `start_date`.
@@ -505,12 +508,65 @@ pub struct Stage {
     /// What the stage does, and its kind-specific settings.
     #[serde(flatten)]
     pub kind: StageKind,
-    /// Stages of this pipeline that must succeed first.
+    /// Stages of this pipeline that must finish first; `trigger_rule` says in which states.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub after: Vec<StageId>,
+    /// When the stage runs, given how the stages it is `after` ended (Airflow's trigger rules). Default: `all_success`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger_rule: Option<TriggerRule>,
+    /// Assets the stage produces when it succeeds (Airflow outlets): pipelines scheduled on them run after it. A `copy_into` stage produces `<connection>.<table>` unless this is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub produces: Option<Vec<AssetName>>,
     /// Settings that override the pipeline's for this stage.
     #[serde(flatten)]
     pub settings: TaskSettings,
+}
+
+/// Airflow's trigger rules: when a task runs, given its upstream tasks' states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TriggerRule {
+    /// Every upstream task succeeded (the default). A failure upstream makes it `upstream_failed`, a skip `skipped`.
+    AllSuccess,
+    /// Every upstream task finished, in any state: cleanup.
+    AllDone,
+    /// Every upstream task failed or was upstream_failed.
+    AllFailed,
+    /// Every upstream task was skipped.
+    AllSkipped,
+    /// At least one upstream task succeeded; runs as soon as one does.
+    OneSuccess,
+    /// At least one upstream task failed; runs as soon as one does.
+    OneFailed,
+    /// At least one upstream task succeeded or failed; runs as soon as one does.
+    OneDone,
+    /// No upstream task failed: each succeeded or was skipped. The join after a branch.
+    NoneFailed,
+    /// No upstream task failed and at least one succeeded.
+    NoneFailedMinOneSuccess,
+    /// No upstream task was skipped: each succeeded, failed or was upstream_failed.
+    NoneSkipped,
+    /// Runs at once, whatever its upstream tasks do.
+    Always,
+}
+
+impl TriggerRule {
+    /// The Airflow name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TriggerRule::AllSuccess => "all_success",
+            TriggerRule::AllDone => "all_done",
+            TriggerRule::AllFailed => "all_failed",
+            TriggerRule::AllSkipped => "all_skipped",
+            TriggerRule::OneSuccess => "one_success",
+            TriggerRule::OneFailed => "one_failed",
+            TriggerRule::OneDone => "one_done",
+            TriggerRule::NoneFailed => "none_failed",
+            TriggerRule::NoneFailedMinOneSuccess => "none_failed_min_one_success",
+            TriggerRule::NoneSkipped => "none_skipped",
+            TriggerRule::Always => "always",
+        }
+    }
 }
 
 /// The kinds of stage.
@@ -767,6 +823,63 @@ pub struct SensorStage {
     /// `reschedule` frees the worker slot between checks; `poke` holds it.
     #[serde(default)]
     pub mode: SensorMode,
+    /// States of the awaited stage (or run) that satisfy the sensor. Default: `[success]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_states: Option<Vec<AwaitedState>>,
+    /// States that fail the sensor at once instead of waiting on. Default: `[failed, upstream_failed]` for a stage, `[failed]` for a whole run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_states: Option<Vec<AwaitedState>>,
+    /// States that skip the sensor, and with it the stages after it. Default: `[skipped]` for a stage (a load that found nothing new), so that a skipped target never means "keep waiting"; none for a whole run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skipped_states: Option<Vec<AwaitedState>>,
+    /// Fail at once when the awaited pipeline or stage does not exist in Airflow.
+    #[serde(default = "default_true")]
+    pub check_existence: bool,
+    /// Wait in Airflow's triggerer instead of a worker slot (needs a running triggerer).
+    #[serde(default)]
+    pub deferrable: bool,
+    /// On timeout or a failed target, mark the sensor skipped instead of failed.
+    #[serde(default)]
+    pub soft_fail: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// A state of the task or run a sensor waits for, as Airflow names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AwaitedState {
+    /// It succeeded.
+    Success,
+    /// It failed.
+    Failed,
+    /// A task upstream of it failed, so it never ran (stages only).
+    UpstreamFailed,
+    /// It was skipped (stages only): a load with nothing new, a branch not taken.
+    Skipped,
+}
+
+impl AwaitedState {
+    /// Every state, in Airflow's order.
+    pub const ALL: [AwaitedState; 4] =
+        [AwaitedState::Success, AwaitedState::Failed, AwaitedState::UpstreamFailed, AwaitedState::Skipped];
+
+    /// The Airflow state name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AwaitedState::Success => "success",
+            AwaitedState::Failed => "failed",
+            AwaitedState::UpstreamFailed => "upstream_failed",
+            AwaitedState::Skipped => "skipped",
+        }
+    }
+
+    /// Whether a whole DAG run can end in this state (runs end success or failed).
+    pub fn is_run_state(self) -> bool {
+        matches!(self, AwaitedState::Success | AwaitedState::Failed)
+    }
 }
 
 fn default_sensor_timeout() -> Duration {

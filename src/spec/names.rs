@@ -115,6 +115,15 @@ checked_name!(
     "dbt selector"
 );
 
+checked_name!(
+    /// An asset (a Dataset on Airflow 2) a stage produces or a pipeline is scheduled on: a name
+    /// such as `raw_fhir_bundles` or `warehouse.RAW.FHIR_BUNDLES`, or a URI such as
+    /// `s3://bucket/raw/`. ASCII, as Airflow 2 requires.
+    AssetName,
+    r"^[A-Za-z0-9_][A-Za-z0-9_.:/@+=~%-]{0,1499}$",
+    "asset name or URI (ASCII letters, digits and _ . : / @ + = ~ % -)"
+);
+
 impl TableName {
     /// The table as a Snowflake identifier: each part upper-cased (as Snowflake does for unquoted
     /// names) and double-quoted, so the text can never be read as anything but a name.

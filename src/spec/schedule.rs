@@ -1,6 +1,6 @@
-//! Pipeline schedules: cron expressions, Airflow presets and fixed intervals.
+//! Pipeline schedules: cron expressions, Airflow presets, fixed intervals, and assets.
 
-use super::Duration;
+use super::{AssetName, Duration};
 use croner::parser::{CronParser, Seconds, Year};
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -16,6 +16,70 @@ pub enum Schedule {
     Preset(Preset),
     /// A fixed interval from the start date, such as `10s`.
     Interval(Duration),
+    /// Whenever asset events satisfy the condition (Airflow's asset-triggered schedule).
+    Assets(AssetCondition),
+}
+
+/// Which asset events start an asset-scheduled pipeline: an asset, a list (every one of
+/// them), or `any:`/`all:` of conditions, nested as deep as needed.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum AssetCondition {
+    /// One asset: an event for it.
+    Asset(AssetName),
+    /// An event for every one of these since the pipeline last ran.
+    List(Vec<AssetCondition>),
+    /// An event for any one of these.
+    Any {
+        /// The alternatives.
+        #[schemars(length(min = 1))]
+        any: Vec<AssetCondition>,
+    },
+    /// An event for every one of these.
+    All {
+        /// The conditions that must all hold.
+        #[schemars(length(min = 1))]
+        all: Vec<AssetCondition>,
+    },
+}
+
+impl AssetCondition {
+    /// Every asset the condition names, in order, with repeats.
+    pub fn assets(&self) -> Vec<&AssetName> {
+        match self {
+            AssetCondition::Asset(name) => vec![name],
+            AssetCondition::List(items) | AssetCondition::Any { any: items } | AssetCondition::All { all: items } => {
+                items.iter().flat_map(AssetCondition::assets).collect()
+            }
+        }
+    }
+
+    /// Whether events for the assets that `has_event` accepts satisfy the condition.
+    pub fn holds(&self, has_event: &dyn Fn(&AssetName) -> bool) -> bool {
+        match self {
+            AssetCondition::Asset(name) => has_event(name),
+            AssetCondition::List(items) | AssetCondition::All { all: items } => items.iter().all(|c| c.holds(has_event)),
+            AssetCondition::Any { any: items } => items.iter().any(|c| c.holds(has_event)),
+        }
+    }
+}
+
+impl fmt::Display for AssetCondition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (items, join) = match self {
+            AssetCondition::Asset(name) => return f.write_str(name.as_str()),
+            AssetCondition::List(items) | AssetCondition::All { all: items } => (items, " & "),
+            AssetCondition::Any { any: items } => (items, " | "),
+        };
+        let parts: Vec<String> = items
+            .iter()
+            .map(|c| match c {
+                AssetCondition::Asset(_) => c.to_string(),
+                _ => format!("({c})"),
+            })
+            .collect();
+        f.write_str(&parts.join(join))
+    }
 }
 
 /// Airflow's schedule presets.
@@ -115,7 +179,7 @@ impl Schedule {
         match self {
             Schedule::Cron(expr) => Some(expr),
             Schedule::Preset(preset) => preset.cron(),
-            Schedule::Interval(_) => None,
+            Schedule::Interval(_) | Schedule::Assets(_) => None,
         }
     }
 }
@@ -126,20 +190,40 @@ impl fmt::Display for Schedule {
             Schedule::Cron(expr) => f.write_str(expr),
             Schedule::Preset(preset) => f.write_str(preset.as_str()),
             Schedule::Interval(every) => write!(f, "{every}"),
+            Schedule::Assets(condition) => write!(f, "assets: {condition}"),
         }
     }
 }
 
+/// A schedule as written: text, or `{assets: …}`.
+#[derive(Deserialize, Serialize)]
+#[serde(untagged)]
+enum ScheduleRepr {
+    Text(String),
+    Assets(AssetsSchedule),
+}
+
+#[derive(Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct AssetsSchedule {
+    assets: AssetCondition,
+}
+
 impl<'de> Deserialize<'de> for Schedule {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        Schedule::parse(&text).map_err(serde::de::Error::custom)
+        match ScheduleRepr::deserialize(deserializer)? {
+            ScheduleRepr::Text(text) => Schedule::parse(&text).map_err(serde::de::Error::custom),
+            ScheduleRepr::Assets(AssetsSchedule { assets }) => Ok(Schedule::Assets(assets)),
+        }
     }
 }
 
 impl Serialize for Schedule {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
+        match self {
+            Schedule::Assets(assets) => ScheduleRepr::Assets(AssetsSchedule { assets: assets.clone() }).serialize(serializer),
+            other => serializer.collect_str(other),
+        }
     }
 }
 
@@ -148,12 +232,27 @@ impl JsonSchema for Schedule {
         "Schedule".into()
     }
 
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        let condition = generator.subschema_for::<AssetCondition>();
         json_schema!({
-            "type": "string",
-            "pattern": SCHEDULE_PATTERN,
-            "description": "A five-field cron expression, an Airflow preset (@once, @hourly, @daily, @weekly, @monthly, @quarterly, @yearly) or an interval such as 10s or 5m.",
-            "examples": ["*/5 * * * *", "@daily", "10s"]
+            "oneOf": [
+                {
+                    "type": "string",
+                    "pattern": SCHEDULE_PATTERN,
+                    "description": "A five-field cron expression, an Airflow preset (@once, @hourly, @daily, @weekly, @monthly, @quarterly, @yearly) or an interval such as 10s or 5m.",
+                    "examples": ["*/5 * * * *", "@daily", "10s"]
+                },
+                {
+                    "type": "object",
+                    "description": "Run when other pipelines' stages produce these assets: a list (all of them), or `any:`/`all:` lists, nested.",
+                    "properties": {
+                        "assets": condition
+                    },
+                    "required": ["assets"],
+                    "additionalProperties": false,
+                    "examples": [{"assets": ["raw_fhir_bundles"]}, {"assets": {"any": ["a", "b"]}}]
+                }
+            ]
         })
     }
 }

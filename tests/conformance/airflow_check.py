@@ -127,11 +127,25 @@ def seconds(value):
     return int(s) if float(s).is_integer() else s
 
 
+def asset_doc(condition):
+    """An asset condition as the expectations write it: a name, or {"all"|"any": [...]}."""
+    kind = type(condition).__name__
+    if kind in ("AssetAll", "DatasetAll"):
+        return {"all": [asset_doc(c) for c in condition.objects]}
+    if kind in ("AssetAny", "DatasetAny"):
+        return {"any": [asset_doc(c) for c in condition.objects]}
+    # 3.x Asset(name=..) keeps the spec's text as its name; 2.x Dataset has only a URI.
+    return getattr(condition, "name", None) or condition.uri
+
+
 def schedule_of(dag):
     tt = dag.timetable
     name = type(tt).__name__
     if name == "NullTimetable":
         return None
+    if name in ("AssetTriggeredTimetable", "DatasetTriggeredTimetable"):
+        condition = getattr(tt, "asset_condition", None) or getattr(tt, "dataset_condition", None)
+        return {"assets": asset_doc(condition)}
     if name == "OnceTimetable":
         return "@once"
     if name == "ContinuousTimetable":
@@ -231,6 +245,12 @@ def task_doc(task, sensor_cls) -> dict:
             "timeout_seconds": seconds(task.timeout),
             "poke_interval_seconds": seconds(task.poke_interval),
             "mode": task.mode,
+            "allowed_states": [str(s) for s in task.allowed_states],
+            "failed_states": [str(s) for s in task.failed_states],
+            "skipped_states": [str(s) for s in task.skipped_states],
+            "check_existence": task.check_existence,
+            "deferrable": task.deferrable,
+            "soft_fail": task.soft_fail,
         }
     return {
         "operator": type(task).__name__,
@@ -239,6 +259,8 @@ def task_doc(task, sensor_cls) -> dict:
         "retry_delay_seconds": seconds(task.retry_delay),
         "retry_exponential_backoff": backoff_in_effect(task.retry_exponential_backoff),
         "execution_timeout_seconds": seconds(task.execution_timeout),
+        "trigger_rule": str(task.trigger_rule),
+        "outlets": [asset_doc(o) for o in task.outlets],
         "sensor": sensor,
         "dbt": dbt_doc(task),
         "failure_webhook_env": failure_webhook_env(task),

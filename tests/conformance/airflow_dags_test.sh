@@ -3,8 +3,8 @@
 #
 # Run one real DagRun of DAG_ID with `airflow dags test` for logical date
 # 2026-01-01T00:00:00+00:00, in a throwaway AIRFLOW_HOME with a freshly migrated
-# sqlite DB and DAGS_DIR as the dags folder (examples off, every inherited AIRFLOW*
-# variable dropped). VENV may hold Airflow 3.x or 2.x from 2.10 on: both have
+# sqlite DB and DAGS_DIR as the dags folder (airflow_home.sh: examples off, inherited AIRFLOW*
+# variables but AIRFLOW_CONN_* dropped). VENV may hold Airflow 3.x or 2.x from 2.10 on: both have
 # `airflow db migrate` (since 2.7; 2.x's `db init` is deprecated) and
 # `airflow dags test DAG_ID DATE --mark-success-pattern RE` (the option since 2.10;
 # 2.x names the date execution_date, 3.x logical_date, positional in both), and both
@@ -31,19 +31,9 @@ dag_id=$3
 pattern=$4
 logical_date=2026-01-01T00:00:00+00:00
 
-while read -r var; do unset "$var"; done < <(compgen -e | grep '^AIRFLOW' || true)
-AIRFLOW_HOME=$(mktemp -d -t fhirflow-airflow-home.XXXXXX)
-trap 'rm -rf "$AIRFLOW_HOME"' EXIT
-export AIRFLOW_HOME
-export AIRFLOW__CORE__DAGS_FOLDER=$dags_dir
-export AIRFLOW__CORE__LOAD_EXAMPLES=False
-export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=sqlite:///$AIRFLOW_HOME/airflow.db
-export PATH="${5:+$5:}$venv/bin:$PATH"
-version=$("$venv/bin/python" -c 'from importlib.metadata import version; print(version("apache-airflow"))')
-if [[ $version == 2.* ]]; then
-    # Opt in to the 3.x metrics unit, which silences 2.11's warning about it on every start.
-    export AIRFLOW__METRICS__TIMER_UNIT_CONSISTENCY=True
-fi
+extra_path=${5:-}
+# shellcheck source=airflow_home.sh
+source "$(dirname "$0")/airflow_home.sh"
 
 t0=$(date +%s.%N)
 airflow db migrate >"$AIRFLOW_HOME/migrate.log" 2>&1 || { cat "$AIRFLOW_HOME/migrate.log" >&2; exit 1; }

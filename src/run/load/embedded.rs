@@ -4,7 +4,7 @@
 use super::local;
 #[cfg(feature = "s3")]
 use super::s3;
-use super::{LoadContext, LoadError, LoadState, SourceFile, duck, path_setting};
+use super::{LoadContext, LoadError, LoadState, SourceFile, StepOutcome, duck, path_setting};
 use crate::graph::{LoadPlan, LoadSource, LoadStep};
 use std::path::{Path, PathBuf};
 
@@ -85,7 +85,7 @@ async fn with_duckdb<T: Send + 'static>(
 }
 
 /// Runs `step` of `plan` into the DuckDB file `database`.
-pub async fn run(plan: &LoadPlan, step: LoadStep, database: &Path, ctx: &mut LoadContext<'_>) -> Result<(), LoadError> {
+pub async fn run(plan: &LoadPlan, step: LoadStep, database: &Path, ctx: &mut LoadContext<'_>) -> Result<StepOutcome, LoadError> {
     let source = source(plan, step, ctx)?;
     let state = with_duckdb(plan, database, |conn, plan| duck::state(conn, plan)).await?;
     match step {
@@ -114,8 +114,9 @@ pub async fn run(plan: &LoadPlan, step: LoadStep, database: &Path, ctx: &mut Loa
             let left = batch.len().saturating_sub(plan.batch_size as usize);
             batch.truncate(plan.batch_size as usize);
             if batch.is_empty() {
-                ctx.log.note(&format!("nothing new in {}", source.name()));
-                return Ok(());
+                let why = format!("nothing new in {}", source.name());
+                ctx.log.note(&why);
+                return Ok(StepOutcome::NothingNew(why));
             }
             let staging = fetch(plan, &source, &mut batch, ctx.run_id).await?;
             if let Some(bad) = batch.iter().find(|f| f.path.to_string_lossy().contains(['*', '?', '['])) {
@@ -138,7 +139,7 @@ pub async fn run(plan: &LoadPlan, step: LoadStep, database: &Path, ctx: &mut Loa
             ));
         }
     }
-    Ok(())
+    Ok(StepOutcome::Done)
 }
 
 /// Makes the batch's files readable by DuckDB: local files are already; S3 objects are

@@ -7,7 +7,7 @@
 //! succeeded. Snowflake's load history skips a file loaded before, so a rerun never loads a
 //! file twice either.
 
-use super::{LoadContext, LoadError, SourceFile, Watermark, s3, setting};
+use super::{LoadContext, LoadError, SourceFile, StepOutcome, Watermark, s3, setting};
 use crate::emit::snowflake as sql;
 use crate::graph::{LoadPlan, LoadSource, LoadStep};
 use crate::spec::{Identifier, TableName};
@@ -22,7 +22,7 @@ pub async fn run(
     connection: &Identifier,
     stage: &TableName,
     ctx: &mut LoadContext<'_>,
-) -> Result<(), LoadError> {
+) -> Result<StepOutcome, LoadError> {
     let LoadSource::S3 { connection: source, bucket, .. } = &plan.source else {
         return Err(LoadError::NotRunnable {
             task: plan.task_id(step).to_owned(),
@@ -64,12 +64,13 @@ pub async fn run(
                     plan.prefix,
                     plan.batch_size
                 ));
-                return Ok(());
+                return Ok(StepOutcome::Done);
             }
             batch.truncate(plan.batch_size as usize);
             let Some(newest) = batch.iter().map(SourceFile::watermark).max() else {
-                ctx.log.note(&format!("nothing new in s3://{bucket}/{}", plan.prefix));
-                return Ok(());
+                let why = format!("nothing new in s3://{bucket}/{}", plan.prefix);
+                ctx.log.note(&why);
+                return Ok(StepOutcome::NothingNew(why));
             };
             let copy = sql::copy_files(plan, stage, batch.iter().map(|f| f.key.as_str()));
             let (loaded, skipped) = copy_and_mark(&session, plan, &copy, &newest, batch.len()).await.map_err(fail)?;
@@ -79,7 +80,7 @@ pub async fn run(
             ));
         }
     }
-    Ok(())
+    Ok(StepOutcome::Done)
 }
 
 /// `BEGIN; COPY …; INSERT watermark; COMMIT`, or `ROLLBACK` on any error. Returns the files the
