@@ -28,9 +28,16 @@ const DBT_TASKS: &str = "check_dbt_installation|dbt_.*";
 /// A copy of pipelines/fhir.yaml in `dir/pipelines`, for Airflow `version`, whose connections
 /// also name the variables `fhirflow run` reads the test servers' endpoints from.
 fn fhir_spec(dir: &Path, version: u32) -> PathBuf {
+    spec_copy("pipelines/fhir.yaml", dir, version)
+}
+
+/// A copy of the FHIR spec at `source` (relative to the repository) in `dir/pipelines`, its
+/// folders made relative to that, as [`fhir_spec`] makes it.
+fn spec_copy(source: &str, dir: &Path, version: u32) -> PathBuf {
     let spec = dir.join("pipelines/fhir.yaml");
     std::fs::create_dir_all(spec.parent().unwrap()).unwrap();
-    std::fs::copy(repo().join("pipelines/fhir.yaml"), &spec).unwrap();
+    let text = std::fs::read_to_string(repo().join(source)).unwrap();
+    std::fs::write(&spec, text.replace(": ../../", ": ../")).unwrap();
     edit(
         &spec,
         "      region: AWS_REGION\n",
@@ -223,4 +230,215 @@ fn without_skipped_states_the_sensor_pokes_until_its_timeout() {
     assert_eq!(code, Some(5), "{run_states:#?}");
     assert_eq!(run_states["dbt_transform_fhir.wait_for_s3_load"], "failed", "{run_states:#?}");
     assert_eq!(run_states["dbt_transform_fhir.dbt_run_staging"], "upstream_failed", "{run_states:#?}");
+}
+
+/// Applies `spec` under `out` and checks the DAG files in a real DagBag against the compiled
+/// graph (tests/conformance/airflow_check.py): schedules, asset conditions, outlets, sensors.
+fn dagbag_check(venv: &Path, spec: &Path, out: &Path) {
+    fhirflow().arg("apply").arg(spec).arg("--out").arg(out).assert().success();
+    let expectations = fhirflow::compile_file(spec).expect("the spec compiles").graph.expectations();
+    std::fs::write(out.join("expect.json"), expectations.to_string()).unwrap();
+    let output = Command::new(venv.join("bin/python"))
+        .arg(repo().join("tests/conformance/airflow_check.py"))
+        .arg(out.join("dags"))
+        .arg(out.join("expect.json"))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "airflow_check.py: {}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Two producers (one that succeeds, one whose command exits 99, which skips it in Airflow's
+/// BashOperator and under `fhirflow run` alike) and consumers of all and of any of them.
+const ASSETS_SPEC: &str = r#"version: 1
+defaults: {start_date: "2026-01-01", retries: 0}
+airflow: {version: VERSION}
+pipelines:
+  produce:
+    schedule: "@daily"
+    stages:
+      made: {kind: shell, command: "echo made", produces: [lake.raw]}
+      nothing_new: {kind: shell, command: "exit 99", produces: ["s3://lake/other"]}
+  consume_all:
+    schedule: {assets: [lake.raw, "s3://lake/other"]}
+    stages:
+      report: {kind: shell, command: "echo all"}
+  consume_any:
+    schedule: {assets: {any: [lake.raw, {all: ["s3://lake/other", lake.raw]}]}}
+    stages:
+      report: {kind: shell, command: "echo any"}
+      after_report: {kind: shell, command: "echo done", after: [report], trigger_rule: all_done}
+"#;
+
+/// Assets, for real: the producer's success records an asset event in Airflow's metadata DB
+/// (3.3: asset_event; 2.11: dataset_event) and in fhirflow's run store; a skipped producer
+/// records none. Under `fhirflow run` the consumers run after their producers when their
+/// condition holds and are skipped, not triggered, when it does not.
+#[test]
+fn assets_schedule_consumers_on_their_producers_events() {
+    let (Some(airflow), Some(airflow2)) = (venv("FHIRFLOW_AIRFLOW_VENV"), venv("FHIRFLOW_AIRFLOW2_VENV")) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    for (version, venv) in [(3, &airflow), (2, &airflow2)] {
+        let project = dir.path().join(format!("airflow{version}"));
+        std::fs::create_dir_all(&project).unwrap();
+        let spec = project.join("assets.yaml");
+        std::fs::write(&spec, ASSETS_SPEC.replace("VERSION", &version.to_string())).unwrap();
+        dagbag_check(venv, &spec, &project.join("out"));
+        let (states, report) = airflow_sequence(venv, &project.join("out/dags"), 1, &[("produce", "")]);
+        assert_eq!(states["produce.made"], "success", "Airflow {version}: {states:#?}");
+        assert_eq!(states["produce.nothing_new"], "skipped", "Airflow {version}: {states:#?}");
+        let events: Vec<(&str, &str)> = report["asset_events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| (e["uri"].as_str().unwrap(), e["task_id"].as_str().unwrap()))
+            .collect();
+        assert_eq!(events, [("lake.raw", "made")], "Airflow {version}: {report}");
+    }
+
+    let spec = dir.path().join("airflow3/assets.yaml");
+    let output = fhirflow().arg("run").arg(&spec).args(["--format", "json"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let state = |key: &str| {
+        summary["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| format!("{}.{}", t["pipeline"].as_str().unwrap(), t["task"].as_str().unwrap()) == key)
+            .map(|t| (t["state"].as_str().unwrap().to_owned(), t["failure"].as_str().unwrap_or("").to_owned()))
+            .unwrap_or_else(|| panic!("{key} not in {summary}"))
+    };
+    assert_eq!(state("produce.made").0, "success");
+    assert_eq!(state("produce.nothing_new").0, "skipped");
+    let (all, why) = state("consume_all.report");
+    assert_eq!(all, "skipped");
+    assert!(why.starts_with("not triggered"), "{why}");
+    assert_eq!(state("consume_any.report").0, "success");
+    assert_eq!(state("consume_any.after_report").0, "success");
+    let store = fhirflow::run::store::Store::open(&dir.path().join("airflow3/.fhirflow")).unwrap();
+    let events = store.asset_events(summary["run_id"].as_str().unwrap()).unwrap();
+    assert_eq!(events, [("lake.raw".to_owned(), "produce".to_owned(), "made".to_owned())]);
+}
+
+/// The asset-scheduled FHIR spec (examples/fhir_assets): its DAGs load in Airflow 3.3 and
+/// 2.11 with the dbt DAG scheduled on the load's table asset, the table asset on
+/// `update_watermark`'s outlets, and no sensor. A load with nothing new records no asset event,
+/// in Airflow and under `fhirflow run`, where the dbt pipeline is then not triggered.
+#[test]
+fn the_asset_scheduled_fhir_spec_runs_dbt_only_after_a_load() {
+    let (Some(airflow), Some(airflow2), Some(_)) =
+        (venv("FHIRFLOW_AIRFLOW_VENV"), venv("FHIRFLOW_AIRFLOW2_VENV"), venv("FHIRFLOW_FAKESNOW_VENV"))
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let Some(s3) = empty_lake(dir.path()) else { return };
+    let snow = fakesnow(&dir.path().join("db"), s3.port).expect("fakesnow");
+    for (version, venv) in [(3, &airflow), (2, &airflow2)] {
+        let project = dir.path().join(format!("airflow{version}"));
+        let spec = spec_copy("examples/fhir_assets/fhir.yaml", &project, version);
+        let expectations = fhirflow::compile_file(&spec).unwrap().graph.expectations();
+        let dbt = &expectations["dags"]["dbt_transform_fhir"];
+        assert_eq!(dbt["schedule"], serde_json::json!({"assets": {"all": ["warehouse.RAW.FHIR_BUNDLES"]}}));
+        let outlets = &expectations["dags"]["s3_to_snowflake_load"]["tasks"]["update_watermark"]["outlets"];
+        assert_eq!(outlets, &serde_json::json!(["warehouse.RAW.FHIR_BUNDLES"]));
+        dagbag_check(venv, &spec, &project.join("out"));
+        let (states, report) =
+            airflow_sequence(venv, &project.join("out/dags"), s3.port, &[("s3_to_snowflake_load", SNOWFLAKE_ONLY)]);
+        assert_eq!(states["s3_to_snowflake_load.update_watermark"], "skipped", "Airflow {version}");
+        assert_eq!(report["asset_events"], serde_json::json!([]), "Airflow {version}");
+    }
+    let spec = spec_copy("examples/fhir_assets/fhir.yaml", &dir.path().join("run"), 3);
+    let (states, code) = fhirflow_run(&spec, &s3, &snow, &["s3_to_snowflake_load", "dbt_transform_fhir"]);
+    assert_eq!(code, Some(0), "{states:#?}");
+    assert_eq!(states["s3_to_snowflake_load.update_watermark"], "skipped");
+    for (key, state) in &states {
+        if key.starts_with("dbt_transform_fhir.") {
+            assert_eq!(state, "skipped", "{key} ran without an asset event: {states:#?}");
+        }
+    }
+}
+
+/// A pipeline that triggers two others: one started and left to run, one waited for, which
+/// fails. `conf` carries a template and a number.
+const TRIGGER_SPEC: &str = r#"version: 1
+defaults: {start_date: "2026-01-01", retries: 0}
+airflow: {version: VERSION}
+pipelines:
+  ingest:
+    schedule: "@daily"
+    stages:
+      fetch: {kind: shell, command: "echo fetched"}
+      start_transform:
+        kind: trigger
+        pipeline: transform
+        conf: {source: "{{ run_id }}", batch: 3}
+        after: [fetch]
+      start_report: {kind: trigger, pipeline: report, wait_for_completion: true, poke_interval: 5s, after: [fetch]}
+      done: {kind: shell, command: "echo done", after: [start_report]}
+  transform:
+    stages:
+      build: {kind: shell, command: "echo built"}
+  report:
+    stages:
+      broken: {kind: shell, command: "exit 3"}
+"#;
+
+/// Triggers, for real: in Airflow 3.3 and 2.11 the DAGs load with TriggerDagRunOperator and
+/// the spec's target and conf, and `airflow dags test ingest` creates the run of `transform`
+/// in the metadata DB. Under `fhirflow run`, selecting `ingest` alone runs both started
+/// pipelines after their triggers, and the stage after the waiting trigger is upstream_failed
+/// because the run it waited for failed.
+#[test]
+fn triggers_start_their_pipelines_in_both_backends() {
+    let (Some(airflow), Some(airflow2)) = (venv("FHIRFLOW_AIRFLOW_VENV"), venv("FHIRFLOW_AIRFLOW2_VENV")) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    for (version, venv) in [(3, &airflow), (2, &airflow2)] {
+        let project = dir.path().join(format!("airflow{version}"));
+        std::fs::create_dir_all(&project).unwrap();
+        let spec = project.join("triggers.yaml");
+        std::fs::write(&spec, TRIGGER_SPEC.replace("VERSION", &version.to_string())).unwrap();
+        dagbag_check(venv, &spec, &project.join("out"));
+        // No scheduler runs the waited-for report here, so that trigger is marked success.
+        let (states, report) =
+            airflow_sequence(venv, &project.join("out/dags"), 1, &[("ingest", "start_report|done")]);
+        assert_eq!(states["ingest.start_transform"], "success", "Airflow {version}: {states:#?}");
+        let started: Vec<&str> = report["dag_runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|r| r["dag_id"].as_str().filter(|d| *d != "ingest"))
+            .collect();
+        assert_eq!(started, ["transform"], "Airflow {version}: {report}");
+    }
+
+    let spec = dir.path().join("airflow3/triggers.yaml");
+    let output = fhirflow().arg("run").arg(&spec).args(["--pipeline", "ingest", "--format", "json"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(5), "{}", String::from_utf8_lossy(&output.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let order: Vec<(String, String)> = summary["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (format!("{}.{}", t["pipeline"].as_str().unwrap(), t["task"].as_str().unwrap()), t["state"].as_str().unwrap().to_owned())
+        })
+        .collect();
+    let state = |key: &str| order.iter().find(|(k, _)| k == key).map(|(_, s)| s.as_str()).unwrap_or("missing");
+    assert_eq!(state("ingest.start_transform"), "success", "{order:?}");
+    assert_eq!(state("transform.build"), "success", "{order:?}");
+    assert_eq!(state("report.broken"), "failed", "{order:?}");
+    assert_eq!(state("ingest.done"), "upstream_failed", "{order:?}");
+    let at = |key: &str| order.iter().position(|(k, _)| k == key).unwrap();
+    assert!(at("ingest.start_transform") < at("transform.build"), "{order:?}");
+    assert!(at("report.broken") < at("ingest.done"), "{order:?}");
 }

@@ -85,6 +85,18 @@ fn diagnostic_texts() {
             format!("{BASE}      wait: {{kind: sensor, pipeline: up, stage: load, skipped_states: []}}\n      next: {{kind: shell, command: x, after: [wait]}}\n")
                 .replace("*/7", "*/10"),
         ),
+        (
+            "unproduced_asset",
+            "version: 1\npipelines:\n  up:\n    stages:\n      load: {kind: shell, command: x, produces: [raw_bundles]}\n  down:\n    schedule: {assets: [raw_bundels]}\n    stages:\n      a: {kind: shell, command: x}\n".to_owned(),
+        ),
+        (
+            "asset_cycle",
+            "version: 1\npipelines:\n  a:\n    schedule: {assets: {any: [from_b]}}\n    stages:\n      s: {kind: shell, command: x, produces: [from_a]}\n  b:\n    schedule: {assets: [from_a]}\n    stages:\n      s: {kind: shell, command: x, produces: [from_b]}\n".to_owned(),
+        ),
+        (
+            "unknown_trigger_target",
+            format!("{BASE}      start: {{kind: trigger, pipeline: upp}}\n"),
+        ),
         ("unknown_pipeline", format!("{BASE}      wait: {{kind: sensor, pipeline: uup}}\n      next: {{kind: shell, command: x, after: [wait]}}\n")),
         ("empty_spec", "# nothing yet\n".to_owned()),
         ("scalar_spec", "just text\n".to_owned()),

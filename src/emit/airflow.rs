@@ -309,6 +309,17 @@ impl<'a> AirflowEmitter<'a> {
                     kwargs.push(("soft_fail".into(), "True".into()));
                 }
             }
+            Operation::Trigger(t) => {
+                uses.insert("trigger");
+                kwargs.push(("trigger_dag_id".into(), quoted(t.pipeline.as_str())));
+                if !t.conf.is_empty() {
+                    kwargs.push(("conf".into(), lit(json!(t.conf))));
+                }
+                kwargs.push(("wait_for_completion".into(), python_bool(t.wait_for_completion)));
+                if t.wait_for_completion {
+                    kwargs.push(("poke_interval".into(), t.poke_interval.as_secs().to_string()));
+                }
+            }
             Operation::Load { step, plan } => {
                 uses.insert("load");
                 load_kwargs(*step, plan, uses, &mut kwargs);
@@ -603,6 +614,7 @@ struct Imports {
     bash: &'static str,
     python: &'static str,
     sensor: &'static str,
+    trigger: &'static str,
     skip: &'static str,
     empty: &'static str,
     task_group: &'static str,
@@ -616,6 +628,7 @@ impl Imports {
                 bash: "from airflow.operators.bash import BashOperator",
                 python: "from airflow.operators.python import PythonOperator",
                 sensor: "from airflow.sensors.external_task import ExternalTaskSensor",
+                trigger: "from airflow.operators.trigger_dagrun import TriggerDagRunOperator",
                 skip: "from airflow.exceptions import AirflowSkipException",
                 empty: "from airflow.operators.empty import EmptyOperator",
                 task_group: "from airflow.utils.task_group import TaskGroup",
@@ -626,6 +639,7 @@ impl Imports {
                 bash: "from airflow.providers.standard.operators.bash import BashOperator",
                 python: "from airflow.providers.standard.operators.python import PythonOperator",
                 sensor: "from airflow.providers.standard.sensors.external_task import ExternalTaskSensor",
+                trigger: "from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator",
                 skip: "from airflow.sdk.exceptions import AirflowSkipException",
                 empty: "from airflow.providers.standard.operators.empty import EmptyOperator",
                 task_group: "from airflow.sdk import TaskGroup",
@@ -678,6 +692,9 @@ fn imports(uses: &BTreeSet<&'static str>, version: u32) -> Vec<String> {
     }
     if has("sensor") {
         third.push(paths.sensor);
+    }
+    if has("trigger") {
+        third.push(paths.trigger);
     }
     if has("empty") {
         third.push(paths.empty);

@@ -4,15 +4,57 @@
 //! become the outlets of its completion task; a pipeline with `schedule: {assets: …}` runs
 //! when they are produced. Checked across every spec compiled together: each consumed asset
 //! has a producer or is declared in `external_assets`, and no pipeline is (through assets,
-//! sensors and triggers) scheduled on itself — that would run forever.
+//! sensors and triggers) scheduled on itself — that would run forever. Triggers are checked
+//! here too: each starts a pipeline compiled together with it.
 
-use super::{Catalog, Lowering, PipelineTasks, Wait, WaitKind};
+use super::{Catalog, Lowering, Operation, PipelineTasks, Wait, WaitKind};
 use crate::diagnostic::{Diagnostic, did_you_mean};
 use crate::parse::escape_pointer;
 use crate::spec::{AssetCondition, AssetName, Schedule, Stage, StageKind};
 use std::collections::{BTreeMap, BTreeSet};
 
 impl Lowering<'_> {
+    /// Checks that each trigger starts a pipeline compiled here, and not its own; returns the
+    /// waits triggers add (the started pipeline depends on the one that starts it).
+    pub(super) fn resolve_triggers(&mut self, unit: usize, pipelines: &[PipelineTasks], catalog: &Catalog) -> Vec<Wait> {
+        let mut waits = Vec::new();
+        for p in pipelines {
+            for task in &p.tasks {
+                let Operation::Trigger(target) = &task.operation else { continue };
+                let pointer = format!("/pipelines/{}/stages/{}", escape_pointer(p.id.as_str()), escape_pointer(&task.id));
+                if !catalog.contains_key(&target.pipeline) {
+                    let mut d = Diagnostic::error(
+                        "unknown-trigger-target",
+                        format!("`{}` triggers pipeline `{}`, which is not compiled here", task.id, target.pipeline),
+                    )
+                    .at(self.doc.span(&format!("{pointer}/pipeline")), "no such pipeline");
+                    d = match did_you_mean(target.pipeline.as_str(), catalog.keys().map(|k| k.as_str())) {
+                        Some(guess) => d.help(format!("did you mean `{guess}`?")),
+                        None => d.help("a trigger starts a pipeline of the specs compiled together; compile its spec's folder"),
+                    };
+                    self.error(d);
+                    continue;
+                }
+                if target.pipeline == p.id {
+                    self.error(
+                        Diagnostic::error("self-trigger", format!("`{}` triggers its own pipeline", task.id))
+                            .at(self.doc.span(&format!("{pointer}/pipeline")), "every run would start another")
+                            .help("use `schedule:` to repeat a pipeline"),
+                    );
+                    continue;
+                }
+                waits.push(Wait {
+                    unit,
+                    waiter: target.pipeline.clone(),
+                    target: p.id.clone(),
+                    pointer: format!("{pointer}/pipeline"),
+                    kind: WaitKind::Trigger,
+                });
+            }
+        }
+        waits
+    }
+
     /// The assets `stage` produces: its `produces:`, or a load's target table.
     pub(super) fn produces(&self, stage: &Stage) -> Vec<AssetName> {
         if let Some(list) = &stage.produces {

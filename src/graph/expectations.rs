@@ -39,6 +39,14 @@ impl PipelineGraph {
                     }
                     _ => Value::Null,
                 };
+                let trigger = match &t.operation {
+                    Operation::Trigger(target) => json!({
+                        "trigger_dag_id": target.pipeline.as_str(),
+                        "conf": target.conf,
+                        "wait_for_completion": target.wait_for_completion,
+                    }),
+                    _ => Value::Null,
+                };
                 let sensor = match &t.operation {
                     Operation::Sensor(s) => json!({
                         "external_dag_id": s.pipeline.as_str(),
@@ -68,6 +76,7 @@ impl PipelineGraph {
                         "trigger_rule": t.trigger_rule.as_str(),
                         "outlets": t.outlets.iter().map(|a| a.as_str()).collect::<Vec<_>>(),
                         "sensor": sensor,
+                        "trigger": trigger,
                         "dbt": dbt,
                         "failure_webhook_env": t.settings.failure_webhook_env.value.as_ref().map(|e| e.0.clone()),
                     }),
@@ -139,6 +148,7 @@ pub fn operator_name(task: &Task) -> &'static str {
         Operation::Join => "EmptyOperator",
         Operation::DbtResults { .. } => "PythonOperator",
         Operation::Sensor(_) => "ExternalTaskSensor",
+        Operation::Trigger(_) => "TriggerDagRunOperator",
         Operation::Load { step: LoadStep::CreateTables, .. } => "SQLExecuteQueryOperator",
         Operation::Load { .. } => "PythonOperator",
     }

@@ -104,6 +104,8 @@ pub enum Operation {
     },
     /// Wait for another pipeline.
     Sensor(SensorTarget),
+    /// Start a run of another pipeline.
+    Trigger(TriggerTarget),
     /// Nothing: a join point that stands for a stage of many tasks (what sensors and later
     /// stages wait for).
     Join,
@@ -186,6 +188,19 @@ pub struct SensorTarget {
     pub deferrable: bool,
     /// Skip instead of failing on timeout or a failed target.
     pub soft_fail: bool,
+}
+
+/// The pipeline a trigger starts, and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TriggerTarget {
+    /// The pipeline started.
+    pub pipeline: PipelineId,
+    /// Its run's `conf`.
+    pub conf: BTreeMap<String, serde_json::Value>,
+    /// Whether the trigger waits for the started run to end.
+    pub wait_for_completion: bool,
+    /// How often it checks, when it waits.
+    pub poke_interval: Duration,
 }
 
 /// What a sensor does once its target is in some state.
@@ -424,6 +439,8 @@ enum WaitKind {
     Sensor,
     /// It is scheduled on an asset the other produces.
     Asset,
+    /// The other starts it.
+    Trigger,
 }
 
 impl WaitKind {
@@ -431,6 +448,7 @@ impl WaitKind {
         match self {
             WaitKind::Sensor => "sensor",
             WaitKind::Asset => "asset",
+            WaitKind::Trigger => "trigger",
         }
     }
 }
@@ -485,6 +503,9 @@ pub fn lower_all(units: Vec<(Spec, &Document)>) -> Vec<Result<(PipelineGraph, Di
         waits.extend(lowering.resolve_sensors(unit, pipelines, &catalog));
     }
     waits.extend(assets::resolve_assets(&mut lowerings, &lowered, &catalog));
+    for (unit, (lowering, pipelines)) in lowerings.iter_mut().zip(lowered.iter()).enumerate() {
+        waits.extend(lowering.resolve_triggers(unit, pipelines, &catalog));
+    }
     pipeline_cycles(&mut lowerings, &catalog, &waits);
     let diagnostics: Vec<Diagnostics> = lowerings.into_iter().map(|l| l.diagnostics).collect();
     specs
@@ -770,6 +791,15 @@ impl Lowering<'_> {
                     command: shell.command.clone(),
                     env: shell.env.iter().map(|(k, v)| (k.0.clone(), v.clone())).collect(),
                 },
+                settings,
+            )),
+            StageKind::Trigger(trigger) => Some(single(
+                Operation::Trigger(TriggerTarget {
+                    pipeline: trigger.pipeline.clone(),
+                    conf: trigger.conf.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
+                    wait_for_completion: trigger.wait_for_completion,
+                    poke_interval: trigger.poke_interval,
+                }),
                 settings,
             )),
             StageKind::Sensor(sensor) => {
@@ -1307,7 +1337,7 @@ fn pipeline_cycles(lowerings: &mut [Lowering], catalog: &Catalog, waits: &[Wait]
                 .collect();
             let kinds: Vec<&str> = kinds.into_iter().collect();
             let lowering = &mut lowerings[wait.unit];
-            let span = if wait.kind == WaitKind::Asset {
+            let span = if wait.kind != WaitKind::Sensor {
                 lowering.doc.span(&wait.pointer)
             } else {
                 lowering.doc.key_span(&wait.pointer)

@@ -212,6 +212,10 @@ pub fn dry_run_text(plan: &RunPlan) -> String {
                     format!("waits for {what} in this run")
                 }
             }
+            Operation::Trigger(target) => {
+                let wait = if target.wait_for_completion { "; the stages after it wait for that run" } else { "" };
+                format!("starts {} in this run{wait}", target.pipeline)
+            }
             Operation::Load { step, plan: load } => {
                 use crate::graph::{LoadSource, LoadTarget};
                 let from = match &load.source {
@@ -238,6 +242,7 @@ fn kind_name(operation: &Operation) -> &'static str {
         Operation::DbtResults { .. } => "dbt results",
         Operation::Join => "join",
         Operation::Sensor(_) => "sensor",
+        Operation::Trigger(_) => "trigger",
         Operation::Load { .. } => "copy_into",
     }
 }

@@ -36,6 +36,10 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
+/// The exit status that skips a shell task instead of failing it, as Airflow's BashOperator
+/// `skip_on_exit_code` default does.
+pub const SKIP_EXIT_CODE: i32 = 99;
+
 /// The longest retry delay exponential backoff reaches: Airflow's cap, one day.
 pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(24 * 60 * 60);
 
@@ -598,7 +602,7 @@ impl<'a> Scheduler<'a> {
             // satisfied in this run returns at once.
             Operation::Sensor(target) => target.mode == SensorMode::Poke && task.awaits.is_empty(),
             Operation::Shell { .. } | Operation::Dbt(_) | Operation::DbtResults { .. } | Operation::Load { .. } => true,
-            Operation::Join => false,
+            Operation::Join | Operation::Trigger(_) => false,
         }
     }
 
@@ -614,13 +618,23 @@ impl<'a> Scheduler<'a> {
             let task = &self.run.plan.tasks[index];
             let state = |u: &usize| self.tasks[*u].state;
             let awaits_done = task.awaits.iter().map(state).all(TaskState::is_finished);
-            let untriggered = if awaits_done { self.untriggered(index) } else { None };
+            let pipeline = &self.run.plan.pipelines[task.pipeline];
+            let gated = pipeline.assets.is_some() || !pipeline.triggered_by.is_empty() || task.after_run.is_some();
+            if gated && !awaits_done {
+                continue;
+            }
+            let gate = if gated {
+                self.untriggered(index)
+                    .map(|why| (TaskState::Skipped, why))
+                    .or_else(|| self.started_run_failed(index).map(|why| (TaskState::UpstreamFailed, why)))
+            } else {
+                None
+            };
             let upstream = task.upstream.iter().map(state);
             match trigger_rule::decide(task.task.trigger_rule, upstream) {
-                _ if !awaits_done && self.run.plan.pipelines[task.pipeline].assets.is_some() => {}
-                _ if untriggered.is_some() => {
-                    let why = untriggered.unwrap_or_default();
-                    self.finish_unrun(index, TaskState::Skipped, &why);
+                _ if gate.is_some() => {
+                    let (end, why) = gate.unwrap_or((TaskState::Skipped, String::new()));
+                    self.finish_unrun(index, end, &why);
                     let mut next = self.dependents[index].clone();
                     next.reverse();
                     work.extend(next);
@@ -651,7 +665,18 @@ impl<'a> Scheduler<'a> {
     /// `None` when it was.
     fn untriggered(&self, index: usize) -> Option<String> {
         let task = &self.run.plan.tasks[index];
-        let condition = self.run.plan.pipelines[task.pipeline].assets.as_ref()?;
+        let pipeline = &self.run.plan.pipelines[task.pipeline];
+        if !pipeline.triggered_by.is_empty() {
+            // Started by a trigger of this run: it runs if one of them fired.
+            let fired = pipeline.triggered_by.iter().any(|&u| self.tasks[u].state == TaskState::Success);
+            let ended: Vec<String> = pipeline
+                .triggered_by
+                .iter()
+                .map(|&u| format!("{} {}", self.run.plan.tasks[u].label, self.tasks[u].state))
+                .collect();
+            return (!fired).then(|| format!("not triggered: trigger {}", ended.join(", ")));
+        }
+        let condition = pipeline.assets.as_ref()?;
         let producers: Vec<usize> = task
             .awaits
             .iter()
@@ -675,6 +700,23 @@ impl<'a> Scheduler<'a> {
             .map(|&u| format!("{} {}", self.run.plan.tasks[u].label, self.tasks[u].state))
             .collect();
         Some(format!("not triggered: its assets ({condition}) have no events; producers {}", ended.join(", ")))
+    }
+
+    /// After a trigger that waits for completion: why the run it started did not succeed, or
+    /// `None` when it did (every task succeeded or was skipped, as a DAG run succeeds).
+    fn started_run_failed(&self, index: usize) -> Option<String> {
+        let task = &self.run.plan.tasks[index];
+        let started = task.after_run?;
+        let failed: Vec<String> = task
+            .awaits
+            .iter()
+            .filter(|&&u| self.run.plan.tasks[u].pipeline == started)
+            .filter(|&&u| !matches!(self.tasks[u].state, TaskState::Success | TaskState::Skipped))
+            .map(|&u| format!("{} {}", self.run.plan.tasks[u].label, self.tasks[u].state))
+            .collect();
+        (!failed.is_empty()).then(|| {
+            format!("the triggered run of {} failed: {}", self.run.plan.pipelines[started].id, failed.join(", "))
+        })
     }
 
     /// Why task `index` will not run: its upstream tasks in a state that `word` describes.
@@ -972,7 +1014,16 @@ impl AttemptJob {
         let plan = Arc::clone(&self.plan);
         let operation = &plan.tasks[self.index].task.operation;
         let (outcome, dbt) = match operation {
-            Operation::Shell { command, env } => (self.shell(command, env, timeout).await, None),
+            Operation::Shell { command, env } => {
+                let outcome = match self.shell(command, env, timeout).await {
+                    // BashOperator's skip_on_exit_code: exit 99 skips the task.
+                    Err(Failure::Exit(SKIP_EXIT_CODE)) => {
+                        Err(Failure::Skip(format!("the command exited {SKIP_EXIT_CODE}, which skips the task")))
+                    }
+                    other => other,
+                };
+                (outcome, None)
+            }
             Operation::Dbt(invocation) => {
                 let project = self.dbt_dir(false);
                 let profiles = self.dbt_dir(true);
@@ -1073,6 +1124,11 @@ impl AttemptJob {
                 (outcome, None)
             }
             Operation::Join => (Ok(()), None),
+            Operation::Trigger(target) => {
+                // The started pipeline is part of this run; its tasks wait for this one.
+                self.log.note(&format!("triggered {} (conf {})", target.pipeline, serde_json::json!(target.conf)));
+                (Ok(()), None)
+            }
             Operation::Load { step, plan: load_plan } => {
                 let pipeline = &plan.pipelines[plan.tasks[self.index].pipeline];
                 let mut ctx = LoadContext {

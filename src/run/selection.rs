@@ -46,6 +46,9 @@ pub struct PlannedPipeline {
     /// For a pipeline scheduled on assets: the condition, decided on the asset events of the
     /// producers in this run.
     pub assets: Option<AssetCondition>,
+    /// The trigger tasks of this run that start it; when there are any, it runs if one of
+    /// them succeeded.
+    pub triggered_by: Vec<usize>,
 }
 
 /// A task of a run, with its dependencies as indices into [`RunPlan::tasks`].
@@ -62,9 +65,14 @@ pub struct PlannedTask {
     pub task: Task,
     /// Upstream tasks in the run.
     pub upstream: Vec<usize>,
-    /// For a sensor: the tasks of this run it waits for. They end before it starts, whatever
-    /// their state, and the sensor succeeds only if they all succeeded.
+    /// Tasks of other pipelines it waits for, whatever their state: for a sensor, its targets
+    /// (it then judges their states); for a task of a triggered or asset-scheduled pipeline,
+    /// the triggers and producers that decide whether it runs; for a task after a trigger that
+    /// waits for completion, the tasks of the run it started.
     pub awaits: Vec<usize>,
+    /// After a trigger with `wait_for_completion`: the pipeline (index into
+    /// [`RunPlan::pipelines`]) whose run must have succeeded.
+    pub after_run: Option<usize>,
 }
 
 /// The tasks of a run in the order they may start: upstream before downstream, ties broken by
@@ -97,7 +105,25 @@ impl RunPlan {
                 return Err(RunError::UnknownPipeline { name: name.clone(), hint });
             }
         }
-        let chosen = |id: &str| selection.pipelines.is_empty() || selection.pipelines.iter().any(|p| p == id);
+        // A chosen pipeline's triggers start their targets, which so take part too.
+        let mut wanted: BTreeSet<&str> = selection.pipelines.iter().map(String::as_str).collect();
+        loop {
+            let started: Vec<&str> = all
+                .iter()
+                .filter(|p| wanted.contains(p.id.as_str()))
+                .flat_map(|p| &p.tasks)
+                .filter_map(|task| match &task.operation {
+                    Operation::Trigger(t) => Some(t.pipeline.as_str()),
+                    _ => None,
+                })
+                .filter(|id| !wanted.contains(id))
+                .collect();
+            if started.is_empty() {
+                break;
+            }
+            wanted.extend(started);
+        }
+        let chosen = |id: &str| selection.pipelines.is_empty() || wanted.contains(id);
         let candidates = Self::build(specs, &chosen);
         if selection.only.is_empty() && selection.from.is_empty() {
             return Ok(candidates);
@@ -155,6 +181,7 @@ impl RunPlan {
                         Some(Schedule::Assets(condition)) => Some(condition.clone()),
                         _ => None,
                     },
+                    triggered_by: Vec::new(),
                 });
                 for task in &p.tasks {
                     tasks.push(PlannedTask {
@@ -164,6 +191,7 @@ impl RunPlan {
                         task: task.clone(),
                         upstream: Vec::new(),
                         awaits: Vec::new(),
+                        after_run: None,
                     });
                 }
             }
@@ -195,11 +223,42 @@ impl RunPlan {
                     (u.pipeline != t.pipeline && u.task.outlets.iter().any(|a| wanted.contains(&a))).then_some(j)
                 }));
             }
+            // A triggered pipeline's tasks wait for its triggers.
+            let triggers: Vec<usize> = tasks
+                .iter()
+                .enumerate()
+                .filter(|(_, u)| matches!(&u.task.operation, Operation::Trigger(x) if x.pipeline.as_str() == t.key.pipeline))
+                .map(|(j, _)| j)
+                .collect();
+            awaits.extend(&triggers);
             edges.push((upstream.collect(), awaits));
         }
-        for (t, (upstream, awaits)) in tasks.iter_mut().zip(edges) {
+        // After a trigger that waits for completion: the started run's tasks too.
+        let mut after_runs = vec![None; tasks.len()];
+        for (i, t) in tasks.iter().enumerate() {
+            for u in &tasks {
+                let Operation::Trigger(x) = &u.task.operation else { continue };
+                if !x.wait_for_completion || u.key.pipeline != t.key.pipeline || !t.task.upstream.contains(&u.key.task) {
+                    continue;
+                }
+                let started: Vec<usize> = (0..tasks.len()).filter(|&k| tasks[k].key.pipeline == x.pipeline.as_str()).collect();
+                if let Some(&first) = started.first() {
+                    after_runs[i] = Some(tasks[first].pipeline);
+                    edges[i].1.extend(started);
+                }
+            }
+        }
+        for (i, t) in tasks.iter().enumerate() {
+            if let Operation::Trigger(x) = &t.task.operation {
+                if let Some(p) = pipelines.iter_mut().find(|p| p.id == x.pipeline.as_str()) {
+                    p.triggered_by.push(i);
+                }
+            }
+        }
+        for ((t, (upstream, awaits)), after_run) in tasks.iter_mut().zip(edges).zip(after_runs) {
             t.upstream = upstream;
             t.awaits = awaits;
+            t.after_run = after_run;
         }
         RunPlan { pipelines, tasks }.ordered()
     }
@@ -272,6 +331,8 @@ impl RunPlan {
                 pipeline_index[p] = pipelines.len();
                 let mut planned = self.pipelines[p].clone();
                 planned.complete = planned.complete && used[p] == total[p];
+                planned.triggered_by =
+                    planned.triggered_by.iter().map(|&u| new_index[u]).filter(|&u| u != usize::MAX).collect();
                 pipelines.push(planned);
             }
         }
@@ -284,6 +345,7 @@ impl RunPlan {
             t.upstream = map(&t.upstream);
             t.awaits = map(&t.awaits);
             t.pipeline = pipeline_index[t.pipeline];
+            t.after_run = t.after_run.map(|p| pipeline_index[p]).filter(|&p| p != usize::MAX);
             t.label = if several { Arc::from(t.key.to_string()) } else { Arc::from(t.key.task.as_str()) };
             tasks.push(t);
         }

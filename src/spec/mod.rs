@@ -581,6 +581,24 @@ pub enum StageKind {
     Shell(ShellStage),
     /// Wait for another pipeline, or one of its stages, to succeed.
     Sensor(SensorStage),
+    /// Start a run of another pipeline of the specs compiled together (Airflow's TriggerDagRunOperator).
+    Trigger(TriggerStage),
+}
+
+/// A stage that starts a run of another pipeline.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+pub struct TriggerStage {
+    /// The pipeline to start; it must be one of the specs compiled together.
+    pub pipeline: PipelineId,
+    /// The started run's configuration (`dag_run.conf`). Strings may hold Airflow `{{ ... }}` templates.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub conf: BTreeMap<Identifier, serde_json::Value>,
+    /// Wait until the started run ends; the stages after this one then need it to have succeeded.
+    #[serde(default)]
+    pub wait_for_completion: bool,
+    /// With `wait_for_completion`: how often to check the started run.
+    #[serde(default = "default_poke_interval")]
+    pub poke_interval: Duration,
 }
 
 /// A dbt command stage.

@@ -127,6 +127,11 @@ def seconds(value):
     return int(s) if float(s).is_integer() else s
 
 
+def enum_value(value):
+    """An Airflow enum member (TriggerRule, TaskInstanceState) as its string; a string as is."""
+    return getattr(value, "value", value)
+
+
 def asset_doc(condition):
     """An asset condition as the expectations write it: a name, or {"all"|"any": [...]}."""
     kind = type(condition).__name__
@@ -245,12 +250,19 @@ def task_doc(task, sensor_cls) -> dict:
             "timeout_seconds": seconds(task.timeout),
             "poke_interval_seconds": seconds(task.poke_interval),
             "mode": task.mode,
-            "allowed_states": [str(s) for s in task.allowed_states],
-            "failed_states": [str(s) for s in task.failed_states],
-            "skipped_states": [str(s) for s in task.skipped_states],
+            "allowed_states": [enum_value(s) for s in task.allowed_states],
+            "failed_states": [enum_value(s) for s in task.failed_states],
+            "skipped_states": [enum_value(s) for s in task.skipped_states],
             "check_existence": task.check_existence,
             "deferrable": task.deferrable,
             "soft_fail": task.soft_fail,
+        }
+    trigger = None
+    if type(task).__name__ == "TriggerDagRunOperator":
+        trigger = {
+            "trigger_dag_id": task.trigger_dag_id,
+            "conf": task.conf or {},
+            "wait_for_completion": task.wait_for_completion,
         }
     return {
         "operator": type(task).__name__,
@@ -259,9 +271,10 @@ def task_doc(task, sensor_cls) -> dict:
         "retry_delay_seconds": seconds(task.retry_delay),
         "retry_exponential_backoff": backoff_in_effect(task.retry_exponential_backoff),
         "execution_timeout_seconds": seconds(task.execution_timeout),
-        "trigger_rule": str(task.trigger_rule),
+        "trigger_rule": enum_value(task.trigger_rule),
         "outlets": [asset_doc(o) for o in task.outlets],
         "sensor": sensor,
+        "trigger": trigger,
         "dbt": dbt_doc(task),
         "failure_webhook_env": failure_webhook_env(task),
     }
