@@ -152,8 +152,53 @@ fn invalid_spec_exits_1_with_located_errors() {
 #[test]
 fn io_and_usage_errors_have_their_own_codes() {
     fhirflow().args(["validate", "/nonexistent/spec.yaml"]).assert().code(3).stderr(contains("cannot read"));
-    fhirflow().args(["plan"]).assert().code(2);
-    fhirflow().args(["frobnicate"]).assert().code(2);
+    fhirflow().args(["plan"]).assert().code(64).stderr(contains("required"));
+    fhirflow().args(["frobnicate"]).assert().code(64).stderr(contains("unrecognized subcommand"));
+    fhirflow().assert().code(64).stderr(contains("Usage:"));
+}
+
+/// Exit 2 is "changes pending" and nothing else: a script running `plan --detailed-exitcode`
+/// must never read a mistyped flag as a diff.
+#[test]
+fn a_mistyped_flag_exits_64_not_2() {
+    let (dir, spec) = project_with("fhir.yaml");
+    let out = dir.path().join("out");
+    fhirflow_out("plan", &spec, &out)
+        .arg("--detailed-exitcod")
+        .assert()
+        .code(64)
+        .stderr(contains("unexpected argument '--detailed-exitcod'"))
+        .stdout("");
+    fhirflow_out("apply", &spec, &out).arg("--chek").assert().code(64);
+    fhirflow_out("plan", &spec, &out).args(["--format", "yaml"]).assert().code(64);
+    fhirflow_out("plan", &spec, &out).arg("--detailed-exitcode").assert().code(2).stdout(contains("8 to add"));
+    fhirflow_out("apply", &spec, &out).arg("--check").assert().code(2);
+    assert!(!out.exists(), "neither plan nor apply --check writes anything");
+}
+
+#[test]
+fn help_and_version_exit_0_and_list_the_exit_codes() {
+    fhirflow().arg("--help").assert().code(0).stdout(contains("  2  plan --detailed-exitcode or apply --check"));
+    fhirflow().args(["plan", "--help"]).assert().code(0).stdout(contains("  64  usage error"));
+    fhirflow().arg("--version").assert().code(0).stdout(contains("fhirflow "));
+}
+
+/// `run` selections that name nothing are usage errors too, whether clap or the runner finds them.
+#[test]
+fn run_usage_errors_exit_64() {
+    let (dir, spec) = project_with("fhir.yaml");
+    let run = |args: &[&str]| {
+        let mut command = fhirflow();
+        command.current_dir(dir.path()).arg("run").arg(&spec).args(args);
+        command
+    };
+    run(&["--dry-run", "--pipeline", "nope"]).assert().code(64).stderr(contains("nope"));
+    run(&["--dry-run", "--only", "dbt_run_stagin"]).assert().code(64).stderr(contains("did you mean `dbt_run_staging`?"));
+    run(&["--dry-run", "--from", "nope.nothing"]).assert().code(64);
+    run(&["--resume", "no-such-run"]).assert().code(64).stderr(contains("no run `no-such-run`"));
+    run(&["--max-parallel", "0"]).assert().code(64);
+    run(&["--resume", "r1", "--only", "dbt_deps"]).assert().code(64).stderr(contains("cannot be used with"));
+    run(&["--kill-grace", "soon"]).assert().code(64);
 }
 
 #[test]
