@@ -355,7 +355,13 @@ pipelines:
     assert_eq!(std::fs::read_to_string(dir.path().join("first.txt")).unwrap(), "ran\n");
     assert_eq!(std::fs::read_to_string(dir.path().join("third.txt")).unwrap(), "ran\n");
 
-    fhirflow().arg("run").arg(&spec).args(["--resume", &run_id]).assert().code(64).stderr(contains("nothing to resume"));
+    fhirflow()
+        .arg("run")
+        .arg(&spec)
+        .args(["--resume", &run_id])
+        .assert()
+        .code(64)
+        .stderr(contains("nothing to resume"));
     fhirflow().arg("run").arg(&spec).args(["--resume", "nope"]).assert().code(64).stderr(contains("no run `nope`"));
 }
 
