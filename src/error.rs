@@ -47,15 +47,18 @@ pub enum ExitStatus {
     Ok = 0,
     /// The spec is invalid.
     Invalid = 1,
-    /// A usage error; or, with `plan --detailed-exitcode` and `apply --check`, changes pending.
-    UsageOrChanges = 2,
+    /// `plan --detailed-exitcode` and `apply --check`: changes are pending.
+    Changes = 2,
     /// A file could not be read or written.
     Io = 3,
     /// `apply` refused to overwrite a file it does not own or that was edited by hand.
     Refused = 4,
     /// `fhirflow run`: a task failed (or did not run because an upstream task failed).
     TasksFailed = 5,
-    /// A bug in fhirflow.
+    /// A usage error: an unknown flag or subcommand, or a `run` selection or `--resume` that names
+    /// nothing to run (EX_USAGE of sysexits.h, so that scripts never mistake it for "changes pending").
+    Usage = 64,
+    /// A bug in fhirflow (EX_SOFTWARE of sysexits.h).
     Internal = 70,
     /// `fhirflow run` was cancelled by Ctrl-C or SIGTERM (128 + SIGINT, as shells report it).
     Cancelled = 130,
@@ -69,7 +72,7 @@ impl Error {
             Error::Io { .. } => ExitStatus::Io,
             Error::Refused { .. } => ExitStatus::Refused,
             Error::Render { .. } => ExitStatus::Internal,
-            Error::Run(e) if e.is_usage() => ExitStatus::UsageOrChanges,
+            Error::Run(e) if e.is_usage() => ExitStatus::Usage,
             Error::Run(_) => ExitStatus::Io,
         }
     }

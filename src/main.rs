@@ -16,10 +16,12 @@ const EXIT_CODES: &str = "\
 Exit status:
   0  success (plan --detailed-exitcode: no changes)
   1  the spec is invalid; every problem is printed with its file, line and column
-  2  usage error; with plan --detailed-exitcode or apply --check: changes pending
+  2  plan --detailed-exitcode or apply --check: changes pending
   3  a file could not be read or written
   4  apply refused to overwrite a file it did not write, or one edited by hand
   5  run: a task failed, or did not run because an upstream task failed
+  64  usage error: an unknown flag or command, or a run selection or --resume that names nothing to run
+  70  a bug in fhirflow
   130  run: cancelled by Ctrl-C or SIGTERM; running tasks were stopped";
 
 /// Compile a YAML pipeline spec into Airflow DAGs and dbt config.
@@ -188,7 +190,15 @@ async fn cancel_on_signals(canceller: fhirflow::run::scheduler::Canceller) {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // clap exits 2 on a usage error, which `plan --detailed-exitcode` uses for "changes pending".
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(usage) => {
+            let _ = usage.print();
+            let status = if usage.use_stderr() { ExitStatus::Usage } else { ExitStatus::Ok };
+            return ExitCode::from(status as u8);
+        }
+    };
     match run(cli) {
         Ok(status) => ExitCode::from(status as u8),
         Err(error) => {
@@ -277,7 +287,7 @@ fn run(cli: Cli) -> Result<ExitStatus, Error> {
             let (compiled, plan) = fhirflow::plan_path(&spec, out.as_deref())?;
             warnings(&compiled, deny_warnings)?;
             print(&plan.render(format));
-            Ok(if detailed_exitcode && plan.has_changes() { ExitStatus::UsageOrChanges } else { ExitStatus::Ok })
+            Ok(if detailed_exitcode && plan.has_changes() { ExitStatus::Changes } else { ExitStatus::Ok })
         }
         Command::Apply { target: OutputArgs { spec, out, deny_warnings }, check, force } => {
             let (compiled, plan) = fhirflow::plan_path(&spec, out.as_deref())?;
@@ -286,7 +296,7 @@ fn run(cli: Cli) -> Result<ExitStatus, Error> {
                 if plan.has_changes() {
                     print(&plan.render(PlanFormat::Text));
                     eprintln!("error: the generated files are out of date; run `fhirflow apply {}`", spec.display());
-                    return Ok(ExitStatus::UsageOrChanges);
+                    return Ok(ExitStatus::Changes);
                 }
                 print("The generated files are up to date.\n");
                 return Ok(ExitStatus::Ok);

@@ -152,8 +152,56 @@ fn invalid_spec_exits_1_with_located_errors() {
 #[test]
 fn io_and_usage_errors_have_their_own_codes() {
     fhirflow().args(["validate", "/nonexistent/spec.yaml"]).assert().code(3).stderr(contains("cannot read"));
-    fhirflow().args(["plan"]).assert().code(2);
-    fhirflow().args(["frobnicate"]).assert().code(2);
+    fhirflow().args(["plan"]).assert().code(64).stderr(contains("required"));
+    fhirflow().args(["frobnicate"]).assert().code(64).stderr(contains("unrecognized subcommand"));
+    fhirflow().assert().code(64).stderr(contains("Usage:"));
+}
+
+/// Exit 2 is "changes pending" and nothing else: a script running `plan --detailed-exitcode`
+/// must never read a mistyped flag as a diff.
+#[test]
+fn a_mistyped_flag_exits_64_not_2() {
+    let (dir, spec) = project_with("fhir.yaml");
+    let out = dir.path().join("out");
+    fhirflow_out("plan", &spec, &out)
+        .arg("--detailed-exitcod")
+        .assert()
+        .code(64)
+        .stderr(contains("unexpected argument '--detailed-exitcod'"))
+        .stdout("");
+    fhirflow_out("apply", &spec, &out).arg("--chek").assert().code(64);
+    fhirflow_out("plan", &spec, &out).args(["--format", "yaml"]).assert().code(64);
+    fhirflow_out("plan", &spec, &out).arg("--detailed-exitcode").assert().code(2).stdout(contains("8 to add"));
+    fhirflow_out("apply", &spec, &out).arg("--check").assert().code(2);
+    assert!(!out.exists(), "neither plan nor apply --check writes anything");
+}
+
+#[test]
+fn help_and_version_exit_0_and_list_the_exit_codes() {
+    fhirflow().arg("--help").assert().code(0).stdout(contains("  2  plan --detailed-exitcode or apply --check"));
+    fhirflow().args(["plan", "--help"]).assert().code(0).stdout(contains("  64  usage error"));
+    fhirflow().arg("--version").assert().code(0).stdout(contains("fhirflow "));
+}
+
+/// `run` selections that name nothing are usage errors too, whether clap or the runner finds them.
+#[test]
+fn run_usage_errors_exit_64() {
+    let (dir, spec) = project_with("fhir.yaml");
+    let run = |args: &[&str]| {
+        let mut command = fhirflow();
+        command.current_dir(dir.path()).arg("run").arg(&spec).args(args);
+        command
+    };
+    run(&["--dry-run", "--pipeline", "nope"]).assert().code(64).stderr(contains("nope"));
+    run(&["--dry-run", "--only", "dbt_run_stagin"])
+        .assert()
+        .code(64)
+        .stderr(contains("did you mean `dbt_run_staging`?"));
+    run(&["--dry-run", "--from", "nope.nothing"]).assert().code(64);
+    run(&["--resume", "no-such-run"]).assert().code(64).stderr(contains("no run `no-such-run`"));
+    run(&["--max-parallel", "0"]).assert().code(64);
+    run(&["--resume", "r1", "--only", "dbt_deps"]).assert().code(64).stderr(contains("cannot be used with"));
+    run(&["--kill-grace", "soon"]).assert().code(64);
 }
 
 #[test]
@@ -424,4 +472,194 @@ fn init_from_dbt_writes_a_spec_that_validates() {
         .assert()
         .code(1)
         .stderr(contains("dbt_project.yml"));
+}
+
+/// Every YAML 1.1 boolean spelling: YAML would read each as true or false, but as a key it is a name.
+const YAML_11_BOOLEANS: &[&str] = &[
+    "y", "Y", "yes", "Yes", "YES", "n", "N", "no", "No", "NO", "true", "True", "TRUE", "false", "False", "FALSE", "on",
+    "On", "ON", "off", "Off", "OFF",
+];
+
+/// Writes `text` as `p.yaml` in a fresh folder.
+fn spec_file(text: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let spec = dir.path().join("p.yaml");
+    std::fs::write(&spec, text).expect("write spec");
+    (dir, spec)
+}
+
+/// `fhirflow validate SPEC`, asserted to find the spec invalid.
+fn invalid(spec: &std::path::Path) -> assert_cmd::assert::Assert {
+    fhirflow().arg("validate").arg(spec).assert().code(1)
+}
+
+/// Runs `fhirflow ARGS SPEC` and parses its stdout as JSON.
+fn json_of(args: &[&str], spec: &std::path::Path) -> serde_json::Value {
+    let assert = fhirflow().args(args).arg(spec).assert().success();
+    serde_json::from_slice(&assert.get_output().stdout).expect("JSON output")
+}
+
+/// `pipelines: {no: …, on: …}` used to plan `dags/false.py` and `dags/true.py`, and stages `y`,
+/// `on`, `yes` to collapse into one task `true`. Each is the name as written.
+#[test]
+fn yaml_11_booleans_are_names_as_written() {
+    let mut text = String::from("version: 1\ndbt: {project_dir: dbt}\nconnections:\n  wh: {type: snowflake}\n");
+    for word in YAML_11_BOOLEANS {
+        text.push_str(&format!("  {word}: {{type: s3, bucket: lake-bucket}}\n"));
+    }
+    text.push_str("layers:\n");
+    for (i, word) in YAML_11_BOOLEANS.iter().enumerate() {
+        text.push_str(&format!("  {word}: {{models: [\"{word}\", m_{i}]}}\n"));
+    }
+    text.push_str("pipelines:\n");
+    for (i, word) in YAML_11_BOOLEANS.iter().enumerate() {
+        text.push_str(&format!(
+            "  {word}:\n    max_active_runs: 1\n    stages:\n      {word}: {{kind: shell, command: x}}\n      load: {{kind: copy_into, retries: 1, source: {{connection: \"{word}\", prefix: x/}}, target: {{connection: wh, table: T{i}, stage: S}}, watermark_table: W{i}}}\n      build: {{kind: dbt, command: run, retries: 1, dbt_mode: layered, after: [\"{word}\"]}}\n"
+        ));
+    }
+    let (dir, spec) = spec_file(&text);
+    fhirflow().arg("validate").arg(&spec).assert().success().stdout(contains("22 pipelines"));
+
+    let graph = json_of(&["graph", "--format", "json"], &spec);
+    let dags = graph["dags"].as_object().expect("dags");
+    assert_eq!(dags.keys().collect::<Vec<_>>(), YAML_11_BOOLEANS, "one DAG per pipeline, named as written");
+    for (dag_id, dag) in dags {
+        assert_eq!(dag["file"], format!("{dag_id}.py"));
+        let tasks = dag["tasks"].as_object().expect("tasks");
+        assert!(tasks.contains_key(dag_id), "{dag_id}: the stage named as written");
+        for layer in YAML_11_BOOLEANS {
+            assert!(tasks.contains_key(&format!("build_{layer}")), "{dag_id}: a task for layer {layer}");
+        }
+        assert_eq!(tasks.len(), 1 + 5 + 1 + YAML_11_BOOLEANS.len(), "{dag_id}: no task lost");
+    }
+
+    let out = dir.path().join("out");
+    let plan = json_of(&["plan", "--format", "json", "--out", out.to_str().unwrap()], &spec);
+    let paths: Vec<String> =
+        plan["changes"].as_array().unwrap().iter().map(|c| c["path"].as_str().unwrap().to_owned()).collect();
+    for word in YAML_11_BOOLEANS {
+        let dag = out.join(format!("dags/{word}.py")).display().to_string();
+        assert!(paths.contains(&dag), "{dag} in {paths:?}");
+    }
+    fhirflow().arg("apply").arg(&spec).arg("--out").arg(&out).assert().success();
+    let yes_models = std::fs::read_to_string(out.join("dbt/models/yes/yes_models.yml")).unwrap();
+    assert!(yes_models.contains("  - name: \"yes\"\n    config:\n      tags: [\"yes\"]"), "{yes_models}");
+    let dag = std::fs::read_to_string(out.join("dags/on.py")).unwrap();
+    assert!(
+        dag.contains("dag_id=\"on\",") && dag.contains("task_id=\"on\",") && dag.contains("task_id=\"build_off\",")
+    );
+}
+
+/// `on:` and `"on":` are one name; `on:` and `true:` are two.
+#[test]
+fn keys_equal_as_text_are_duplicates() {
+    let stages = |a: &str, b: &str| {
+        format!(
+            "version: 1\npipelines:\n  p:\n    stages:\n      {a}: {{kind: shell, command: x}}\n      {b}: {{kind: shell, command: x}}\n"
+        )
+    };
+    for (a, b) in [("on", "\"on\""), ("no", "'no'"), ("y", "!!str y")] {
+        let (_dir, spec) = spec_file(&stages(a, b));
+        invalid(&spec).stderr(contains("error[duplicate-key]: duplicate key `")).stderr(contains("p.yaml:6:"));
+    }
+    let (_dir, spec) = spec_file(&stages("on", "true"));
+    let graph = json_of(&["graph", "--format", "json"], &spec);
+    assert_eq!(graph["dags"]["p"]["tasks"].as_object().unwrap().keys().collect::<Vec<_>>(), ["on", "true"]);
+}
+
+/// A null is never a name: `~`, `null` or an empty key as a pipeline, stage, layer or connection.
+#[test]
+fn null_keys_are_located_errors() {
+    let body = "{stages: {a: {kind: shell, command: x}}}";
+    for null in ["~", "null", "Null", "NULL", ""] {
+        let column = |prefix: &str| prefix.chars().count() + 1;
+        let cases = [
+            (format!("version: 1\npipelines:\n  {null}: {body}\n"), 3, column("  ")),
+            (format!("version: 1\npipelines: {{{null}: {body}}}\n"), 2, column("pipelines: {")),
+            (
+                format!(
+                    "version: 1\npipelines:\n  p:\n    stages:\n      a: {{kind: shell, command: x}}\n      {null}: {{kind: shell, command: x}}\n"
+                ),
+                6,
+                column("      "),
+            ),
+            (
+                format!("version: 1\nlayers: {{{null}: {{models: [m]}}}}\npipelines:\n  p: {body}\n"),
+                2,
+                column("layers: {"),
+            ),
+            (
+                format!("version: 1\nconnections: {{{null}: {{type: snowflake}}}}\npipelines:\n  p: {body}\n"),
+                2,
+                column("connections: {"),
+            ),
+        ];
+        for (text, line, column) in cases {
+            // A block mapping has no empty plain key; the flow forms cover it.
+            if null.is_empty() && !text.contains("{: ") {
+                continue;
+            }
+            let (_dir, spec) = spec_file(&text);
+            invalid(&spec)
+                .stderr(contains("error[null-key]: a mapping key is null, not a name"))
+                .stderr(contains(format!("p.yaml:{line}:{column}\n")));
+            fhirflow().arg("plan").arg(&spec).assert().code(1).stdout("");
+        }
+    }
+}
+
+/// Numbers are not names: each is an invalid-name error that quotes the key as written.
+#[test]
+fn number_keys_are_invalid_names_quoted_as_written() {
+    for number in [
+        "0", "1", "-1", "+1", "017", "0o17", "0x1F", "0b101", "1_000", "1.5", "1e3", ".5", ".inf", "-.inf", ".nan",
+        ".NaN",
+    ] {
+        for (text, line) in [
+            (format!("version: 1\npipelines:\n  {number}:\n    stages:\n      a: {{kind: shell, command: x}}\n"), 3),
+            (format!("version: 1\npipelines:\n  p:\n    stages:\n      {number}: {{kind: shell, command: x}}\n"), 5),
+            (
+                format!(
+                    "version: 1\nconnections:\n  {number}: {{type: snowflake}}\npipelines:\n  p: {{stages: {{a: {{kind: shell, command: x}}}}}}\n"
+                ),
+                3,
+            ),
+            (
+                format!(
+                    "version: 1\nlayers:\n  {number}: {{models: [m]}}\npipelines:\n  p: {{stages: {{a: {{kind: shell, command: x}}}}}}\n"
+                ),
+                3,
+            ),
+        ] {
+            let (_dir, spec) = spec_file(&text);
+            invalid(&spec)
+                .stderr(contains(format!("error[invalid-name]: \"{number}\" is not")))
+                .stderr(contains(format!("p.yaml:{line}:")));
+        }
+    }
+}
+
+/// Model and column names are values, which keep YAML's typing: a bare `on` is an error at its
+/// place, never a model named `true`; quoted, it is the name.
+#[test]
+fn model_and_column_names_are_never_renamed() {
+    let spec_with = |models: &str| {
+        format!(
+            "version: 1\ndbt: {{project_dir: dbt}}\nlayers:\n  staging:\n    models: {models}\npipelines:\n  p: {{stages: {{b: {{kind: dbt, command: run, retries: 1}}}}}}\n"
+        )
+    };
+    for word in YAML_11_BOOLEANS {
+        for models in
+            [format!("[{word}]"), format!("[{{name: {word}}}]"), format!("[{{name: m, columns: [{{name: {word}}}]}}]")]
+        {
+            let (_dir, spec) = spec_file(&spec_with(&models));
+            invalid(&spec).stderr(contains("p.yaml:5:"));
+        }
+        let (dir, spec) = spec_file(&spec_with(&format!(
+            "[\"{word}\", {{name: '{word}', columns: [{{name: \"{word}\", tests: [unique]}}]}}]"
+        )));
+        fhirflow().arg("apply").arg(&spec).assert().success();
+        let yaml = std::fs::read_to_string(dir.path().join("dbt/models/staging/staging_models.yml")).unwrap();
+        assert_eq!(yaml.matches(&format!("name: \"{word}\"")).count(), 3, "{yaml}");
+    }
 }

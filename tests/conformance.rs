@@ -215,6 +215,33 @@ print(json.dumps({"description": dag.description, "command": task.bash_command, 
     assert!(!Path::new("/tmp/pwned").exists());
 }
 
+/// Pipeline and stage ids that are names the DAG module imports, defines or reads (`json`,
+/// `shlex`, `DAG`, `timedelta`, its helpers, the builtins they call) or that look like its own
+/// variables load with no import error and exactly the task ids written: the 3.x spec in
+/// Airflow 3.3, the 2.x one (Docker, Kubernetes, cron timetable) in 2.11.
+#[test]
+fn ids_named_like_the_dag_modules_own_names_load_in_airflow() {
+    let (Some(airflow), Some(airflow2)) = (venv("FHIRFLOW_AIRFLOW_VENV"), venv("FHIRFLOW_AIRFLOW2_VENV")) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let hostile = common::hostile_stage_ids();
+    let [v3, v2] = common::every_feature_specs(dir.path(), &hostile);
+    for (spec, venv) in [(v3, &airflow), (v2, &airflow2)] {
+        let out = dir.path().join(spec.file_stem().unwrap());
+        let expectations = apply(&spec, &out);
+        let dags = expectations["dags"].as_object().unwrap();
+        assert!(!dags.is_empty());
+        for (dag_id, dag) in dags {
+            assert!(common::IMPORTED_PIPELINE_IDS.contains(&dag_id.as_str()), "{dag_id}");
+            for id in &hostile {
+                assert!(dag["tasks"].get(*id).is_some(), "{dag_id} has no task {id}");
+            }
+        }
+        airflow_check(venv, &out);
+    }
+}
+
 /// `airflow: {version: 2}`: the same specs, emitted for Airflow 2, load in a real Airflow 2.11
 /// with the same task graph as the 3.x output (both seed specs, compiled as one folder).
 #[test]

@@ -135,3 +135,115 @@ print(f"{len(json.load(open(sys.argv[1])))} generated DAG files parse and read b
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+/// For each DAG file: its task and group variables, its task ids, every other name it binds or
+/// reads (at module level, and as a global or builtin inside its functions when a task runs),
+/// and the variables that rebind one of those or are bound twice.
+const MODULE_NAMES_CHECKER: &str = r#"
+import ast, json, symtable, sys
+
+def module_names(path):
+    src = open(path, encoding="utf-8").read()
+    tree = ast.parse(src, path)
+    compile(tree, path, "exec")
+    (block,) = [node for node in tree.body if isinstance(node, ast.With)]
+    bound, task_ids, as_task = [], [], set()
+    for stmt in block.body:
+        if isinstance(stmt, ast.Assign):
+            (target,) = stmt.targets
+            bound.append(target.id)
+            as_task.add(id(target))
+            for kw in stmt.value.keywords:
+                if kw.arg == "task_id":
+                    task_ids.append(kw.value.value)
+                if kw.arg in ("task_group", "parent_group"):
+                    as_task.add(id(kw.value))
+        elif isinstance(stmt, ast.Expr):  # an edge: a >> b, [a, b] >> c
+            as_task |= {id(n) for n in ast.walk(stmt) if isinstance(n, ast.Name)}
+    others = set()
+
+    def visit(node):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            others.add(node.name)
+            return
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            others.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
+        if isinstance(node, ast.Name) and id(node) not in as_task:
+            others.add(node.id)
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(tree)
+
+    def scopes(table):
+        for child in table.get_children():
+            others.update(sym.get_name() for sym in child.get_symbols() if sym.is_global())
+            scopes(child)
+
+    scopes(symtable.symtable(src, path, "exec"))
+    return {
+        "file": path,
+        "vars": bound,
+        "task_ids": task_ids,
+        "others": sorted(others),
+        "conflicts": sorted(set(bound) & others),
+        "duplicates": sorted({name for name in bound if bound.count(name) > 1}),
+    }
+
+print(json.dumps([module_names(path) for path in sys.argv[1:]]))
+"#;
+
+/// Applies each spec under `dir/out/<spec name>` and returns what [`MODULE_NAMES_CHECKER`] finds
+/// in their DAGs, sorted by file name.
+fn dag_module_names(dir: &Path, specs: &[std::path::PathBuf]) -> Vec<serde_json::Value> {
+    let mut dags = Vec::new();
+    for spec in specs {
+        let out = dir.join("out").join(spec.file_stem().unwrap());
+        common::fhirflow().arg("apply").arg(spec).arg("--out").arg(&out).assert().success();
+        dags.extend(std::fs::read_dir(out.join("dags")).unwrap().map(|e| e.unwrap().path()));
+    }
+    dags.sort_by_key(|path| path.file_name().map(ToOwned::to_owned));
+    let output =
+        Command::new("python3").arg("-c").arg(MODULE_NAMES_CHECKER).args(&dags).output().expect("python3 runs");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).expect("the checker prints JSON")
+}
+
+/// No stage id can rebind a name the DAG module imports, defines or reads (json, shlex, DAG,
+/// timedelta, its helpers, the builtins they call, ...), nor take another task's variable: every
+/// DAG file parses, and its task variables are distinct and disjoint from all of those names.
+#[test]
+fn no_stage_id_rebinds_a_name_the_dag_module_uses() {
+    // What the template uses, found by Python in DAGs with plain stage ids, is what the ids below try.
+    let plain = tempfile::tempdir().unwrap();
+    let used: std::collections::BTreeSet<String> =
+        dag_module_names(plain.path(), &common::every_feature_specs(plain.path(), &[]))
+            .iter()
+            .flat_map(|dag| dag["others"].as_array().unwrap().iter().map(|n| n.as_str().unwrap().to_owned()))
+            .collect();
+    let listed: std::collections::BTreeSet<String> =
+        common::DAG_MODULE_NAMES.split_whitespace().map(str::to_owned).collect();
+    assert_eq!(
+        used, listed,
+        "common::DAG_MODULE_NAMES (and RESERVED in src/emit/airflow.rs) must list what the DAG modules use"
+    );
+
+    let hostile = common::hostile_stage_ids();
+    let dir = tempfile::tempdir().unwrap();
+    let dags = dag_module_names(dir.path(), &common::every_feature_specs(dir.path(), &hostile));
+    let files: Vec<String> = dags
+        .iter()
+        .map(|d| Path::new(d["file"].as_str().unwrap()).file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    let mut want: Vec<String> = common::IMPORTED_PIPELINE_IDS.iter().map(|p| format!("{p}.py")).collect();
+    want.sort();
+    assert_eq!(files, want);
+    for dag in &dags {
+        assert_eq!(dag["conflicts"], serde_json::json!([]), "{}", dag["file"]);
+        assert_eq!(dag["duplicates"], serde_json::json!([]), "{}", dag["file"]);
+        let ids: Vec<&str> = dag["task_ids"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
+        for id in &hostile {
+            assert!(ids.contains(id), "{}: no task {id}", dag["file"]);
+        }
+    }
+}

@@ -322,7 +322,7 @@ pipelines:
         .arg(&spec)
         .args(["--dry-run", "--only", "extrct"])
         .assert()
-        .code(2)
+        .code(64)
         .stderr(contains("no stage `extrct` in the selected pipelines (did you mean `extract`?)"));
 }
 
@@ -355,8 +355,14 @@ pipelines:
     assert_eq!(std::fs::read_to_string(dir.path().join("first.txt")).unwrap(), "ran\n");
     assert_eq!(std::fs::read_to_string(dir.path().join("third.txt")).unwrap(), "ran\n");
 
-    fhirflow().arg("run").arg(&spec).args(["--resume", &run_id]).assert().code(2).stderr(contains("nothing to resume"));
-    fhirflow().arg("run").arg(&spec).args(["--resume", "nope"]).assert().code(2).stderr(contains("no run `nope`"));
+    fhirflow()
+        .arg("run")
+        .arg(&spec)
+        .args(["--resume", &run_id])
+        .assert()
+        .code(64)
+        .stderr(contains("nothing to resume"));
+    fhirflow().arg("run").arg(&spec).args(["--resume", "nope"]).assert().code(64).stderr(contains("no run `nope`"));
 }
 
 #[test]

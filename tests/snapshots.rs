@@ -58,6 +58,8 @@ fn diagnostic_texts() {
     let cases = [
         ("yaml_syntax", "version: 1\npipelines:\n  p: [unclosed\n".to_owned()),
         ("duplicate_key", "version: 1\nversion: 1\npipelines: {}\n".to_owned()),
+        ("null_key", "version: 1\npipelines:\n  ~:\n    stages:\n      a: {kind: shell, command: x}\n".to_owned()),
+        ("complex_key", "version: 1\npipelines:\n  ? [a, b]\n  : {stages: {a: {kind: shell, command: x}}}\n".to_owned()),
         ("schema_range", format!("{BASE}      a: {{kind: shell, command: x, retries: -1}}\n")),
         ("unknown_key", format!("{BASE}      a: {{kind: shell, command: x, retires: 2}}\n")),
         ("bad_choice", format!("{BASE}      a: {{kind: dbt, command: runn}}\n")),

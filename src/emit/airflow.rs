@@ -16,13 +16,25 @@ use serde_json::json;
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;
 
-/// Names the generated module defines or imports; a task variable must not shadow them.
+/// Names the generated module defines, imports or reads; a task variable must not rebind them.
+/// Names starting with `_` (the helper functions, `__file__`, `__doc__`) are never task
+/// variables. tests/properties.rs tries every name the modules use as a stage id.
 const RESERVED: &[&str] = &[
     "DAG",
+    "CronTriggerTimetable",
+    "Exception",
+    "FileNotFoundError",
     "BashOperator",
     "PythonOperator",
     "SQLExecuteQueryOperator",
     "ExternalTaskSensor",
+    "TriggerDagRunOperator",
+    "Asset",
+    "AssetAll",
+    "AssetAny",
+    "Dataset",
+    "DatasetAll",
+    "DatasetAny",
     "timedelta",
     "pendulum",
     "os",
@@ -45,12 +57,13 @@ const RESERVED: &[&str] = &[
     "urllib",
 ];
 
-/// Python keywords and builtins a task variable must not be.
+/// Python keywords, and builtins a task variable must not be: the commonest, and those the
+/// helper functions call when a task runs (`sorted`, `getattr`, and in RESERVED the exceptions).
 const PYTHON_WORDS: &[&str] = &[
     "False", "None", "True", "and", "as", "assert", "async", "await", "break", "class", "continue", "def", "del",
     "elif", "else", "except", "finally", "for", "from", "global", "if", "import", "in", "is", "lambda", "nonlocal",
     "not", "or", "pass", "raise", "return", "try", "while", "with", "yield", "match", "case", "type", "print", "list",
-    "dict", "set", "str", "int", "len", "id", "object", "open", "max", "min",
+    "dict", "set", "str", "int", "len", "id", "object", "open", "max", "min", "sorted", "getattr",
 ];
 
 /// Writes Airflow 3 DAG files.
@@ -757,7 +770,7 @@ fn task_groups(p: &PipelineTasks) -> Vec<GroupVar> {
     groups
 }
 
-/// A Python variable per task: the task id where that is a safe identifier, else a numbered name.
+/// A Python variable per task: the task id where that is a safe identifier, else `task_<index>`.
 fn task_variables(p: &PipelineTasks) -> Vec<String> {
     let mut taken: BTreeSet<String> = BTreeSet::new();
     p.tasks
@@ -765,16 +778,10 @@ fn task_variables(p: &PipelineTasks) -> Vec<String> {
         .enumerate()
         .map(|(i, t)| {
             let candidate = t.id.replace('-', "_").replace('.', "__");
-            let name = if RESERVED.contains(&candidate.as_str())
-                || candidate.starts_with(|c: char| c.is_ascii_digit())
-                || candidate.starts_with("tg_")
-                || PYTHON_WORDS.contains(&candidate.as_str())
-                || candidate.starts_with("__")
-                || taken.contains(&candidate)
-            {
-                format!("task_{i}")
-            } else {
+            let name = if own_name_is_free(&candidate) && !taken.contains(&candidate) {
                 candidate
+            } else {
+                format!("task_{i}")
             };
             taken.insert(name.clone());
             name
@@ -814,6 +821,20 @@ fn asset_condition(condition: &AssetCondition, version: u32, uses: &mut BTreeSet
 
 fn python_bool(value: bool) -> String {
     if value { "True" } else { "False" }.to_owned()
+}
+
+/// Whether a task may be bound to `candidate` itself. fhirflow keeps three namespaces for its
+/// own names: `_...` (helpers, dunders), `tg_...` (task groups) and `task_<n>` (this fallback,
+/// which a task's own name would otherwise collide with).
+fn own_name_is_free(candidate: &str) -> bool {
+    let fallback =
+        candidate.strip_prefix("task_").is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+    !(fallback
+        || candidate.starts_with('_')
+        || candidate.starts_with("tg_")
+        || candidate.starts_with(|c: char| c.is_ascii_digit())
+        || RESERVED.contains(&candidate)
+        || PYTHON_WORDS.contains(&candidate))
 }
 
 fn json_line(value: serde_json::Value) -> String {
@@ -857,4 +878,35 @@ fn dag_summary_line(p: &PipelineTasks) -> String {
         "tags": p.tags,
         "start_date": p.defaults.start_date.value,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::SourceFile;
+
+    fn variables(stages: &[&str]) -> Vec<String> {
+        let text: String = stages.iter().map(|s| format!("      {s}: {{kind: shell, command: x}}\n")).collect();
+        let compiled =
+            crate::compile(SourceFile::new("t.yaml", format!("version: 1\npipelines:\n  p:\n    stages:\n{text}")))
+                .unwrap_or_else(|d| panic!("{}", d.render()));
+        task_variables(&compiled.graph.pipelines[0])
+    }
+
+    #[test]
+    fn task_variables_never_rebind_the_modules_names() {
+        assert_eq!(variables(&["dbt_run", "run-it"]), ["dbt_run", "run_it"]);
+        // Modules, helpers, builtins the helpers call, and keywords get a numbered variable.
+        assert_eq!(
+            variables(&["json", "_log_dbt_results", "sorted", "DAG", "None", "tg_x"]),
+            ["task_0", "task_1", "task_2", "task_3", "task_4", "task_5"]
+        );
+    }
+
+    #[test]
+    fn numbered_variables_never_collide_with_a_tasks_own_name() {
+        // `task_1` is task 0's own name and task 1's number; `a-b` and `a_b` are one identifier.
+        let vars = variables(&["task_1", "json", "a-b", "a_b", "task_9x"]);
+        assert_eq!(vars, ["task_0", "task_1", "a_b", "task_3", "task_9x"]);
+    }
 }

@@ -3,7 +3,8 @@
 //! The value tree is what the JSON Schema checks and what the typed [`crate::spec::Spec`] is read
 //! from; the span map turns any JSON pointer (`/pipelines/load/stages/copy/retries`) back into
 //! `fhir.yaml:42:7`. serde-saphyr does the YAML: it rejects duplicate keys, expands `<<` merges and
-//! bounds alias expansion, and gives each node its location.
+//! bounds alias expansion, and gives each node its location. Every key is a name, read as the
+//! text written (`on:` is `on`, not `true`); values keep YAML's typing for the schema to check.
 
 pub mod interpolate;
 
@@ -113,24 +114,27 @@ impl Document {
             RawNode::Map(entries) => {
                 let mut map = Map::new();
                 for (k, v) in entries {
-                    let key_range = location_range(&self.source, &k.referenced);
+                    let (start, len) = location_range(&self.source, &k.referenced);
+                    let key_span = Some(Span::at(&self.source, start, len));
                     let name = match k.value {
-                        RawNode::Str(s) => s,
-                        RawNode::Int(i) => i.to_string(),
-                        RawNode::UInt(u) => u.to_string(),
-                        RawNode::Bool(b) => b.to_string(),
-                        RawNode::Float(f) => f.to_string(),
-                        RawNode::Null => "null".to_owned(),
-                        RawNode::Seq(_) | RawNode::Map(_) => {
-                            problems.push(Diagnostic::error("complex-key", "a mapping key must be a plain name").at(
-                                Some(Span::at(&self.source, key_range.0, key_range.1)),
-                                "this key is a list or a mapping",
-                            ));
+                        RawKey::Text(text) => text,
+                        RawKey::Null => {
+                            problems.push(null_key(key_span, self.source.text.get(start..start + len).unwrap_or("")));
                             continue;
                         }
                     };
+                    // serde-saphyr compares keys by value (`1` and `0x1` are one key, `1` and
+                    // `"1"` are two); a name is its text, so keys equal as text collide here,
+                    // except that a key set in the mapping overrides one merged in by `<<` (a
+                    // key from elsewhere: its definition is not where it is used).
+                    if map.contains_key(&name) {
+                        if location_range(&self.source, &k.defined) == (start, len) {
+                            problems.push(duplicate_key(key_span, &name));
+                        }
+                        continue;
+                    }
                     let child = format!("{pointer}/{}", escape_pointer(&name));
-                    let lowered = self.lower(v, child, Some(key_range), problems);
+                    let lowered = self.lower(v, child, Some((start, len)), problems);
                     map.insert(name, lowered);
                 }
                 Value::Object(map)
@@ -189,14 +193,22 @@ fn location_range(source: &SourceFile, location: &serde_saphyr::Location) -> (us
 
 fn yaml_error(source: &Arc<SourceFile>, err: &serde_saphyr::Error) -> Diagnostic {
     let message = strip_position(&first_line(&err.without_snippet().to_string()));
-    let (code, summary, help) = if let Some(rest) = message.strip_prefix("duplicate mapping key: ") {
-        let key = rest.split(", set DuplicateKeyPolicy").next().unwrap_or(rest);
-        (
-            "duplicate-key",
-            format!("duplicate key `{key}`: it is already set above in the same mapping"),
-            Some("YAML would keep only the last one and silently drop the other; delete or merge one".to_owned()),
-        )
-    } else if message.contains("Depth") || message.contains("recursion limit") {
+    // Every YAML error is located; one the parser could not place points at the file's start.
+    let span = Some(match err.location().filter(|l| l.line() > 0) {
+        Some(l) => {
+            let (start, len) = location_range(source, &l);
+            Span::at(source, start, len)
+        }
+        None => Span::at(source, 0, 0),
+    });
+    if let Some(rest) = message.strip_prefix("duplicate mapping key: ") {
+        return duplicate_key(span, rest.split(", set DuplicateKeyPolicy").next().unwrap_or(rest));
+    }
+    if is_complex_key(err) {
+        return Diagnostic::error("complex-key", "a mapping key must be a plain name")
+            .at(span, "this key is a list or a mapping");
+    }
+    let (code, summary, help) = if message.contains("Depth") || message.contains("recursion limit") {
         (
             "yaml-limit",
             format!("the spec is nested deeper than {MAX_DEPTH} levels"),
@@ -217,19 +229,37 @@ fn yaml_error(source: &Arc<SourceFile>, err: &serde_saphyr::Error) -> Diagnostic
     } else {
         ("yaml-syntax", format!("invalid YAML: {message}"), None)
     };
-    // Every YAML error is located; one the parser could not place points at the file's start.
-    let span = Some(match err.location().filter(|l| l.line() > 0) {
-        Some(l) => {
-            let (start, len) = location_range(source, &l);
-            Span::at(source, start, len)
-        }
-        None => Span::at(source, 0, 0),
-    });
     let mut diagnostic = Diagnostic::error(code, summary).at(span, "");
     if let Some(help) = help {
         diagnostic = diagnostic.help(help);
     }
     diagnostic
+}
+
+/// A key set twice in one mapping.
+fn duplicate_key(span: Option<Span>, key: &str) -> Diagnostic {
+    Diagnostic::error("duplicate-key", format!("duplicate key `{key}`: it is already set above in the same mapping"))
+        .at(span, "")
+        .help("YAML would keep only the last one and silently drop the other; delete or merge one")
+}
+
+/// A key YAML reads as null: `~`, `null` or nothing. It would become a pipeline or task named
+/// `null`, or vanish, so it is an error wherever it is.
+fn null_key(span: Option<Span>, written: &str) -> Diagnostic {
+    let label = if written.trim().is_empty() {
+        "an empty key is YAML's null".to_owned()
+    } else {
+        format!("YAML reads `{}` as null", written.trim())
+    };
+    Diagnostic::error("null-key", "a mapping key is null, not a name")
+        .at(span, label)
+        .help("every key in a spec is a name: write the pipeline's, stage's or setting's name here")
+}
+
+/// Whether serde-saphyr stopped at a key that is a list or a mapping: [`RawKey`] reads keys as
+/// text, which such a key is not.
+fn is_complex_key(err: &serde_saphyr::Error) -> bool {
+    matches!(err.without_snippet(), serde_saphyr::Error::Unexpected { expected: "string scalar", .. })
 }
 
 /// Drops a trailing ` at line N, column M`: the diagnostic shows the place itself.
@@ -253,7 +283,46 @@ enum RawNode {
     Float(f64),
     Str(String),
     Seq(Vec<Spanned<RawNode>>),
-    Map(Vec<(Spanned<RawNode>, Spanned<RawNode>)>),
+    Map(Vec<(Spanned<RawKey>, Spanned<RawNode>)>),
+}
+
+/// A mapping key as written. Every key in a spec is a name, so YAML 1.1's reading of a plain
+/// `on`, `no`, `y` or `1e3` as a boolean or a number must not rename it to `true` or `1000`.
+enum RawKey {
+    /// The scalar's text: `on` stays `on`, `0x1F` stays `0x1F`.
+    Text(String),
+    /// `~`, `null` or an empty key, which no name can be.
+    Null,
+}
+
+impl<'de> Deserialize<'de> for RawKey {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        // serde-saphyr gives an option's plain null spellings as `None`, and a string its text
+        // untyped.
+        deserializer.deserialize_option(RawKeyVisitor)
+    }
+}
+
+struct RawKeyVisitor;
+
+impl<'de> Visitor<'de> for RawKeyVisitor {
+    type Value = RawKey;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a name")
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<RawKey, E> {
+        Ok(RawKey::Null)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<RawKey, E> {
+        Ok(RawKey::Null)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<RawKey, D::Error> {
+        String::deserialize(deserializer).map(RawKey::Text)
+    }
 }
 
 impl<'de> Deserialize<'de> for RawNode {
@@ -329,7 +398,7 @@ impl<'de> Visitor<'de> for RawNodeVisitor {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawNode, A::Error> {
         let mut entries = Vec::new();
-        while let Some(key) = map.next_key::<Spanned<RawNode>>()? {
+        while let Some(key) = map.next_key::<Spanned<RawKey>>()? {
             let value = map.next_value::<Spanned<RawNode>>()?;
             entries.push((key, value));
         }
@@ -361,6 +430,79 @@ mod tests {
         let d = err.sorted()[0];
         assert_eq!(d.code, "duplicate-key", "{}", d.render());
         assert_eq!(d.primary.as_ref().unwrap().span.start.line, 3);
+    }
+
+    /// Every YAML 1.1 boolean and number spelling, as a key, is the name as written.
+    #[test]
+    fn keys_are_the_text_written() {
+        let words = "y Y yes Yes YES n N no No NO true True TRUE false False FALSE on On ON off Off OFF \
+            0 1 -1 +1 017 0o17 0x1F 0b101 1_000 190:20:30 1.5 1e3 6.8523015e+5 .5 .inf -.inf .Inf .INF .nan .NaN .NAN";
+        for word in words.split_whitespace() {
+            // One mapping each: serde-saphyr takes `1` and `+1` for one key.
+            let doc = parse(&format!("x:\n  {word}: v\n")).unwrap_or_else(|d| panic!("{}", d.render()));
+            let keys: Vec<&String> = doc.value["x"].as_object().unwrap().keys().collect();
+            assert_eq!(keys, [word]);
+            let key = doc.key_span(&format!("/x/{word}")).unwrap();
+            assert_eq!((key.start.line, key.start.column, key.end.column), (2, 3, 3 + word.len()), "{word}");
+        }
+        // Values keep YAML's typing; the schema decides what each one may be.
+        let doc = parse("on: on\n0x1F: 0x1F\n").unwrap();
+        assert_eq!(doc.value, serde_json::json!({"on": true, "0x1F": 31}));
+    }
+
+    #[test]
+    fn keys_equal_as_text_are_duplicates_and_only_those() {
+        for (text, line) in [
+            ("on: 1\n\"on\": 2\n", 2),
+            ("a:\n  1: x\n  \"1\": y\n", 3),
+            ("no: 1\n!!str no: 2\n", 2),
+            ("x: &a on\nm:\n  on: 1\n  *a : 2\n", 1),
+        ] {
+            let err = parse(text).unwrap_err();
+            let d = err.sorted()[0];
+            assert_eq!(
+                (d.code, d.primary.as_ref().unwrap().span.start.line),
+                ("duplicate-key", line),
+                "{}",
+                d.render()
+            );
+        }
+        let doc = parse("on: 1\ntrue: 2\nyes: 3\nY: 4\ny: 5\n").unwrap();
+        assert_eq!(doc.value.as_object().unwrap().len(), 5);
+        // A key set in the mapping overrides a merged one, as YAML's `<<` says.
+        let doc = parse("base: &b {1: merged, on: merged}\nm:\n  <<: *b\n  \"1\": set\n  \"on\": set\n").unwrap();
+        assert_eq!(doc.value["m"], serde_json::json!({"1": "set", "on": "set"}));
+    }
+
+    #[test]
+    fn null_keys_are_located_errors() {
+        for (text, line, column) in [
+            ("~: 1\n", 1, 1),
+            ("a:\n  null: 1\n", 2, 3),
+            ("a:\n  NULL: 1\n", 2, 3),
+            ("? \n: 1\n", 2, 1),
+            ("a: {: 1}\n", 1, 5),
+        ] {
+            let err = parse(text).unwrap_err();
+            let d = err.sorted()[0];
+            let at = &d.primary.as_ref().unwrap().span.start;
+            assert_eq!((d.code, at.line, at.column), ("null-key", line, column), "{text:?}: {}", d.render());
+        }
+        // A quoted or tagged `~` is text.
+        assert_eq!(
+            parse("\"~\": 1\n'null': 2\nx: {!!str ~: 3}\n").unwrap().value,
+            serde_json::json!({"~": 1, "null": 2, "x": {"~": 3}})
+        );
+    }
+
+    #[test]
+    fn list_and_mapping_keys_are_located_errors() {
+        for text in ["? [a, b]\n: 1\n", "x: 1\n? {a: b}\n: 1\n"] {
+            let err = parse(text).unwrap_err();
+            let d = err.sorted()[0];
+            assert_eq!(d.code, "complex-key", "{}", d.render());
+            assert!(d.primary.is_some());
+        }
     }
 
     #[test]

@@ -229,7 +229,7 @@ pub enum RunError {
 }
 
 impl RunError {
-    /// Whether the error is in what the user asked for (exit 2), rather than in the machine (exit 3).
+    /// Whether the error is in what the user asked for (exit 64), rather than in the machine (exit 3).
     pub fn is_usage(&self) -> bool {
         matches!(
             self,

@@ -69,3 +69,102 @@ pub fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// Every name a generated DAG module binds or reads besides its task variables: its imports,
+/// helpers, constants and the builtins its helpers call. tests/properties.rs checks the list
+/// against the modules Python sees.
+pub const DAG_MODULE_NAMES: &str = "BashOperator CronTriggerTimetable DAG DBT_PROFILES_DIR DBT_PROJECT_DIR \
+    DBT_STATE_DIR DockerOperator EmptyOperator Exception ExternalTaskSensor FileNotFoundError KubernetesPodOperator \
+    Mount PythonOperator SQLExecuteQueryOperator TaskGroup __doc__ __file__ _copy_files_into _dbt_script \
+    _get_last_watermark _list_new_s3_files _log_dbt_results _notify_webhook _sql_string _update_watermark _utc_stamp \
+    annotations dag default_args functools getattr json k8s len logging max open os pendulum shlex sorted str \
+    timedelta urllib";
+
+/// Stage ids that would rebind a name of the DAG module, or take fhirflow's own variable names:
+/// the numbered fallback, a group's variable, and two ids that are one Python identifier.
+pub fn hostile_stage_ids() -> Vec<&'static str> {
+    // First in a pipeline, `task_2` is task 0's own name and the number task 2 (`a_b` again) falls back to.
+    ["task_2", "a-b", "a_b", "task_1", "tg_staging"].into_iter().chain(DAG_MODULE_NAMES.split_whitespace()).collect()
+}
+
+/// Pipeline ids the DAG module imports as names, each also a DAG file name.
+pub const IMPORTED_PIPELINE_IDS: &[&str] = &["shlex", "json", "os", "logging", "pendulum", "timedelta", "DAG"];
+
+/// Writes two specs under `dir/pipelines/` that use every part of the DAG template (loads, dbt
+/// with state, results, artifacts, per-model groups and joins, sensors, webhooks, Docker and
+/// Kubernetes, Airflow 2's cron timetable) in pipelines named [`IMPORTED_PIPELINE_IDS`]. Each
+/// pipeline starts with a chain of shell stages named `stages`, so that their variables are
+/// bound before the code that uses the module's names runs. Returns the 3.x and 2.x specs.
+pub fn every_feature_specs(dir: &Path, stages: &[&str]) -> [PathBuf; 2] {
+    let fixtures = dir.join("fixtures");
+    std::fs::create_dir_all(&fixtures).expect("mkdir");
+    std::fs::copy(repo().join("tests/fixtures/dbt_modes/manifest.json"), fixtures.join("manifest.json"))
+        .expect("copy the manifest");
+    let pipelines = dir.join("pipelines");
+    std::fs::create_dir_all(&pipelines).expect("mkdir");
+    // `head` is the pipeline's settings; its first own stage runs after the chain.
+    let pipeline = |id: &str, head: &str, own: &[&str]| {
+        let mut text = format!("  {id}:\n{head}    stages:\n");
+        let mut last: Option<&str> = None;
+        for stage in stages {
+            let after = last.map(|l| format!(", after: [\"{l}\"]")).unwrap_or_default();
+            text.push_str(&format!("      \"{stage}\": {{kind: shell, command: echo{after}}}\n"));
+            last = Some(stage);
+        }
+        for (i, stage) in own.iter().enumerate() {
+            let stage = match last.filter(|_| i == 0) {
+                Some(l) => format!("{}, after: [\"{l}\"]}}", stage.trim_end_matches('}')),
+                None => (*stage).to_owned(),
+            };
+            text.push_str(&format!("      {stage}\n"));
+        }
+        text
+    };
+    let cron = "    schedule: '0 3 * * *'\n";
+    let layers = "layers:\n  staging: {models: [stg_patients, stg_visits]}\n  intermediate: {models: [int_visit_counts]}\n  marts: {models: [dim_patients, fct_visits]}\n";
+    let mut v3 = format!(
+        "version: 1\n\
+         defaults: {{retries: 1, start_date: '2026-01-01', failure_webhook_env: ALERTS_URL}}\n\
+         connections:\n  lake: {{type: s3, bucket: lake-bucket}}\n  wh: {{type: snowflake}}\n\
+         dbt:\n  project_dir: dbt\n  manifest: ../fixtures/manifest.json\n  artifacts: {{path: /srv/artifacts}}\n\
+         {layers}pipelines:\n"
+    );
+    v3 += &pipeline(
+        "json",
+        &format!("{cron}    max_active_runs: 1\n"),
+        &[
+            "load: {kind: copy_into, source: {connection: lake, prefix: x/}, target: {connection: wh, table: T, stage: S}, watermark_table: W}",
+            "run: {kind: dbt, command: run, parse_results: run_results, select: ['state:modified+'], after: [load]}",
+            "per: {kind: dbt, command: build, dbt_mode: per_model, tests: after_layer, after: [run]}",
+        ],
+    );
+    v3 += &pipeline(
+        "os",
+        cron,
+        &["wait: {kind: sensor, pipeline: json}", "fresh: {kind: dbt, command: build, freshness: warn, after: [wait]}"],
+    );
+    for id in IMPORTED_PIPELINE_IDS.iter().filter(|p| !["json", "os", "logging"].contains(p)) {
+        v3 += &pipeline(id, "", &["last: {kind: shell, command: echo}"]);
+    }
+    let v2 = format!(
+        "version: 1\n\
+         defaults: {{retries: 1, start_date: '2026-01-01'}}\n\
+         airflow: {{version: 2}}\n\
+         dbt:\n  project_dir: dbt\n  manifest: ../fixtures/manifest.json\n  deploy: {{project_dir: /opt/dbt}}\n\
+         \x20 docker: {{image: 'example/dbt:1', mounts: ['/srv/dbt:/opt/dbt:ro'], env: {{DBT_TARGET: dev}}}}\n\
+         \x20 kubernetes: {{image: 'example/dbt:1', namespace: analytics, resources: {{cpu: 500m, memory: 1Gi}}, env_from_secrets: [creds]}}\n\
+         {layers}pipelines:\n{}",
+        pipeline(
+            "logging",
+            cron,
+            &[
+                "dock: {kind: dbt, command: build, dbt_mode: per_model, operator: docker}",
+                "pod: {kind: dbt, command: build, dbt_mode: layered, operator: kubernetes, after: [dock]}",
+            ],
+        ),
+    );
+    let specs = [pipelines.join("v3.yaml"), pipelines.join("v2.yaml")];
+    std::fs::write(&specs[0], v3).expect("write spec");
+    std::fs::write(&specs[1], v2).expect("write spec");
+    specs
+}
