@@ -131,8 +131,56 @@ fn apply_removes_stale_files_of_its_own_spec_only() {
 #[test]
 fn out_of_the_box_paths_are_relative_to_the_spec() {
     let (dir, spec) = project_with("dental_clinic.yaml");
-    fhirflow().arg("apply").arg(&spec).assert().success();
+    let top = dir.path().join("dental_clinic.yaml");
+    std::fs::copy(&spec, &top).unwrap();
+    edit(&top, "project_dir: ../examples/", "project_dir: examples/");
+    edit(&top, "manifest: ../examples/", "manifest: examples/");
+    edit(&top, "dags_folder: ../dags", "dags_folder: dags");
+    fhirflow().arg("apply").arg(&top).assert().success();
     assert!(dir.path().join("dags/dbt_dental_clinic_nightly.py").exists());
+}
+
+#[test]
+fn without_out_nothing_is_written_outside_the_specs_folder() {
+    let (dir, spec) = project_with("dental_clinic.yaml");
+    for verb in ["plan", "apply"] {
+        fhirflow()
+            .arg(verb)
+            .arg(&spec)
+            .assert()
+            .code(1)
+            .stderr(contains("error[path-escapes-output]: `../examples/dental_clinic/dbt_dental_clinic_prod` leads outside the spec's folder"))
+            .stderr(contains("error[path-escapes-output]: `../dags` leads outside the spec's folder"))
+            .stderr(contains("dental_clinic.yaml:32:16"));
+    }
+    assert!(!dir.path().join("dags").exists(), "nothing was written");
+    // `--out` the folder the `..` climb to writes the same files where they pointed.
+    fhirflow_out("apply", &spec, dir.path()).assert().success();
+    assert!(dir.path().join("dags/dbt_dental_clinic_nightly.py").exists());
+    let layer = "examples/dental_clinic/dbt_dental_clinic_prod/models/staging/staging_models.yml";
+    assert!(dir.path().join(layer).exists());
+}
+
+#[test]
+fn a_layer_path_cannot_leave_out() {
+    let (dir, spec) = project_with("fhir.yaml");
+    let outside = tempfile::tempdir().unwrap();
+    let climb = format!("{}{}", "../".repeat(12), outside.path().display().to_string().trim_start_matches('/'));
+    let text = std::fs::read_to_string(&spec).unwrap();
+    let at = text.find("  staging:\n").expect("fhir.yaml has a staging layer") + "  staging:\n".len();
+    std::fs::write(&spec, format!("{}    path: '{climb}'\n{}", &text[..at], &text[at..])).unwrap();
+    let line = text[..at].lines().count() + 1;
+    let out = dir.path().join("out");
+    for verb in ["plan", "apply"] {
+        fhirflow_out(verb, &spec, &out)
+            .assert()
+            .code(1)
+            .stderr(contains("error[path-escapes-output]"))
+            .stderr(contains("leads outside the --out folder"))
+            .stderr(contains(format!("fhir.yaml:{line}:11")));
+    }
+    assert!(std::fs::read_dir(outside.path()).unwrap().next().is_none(), "nothing was written outside");
+    assert!(!out.exists(), "nothing was written inside either");
 }
 
 #[test]
