@@ -473,3 +473,57 @@ fn init_from_dbt_writes_a_spec_that_validates() {
         .code(1)
         .stderr(contains("dbt_project.yml"));
 }
+
+#[test]
+fn apply_refuses_to_write_through_a_link_out_of_out() {
+    use std::os::unix::fs::symlink;
+    let (dir, spec) = project_with("fhir.yaml");
+    let out = dir.path().join("out");
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(&out).unwrap();
+    symlink(outside.path(), out.join("dags")).unwrap();
+    for verb in ["plan", "apply"] {
+        fhirflow_out(verb, &spec, &out)
+            .args(if verb == "apply" { &["--force"][..] } else { &[] })
+            .assert()
+            .code(4)
+            .stderr(contains(format!("{}: it is a symbolic link to", out.join("dags").display())))
+            .stderr(contains("outside the output folder"));
+    }
+    assert!(std::fs::read_dir(outside.path()).unwrap().next().is_none(), "nothing was written through the link");
+    assert!(!out.join("dbt").exists(), "nothing was written at all");
+
+    // A file link, even with --force.
+    std::fs::remove_file(out.join("dags")).unwrap();
+    fhirflow_out("apply", &spec, &out).assert().success();
+    let target = outside.path().join("theirs.py");
+    std::fs::write(&target, "# not fhirflow's\n").unwrap();
+    let dag = out.join("dags/s3_upload.py");
+    std::fs::remove_file(&dag).unwrap();
+    symlink(&target, &dag).unwrap();
+    fhirflow_out("apply", &spec, &out)
+        .arg("--force")
+        .assert()
+        .code(4)
+        .stderr(contains("s3_upload.py: it is a symbolic link"));
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "# not fhirflow's\n");
+    assert!(std::fs::symlink_metadata(&dag).unwrap().file_type().is_symlink(), "the link is left alone");
+}
+
+#[test]
+fn a_link_that_stays_inside_out_is_written_through() {
+    let (dir, spec) = project_with("fhir.yaml");
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(out.join("airflow/dags")).unwrap();
+    std::os::unix::fs::symlink("airflow/dags", out.join("dags")).unwrap();
+    fhirflow_out("apply", &spec, &out).assert().success().stdout(contains("Apply complete: 8 added"));
+    assert!(out.join("airflow/dags/s3_upload.py").is_file());
+    // A link in the DAGs folder (a shared module, say) is never taken for a stale file of
+    // fhirflow's, which writes regular files only, even when it carries this spec's header.
+    let shared = tempfile::tempdir().unwrap();
+    std::fs::copy(out.join("dags/s3_upload.py"), shared.path().join("old.py")).unwrap();
+    std::os::unix::fs::symlink(shared.path().join("old.py"), out.join("dags/old.py")).unwrap();
+    fhirflow_out("plan", &spec, &out).arg("--detailed-exitcode").assert().code(0);
+    fhirflow_out("apply", &spec, &out).assert().success();
+    assert!(shared.path().join("old.py").exists() && out.join("dags/old.py").exists());
+}

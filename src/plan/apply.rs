@@ -16,8 +16,14 @@ pub struct ApplyReport {
     pub removed: usize,
 }
 
-/// Carries out `plan`. Refuses before writing anything if a file is blocked and `force` is off.
+/// Carries out `plan`. Refuses before writing anything if a file is blocked and `force` is off,
+/// or, even with `force`, if a file would be written through a symbolic link leading outside
+/// the output root.
 pub fn apply(plan: &Plan, force: bool) -> Result<ApplyReport, Error> {
+    // `plan` checked too; checking again here covers links made since.
+    for change in &plan.changes {
+        super::links::refuse_escaping_links(&plan.layout.root, &change.path)?;
+    }
     if !force && let Some(first) = plan.blocked().next() {
         let count = plan.blocked().count();
         let others = if count > 1 { format!(" (and {} more)", count - 1) } else { String::new() };
