@@ -227,6 +227,10 @@ pub fn plan_path(path: &Path, out: Option<&Path>) -> Result<(Vec<Compiled>, plan
             Some(mut merged) => {
                 merged.changes.extend(plan.changes);
                 merged.changes.sort_by(|a, b| a.path.cmp(&b.path));
+                merged.leftovers.extend(plan.leftovers);
+                // Specs sharing a folder find its leftovers each.
+                merged.leftovers.sort();
+                merged.leftovers.dedup();
                 merged
             }
         });

@@ -527,3 +527,43 @@ fn a_link_that_stays_inside_out_is_written_through() {
     fhirflow_out("apply", &spec, &out).assert().success();
     assert!(shared.path().join("old.py").exists() && out.join("dags/old.py").exists());
 }
+
+#[test]
+fn apply_removes_temp_files_that_killed_applies_left() {
+    let (dir, spec) = project_with("fhir.yaml");
+    let out = dir.path().join("out");
+    fhirflow_out("apply", &spec, &out).assert().success();
+    let gone = {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        pid
+    };
+    let mut running = std::process::Command::new("sleep").arg("60").spawn().unwrap();
+    let dead_dag = out.join(format!("dags/.s3_upload.py.fhirflow-{gone}.tmp"));
+    let dead_layer = out.join(format!("dbt/models/staging/.staging_models.yml.fhirflow-{gone}.tmp"));
+    let live = out.join(format!("dags/.s3_upload.py.fhirflow-{}.tmp", running.id()));
+    for path in [&dead_dag, &dead_layer, &live] {
+        std::fs::write(path, "half a fi").unwrap();
+    }
+    fhirflow_out("plan", &spec, &out)
+        .arg("--detailed-exitcode")
+        .assert()
+        .code(0)
+        .stdout(contains("No changes."))
+        .stdout(contains("apply also removes 2 temporary files that an interrupted apply left behind."))
+        .stdout(contains(".tmp").not());
+    let json = fhirflow_out("plan", &spec, &out).args(["--format", "json"]).assert().success();
+    assert!(String::from_utf8_lossy(&json.get_output().stdout).contains("\"changes\": []"));
+    fhirflow_out("apply", &spec, &out).arg("--check").assert().code(0);
+    assert!(dead_dag.exists(), "--check writes and removes nothing");
+    fhirflow_out("apply", &spec, &out).assert().success();
+    let _ = running.kill();
+    let _ = running.wait();
+    assert!(!dead_dag.exists() && !dead_layer.exists(), "a dead apply's temp files are removed");
+    assert!(live.exists(), "a running apply's temp file is left alone");
+    // Once its writer is gone, that one is a leftover too.
+    fhirflow_out("plan", &spec, &out).assert().success().stdout(contains("removes 1 temporary file that"));
+    fhirflow_out("apply", &spec, &out).assert().success();
+    assert!(!live.exists());
+}

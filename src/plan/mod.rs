@@ -108,6 +108,9 @@ pub struct Plan {
     pub layout: Layout,
     /// File changes, sorted by path.
     pub changes: Vec<FileChange>,
+    /// Temporary files that interrupted applies left in the folders the spec writes; `apply`
+    /// removes them. They are not changes: no generated file differs because of them.
+    pub leftovers: Vec<PathBuf>,
 }
 
 impl Plan {
@@ -204,7 +207,14 @@ pub fn plan(files: &[GeneratedFile], layout: &Layout, managed_dirs: &[PathBuf]) 
         changes.push(FileChange { path: stale, action: Action::Remove, kind, details, blocker, contents: None });
     }
     changes.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok(Plan { layout: layout.clone(), changes })
+    let folders: BTreeSet<&Path> =
+        files.iter().filter_map(|f| f.path.parent()).chain(managed_dirs.iter().map(PathBuf::as_path)).collect();
+    let mut leftovers = Vec::new();
+    for folder in folders {
+        let names = apply::leftover_temp_files(&layout.root.join(folder))?;
+        leftovers.extend(names.into_iter().map(|name| folder.join(name)));
+    }
+    Ok(Plan { layout: layout.clone(), changes, leftovers })
 }
 
 fn is_symlink(path: &Path) -> bool {
