@@ -61,7 +61,7 @@ fn front_end(
     env: &dyn parse::interpolate::Environment,
 ) -> Result<(parse::Document, spec::Spec), Diagnostics> {
     let mut document = parse::Document::parse(source)?;
-    let mut problems: Diagnostics = validate::secrets::check(&document).into_iter().collect();
+    let mut problems: Diagnostics = validate::secrets::check(&document, env).into_iter().collect();
     problems.extend(document.interpolate(env));
     if problems.has_errors() {
         return Err(problems);

@@ -439,6 +439,32 @@ fn secrets_in_a_spec_are_errors() {
 }
 
 #[test]
+fn a_secret_in_a_variable_never_reaches_a_dag_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("upload.yaml");
+    std::fs::write(
+        &spec,
+        "version: 1\npipelines:\n  p:\n    stages:\n      s: {kind: shell, command: 'aws --key ${KEY} s3 sync . s3://b'}\n",
+    )
+    .unwrap();
+    let key = "AKIAABCDEFGHIJKLMNOP";
+    for verb in ["validate", "apply"] {
+        fhirflow()
+            .arg(verb)
+            .arg(&spec)
+            .env("KEY", key)
+            .assert()
+            .code(1)
+            .stderr(contains("error[secret-from-variable]: `${KEY}` would write an AWS access key id"))
+            .stderr(contains("upload.yaml:5:44"))
+            .stderr(contains(key).not())
+            .stdout(contains(key).not());
+    }
+    assert!(!dir.path().join("dags").exists(), "nothing was written");
+    fhirflow().arg("apply").arg(&spec).env("KEY", "not-a-key").assert().success();
+}
+
+#[test]
 fn init_from_dbt_writes_a_spec_that_validates() {
     let dir = tempfile::tempdir().unwrap();
     let spec = dir.path().join("pipelines/dental.yaml");

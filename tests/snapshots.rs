@@ -132,3 +132,16 @@ fn path_escape_diagnostics() {
         insta::assert_snapshot!(format!("diagnostic_path_escapes_output_{name}"), rendered);
     }
 }
+
+/// A secret that reaches the spec through `${VAR}`: named by its variable, never shown.
+#[test]
+fn secret_from_variable_diagnostic() {
+    let text = "version: 1\npipelines:\n  p:\n    stages:\n      a: {kind: shell, command: 'aws --key ${KEY}'}\n";
+    let env = std::collections::HashMap::from([("KEY".to_owned(), "AKIAABCDEFGHIJKLMNOP".to_owned())]);
+    let rendered = match fhirflow::compile_with_env(SourceFile::new("pipelines/p.yaml", text), &env) {
+        Ok(_) => "valid".to_owned(),
+        Err(diagnostics) => diagnostics.render(),
+    };
+    assert!(!rendered.contains("AKIA"), "{rendered}");
+    insta::assert_snapshot!("diagnostic_secret_from_variable", rendered);
+}
