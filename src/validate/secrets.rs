@@ -329,7 +329,9 @@ mod tests {
     #[test]
     fn flags_secrets_that_variables_bring_in() {
         let key = "AKIAABCDEFGHIJKLMNOP";
-        let cases: &[(&str, &[(&str, &str)], &[&str])] = &[
+        /// A value, the environment, and the errors expected.
+        type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a [&'a str]);
+        let cases: &[Case<'_>] = &[
             (
                 "command: aws --key ${KEY}",
                 &[("KEY", key)],
