@@ -61,7 +61,7 @@ fn front_end(
     env: &dyn parse::interpolate::Environment,
 ) -> Result<(parse::Document, spec::Spec), Diagnostics> {
     let mut document = parse::Document::parse(source)?;
-    let mut problems: Diagnostics = validate::secrets::check(&document).into_iter().collect();
+    let mut problems: Diagnostics = validate::secrets::check(&document, env).into_iter().collect();
     problems.extend(document.interpolate(env));
     if problems.has_errors() {
         return Err(problems);
@@ -196,16 +196,6 @@ pub fn compile_file(path: &Path) -> Result<Compiled, Error> {
     compile(source).map_err(Error::Invalid)
 }
 
-/// Folders whose generated files belong to `spec`: the DAGs folder and the dbt models folder.
-/// Files there that carry this spec's header but that it no longer produces are stale.
-pub fn managed_dirs(spec: &spec::Spec, layout: &emit::Layout) -> Vec<std::path::PathBuf> {
-    let mut dirs = vec![layout.place(&spec.airflow.dags_folder.0)];
-    if let Some(dbt) = &spec.dbt {
-        dirs.push(layout.place(&dbt.project_dir.0).join("models"));
-    }
-    dirs
-}
-
 /// Compiles the spec or folder of specs at `path` and plans their files under `out` (or each
 /// spec's folder). Two specs may not write the same file.
 pub fn plan_path(path: &Path, out: Option<&Path>) -> Result<(Vec<Compiled>, plan::Plan), Error> {
@@ -218,6 +208,9 @@ pub fn plan_path(path: &Path, out: Option<&Path>) -> Result<(Vec<Compiled>, plan
             return Err(Error::Invalid(unsupported));
         }
         let layout = emit::Layout::new(&spec_path, out);
+        // Checked here, before emitting, so that an escaping folder is located in the spec.
+        let dirs =
+            emit::OutputDirs::of(&compiled.graph.spec, &layout, Some(&compiled.document)).map_err(Error::Invalid)?;
         let files = emit::emit(&compiled.graph, &layout)?;
         for file in &files {
             let full = layout.root.join(&file.path);
@@ -228,12 +221,16 @@ pub fn plan_path(path: &Path, out: Option<&Path>) -> Result<(Vec<Compiled>, plan
                 });
             }
         }
-        let plan = plan::plan(&files, &layout, &managed_dirs(&compiled.graph.spec, &layout))?;
+        let plan = plan::plan(&files, &layout, &dirs.managed())?;
         all = Some(match all {
             None => plan,
             Some(mut merged) => {
                 merged.changes.extend(plan.changes);
                 merged.changes.sort_by(|a, b| a.path.cmp(&b.path));
+                merged.leftovers.extend(plan.leftovers);
+                // Specs sharing a folder find its leftovers each.
+                merged.leftovers.sort();
+                merged.leftovers.dedup();
                 merged
             }
         });

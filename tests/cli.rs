@@ -131,8 +131,56 @@ fn apply_removes_stale_files_of_its_own_spec_only() {
 #[test]
 fn out_of_the_box_paths_are_relative_to_the_spec() {
     let (dir, spec) = project_with("dental_clinic.yaml");
-    fhirflow().arg("apply").arg(&spec).assert().success();
+    let top = dir.path().join("dental_clinic.yaml");
+    std::fs::copy(&spec, &top).unwrap();
+    edit(&top, "project_dir: ../examples/", "project_dir: examples/");
+    edit(&top, "manifest: ../examples/", "manifest: examples/");
+    edit(&top, "dags_folder: ../dags", "dags_folder: dags");
+    fhirflow().arg("apply").arg(&top).assert().success();
     assert!(dir.path().join("dags/dbt_dental_clinic_nightly.py").exists());
+}
+
+#[test]
+fn without_out_nothing_is_written_outside_the_specs_folder() {
+    let (dir, spec) = project_with("dental_clinic.yaml");
+    for verb in ["plan", "apply"] {
+        fhirflow()
+            .arg(verb)
+            .arg(&spec)
+            .assert()
+            .code(1)
+            .stderr(contains("error[path-escapes-output]: `../examples/dental_clinic/dbt_dental_clinic_prod` leads outside the spec's folder"))
+            .stderr(contains("error[path-escapes-output]: `../dags` leads outside the spec's folder"))
+            .stderr(contains("dental_clinic.yaml:32:16"));
+    }
+    assert!(!dir.path().join("dags").exists(), "nothing was written");
+    // `--out` the folder the `..` climb to writes the same files where they pointed.
+    fhirflow_out("apply", &spec, dir.path()).assert().success();
+    assert!(dir.path().join("dags/dbt_dental_clinic_nightly.py").exists());
+    let layer = "examples/dental_clinic/dbt_dental_clinic_prod/models/staging/staging_models.yml";
+    assert!(dir.path().join(layer).exists());
+}
+
+#[test]
+fn a_layer_path_cannot_leave_out() {
+    let (dir, spec) = project_with("fhir.yaml");
+    let outside = tempfile::tempdir().unwrap();
+    let climb = format!("{}{}", "../".repeat(12), outside.path().display().to_string().trim_start_matches('/'));
+    let text = std::fs::read_to_string(&spec).unwrap();
+    let at = text.find("  staging:\n").expect("fhir.yaml has a staging layer") + "  staging:\n".len();
+    std::fs::write(&spec, format!("{}    path: '{climb}'\n{}", &text[..at], &text[at..])).unwrap();
+    let line = text[..at].lines().count() + 1;
+    let out = dir.path().join("out");
+    for verb in ["plan", "apply"] {
+        fhirflow_out(verb, &spec, &out)
+            .assert()
+            .code(1)
+            .stderr(contains("error[path-escapes-output]"))
+            .stderr(contains("leads outside the --out folder"))
+            .stderr(contains(format!("fhir.yaml:{line}:11")));
+    }
+    assert!(std::fs::read_dir(outside.path()).unwrap().next().is_none(), "nothing was written outside");
+    assert!(!out.exists(), "nothing was written inside either");
 }
 
 #[test]
@@ -439,6 +487,32 @@ fn secrets_in_a_spec_are_errors() {
 }
 
 #[test]
+fn a_secret_in_a_variable_never_reaches_a_dag_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("upload.yaml");
+    std::fs::write(
+        &spec,
+        "version: 1\npipelines:\n  p:\n    stages:\n      s: {kind: shell, command: 'aws --key ${KEY} s3 sync . s3://b'}\n",
+    )
+    .unwrap();
+    let key = "AKIAABCDEFGHIJKLMNOP";
+    for verb in ["validate", "apply"] {
+        fhirflow()
+            .arg(verb)
+            .arg(&spec)
+            .env("KEY", key)
+            .assert()
+            .code(1)
+            .stderr(contains("error[secret-from-variable]: `${KEY}` would write an AWS access key id"))
+            .stderr(contains("upload.yaml:5:44"))
+            .stderr(contains(key).not())
+            .stdout(contains(key).not());
+    }
+    assert!(!dir.path().join("dags").exists(), "nothing was written");
+    fhirflow().arg("apply").arg(&spec).env("KEY", "not-a-key").assert().success();
+}
+
+#[test]
 fn init_from_dbt_writes_a_spec_that_validates() {
     let dir = tempfile::tempdir().unwrap();
     let spec = dir.path().join("pipelines/dental.yaml");
@@ -662,4 +736,97 @@ fn model_and_column_names_are_never_renamed() {
         let yaml = std::fs::read_to_string(dir.path().join("dbt/models/staging/staging_models.yml")).unwrap();
         assert_eq!(yaml.matches(&format!("name: \"{word}\"")).count(), 3, "{yaml}");
     }
+
+#[test]
+fn apply_refuses_to_write_through_a_link_out_of_out() {
+    use std::os::unix::fs::symlink;
+    let (dir, spec) = project_with("fhir.yaml");
+    let out = dir.path().join("out");
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(&out).unwrap();
+    symlink(outside.path(), out.join("dags")).unwrap();
+    for verb in ["plan", "apply"] {
+        fhirflow_out(verb, &spec, &out)
+            .args(if verb == "apply" { &["--force"][..] } else { &[] })
+            .assert()
+            .code(4)
+            .stderr(contains(format!("{}: it is a symbolic link to", out.join("dags").display())))
+            .stderr(contains("outside the output folder"));
+    }
+    assert!(std::fs::read_dir(outside.path()).unwrap().next().is_none(), "nothing was written through the link");
+    assert!(!out.join("dbt").exists(), "nothing was written at all");
+
+    // A file link, even with --force.
+    std::fs::remove_file(out.join("dags")).unwrap();
+    fhirflow_out("apply", &spec, &out).assert().success();
+    let target = outside.path().join("theirs.py");
+    std::fs::write(&target, "# not fhirflow's\n").unwrap();
+    let dag = out.join("dags/s3_upload.py");
+    std::fs::remove_file(&dag).unwrap();
+    symlink(&target, &dag).unwrap();
+    fhirflow_out("apply", &spec, &out)
+        .arg("--force")
+        .assert()
+        .code(4)
+        .stderr(contains("s3_upload.py: it is a symbolic link"));
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "# not fhirflow's\n");
+    assert!(std::fs::symlink_metadata(&dag).unwrap().file_type().is_symlink(), "the link is left alone");
+}
+
+#[test]
+fn a_link_that_stays_inside_out_is_written_through() {
+    let (dir, spec) = project_with("fhir.yaml");
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(out.join("airflow/dags")).unwrap();
+    std::os::unix::fs::symlink("airflow/dags", out.join("dags")).unwrap();
+    fhirflow_out("apply", &spec, &out).assert().success().stdout(contains("Apply complete: 8 added"));
+    assert!(out.join("airflow/dags/s3_upload.py").is_file());
+    // A link in the DAGs folder (a shared module, say) is never taken for a stale file of
+    // fhirflow's, which writes regular files only, even when it carries this spec's header.
+    let shared = tempfile::tempdir().unwrap();
+    std::fs::copy(out.join("dags/s3_upload.py"), shared.path().join("old.py")).unwrap();
+    std::os::unix::fs::symlink(shared.path().join("old.py"), out.join("dags/old.py")).unwrap();
+    fhirflow_out("plan", &spec, &out).arg("--detailed-exitcode").assert().code(0);
+    fhirflow_out("apply", &spec, &out).assert().success();
+    assert!(shared.path().join("old.py").exists() && out.join("dags/old.py").exists());
+}
+
+#[test]
+fn apply_removes_temp_files_that_killed_applies_left() {
+    let (dir, spec) = project_with("fhir.yaml");
+    let out = dir.path().join("out");
+    fhirflow_out("apply", &spec, &out).assert().success();
+    let gone = {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        pid
+    };
+    let mut running = std::process::Command::new("sleep").arg("60").spawn().unwrap();
+    let dead_dag = out.join(format!("dags/.s3_upload.py.fhirflow-{gone}.tmp"));
+    let dead_layer = out.join(format!("dbt/models/staging/.staging_models.yml.fhirflow-{gone}.tmp"));
+    let live = out.join(format!("dags/.s3_upload.py.fhirflow-{}.tmp", running.id()));
+    for path in [&dead_dag, &dead_layer, &live] {
+        std::fs::write(path, "half a fi").unwrap();
+    }
+    fhirflow_out("plan", &spec, &out)
+        .arg("--detailed-exitcode")
+        .assert()
+        .code(0)
+        .stdout(contains("No changes."))
+        .stdout(contains("apply also removes 2 temporary files that an interrupted apply left behind."))
+        .stdout(contains(".tmp").not());
+    let json = fhirflow_out("plan", &spec, &out).args(["--format", "json"]).assert().success();
+    assert!(String::from_utf8_lossy(&json.get_output().stdout).contains("\"changes\": []"));
+    fhirflow_out("apply", &spec, &out).arg("--check").assert().code(0);
+    assert!(dead_dag.exists(), "--check writes and removes nothing");
+    fhirflow_out("apply", &spec, &out).assert().success();
+    let _ = running.kill();
+    let _ = running.wait();
+    assert!(!dead_dag.exists() && !dead_layer.exists(), "a dead apply's temp files are removed");
+    assert!(live.exists(), "a running apply's temp file is left alone");
+    // Once its writer is gone, that one is a leftover too.
+    fhirflow_out("plan", &spec, &out).assert().success().stdout(contains("removes 1 temporary file that"));
+    fhirflow_out("apply", &spec, &out).assert().success();
+    assert!(!live.exists());
 }

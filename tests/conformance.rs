@@ -157,7 +157,8 @@ fn airflow_dags_test_runs_the_dbt_dag_for_real() {
     assert!(text.contains(deploy), "fhir.yaml has the deploy block this test removes");
     std::fs::write(&spec, text.replace(deploy, "")).unwrap();
     copy_dir(&repo().join("tests/fixtures/dbt_fhir"), &dir.path().join("dbt"));
-    fhirflow().arg("apply").arg(&spec).assert().success();
+    // The spec's `../dags` and `../dbt` climb out of its folder, so `--out` roots them.
+    fhirflow().arg("apply").arg(&spec).arg("--out").arg(dir.path()).assert().success();
     run(Command::new("bash")
         .arg(repo().join("tests/conformance/airflow_dags_test.sh"))
         .arg(&airflow)

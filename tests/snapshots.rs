@@ -33,7 +33,7 @@ fn dental_clinic_files() {
 #[test]
 fn output_is_byte_identical_across_runs() {
     let spec = repo().join("pipelines/fhir.yaml");
-    let layout = Layout::new(&spec, None);
+    let layout = Layout::new(&spec, Some(Path::new("out")));
     let first = emit(&fhirflow::compile_file(&spec).unwrap().graph, &layout).unwrap();
     let second = emit(&fhirflow::compile_file(&spec).unwrap().graph, &layout).unwrap();
     assert_eq!(first, second);
@@ -142,4 +142,33 @@ fn diagnostic_texts() {
     for (name, text) in cases {
         insta::assert_snapshot!(format!("diagnostic_{name}"), diagnostics(&text));
     }
+}
+
+/// The diagnostics `plan` and `apply` give for output folders that leave the output root.
+#[test]
+fn path_escape_diagnostics() {
+    let text = "version: 1\nairflow: {dags_folder: ../dags}\ndbt: {project_dir: dbt}\nlayers:\n  staging: {path: '../../../../srv/x', models: [m]}\npipelines:\n  p:\n    stages:\n      a: {kind: shell, command: x}\n";
+    let env: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+    let compiled = fhirflow::compile_with_env(SourceFile::new("pipelines/p.yaml", text), &env).expect("compiles");
+    for (name, out) in [("under_out", Some(Path::new("out"))), ("beside_the_spec", None)] {
+        let layout = Layout::new(Path::new("pipelines/p.yaml"), out);
+        let rendered = match fhirflow::emit::OutputDirs::of(&compiled.graph.spec, &layout, Some(&compiled.document)) {
+            Ok(_) => "no error".to_owned(),
+            Err(diagnostics) => diagnostics.render(),
+        };
+        insta::assert_snapshot!(format!("diagnostic_path_escapes_output_{name}"), rendered);
+    }
+}
+
+/// A secret that reaches the spec through `${VAR}`: named by its variable, never shown.
+#[test]
+fn secret_from_variable_diagnostic() {
+    let text = "version: 1\npipelines:\n  p:\n    stages:\n      a: {kind: shell, command: 'aws --key ${KEY}'}\n";
+    let env = std::collections::HashMap::from([("KEY".to_owned(), "AKIAABCDEFGHIJKLMNOP".to_owned())]);
+    let rendered = match fhirflow::compile_with_env(SourceFile::new("pipelines/p.yaml", text), &env) {
+        Ok(_) => "valid".to_owned(),
+        Err(diagnostics) => diagnostics.render(),
+    };
+    assert!(!rendered.contains("AKIA"), "{rendered}");
+    insta::assert_snapshot!("diagnostic_secret_from_variable", rendered);
 }

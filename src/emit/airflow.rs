@@ -4,7 +4,7 @@ use super::header::{self, sha256};
 use super::literal::{Language, docstring, literal, quoted};
 use super::paths::relative;
 use super::snowflake;
-use super::{FileKind, GeneratedFile, Layout, code, render};
+use super::{FileKind, GeneratedFile, Layout, OutputDirs, code, render};
 use crate::error::Error;
 use crate::graph::{
     DbtArg, DbtInvocation, LoadPlan, LoadStep, Operation, PipelineGraph, PipelineTasks, Settings, Task, TriggerRule,
@@ -80,14 +80,14 @@ impl<'a> AirflowEmitter<'a> {
 
     /// One DAG file per pipeline.
     pub fn emit(&self) -> Result<Vec<GeneratedFile>, Error> {
-        let folder = &self.graph.spec.airflow.dags_folder.0;
+        let folder = OutputDirs::of(&self.graph.spec, self.layout, None).map_err(Error::Invalid)?.dags;
         for p in &self.graph.pipelines {
             for task in &p.tasks {
                 if let Operation::Load { plan, .. } = &task.operation
                     && plan.airflow_parts().is_none()
                 {
                     return Err(Error::Refused {
-                        path: self.layout.place(folder).join(format!("{}.py", p.id)),
+                        path: folder.join(format!("{}.py", p.id)),
                         reason: format!(
                             "load `{}` uses a local or duckdb connection, which runs only with `fhirflow run`",
                             plan.stage
@@ -102,7 +102,7 @@ impl<'a> AirflowEmitter<'a> {
             .map(|p| {
                 let body = self.render_pipeline(p)?;
                 Ok(GeneratedFile {
-                    path: self.layout.place(folder).join(format!("{}.py", p.id)),
+                    path: folder.join(format!("{}.py", p.id)),
                     contents: header::wrap(&self.layout.spec_name, &body),
                     kind: FileKind::AirflowDag(p.id.to_string()),
                 })

@@ -1,11 +1,10 @@
 //! The dbt emitter: one properties file per layer, and `selectors.yml`.
 
-use super::{FileKind, GeneratedFile, Layout, header, render};
+use super::{FileKind, GeneratedFile, Layout, OutputDirs, header, render};
 use crate::error::Error;
 use crate::graph::PipelineGraph;
 use crate::spec::{ColumnTest, ModelEntry};
 use minijinja::context;
-use std::path::PathBuf;
 
 /// Writes dbt properties YAML.
 pub struct DbtEmitter<'a> {
@@ -22,16 +21,17 @@ impl<'a> DbtEmitter<'a> {
     /// `models/<layer>/<layer>_models.yml` per layer, and `selectors.yml`; nothing without layers.
     pub fn emit(&self) -> Result<Vec<GeneratedFile>, Error> {
         let spec = &self.graph.spec;
-        let Some(project) = &spec.dbt else {
-            return Ok(Vec::new());
-        };
         if spec.layers.is_empty() {
             return Ok(Vec::new());
         }
-        let root = self.layout.place(&project.project_dir.0);
+        let dirs = OutputDirs::of(spec, self.layout, None).map_err(Error::Invalid)?;
+        let Some(root) = dirs.dbt_project else {
+            return Ok(Vec::new());
+        };
         let mut files = Vec::new();
         let mut selectors = Vec::new();
-        for (name, layer) in &spec.layers {
+        // `dirs.layers` holds every layer's folder, in spec order.
+        for ((name, layer), (_, folder)) in spec.layers.iter().zip(&dirs.layers) {
             let tags: Vec<String> = match &layer.tags {
                 Some(tags) => tags.iter().map(ToString::to_string).collect(),
                 None => vec![name.to_string()],
@@ -68,12 +68,8 @@ impl<'a> DbtEmitter<'a> {
                 })
                 .collect();
             let body = render("layer.yml.j2", context! { models => models })?;
-            let folder = layer
-                .path
-                .as_ref()
-                .map_or_else(|| PathBuf::from("models").join(name.as_str()), |p| PathBuf::from(&p.0));
             files.push(GeneratedFile {
-                path: root.join(folder).join(format!("{name}_models.yml")),
+                path: folder.join(format!("{name}_models.yml")),
                 contents: header::wrap(&self.layout.spec_name, &body),
                 kind: FileKind::DbtLayer(name.to_string()),
             });

@@ -14,7 +14,7 @@ pub mod snowflake;
 
 pub use airflow::AirflowEmitter;
 pub use dbt::DbtEmitter;
-pub use paths::Layout;
+pub use paths::{Layout, OutputDirs};
 
 use crate::error::Error;
 use crate::graph::PipelineGraph;

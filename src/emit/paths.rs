@@ -1,5 +1,11 @@
 //! Where generated files go, and how a DAG file finds the dbt project at run time.
+//!
+//! Every folder a spec writes into is resolved here, by [`OutputDirs`], and none may lead
+//! outside the layout's root: `--out DIR`, or without it the spec's own folder.
 
+use crate::diagnostic::{Diagnostic, Diagnostics};
+use crate::parse::{Document, escape_pointer};
+use crate::spec::Spec;
 use std::path::{Component, Path, PathBuf};
 
 /// Where the spec's relative paths are rooted, and what the spec is called.
@@ -25,12 +31,36 @@ impl Layout {
         Self { root, spec_name, contained: out.is_some() }
     }
 
-    /// Where a path of the spec's goes, relative to `root`. Under `--out`, leading `..` are
-    /// dropped so that `../dags` lands in `out/dags` and nothing escapes the folder.
-    pub fn place(&self, spec_path: &str) -> PathBuf {
+    /// Where a folder of the spec's goes, relative to `root`, as normalized parts. Under `--out`,
+    /// leading `..` are dropped so that `../dags` lands in `out/dags`; elsewhere they stay, for
+    /// [`OutputDirs`] to refuse.
+    fn parts(&self, spec_path: &str) -> Vec<String> {
         let parts = normalize(spec_path);
-        let parts = if self.contained { parts.into_iter().skip_while(|p| p == "..").collect() } else { parts };
-        parts.iter().collect()
+        if self.contained { parts.into_iter().skip_while(|p| p == "..").collect() } else { parts }
+    }
+
+    /// The root as shown in messages.
+    fn root_text(&self) -> String {
+        let text = self.root.display().to_string();
+        if text.is_empty() { ".".to_owned() } else { text }
+    }
+
+    fn escape_diagnostic(&self, escape: &Escape, document: Option<&Document>) -> Diagnostic {
+        let root = self.root_text();
+        let (folder, help) = if self.contained {
+            (format!("the --out folder `{root}`"), "remove the `..` that climb out of the output folder")
+        } else {
+            (
+                format!("the spec's folder `{root}`"),
+                "without --out nothing is written outside the spec's folder: run plan and apply with `--out DIR` (leading `..` of `airflow.dags_folder` and `dbt.project_dir` are dropped under it), or remove the `..`",
+            )
+        };
+        Diagnostic::error("path-escapes-output", format!("`{}` leads outside {folder}", escape.written))
+            .at(
+                document.and_then(|d| d.span(&escape.pointer)),
+                format!("resolves to `{}`, relative to `{root}`", escape.resolved),
+            )
+            .help(help)
     }
 
     /// `root/path`, with `a/../` folded away, for showing to people.
@@ -44,6 +74,77 @@ impl Layout {
             (false, true) => ".".to_owned(),
             (false, false) => folded,
         }
+    }
+}
+
+/// The folders a spec writes into, relative to the layout root, each checked to stay inside it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputDirs {
+    /// The DAGs folder (`airflow.dags_folder`).
+    pub dags: PathBuf,
+    /// The dbt project folder (`dbt.project_dir`), where `selectors.yml` goes.
+    pub dbt_project: Option<PathBuf>,
+    /// Each layer's models folder (`layers.<name>.path`, by default `models/<name>`), in spec order.
+    pub layers: Vec<(String, PathBuf)>,
+}
+
+/// A spec value that would put files outside the layout root.
+struct Escape {
+    /// Where the value is in the spec.
+    pointer: String,
+    /// The value as written.
+    written: String,
+    /// Where it leads, relative to the root: it starts with `..`.
+    resolved: String,
+}
+
+impl OutputDirs {
+    /// The output folders of `spec` under `layout`. Each folder that leads outside the root,
+    /// after folding `..` lexically, is an error located in `document` when one is given.
+    pub fn of(spec: &Spec, layout: &Layout, document: Option<&Document>) -> Result<Self, Diagnostics> {
+        let mut escapes = Vec::new();
+        let mut inside = |parts: Vec<String>, pointer: String, written: &str| -> Option<PathBuf> {
+            if parts.first().is_some_and(|p| p == "..") {
+                escapes.push(Escape { pointer, written: written.to_owned(), resolved: parts.join("/") });
+                return None;
+            }
+            Some(parts.iter().collect())
+        };
+        let dags_folder = &spec.airflow.dags_folder.0;
+        let dags = inside(layout.parts(dags_folder), "/airflow/dags_folder".to_owned(), dags_folder);
+        let mut layers = Vec::new();
+        let dbt_project = match &spec.dbt {
+            None => None,
+            Some(dbt) => {
+                let project = layout.parts(&dbt.project_dir.0);
+                let checked = inside(project.clone(), "/dbt/project_dir".to_owned(), &dbt.project_dir.0);
+                // A project that already escapes is reported once, not again for each layer in it.
+                if checked.is_some() {
+                    for (name, layer) in &spec.layers {
+                        let default = format!("models/{name}");
+                        let written = layer.path.as_ref().map_or(default.as_str(), |p| p.0.as_str());
+                        let parts = normalize(&format!("{}/{written}", project.join("/")));
+                        let pointer = format!("/layers/{}/path", escape_pointer(name.as_ref()));
+                        if let Some(folder) = inside(parts, pointer, written) {
+                            layers.push((name.to_string(), folder));
+                        }
+                    }
+                }
+                checked
+            }
+        };
+        match dags {
+            Some(dags) if escapes.is_empty() => Ok(Self { dags, dbt_project, layers }),
+            _ => Err(escapes.into_iter().map(|e| layout.escape_diagnostic(&e, document)).collect()),
+        }
+    }
+
+    /// The folders whose generated files belong to the spec, for stale-file removal: the DAGs
+    /// folder and the dbt project's `models` folder.
+    pub fn managed(&self) -> Vec<PathBuf> {
+        let mut dirs = vec![self.dags.clone()];
+        dirs.extend(self.dbt_project.iter().map(|p| p.join("models")));
+        dirs
     }
 }
 
@@ -83,6 +184,7 @@ pub fn relative(from: &str, to: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::source::SourceFile;
 
     #[test]
     fn relative_paths_between_spec_folders() {
@@ -91,10 +193,69 @@ mod tests {
         assert_eq!(relative("out/dags", "out/dags").as_deref(), Some("."));
         assert_eq!(relative("../dags", "dbt"), None);
         assert_eq!(normalize("./a/../b/./c"), ["b", "c"]);
-        let out = Layout::new(Path::new("pipelines/fhir.yaml"), Some(Path::new("out")));
-        assert_eq!(out.place("../dags"), PathBuf::from("dags"));
         let here = Layout::new(Path::new("pipelines/fhir.yaml"), None);
-        assert_eq!(here.place("../dags"), PathBuf::from("../dags"));
-        assert_eq!(here.display(&here.place("../dags/x.py")), "dags/x.py");
+        assert_eq!(here.display(Path::new("../dags/x.py")), "dags/x.py");
+    }
+
+    /// The output folders of a spec with these `airflow`, `dbt` and `layers` lines, at
+    /// `pipelines/p.yaml`, under `--out out` or not; an error is its rendered text.
+    fn dirs(head: &str, out: bool) -> Result<OutputDirs, String> {
+        let text = format!("version: 1\n{head}pipelines:\n  p:\n    stages:\n      a: {{kind: shell, command: x}}\n");
+        let document = Document::parse(SourceFile::new("pipelines/p.yaml", text)).expect("parses");
+        let spec = crate::validate::check(&document).expect("valid");
+        let layout = Layout::new(Path::new("pipelines/p.yaml"), out.then_some(Path::new("out")));
+        OutputDirs::of(&spec, &layout, Some(&document)).map_err(|d| d.render())
+    }
+
+    /// The `dbt` and `layers` lines of a spec with one layer, `staging`, at `path`.
+    fn dbt(project: &str, path: &str) -> String {
+        format!("dbt: {{project_dir: '{project}'}}\nlayers:\n  staging: {{path: '{path}', models: [m]}}\n")
+    }
+
+    fn layer(dirs: &OutputDirs) -> &Path {
+        &dirs.layers[0].1
+    }
+
+    #[test]
+    fn folders_inside_the_root_are_folded() {
+        let under_out = dirs(
+            "airflow: {dags_folder: ../dags}\ndbt: {project_dir: ../dbt}\nlayers: {staging: {models: [m]}}\n",
+            true,
+        )
+        .unwrap();
+        assert_eq!(under_out.dags, Path::new("dags"));
+        assert_eq!(under_out.dbt_project.as_deref(), Some(Path::new("dbt")));
+        assert_eq!(layer(&under_out), Path::new("dbt/models/staging"));
+        assert_eq!(under_out.managed(), [PathBuf::from("dags"), PathBuf::from("dbt/models")]);
+        // Leaving the dbt project is fine while the folder stays in the root.
+        assert_eq!(layer(&dirs(&dbt("../dbt", "../shared/./x"), true).unwrap()), Path::new("shared/x"));
+        assert_eq!(layer(&dirs(&dbt("dbt", "models/a/../b"), false).unwrap()), Path::new("dbt/models/b"));
+        assert_eq!(dirs("airflow: {dags_folder: 'x/../../y'}\n", true).unwrap().dags, Path::new("y"));
+        assert_eq!(dirs("", false).unwrap().dags, Path::new("dags"));
+        assert_eq!(dirs("airflow: {dags_folder: .}\n", false).unwrap().dags, Path::new(""));
+    }
+
+    #[test]
+    fn folders_leaving_the_root_are_located_errors() {
+        let cases = [
+            (
+                dbt("dbt", "../../../../srv/evil"),
+                true,
+                "pipelines/p.yaml:4:19",
+                "`../../../srv/evil`, relative to `out`",
+            ),
+            (dbt("../dbt", "models/../../../x"), true, "pipelines/p.yaml:4:19", "`../x`, relative to `out`"),
+            (dbt("dbt", "../../x"), false, "pipelines/p.yaml:4:19", "`../x`, relative to `pipelines`"),
+            (dbt("../dbt", "models"), false, "pipelines/p.yaml:2:20", "`../dbt`, relative to `pipelines`"),
+            ("airflow: {dags_folder: ../dags}\n".to_owned(), false, "pipelines/p.yaml:2:24", "`../dags`"),
+            ("airflow: {dags_folder: 'a/../..'}\n".to_owned(), false, "pipelines/p.yaml:2:24", "`..`, relative"),
+        ];
+        for (head, out, at, resolved) in cases {
+            let text = dirs(&head, out).expect_err(&head);
+            assert!(text.contains("error[path-escapes-output]"), "{text}");
+            assert!(text.contains(at), "{head}: not at {at}:\n{text}");
+            assert!(text.contains(resolved), "{head}: not {resolved}:\n{text}");
+            assert_eq!(text.matches("error[").count(), 1, "one error for one escaping value:\n{text}");
+        }
     }
 }

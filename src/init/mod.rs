@@ -97,12 +97,23 @@ pub fn starter_spec(dbt_dir: &Path, spec_path: &Path) -> Result<StarterSpec, Err
     crate::compile(source).map_err(Error::Invalid)?;
 
     let schema_path = spec_path.parent().unwrap_or(Path::new("")).join(SCHEMA_FILE_NAME);
+    let mut notes = project.notes;
+    // Without --out, plan and apply write nothing outside the spec's folder.
+    let climbs = project_dir.split('/').take_while(|p| *p == "..").count();
+    if climbs > 0 {
+        let mut out = spec_folder.to_path_buf();
+        out.extend(std::iter::repeat_n("..", climbs));
+        let out = crate::emit::Layout::new(Path::new("spec.yaml"), Some(&out)).display(Path::new(""));
+        notes.push(format!(
+            "the dbt project is outside the spec's folder, and without --out nothing is written there: run plan and apply with `--out {out}`"
+        ));
+    }
     Ok(StarterSpec {
         text,
         schema_path,
         schema_text: crate::validate::schema::to_text(),
         skipped: project.skipped,
-        notes: project.notes,
+        notes,
     })
 }
 

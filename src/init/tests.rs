@@ -171,7 +171,8 @@ fn dental_fixture_gives_three_layers_in_build_order() {
     let starter = starter_spec(&tmp.path().join("dbt_dental"), &spec_path).unwrap();
     assert_eq!(starter.text, DENTAL_STARTER);
     assert!(starter.skipped.is_empty(), "{:?}", starter.skipped);
-    assert!(starter.notes.is_empty(), "{:?}", starter.notes);
+    let out = format!("run plan and apply with `--out {}`", tmp.path().display());
+    assert!(starter.notes.len() == 1 && starter.notes[0].contains(&out), "{:?}", starter.notes);
     assert_eq!(starter.schema_path, tmp.path().join("pipelines").join(SCHEMA_FILE_NAME));
     assert_eq!(starter.schema_text, crate::validate::schema::to_text());
 
@@ -227,7 +228,8 @@ fn the_properties_yaml_lands_in_the_model_folders() {
     let spec_path = tmp.path().join("pipelines/dental.yaml");
     let starter = starter_spec(&tmp.path().join("dbt_dental"), &spec_path).unwrap();
     let compiled = compiles(&spec_path, &starter);
-    let layout = Layout::new(&spec_path, None);
+    // The project is beside the spec's folder, so it is written under `--out` the folder of both.
+    let layout = Layout::new(&spec_path, Some(tmp.path()));
     let files = crate::emit::emit(&compiled.graph, &layout).unwrap();
     let mut written: Vec<String> = files
         .iter()
@@ -237,12 +239,12 @@ fn the_properties_yaml_lands_in_the_model_folders() {
     assert_eq!(
         written,
         strings(&[
+            "dags/dbt_dental_clinic_prod_layered.py",
+            "dags/dbt_dental_clinic_prod_nightly.py",
             "dbt_dental/models/intermediate/intermediate_models.yml",
             "dbt_dental/models/marts/marts_models.yml",
             "dbt_dental/models/staging/staging_models.yml",
             "dbt_dental/selectors.yml",
-            "pipelines/dags/dbt_dental_clinic_prod_layered.py",
-            "pipelines/dags/dbt_dental_clinic_prod_nightly.py",
         ])
     );
 }
@@ -405,10 +407,13 @@ fn odd_folder_and_model_names_are_handled() {
             "transform/z_marts/raw_orders.sql: the model `raw_orders` is already transform/01-raw/raw_orders.sql",
         ])
     );
-    // No profiles.yml: no target, and a note saying so.
+    // No profiles.yml: no target, and a note saying so; and one saying where `--out` must point,
+    // since the project is outside the spec's folder.
     assert!(compiled.graph.spec.dbt.as_ref().unwrap().target.is_none());
-    assert_eq!(starter.notes.len(), 1, "{:?}", starter.notes);
+    assert_eq!(starter.notes.len(), 2, "{:?}", starter.notes);
     assert!(starter.notes[0].contains("no readable profiles.yml"), "{:?}", starter.notes);
+    let out = format!("run plan and apply with `--out {}`", tmp.path().display());
+    assert!(starter.notes[1].contains(&out), "{:?}", starter.notes);
     // The project's name is kept as written where any text goes, and made an id where ids go.
     let spec = &compiled.graph.spec;
     assert_eq!(spec.defaults.owner.as_deref(), Some("my-shop.analytics"));
@@ -424,16 +429,16 @@ fn odd_folder_and_model_names_are_handled() {
     assert_eq!(chain[0], ("dbt_deps".to_owned(), vec![]));
     assert_eq!(chain.last().unwrap(), &("dbt_build_a_marts".to_owned(), strings(&["dbt_build_z_marts"])));
     // Each layer's properties YAML goes into the layer's own folder.
-    let layout = Layout::new(&spec_path, None);
+    let layout = Layout::new(&spec_path, Some(tmp.path()));
     let files = crate::emit::emit(&compiled.graph, &layout).unwrap();
     let layer_files: Vec<String> = files
         .iter()
         .filter(|f| matches!(f.kind, FileKind::DbtLayer(_)))
         .map(|f| f.path.to_string_lossy().into_owned())
         .collect();
-    assert!(layer_files.contains(&"../dbt/transform/my_shop_analytics_models.yml".to_owned()), "{layer_files:?}");
-    assert!(layer_files.contains(&"../dbt/transform/my layer/my_layer_models.yml".to_owned()), "{layer_files:?}");
-    assert!(layer_files.contains(&"../dbt/transform/01-raw/_01_raw_models.yml".to_owned()), "{layer_files:?}");
+    assert!(layer_files.contains(&"dbt/transform/my_shop_analytics_models.yml".to_owned()), "{layer_files:?}");
+    assert!(layer_files.contains(&"dbt/transform/my layer/my_layer_models.yml".to_owned()), "{layer_files:?}");
+    assert!(layer_files.contains(&"dbt/transform/01-raw/_01_raw_models.yml".to_owned()), "{layer_files:?}");
 }
 
 #[test]

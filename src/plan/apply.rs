@@ -14,10 +14,18 @@ pub struct ApplyReport {
     pub changed: usize,
     /// Files deleted.
     pub removed: usize,
+    /// Temporary files removed that interrupted applies had left behind.
+    pub leftovers_removed: usize,
 }
 
-/// Carries out `plan`. Refuses before writing anything if a file is blocked and `force` is off.
+/// Carries out `plan`. Refuses before writing anything if a file is blocked and `force` is off,
+/// or, even with `force`, if a file would be written through a symbolic link leading outside
+/// the output root.
 pub fn apply(plan: &Plan, force: bool) -> Result<ApplyReport, Error> {
+    // `plan` checked too; checking again here covers links made since.
+    for change in &plan.changes {
+        super::links::refuse_escaping_links(&plan.layout.root, &change.path)?;
+    }
     if !force && let Some(first) = plan.blocked().next() {
         let count = plan.blocked().count();
         let others = if count > 1 { format!(" (and {} more)", count - 1) } else { String::new() };
@@ -34,6 +42,15 @@ pub fn apply(plan: &Plan, force: bool) -> Result<ApplyReport, Error> {
         });
     }
     let mut report = ApplyReport::default();
+    for leftover in &plan.leftovers {
+        let path = plan.layout.root.join(leftover);
+        match std::fs::remove_file(&path) {
+            Ok(()) => report.leftovers_removed += 1,
+            // Gone already: another apply cleaned up too.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => return Err(Error::Io { path, action: "remove", source }),
+        }
+    }
     for change in &plan.changes {
         let path = plan.layout.root.join(&change.path);
         match (change.action, &change.contents) {
@@ -68,7 +85,7 @@ pub fn write_atomically(path: &Path, contents: &str) -> Result<(), Error> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(io("create", dir))?;
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let temp = dir.join(format!(".{name}.fhirflow-{}.tmp", std::process::id()));
+    let temp = dir.join(temp_name(&name, std::process::id()));
     let result = (|| {
         let mut file = std::fs::File::create(&temp).map_err(io("write", &temp))?;
         file.write_all(contents.as_bytes()).map_err(io("write", &temp))?;
@@ -79,4 +96,105 @@ pub fn write_atomically(path: &Path, contents: &str) -> Result<(), Error> {
         let _ = std::fs::remove_file(&temp);
     }
     result
+}
+
+/// The temporary file that process `pid` writes `name` to before renaming it into place.
+fn temp_name(name: &str, pid: u32) -> String {
+    format!(".{name}.fhirflow-{pid}.tmp")
+}
+
+/// The process id in a temporary file name of [`temp_name`]'s pattern.
+fn temp_pid(file_name: &str) -> Option<u32> {
+    let inner = file_name.strip_prefix('.')?.strip_suffix(".tmp")?;
+    let (name, pid) = inner.rsplit_once(".fhirflow-")?;
+    if name.is_empty() || pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    pid.parse().ok()
+}
+
+/// How old a temporary file must be to count as left behind even though a process with its
+/// id is running: ids are reused, and a live apply keeps its file for milliseconds, not minutes.
+pub const LEFTOVER_AGE: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+/// Temporary files in `dir` (not below it) that an apply killed mid-write left behind: of
+/// fhirflow's naming pattern, regular files, and written by a process that is gone, by this
+/// process's id (so by an earlier holder of it), or over [`LEFTOVER_AGE`] ago.
+pub(super) fn leftover_temp_files(dir: &Path) -> Result<Vec<std::ffi::OsString>, Error> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => return Err(Error::Io { path: dir.to_owned(), action: "read", source }),
+    };
+    let mut found = Vec::new();
+    for entry in entries.filter_map(Result::ok) {
+        let Some(pid) = temp_pid(&entry.file_name().to_string_lossy()) else { continue };
+        let Ok(metadata) = entry.metadata() else { continue };
+        if !metadata.file_type().is_file() {
+            continue;
+        }
+        let old = metadata.modified().ok().and_then(|t| t.elapsed().ok()).is_some_and(|age| age > LEFTOVER_AGE);
+        if pid == std::process::id() || !crate::run::store::process_alive(pid) || old {
+            found.push(entry.file_name());
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A process id that was just in use and is not any more.
+    fn dead_pid() -> u32 {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        pid
+    }
+
+    #[test]
+    fn temp_names_read_back_and_nothing_else_does() {
+        assert_eq!(temp_pid(&temp_name("s3_upload.py", 4242)), Some(4242));
+        assert_eq!(temp_pid(".staging_models.yml.fhirflow-7.tmp"), Some(7));
+        for other in [
+            "s3_upload.py.fhirflow-1.tmp",
+            ".s3_upload.py.fhirflow-.tmp",
+            ".s3_upload.py.fhirflow-1a.tmp",
+            ".s3_upload.py.fhirflow-1.tmp~",
+            ".fhirflow-1.tmp",
+            "..fhirflow-1.tmp",
+            ".s3_upload.py.tmp",
+            ".s3_upload.py.fhirflow-99999999999.tmp",
+        ] {
+            assert_eq!(temp_pid(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn only_temp_files_of_gone_or_stuck_writers_are_leftovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut live = std::process::Command::new("sleep").arg("60").spawn().unwrap();
+        let touch = |name: &str| {
+            std::fs::write(dir.path().join(name), "half a file").unwrap();
+            name.to_owned()
+        };
+        let dead = touch(&temp_name("a.py", dead_pid()));
+        let mine = touch(&temp_name("b.py", std::process::id()));
+        let busy = touch(&temp_name("c.py", live.id()));
+        let stuck = touch(&temp_name("d.py", live.id()));
+        let an_hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        std::fs::File::options().write(true).open(dir.path().join(&stuck)).unwrap().set_modified(an_hour_ago).unwrap();
+        touch(".a.py.tmp");
+        touch("a.py");
+        std::fs::create_dir(dir.path().join(temp_name("e.py", dead_pid()))).unwrap();
+        let found = leftover_temp_files(dir.path()).unwrap();
+        let _ = live.kill();
+        let _ = live.wait();
+        let mut expected: Vec<std::ffi::OsString> = [dead, mine, stuck].into_iter().map(Into::into).collect();
+        expected.sort();
+        assert_eq!(found, expected, "{busy} belongs to a running apply");
+        assert!(leftover_temp_files(&dir.path().join("missing")).unwrap().is_empty());
+    }
 }

@@ -5,6 +5,7 @@
 //! atomically, and never touches a file it did not write or one edited by hand (unless forced).
 
 mod apply;
+mod links;
 mod render;
 mod summary;
 
@@ -107,6 +108,9 @@ pub struct Plan {
     pub layout: Layout,
     /// File changes, sorted by path.
     pub changes: Vec<FileChange>,
+    /// Temporary files that interrupted applies left in the folders the spec writes; `apply`
+    /// removes them. They are not changes: no generated file differs because of them.
+    pub leftovers: Vec<PathBuf>,
 }
 
 impl Plan {
@@ -144,7 +148,12 @@ fn read_existing(path: &Path) -> Result<Option<String>, Error> {
 }
 
 /// Compares `files` with the disk under `layout.root`.
+/// Refuses, before reading anything, a file or folder reached through a symbolic link that
+/// leads outside `layout.root`.
 pub fn plan(files: &[GeneratedFile], layout: &Layout, managed_dirs: &[PathBuf]) -> Result<Plan, Error> {
+    for path in files.iter().map(|f| f.path.as_path()).chain(managed_dirs.iter().map(PathBuf::as_path)) {
+        links::refuse_escaping_links(&layout.root, path)?;
+    }
     let mut changes = Vec::new();
     let wanted: BTreeSet<&Path> = files.iter().map(|f| f.path.as_path()).collect();
     for file in files {
@@ -182,6 +191,7 @@ pub fn plan(files: &[GeneratedFile], layout: &Layout, managed_dirs: &[PathBuf]) 
         if let Some(selectors) = selectors
             && dir.ends_with("models")
             && !wanted.contains(selectors.as_path())
+            && !is_symlink(&layout.root.join(&selectors))
             && let Some(text) = read_existing(&layout.root.join(&selectors))?
             && header::read(&text).is_some_and(|h| h.spec == layout.spec_name)
         {
@@ -197,7 +207,18 @@ pub fn plan(files: &[GeneratedFile], layout: &Layout, managed_dirs: &[PathBuf]) 
         changes.push(FileChange { path: stale, action: Action::Remove, kind, details, blocker, contents: None });
     }
     changes.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok(Plan { layout: layout.clone(), changes })
+    let folders: BTreeSet<&Path> =
+        files.iter().filter_map(|f| f.path.parent()).chain(managed_dirs.iter().map(PathBuf::as_path)).collect();
+    let mut leftovers = Vec::new();
+    for folder in folders {
+        let names = apply::leftover_temp_files(&layout.root.join(folder))?;
+        leftovers.extend(names.into_iter().map(|name| folder.join(name)));
+    }
+    Ok(Plan { layout: layout.clone(), changes, leftovers })
+}
+
+fn is_symlink(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
 }
 
 /// Files under `dirs` that this spec wrote before but no longer produces.
@@ -225,6 +246,10 @@ fn stale_files(layout: &Layout, dirs: &[PathBuf], wanted: &BTreeSet<&Path>) -> R
                 entry.file_type().map_err(|source| Error::Io { path: entry.path(), action: "read", source })?;
             if file_type.is_dir() {
                 pending.push(relative);
+                continue;
+            }
+            // fhirflow writes regular files only, so a link is never one of its stale files.
+            if file_type.is_symlink() {
                 continue;
             }
             let name = entry.file_name().to_string_lossy().into_owned();

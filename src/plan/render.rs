@@ -80,6 +80,14 @@ impl Plan {
                     out.push('\n');
                 }
                 let _ = writeln!(out, "{}", self.summary_line());
+                if !self.leftovers.is_empty() {
+                    let n = self.leftovers.len();
+                    let files = if n == 1 { "file" } else { "files" };
+                    let _ = writeln!(
+                        out,
+                        "apply also removes {n} temporary {files} that an interrupted apply left behind."
+                    );
+                }
             }
             PlanFormat::Json => {
                 let (add, change, remove) = self.counts();
