@@ -140,6 +140,18 @@ fn out_of_the_box_paths_are_relative_to_the_spec() {
     assert!(dir.path().join("dags/dbt_dental_clinic_nightly.py").exists());
 }
 
+/// In a git work tree, a spec under `pipelines/` may write `../dags` without `--out`: the
+/// bound is the work tree, not the spec's folder.
+#[test]
+fn without_out_a_spec_writes_anywhere_in_its_work_tree() {
+    let (dir, spec) = project_with("dental_clinic.yaml");
+    std::fs::create_dir(dir.path().join(".git")).unwrap();
+    fhirflow().arg("apply").arg(&spec).assert().success();
+    assert!(dir.path().join("dags/dbt_dental_clinic_nightly.py").exists());
+    edit(&spec, "dags_folder: ../dags", "dags_folder: ../../dags");
+    fhirflow().arg("plan").arg(&spec).assert().code(1).stderr(contains("`../../dags` leads outside the project"));
+}
+
 #[test]
 fn without_out_nothing_is_written_outside_the_specs_folder() {
     let (dir, spec) = project_with("dental_clinic.yaml");
@@ -149,8 +161,8 @@ fn without_out_nothing_is_written_outside_the_specs_folder() {
             .arg(&spec)
             .assert()
             .code(1)
-            .stderr(contains("error[path-escapes-output]: `../examples/dental_clinic/dbt_dental_clinic_prod` leads outside the spec's folder"))
-            .stderr(contains("error[path-escapes-output]: `../dags` leads outside the spec's folder"))
+            .stderr(contains("error[path-escapes-output]: `../examples/dental_clinic/dbt_dental_clinic_prod` leads outside the project"))
+            .stderr(contains("error[path-escapes-output]: `../dags` leads outside the project"))
             .stderr(contains("dental_clinic.yaml:32:16"));
     }
     assert!(!dir.path().join("dags").exists(), "nothing was written");
@@ -736,6 +748,7 @@ fn model_and_column_names_are_never_renamed() {
         let yaml = std::fs::read_to_string(dir.path().join("dbt/models/staging/staging_models.yml")).unwrap();
         assert_eq!(yaml.matches(&format!("name: \"{word}\"")).count(), 3, "{yaml}");
     }
+}
 
 #[test]
 fn apply_refuses_to_write_through_a_link_out_of_out() {

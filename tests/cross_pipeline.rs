@@ -259,7 +259,7 @@ defaults: {start_date: "2026-01-01", retries: 0}
 airflow: {version: VERSION}
 pipelines:
   produce:
-    schedule: "@daily"
+    schedule: "0 0 * * *"
     stages:
       made: {kind: shell, command: "echo made", produces: [lake.raw]}
       nothing_new: {kind: shell, command: "exit 99", produces: ["s3://lake/other"]}
@@ -373,7 +373,7 @@ defaults: {start_date: "2026-01-01", retries: 0}
 airflow: {version: VERSION}
 pipelines:
   ingest:
-    schedule: "@daily"
+    schedule: "0 0 * * *"
     stages:
       fetch: {kind: shell, command: "echo fetched"}
       start_transform:

@@ -1,7 +1,9 @@
 //! Where generated files go, and how a DAG file finds the dbt project at run time.
 //!
 //! Every folder a spec writes into is resolved here, by [`OutputDirs`], and none may lead
-//! outside the layout's root: `--out DIR`, or without it the spec's own folder.
+//! outside the layout's bounds: `--out DIR`, or without it the project the spec is in (the git
+//! work tree holding it, else the spec's own folder), so that `pipelines/x.yaml` may write
+//! `../dags` in its repository but a spec edited in a pull request cannot write elsewhere.
 
 use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::parse::{Document, escape_pointer};
@@ -17,6 +19,9 @@ pub struct Layout {
     pub spec_name: String,
     /// Whether `root` is an `--out` folder, which nothing may be written outside of.
     pub contained: bool,
+    /// Without `--out`: how many folders above the spec's the project root is, so how many
+    /// leading `..` an output folder may have.
+    climb: usize,
 }
 
 impl Layout {
@@ -28,7 +33,8 @@ impl Layout {
         };
         let spec_name =
             spec_path.file_name().map_or_else(|| "spec.yaml".to_owned(), |n| n.to_string_lossy().into_owned());
-        Self { root, spec_name, contained: out.is_some() }
+        let climb = if out.is_some() { 0 } else { project_root(&root) };
+        Self { root, spec_name, contained: out.is_some(), climb }
     }
 
     /// Where a folder of the spec's goes, relative to `root`, as normalized parts. Under `--out`,
@@ -51,8 +57,8 @@ impl Layout {
             (format!("the --out folder `{root}`"), "remove the `..` that climb out of the output folder")
         } else {
             (
-                format!("the spec's folder `{root}`"),
-                "without --out nothing is written outside the spec's folder: run plan and apply with `--out DIR` (leading `..` of `airflow.dags_folder` and `dbt.project_dir` are dropped under it), or remove the `..`",
+                format!("the project `{}`", self.display(Path::new(&"../".repeat(self.climb)))),
+                "without --out nothing is written outside the git work tree that holds the spec (or, outside one, the spec's folder): run plan and apply with `--out DIR` (leading `..` of `airflow.dags_folder` and `dbt.project_dir` are dropped under it), or remove the `..`",
             )
         };
         Diagnostic::error("path-escapes-output", format!("`{}` leads outside {folder}", escape.written))
@@ -75,6 +81,14 @@ impl Layout {
             (false, false) => folded,
         }
     }
+}
+
+/// How many folders above `spec_dir` the project of a spec without `--out` is: the nearest
+/// folder at or above it that holds `.git`; 0 (the spec's folder) outside a work tree.
+fn project_root(spec_dir: &Path) -> usize {
+    let start = if spec_dir.as_os_str().is_empty() { Path::new(".") } else { spec_dir };
+    let Ok(absolute) = std::path::absolute(start) else { return 0 };
+    absolute.ancestors().position(|dir| dir.join(".git").exists()).unwrap_or(0)
 }
 
 /// The folders a spec writes into, relative to the layout root, each checked to stay inside it.
@@ -103,8 +117,9 @@ impl OutputDirs {
     /// after folding `..` lexically, is an error located in `document` when one is given.
     pub fn of(spec: &Spec, layout: &Layout, document: Option<&Document>) -> Result<Self, Diagnostics> {
         let mut escapes = Vec::new();
+        let climb = layout.climb;
         let mut inside = |parts: Vec<String>, pointer: String, written: &str| -> Option<PathBuf> {
-            if parts.first().is_some_and(|p| p == "..") {
+            if parts.iter().take_while(|p| *p == "..").count() > climb {
                 escapes.push(Escape { pointer, written: written.to_owned(), resolved: parts.join("/") });
                 return None;
             }
@@ -245,10 +260,12 @@ mod tests {
                 "`../../../srv/evil`, relative to `out`",
             ),
             (dbt("../dbt", "models/../../../x"), true, "pipelines/p.yaml:4:19", "`../x`, relative to `out`"),
-            (dbt("dbt", "../../x"), false, "pipelines/p.yaml:4:19", "`../x`, relative to `pipelines`"),
-            (dbt("../dbt", "models"), false, "pipelines/p.yaml:2:20", "`../dbt`, relative to `pipelines`"),
-            ("airflow: {dags_folder: ../dags}\n".to_owned(), false, "pipelines/p.yaml:2:24", "`../dags`"),
-            ("airflow: {dags_folder: 'a/../..'}\n".to_owned(), false, "pipelines/p.yaml:2:24", "`..`, relative"),
+            // Without --out the bound is the git work tree holding the spec: this repository,
+            // one folder above `pipelines/`.
+            (dbt("dbt", "../../../x"), false, "pipelines/p.yaml:4:19", "`../../x`, relative to `pipelines`"),
+            (dbt("../../dbt", "models"), false, "pipelines/p.yaml:2:20", "`../../dbt`, relative to `pipelines`"),
+            ("airflow: {dags_folder: ../../dags}\n".to_owned(), false, "pipelines/p.yaml:2:24", "`../../dags`"),
+            ("airflow: {dags_folder: 'a/../../..'}\n".to_owned(), false, "pipelines/p.yaml:2:24", "`../..`, relative"),
         ];
         for (head, out, at, resolved) in cases {
             let text = dirs(&head, out).expect_err(&head);
@@ -257,5 +274,21 @@ mod tests {
             assert!(text.contains(resolved), "{head}: not {resolved}:\n{text}");
             assert_eq!(text.matches("error[").count(), 1, "one error for one escaping value:\n{text}");
         }
+    }
+}
+
+#[cfg(test)]
+mod project_root_tests {
+    use super::project_root;
+
+    #[test]
+    fn the_bound_is_the_work_tree_that_holds_the_spec() {
+        let dir = tempfile::tempdir().unwrap();
+        let specs = dir.path().join("repo/teams/a");
+        std::fs::create_dir_all(&specs).unwrap();
+        assert_eq!(project_root(&specs), 0, "outside a work tree: the spec's folder");
+        std::fs::create_dir(dir.path().join("repo/.git")).unwrap();
+        assert_eq!(project_root(&specs), 2);
+        assert_eq!(project_root(&dir.path().join("repo")), 0);
     }
 }

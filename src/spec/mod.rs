@@ -351,7 +351,7 @@ pub struct DbtDeploy {
     pub profiles_dir: Option<String>,
 }
 
-/// A relative path. A folder fhirflow writes into must stay inside the output root (`--out`, or else the spec's folder) once `..` are folded.
+/// A relative path. A folder fhirflow writes into must stay inside the output root (`--out`, or else the git work tree holding the spec) once `..` are folded.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(transparent)]
 pub struct RelativePath(
