@@ -38,6 +38,31 @@ fn a_schedule_edit_makes_plan_exit_2_and_name_it() {
     fhirflow_out("apply", &spec, &out).arg("--check").assert().code(2);
 }
 
+/// Moving the dbt DAG from the sensor to the load's asset, and adding a trigger, plan as the
+/// schedule, outlet and trigger changes they are.
+#[test]
+fn plan_shows_asset_and_trigger_changes() {
+    let (dir, spec) = project_with("fhir.yaml");
+    let out = dir.path().join("out");
+    fhirflow_out("apply", &spec, &out).assert().success();
+    edit(&spec, "    schedule: \"*/10 * * * *\"\n", "    schedule: {assets: [lake.raw_bundles]}\n");
+    edit(&spec, "        command: dbt --version\n        after: [wait_for_s3_load]\n", "        command: dbt --version\n");
+    edit(&spec, "      wait_for_s3_load:\n        kind: sensor\n        pipeline: s3_to_snowflake_load\n        stage: load\n        skipped_states: [skipped]\n        timeout: 30m\n        poke_interval: 1m\n        mode: reschedule\n", "");
+    edit(
+        &spec,
+        "        command: aws s3 sync /opt/airflow/output/bundles s3://synthea-fhir-data-dump/raw/patients/\n",
+        "        command: aws s3 sync /opt/airflow/output/bundles s3://synthea-fhir-data-dump/raw/patients/\n        produces: [lake.raw_bundles]\n      start_load:\n        kind: trigger\n        pipeline: s3_to_snowflake_load\n        after: [upload_bundles]\n",
+    );
+    fhirflow_out("plan", &spec, &out)
+        .arg("--detailed-exitcode")
+        .assert()
+        .code(2)
+        .stdout(contains("~ schedule: \"*/10 * * * *\" → \"assets: lake.raw_bundles\""))
+        .stdout(contains("- task wait_for_s3_load"))
+        .stdout(contains("+ task start_load"))
+        .stdout(contains("~ task upload_bundles: outlets: none → [\"lake.raw_bundles\"]"));
+}
+
 #[test]
 fn plan_names_added_removed_renamed_and_changed_tasks() {
     let (dir, spec) = project_with("fhir.yaml");

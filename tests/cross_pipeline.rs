@@ -211,8 +211,8 @@ fn without_skipped_states_the_sensor_pokes_until_its_timeout() {
     let spec = fhir_spec(dir.path(), 3);
     edit(
         &spec,
-        "        timeout: 30m\n        poke_interval: 1m\n        mode: reschedule\n",
-        "        timeout: 15s\n        poke_interval: 3s\n        mode: poke\n        skipped_states: []\n",
+        "        skipped_states: [skipped]\n        timeout: 30m\n        poke_interval: 1m\n        mode: reschedule\n",
+        "        skipped_states: []\n        timeout: 15s\n        poke_interval: 3s\n        mode: poke\n",
     );
     let validate = fhirflow().arg("validate").arg(&spec).assert().success();
     let warnings = String::from_utf8_lossy(&validate.get_output().stderr).into_owned();

@@ -856,7 +856,7 @@ fn summary_line(task: &Task, digest: &str) -> String {
         }),
         _ => serde_json::Value::Null,
     };
-    json_line(json!({
+    let mut line = json!({
         "id": task.id,
         "stage": task.stage.as_str(),
         "operator": operator_name(task),
@@ -866,7 +866,23 @@ fn summary_line(task: &Task, digest: &str) -> String {
         "execution_timeout": task.settings.execution_timeout.value.map(|d| d.to_string()),
         "sensor": sensor,
         "digest": digest,
-    }))
+    });
+    // Written only when set, so that files from before these fields plan as unchanged.
+    if let Some(fields) = line.as_object_mut() {
+        if !task.outlets.is_empty() {
+            fields.insert("outlets".into(), json!(task.outlets.iter().map(|a| a.as_str()).collect::<Vec<_>>()));
+        }
+        if task.trigger_rule != TriggerRule::AllSuccess {
+            fields.insert("trigger_rule".into(), json!(task.trigger_rule.as_str()));
+        }
+        if let Operation::Trigger(t) = &task.operation {
+            fields.insert(
+                "trigger".into(),
+                json!({"pipeline": t.pipeline.as_str(), "wait_for_completion": t.wait_for_completion}),
+            );
+        }
+    }
+    json_line(line)
 }
 
 fn dag_summary_line(p: &PipelineTasks) -> String {

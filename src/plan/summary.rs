@@ -79,7 +79,9 @@ impl DagSummary {
                 continue;
             };
             let mut changes = Vec::new();
-            for field in ["operator", "upstream", "retries", "retry_delay", "execution_timeout", "sensor"] {
+            let fields =
+                ["operator", "upstream", "retries", "retry_delay", "execution_timeout", "sensor", "outlets", "trigger", "trigger_rule"];
+            for field in fields {
                 if old.get(field) != now.get(field) {
                     changes.push(format!("{field}: {} → {}", show(old.get(field)), show(now.get(field))));
                 }
