@@ -442,3 +442,64 @@ fn triggers_start_their_pipelines_in_both_backends() {
     assert!(at("ingest.start_transform") < at("transform.build"), "{order:?}");
     assert!(at("report.broken") < at("ingest.done"), "{order:?}");
 }
+
+/// Skips and trigger rules after them: a branch that exits 99 (skipped by BashOperator and by
+/// `fhirflow run`), a failure, and a task under each rule below them.
+const RULES_SPEC: &str = r#"version: 1
+defaults: {start_date: "2026-01-01", retries: 0}
+airflow: {version: VERSION}
+pipelines:
+  rules:
+    schedule: "0 0 * * *"
+    stages:
+      skip_me: {kind: shell, command: "exit 99"}
+      ok: {kind: shell, command: "echo ok"}
+      broken: {kind: shell, command: "exit 3"}
+      needs_all: {kind: shell, command: "echo x", after: [skip_me, ok]}
+      below_skip: {kind: shell, command: "echo x", after: [needs_all]}
+      join: {kind: shell, command: "echo x", after: [skip_me, ok], trigger_rule: none_failed}
+      min_one: {kind: shell, command: "echo x", after: [skip_me, ok], trigger_rule: none_failed_min_one_success}
+      all_skipped: {kind: shell, command: "echo x", after: [skip_me, needs_all], trigger_rule: all_skipped}
+      cleanup: {kind: shell, command: "echo x", after: [broken, below_skip], trigger_rule: all_done}
+      on_failure: {kind: shell, command: "echo x", after: [broken, ok], trigger_rule: one_failed}
+      no_failure: {kind: shell, command: "echo x", after: [ok, skip_me], trigger_rule: one_failed}
+      any_success: {kind: shell, command: "echo x", after: [broken, ok], trigger_rule: one_success}
+      not_skipped: {kind: shell, command: "echo x", after: [broken, ok], trigger_rule: none_skipped}
+      after_failure: {kind: shell, command: "echo x", after: [broken], trigger_rule: all_failed}
+      always: {kind: shell, command: "echo x", after: [broken], trigger_rule: always}
+"#;
+
+/// Every trigger rule after a skip and a failure ends each task in the same state in real
+/// Airflow 3.3 and 2.11 as under `fhirflow run`, task for task.
+#[test]
+fn trigger_rules_end_every_task_as_airflow_does() {
+    let (Some(airflow), Some(airflow2)) = (venv("FHIRFLOW_AIRFLOW_VENV"), venv("FHIRFLOW_AIRFLOW2_VENV")) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut airflow_states = Vec::new();
+    for (version, venv) in [(3, &airflow), (2, &airflow2)] {
+        let project = dir.path().join(format!("airflow{version}"));
+        std::fs::create_dir_all(&project).unwrap();
+        let spec = project.join("rules.yaml");
+        std::fs::write(&spec, RULES_SPEC.replace("VERSION", &version.to_string())).unwrap();
+        dagbag_check(venv, &spec, &project.join("out"));
+        let (states, _) = airflow_sequence(venv, &project.join("out/dags"), 1, &[("rules", "")]);
+        airflow_states.push((version, states));
+    }
+    let spec = dir.path().join("airflow3/rules.yaml");
+    let output = fhirflow().arg("run").arg(&spec).args(["--format", "json"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(5), "{}", String::from_utf8_lossy(&output.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let run_states: States = summary["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (format!("rules.{}", t["task"].as_str().unwrap()), t["state"].as_str().unwrap().to_owned()))
+        .collect();
+    assert_eq!(run_states["rules.join"], "success", "{run_states:#?}");
+    assert_eq!(run_states["rules.below_skip"], "skipped", "{run_states:#?}");
+    for (version, states) in &airflow_states {
+        assert_eq!(states, &run_states, "Airflow {version} and fhirflow run end in different states");
+    }
+}
