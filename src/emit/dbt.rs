@@ -3,7 +3,7 @@
 use super::{FileKind, GeneratedFile, Layout, code, header, render};
 use crate::error::Error;
 use crate::graph::PipelineGraph;
-use crate::spec::{ColumnTest, ModelEntry};
+use crate::spec::ModelEntry;
 use minijinja::context;
 use std::path::PathBuf;
 
@@ -49,14 +49,7 @@ impl<'a> DbtEmitter<'a> {
                                 .columns
                                 .iter()
                                 .map(|c| {
-                                    let tests: Vec<&str> = c
-                                        .tests
-                                        .iter()
-                                        .map(|t| match t {
-                                            ColumnTest::Unique => "unique",
-                                            ColumnTest::NotNull => "not_null",
-                                        })
-                                        .collect();
+                                    let tests: Vec<&str> = c.tests.iter().map(|t| t.as_str()).collect();
                                     context! { name => c.name.to_string(), description => c.description.clone(), tests => tests }
                                 })
                                 .collect::<Vec<_>>();

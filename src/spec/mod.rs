@@ -465,6 +465,16 @@ pub enum ColumnTest {
     NotNull,
 }
 
+impl ColumnTest {
+    /// dbt's name of the generic test.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ColumnTest::Unique => "unique",
+            ColumnTest::NotNull => "not_null",
+        }
+    }
+}
+
 /// One pipeline: one Airflow DAG.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
