@@ -627,11 +627,3 @@ fn dbt_1_12_sees_every_column_test_under_either_key() {
 
     let _ = modes_tests_survive(&dbt112, ">=1.7");
 }
-
-/// dbt-core 1.11 (the main dbt venv) reads `tests:` too, and its v12 manifest under a range
-/// that also admits 1.7. (`data_tests:` on 1.11 is what every other dbt test here writes.)
-#[test]
-fn dbt_1_11_sees_every_column_test_under_tests() {
-    let Some(dbt) = venv("FHIRFLOW_DBT_VENV") else { return };
-    let _ = modes_tests_survive(&dbt, ">=1.7,<1.12");
-}
