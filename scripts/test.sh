@@ -27,11 +27,14 @@ if [[ -z ${CARGO_TARGET_DIR:-} ]]; then
 fi
 echo "== caches: $FHIRFLOW_CACHE (cargo target: $CARGO_TARGET_DIR)" >&2
 
-echo "== venvs (Apache Airflow 3.3 and 2.11, dbt-core)" >&2
+echo "== venvs (Apache Airflow 3.3 and 2.11, dbt-core 1.11, 1.7 and 1.12)" >&2
 FHIRFLOW_AIRFLOW_VENV=$(bash tests/conformance/ensure_venv.sh airflow tests/conformance/requirements-airflow.lock | tail -n 1)
 FHIRFLOW_AIRFLOW2_VENV=$(bash tests/conformance/ensure_venv.sh airflow2 tests/conformance/requirements-airflow2.lock | tail -n 1)
 FHIRFLOW_DBT_VENV=$(bash tests/conformance/ensure_venv.sh dbt tests/conformance/requirements-dbt.lock | tail -n 1)
-export FHIRFLOW_AIRFLOW_VENV FHIRFLOW_AIRFLOW2_VENV FHIRFLOW_DBT_VENV
+FHIRFLOW_DBT17_VENV=$(bash tests/conformance/ensure_venv.sh dbt17 tests/conformance/requirements-dbt17.lock | tail -n 1)
+FHIRFLOW_DBT112_VENV=$(bash tests/conformance/ensure_venv.sh dbt112 tests/conformance/requirements-dbt112.lock \
+    tests/conformance/requirements-dbt112.excludes | tail -n 1)
+export FHIRFLOW_AIRFLOW_VENV FHIRFLOW_AIRFLOW2_VENV FHIRFLOW_DBT_VENV FHIRFLOW_DBT17_VENV FHIRFLOW_DBT112_VENV
 
 echo "== libduckdb (the embedded DuckDB of fhirflow run); s3s-fs and fakesnow (the load tests' servers)" >&2
 DUCKDB_LIB_DIR=$(bash scripts/ensure_libduckdb.sh | tail -n 1)

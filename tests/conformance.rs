@@ -1,12 +1,13 @@
 //! Conformance: the generated files, checked by real Apache Airflow 3.3 and real dbt-core.
 //!
 //! `scripts/test.sh` builds the venvs (tests/conformance/ensure_venv.sh) and passes them in
-//! `FHIRFLOW_AIRFLOW_VENV` and `FHIRFLOW_DBT_VENV`. Without them these tests fail, unless
+//! `FHIRFLOW_AIRFLOW_VENV`, `FHIRFLOW_AIRFLOW2_VENV`, `FHIRFLOW_DBT_VENV` (dbt-core 1.11),
+//! `FHIRFLOW_DBT17_VENV` and `FHIRFLOW_DBT112_VENV`. Without them these tests fail, unless
 //! `FHIRFLOW_SKIP_CONFORMANCE=1` says to skip them on purpose.
 
 mod common;
 
-use common::{copy_dir, fhirflow, repo, venv};
+use common::{copy_dir, edit, fhirflow, repo, venv};
 use std::path::Path;
 use std::process::Command;
 
@@ -134,11 +135,16 @@ fn dbt_reads_the_generated_tags_and_selectors() {
     assert_eq!(expectations["dbt"]["tags"]["staging"].as_array().unwrap().len(), 18);
     assert_eq!(expectations["dbt"]["tags"]["intermediate"].as_array().unwrap().len(), 4);
     assert_eq!(expectations["dbt"]["tags"]["marts"].as_array().unwrap().len(), 5);
-    run(Command::new(dbt.join("bin/python"))
+    let stdout = run(Command::new(dbt.join("bin/python"))
         .arg(repo().join("tests/conformance/dbt_check.py"))
         .arg("--strict")
         .arg(dir.path().join("dbt"))
         .arg(dir.path().join("expect-dbt.json")));
+    // fhir.yaml's `dbt.version: "1.7"` writes `tests:`, which dbt 1.11 reads without a warning.
+    assert!(
+        stdout.contains("dbt-core 1.11.") && stdout.contains("14 column tests and 14 descriptions match"),
+        "{stdout}"
+    );
 }
 
 /// `airflow dags test` on the generated dbt DAG, with every dbt task running real dbt
@@ -280,7 +286,20 @@ const MODES_LAYERS: &str = "layers:\n  staging:\n    models:\n      - {name: stg
 /// (copied to `dir/dbt`) with `stage` as its dbt stage. The first spec of a folder has fhirflow
 /// run the real `dbt parse` when compiling; later ones read the manifest it wrote.
 fn modes_spec(dir: &Path, name: &str, dbt: &Path, version: u32, stage: &str) -> std::path::PathBuf {
+    modes_spec_for(dir, name, dbt, version, None, stage)
+}
+
+/// [`modes_spec`] with `dbt.version: range` when given.
+fn modes_spec_for(
+    dir: &Path,
+    name: &str,
+    dbt: &Path,
+    version: u32,
+    range: Option<&str>,
+    stage: &str,
+) -> std::path::PathBuf {
     let fresh = !dir.join("dbt").exists();
+    let range = range.map(|r| format!("  version: '{r}'\n")).unwrap_or_default();
     if fresh {
         copy_dir(&repo().join("tests/fixtures/dbt_modes"), &dir.join("dbt"));
         std::fs::remove_file(dir.join("dbt/manifest.json")).unwrap();
@@ -291,7 +310,7 @@ fn modes_spec(dir: &Path, name: &str, dbt: &Path, version: u32, stage: &str) -> 
         &spec,
         format!(
             "version: 1\ndefaults: {{retries: 1, start_date: '2026-01-01', failure_webhook_env: ALERTS_URL}}\n\
-             dbt:\n  project_dir: dbt\n  executable: {}\n  manifest: dbt/target/manifest.json\n  parse_manifest: {parse}\n  artifacts: {{path: {}}}\n  \
+             dbt:\n{range}  project_dir: dbt\n  executable: {}\n  manifest: dbt/target/manifest.json\n  parse_manifest: {parse}\n  artifacts: {{path: {}}}\n  \
              docker: {{image: 'example/dbt-duckdb:1.11', mounts: ['/srv/dbt:/opt/dbt:ro'], env: {{DBT_DUCKDB_PATH: /data/clinic.duckdb}}}}\n  \
              kubernetes: {{image: 'example/dbt-duckdb:1.11', namespace: analytics, resources: {{cpu: 500m, memory: 1Gi}}, env_from_secrets: [warehouse-creds]}}\n\
              airflow: {{version: {version}}}\n\
@@ -503,4 +522,136 @@ httpd.handle_request()
     assert_eq!(body["dag_id"], "alerts");
     assert_eq!(body["task_id"], "breaks");
     assert!(body["text"].as_str().unwrap().contains("alerts.breaks"), "{body}");
+}
+
+/// Writes the FHIR spec with `dbt.version` set to `range` (`None`: unset), applies it onto a
+/// copy of the dbt_fhir fixture in `dir`, and returns the expectations file for dbt_check.py.
+fn fhir_with_dbt_version(dir: &Path, range: Option<&str>) -> std::path::PathBuf {
+    let pinned = "  version: \"1.7\"\n";
+    let text = std::fs::read_to_string(repo().join("pipelines/fhir.yaml")).unwrap();
+    assert!(text.contains(pinned), "fhir.yaml pins the seed's dbt-core 1.7");
+    let line = range.map(|r| format!("  version: \"{r}\"\n")).unwrap_or_default();
+    let spec = dir.join("fhir.yaml");
+    std::fs::write(&spec, text.replacen(pinned, &line, 1)).unwrap();
+    copy_dir(&repo().join("tests/fixtures/dbt_fhir"), &dir.join("dbt"));
+    let expectations = apply(&spec, dir);
+    assert_eq!(expectations["dbt"]["tests"].as_array().unwrap().len(), 14, "the FHIR spec declares 14 column tests");
+    assert_eq!(expectations["dbt"]["descriptions"].as_object().unwrap().len(), 14);
+    dir.join("expect-dbt.json")
+}
+
+/// Runs dbt_check.py with the venv's dbt on `dir/dbt`; returns its exit code and output.
+fn dbt_check(dbt: &Path, dir: &Path, expect: &Path) -> (Option<i32>, String) {
+    let output = Command::new(dbt.join("bin/python"))
+        .arg(repo().join("tests/conformance/dbt_check.py"))
+        .arg("--strict")
+        .arg(dir.join("dbt"))
+        .arg(expect)
+        .output()
+        .expect("the checker starts");
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    println!("{text}");
+    (output.status.code(), text)
+}
+
+/// The FHIR spec with `dbt.version: range` passes the whole strict dbt check of the venv's dbt,
+/// whose version starts with `release`, with all 14 column tests seen.
+fn fhir_passes_the_dbt_check(dbt: &Path, range: &str, release: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let expect = fhir_with_dbt_version(dir.path(), Some(range));
+    let (code, text) = dbt_check(dbt, dir.path(), &expect);
+    assert_eq!(code, Some(0), "{text}");
+    let summary = format!("dbt-core {release}");
+    assert!(text.contains(&summary), "{text}");
+    assert!(text.contains("14 column tests and 14 descriptions match (dbt lists 14 tests)"), "{text}");
+    dir
+}
+
+/// Keeps only the `tests` of an expectations file, for a check of the test count alone.
+fn tests_only(expect: &Path) -> std::path::PathBuf {
+    let mut doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(expect).unwrap()).unwrap();
+    doc["tags"] = serde_json::json!({});
+    doc["selectors"] = serde_json::json!([]);
+    doc["descriptions"] = serde_json::json!({});
+    let path = expect.with_file_name("expect-tests.json");
+    std::fs::write(&path, doc.to_string()).unwrap();
+    path
+}
+
+/// The names `dbt ls --resource-type test` lists, from the venv's dbt, on `dir/dbt`.
+fn dbt_ls_tests(dbt: &Path, dir: &Path) -> Vec<String> {
+    let listed = run(Command::new(dbt.join("bin/dbt"))
+        .args(["ls", "--quiet", "--resource-type", "test", "--output", "name"])
+        .arg("--project-dir")
+        .arg(dir.join("dbt"))
+        .arg("--profiles-dir")
+        .arg(dir.join("dbt"))
+        .env("DBT_SEND_ANONYMOUS_USAGE_STATS", "false"));
+    let mut names: Vec<String> = listed.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect();
+    names.sort();
+    names
+}
+
+/// The per_model DAG of the dbt_modes fixture, compiled with dbt.version `range` from a
+/// `dbt parse` of the venv's dbt, has every test task; dbt lists every test. Returns the
+/// folder and the spec, which runs `dbt parse` when compiled.
+fn modes_tests_survive(dbt: &Path, range: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let stage = "{kind: dbt, command: build, dbt_mode: per_model, tests: after_each}";
+    let spec = modes_spec_for(dir.path(), "modes", dbt, 3, Some(range), stage);
+    let expectations = apply(&spec, &dir.path().join("out"));
+    let tasks = expectations["dags"]["modes"]["tasks"].as_object().unwrap();
+    let tests: Vec<&String> = tasks.keys().filter(|t| t.ends_with("_test")).collect();
+    // One task per tested model (stg_patients, stg_visits, dim_patients), and the two-parent test.
+    assert_eq!(tests.len(), 4, "{tests:?}");
+    assert_eq!(tasks.len(), 13, "{:?}", tasks.keys().collect::<Vec<_>>());
+    // 5 column tests from the spec's YAML, and the project's singular test.
+    let listed = dbt_ls_tests(dbt, dir.path());
+    assert_eq!(listed.len(), 6, "{listed:?}");
+    assert!(listed.contains(&"not_null_stg_visits_visit_id".to_owned()), "{listed:?}");
+    (dir, spec)
+}
+
+/// dbt-core 1.7 (the FHIR seed's pin) drops `data_tests:` without an error. With
+/// `dbt.version: "1.7"` fhirflow writes `tests:`, and dbt 1.7 sees all 14 of the FHIR spec's
+/// tests; the same spec without `dbt.version` writes `data_tests:`, and the check fails on the
+/// count. A 1.7 manifest is read under "1.7" and refused, located, under the default range.
+#[test]
+fn dbt_1_7_sees_every_column_test() {
+    let Some(dbt17) = venv("FHIRFLOW_DBT17_VENV") else { return };
+    fhir_passes_the_dbt_check(&dbt17, "1.7", "1.7.");
+
+    let dropped = tempfile::tempdir().unwrap();
+    let expect = tests_only(&fhir_with_dbt_version(dropped.path(), None));
+    let yaml = std::fs::read_to_string(dropped.path().join("dbt/models/marts/marts_models.yml")).unwrap();
+    assert!(yaml.contains("data_tests:"), "without dbt.version fhirflow writes data_tests:");
+    let (code, text) = dbt_check(&dbt17, dropped.path(), &expect);
+    assert_eq!(code, Some(1), "dbt 1.7 must be caught dropping data_tests:\n{text}");
+    assert!(text.contains("column tests: dbt lists 0 on the spec's models, expected 14"), "{text}");
+
+    // dbt 1.7's parse, and its manifest (schema v11), under the default range.
+    let (_modes, spec) = modes_tests_survive(&dbt17, "1.7");
+    edit(&spec, "  version: '1.7'\n", "");
+    let output = fhirflow().arg("validate").arg(&spec).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("error[dbt-version-mismatch]") && stderr.contains("written by dbt-core 1.7."), "{stderr}");
+}
+
+/// dbt-core 1.12 reads both keys: `tests:` (a range that admits 1.7), with no warning even
+/// under --strict, and `data_tests:` (the default range); its v12 manifest is read.
+#[test]
+fn dbt_1_12_sees_every_column_test_under_either_key() {
+    let Some(dbt112) = venv("FHIRFLOW_DBT112_VENV") else { return };
+    let dir = fhir_passes_the_dbt_check(&dbt112, ">=1.7", "1.12.");
+    let yaml = std::fs::read_to_string(dir.path().join("dbt/models/marts/marts_models.yml")).unwrap();
+    assert!(yaml.contains(" tests: [") && !yaml.contains("data_tests:"), "{yaml}");
+
+    let current = tempfile::tempdir().unwrap();
+    let expect = tests_only(&fhir_with_dbt_version(current.path(), Some(">=1.8")));
+    let (code, text) = dbt_check(&dbt112, current.path(), &expect);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("(dbt lists 14 tests)"), "{text}");
+
+    let _ = modes_tests_survive(&dbt112, ">=1.7");
 }

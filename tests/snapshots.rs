@@ -135,6 +135,16 @@ fn diagnostic_texts() {
             "version: 1\ndbt: {project_dir: dbt, manifest: ../tests/fixtures/manifest_v11.json}\npipelines:\n  p:\n    stages:\n      b: {kind: dbt, command: build, retries: 1, dbt_mode: per_model}\n".to_owned(),
         ),
         (
+            "dbt_version_mismatch",
+            "version: 1\ndbt:\n  project_dir: dbt\n  version: \"1.7\"\n  manifest: ../tests/fixtures/dbt_modes/manifest.json\npipelines:\n  p:\n    stages:\n      b: {kind: dbt, command: build, retries: 1, dbt_mode: per_model}\n".to_owned(),
+        ),
+        (
+            "manifest_schema",
+            "version: 1\ndbt: {project_dir: dbt, version: '>=1.7', manifest: ../tests/fixtures/manifest_v10.json}\npipelines:\n  p:\n    stages:\n      b: {kind: dbt, command: build, retries: 1, dbt_mode: per_model}\n".to_owned(),
+        ),
+        ("dbt_version_range", "version: 1\ndbt: {project_dir: dbt, version: '>=1.9,<1.8'}\npipelines:\n  p:\n    stages:\n      b: {kind: dbt, command: build, retries: 1}\n".to_owned()),
+        ("dbt_version_syntax", "version: 1\ndbt: {project_dir: dbt, version: '1.x'}\npipelines:\n  p:\n    stages:\n      b: {kind: dbt, command: build, retries: 1}\n".to_owned()),
+        (
             "state_and_operator",
             format!("{MODES}pipelines:\n  p:\n    defaults: {{operator: docker}}\n    stages:\n      b: {{kind: dbt, command: build, retries: 1, dbt_mode: single, select: ['state:modified+']}}\n"),
         ),

@@ -1,6 +1,6 @@
 //! Getting a manifest at compile time: read `manifest.json`, or have dbt write it first.
 
-use super::{Manifest, ManifestError};
+use super::{DbtVersion, Manifest, ManifestError};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -47,15 +47,15 @@ pub enum LoadError {
     },
 }
 
-/// Reads and checks the manifest at `path`.
-pub fn read_manifest(path: &Path) -> Result<Manifest, LoadError> {
+/// Reads the manifest at `path` and checks that a dbt-core in `range` wrote it.
+pub fn read_manifest(path: &Path, range: &DbtVersion) -> Result<Manifest, LoadError> {
     let read = |source| LoadError::Read { path: path.to_owned(), source };
     let size = std::fs::metadata(path).map_err(read)?.len();
     if size > MAX_MANIFEST_BYTES {
         return Err(LoadError::TooLarge { path: path.to_owned(), size });
     }
     let text = std::fs::read_to_string(path).map_err(read)?;
-    Ok(Manifest::from_json(&text, &path.display().to_string())?)
+    Ok(Manifest::from_json_for(&text, &path.display().to_string(), range)?)
 }
 
 /// The `dbt parse` command line that writes `<project_dir>/target/manifest.json`.

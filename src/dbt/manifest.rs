@@ -1,4 +1,5 @@
-//! Reading dbt's `target/manifest.json` (schema v12, written by dbt-core 1.8 to 1.11).
+//! Reading dbt's `target/manifest.json`: schema v11 (dbt-core 1.7) or v12 (dbt-core 1.8 to 1.12),
+//! whichever the spec's `dbt.version` admits.
 //!
 //! Only what task generation and node selection need is kept: for every graph member (the
 //! `nodes`, `sources`, `exposures`, `metrics`, `semantic_models`, `saved_queries`,
@@ -10,14 +11,12 @@
 //! members are kept because dbt's selection walks through them (`@model` also selects the
 //! parents of an exposure or analysis downstream of `model`).
 
+use super::version::{DbtVersion, Release, writers_of};
 use serde::Deserialize;
 use serde::de::{self, Deserializer, IgnoredAny, Visitor};
 use serde_json::{Map, Value};
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
-
-/// The manifest schema fhirflow reads: `metadata.dbt_schema_version` of dbt-core 1.8 to 1.11.
-pub const SUPPORTED_SCHEMA_VERSION: &str = "https://schemas.getdbt.com/dbt/manifest/v12.json";
 
 /// Why a manifest could not be read. Every message starts with the manifest's name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -34,18 +33,33 @@ pub enum ManifestError {
         /// 1-based column.
         column: usize,
     },
-    /// `metadata.dbt_schema_version` is not [`SUPPORTED_SCHEMA_VERSION`].
+    /// `metadata.dbt_schema_version` is none that a dbt-core in `dbt.version` writes, nor any
+    /// other that fhirflow knows.
     #[error(
-        "{name}: unsupported dbt manifest schema `{found}`: fhirflow reads `{supported}` (dbt-core 1.8 to 1.11); \
-         regenerate the manifest with `dbt parse` from dbt-core 1.11"
+        "{name}: unsupported dbt manifest schema `{found}`: fhirflow reads {supported}; \
+         regenerate the manifest with `dbt parse` from one of those"
     )]
     UnsupportedVersion {
         /// The manifest's name.
         name: String,
         /// The version found.
         found: String,
-        /// [`SUPPORTED_SCHEMA_VERSION`].
-        supported: &'static str,
+        /// The schemas read under the spec's `dbt.version`, and the dbt-core versions that write them.
+        supported: String,
+    },
+    /// The manifest was written by a dbt-core that `dbt.version` does not admit.
+    #[error(
+        "{name}: written by dbt-core {written_by} (manifest schema {schema}), which `dbt.version: \"{range}\"` does not admit"
+    )]
+    VersionMismatch {
+        /// The manifest's name.
+        name: String,
+        /// `metadata.dbt_version`, or the versions that write its schema when it has none.
+        written_by: String,
+        /// The schema's short name, such as `v11`.
+        schema: String,
+        /// The spec's `dbt.version`.
+        range: String,
     },
     /// A required field is missing.
     #[error("{name}: not a dbt manifest: {path} has no `{field}` (line {line}, column {column})")]
@@ -352,13 +366,19 @@ pub struct Manifest {
 }
 
 impl Manifest {
-    /// Reads a manifest from its JSON text. `name` (usually the file's path) starts every error
-    /// message.
+    /// Reads a manifest of dbt-core 1.8 or later (the default `dbt.version`) from its JSON text.
+    /// `name` (usually the file's path) starts every error message.
     pub fn from_json(text: &str, name: &str) -> Result<Manifest, ManifestError> {
+        Manifest::from_json_for(text, name, &DbtVersion::default())
+    }
+
+    /// Reads a manifest written by a dbt-core that `range` admits, in the schema of that
+    /// version; a manifest of another version is a [`ManifestError::VersionMismatch`].
+    pub fn from_json_for(text: &str, name: &str, range: &DbtVersion) -> Result<Manifest, ManifestError> {
         if !text.trim_start().starts_with('{') {
             // serde would read a top-level array as a struct's fields, in order.
             return Err(match serde_json::from_str::<IgnoredAny>(text) {
-                Err(error) => explain(text, name, error),
+                Err(error) => explain(text, name, error, range),
                 Ok(_) => ManifestError::Invalid {
                     name: name.to_owned(),
                     path: "the top level".to_owned(),
@@ -370,12 +390,9 @@ impl Manifest {
         }
         let raw: RawManifest = match serde_json::from_str(text) {
             Ok(raw) => raw,
-            Err(error) => return Err(explain(text, name, error)),
+            Err(error) => return Err(explain(text, name, error, range)),
         };
-        let found = raw.metadata.dbt_schema_version.as_str();
-        if found != SUPPORTED_SCHEMA_VERSION {
-            return Err(unsupported(name, found));
-        }
+        check_version(name, &raw.metadata.dbt_schema_version, raw.metadata.dbt_version.as_deref(), range)?;
         build(raw, name)
     }
 
@@ -466,17 +483,37 @@ impl Manifest {
     }
 }
 
-fn unsupported(name: &str, found: &str) -> ManifestError {
-    ManifestError::UnsupportedVersion {
-        name: name.to_owned(),
-        found: found.to_owned(),
-        supported: SUPPORTED_SCHEMA_VERSION,
+/// Checks the manifest's schema and `dbt_version` against `range`: an unknown schema is
+/// unsupported; a known one, or a release, outside the range is a mismatch.
+fn check_version(name: &str, schema: &str, dbt_version: Option<&str>, range: &DbtVersion) -> Result<(), ManifestError> {
+    let schemas = range.manifest_schemas();
+    let Some(writers) = writers_of(schema) else {
+        let supported: Vec<String> =
+            schemas.iter().map(|s| format!("`{s}` (dbt-core {})", writers_of(s).unwrap_or_default())).collect();
+        return Err(ManifestError::UnsupportedVersion {
+            name: name.to_owned(),
+            found: schema.to_owned(),
+            supported: supported.join(" and "),
+        });
+    };
+    let release = dbt_version.and_then(Release::parse_lenient);
+    if schemas.contains(&schema) && release.is_none_or(|r| range.contains(r)) {
+        return Ok(());
     }
+    Err(ManifestError::VersionMismatch {
+        name: name.to_owned(),
+        written_by: match release {
+            Some(release) => release.to_string(),
+            None => writers,
+        },
+        schema: schema.rsplit('/').next().unwrap_or(schema).trim_end_matches(".json").to_owned(),
+        range: range.to_string(),
+    })
 }
 
-/// Turns a parse failure into the clearest error: a JSON syntax error as is; otherwise an
-/// unsupported schema version if that is the cause, else the field at fault, with its path.
-fn explain(text: &str, name: &str, error: serde_json::Error) -> ManifestError {
+/// Turns a parse failure into the clearest error: a JSON syntax error as is; otherwise a
+/// schema version outside `range` if that is the cause, else the field at fault, with its path.
+fn explain(text: &str, name: &str, error: serde_json::Error, range: &DbtVersion) -> ManifestError {
     use serde_json::error::Category;
     if matches!(error.classify(), Category::Syntax | Category::Eof | Category::Io) {
         return ManifestError::Json {
@@ -488,10 +525,11 @@ fn explain(text: &str, name: &str, error: serde_json::Error) -> ManifestError {
     }
     // A manifest of another schema version may fail on any field: say so first.
     if let Ok(probe) = serde_json::from_str::<VersionProbe>(text)
-        && let Some(found) = probe.metadata.and_then(|m| m.dbt_schema_version)
-        && found != SUPPORTED_SCHEMA_VERSION
+        && let Some(metadata) = probe.metadata
+        && let Some(found) = metadata.dbt_schema_version
+        && let Err(e) = check_version(name, &found, metadata.dbt_version.as_deref(), range)
     {
-        return unsupported(name, &found);
+        return e;
     }
     let mut deserializer = serde_json::Deserializer::from_str(text);
     let located = match serde_path_to_error::deserialize::<_, RawManifest>(&mut deserializer) {
@@ -696,6 +734,8 @@ struct VersionProbe {
 struct VersionProbeMetadata {
     #[serde(default)]
     dbt_schema_version: Option<String>,
+    #[serde(default)]
+    dbt_version: Option<String>,
 }
 
 #[derive(Deserialize)]

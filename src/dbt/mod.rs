@@ -1,7 +1,7 @@
 //! dbt's manifest at compile time: the `per_model` mode's source of tasks and edges.
 //!
-//! [`Manifest::from_json`] reads `target/manifest.json` (schema v12, dbt-core 1.8 to 1.11) into
-//! the graph of dbt's nodes; [`Manifest::select`] evaluates `--select`/`--exclude` on it with
+//! [`Manifest::from_json_for`] reads `target/manifest.json` (schema v11 of dbt-core 1.7, or v12
+//! of 1.8 to 1.12, as the spec's [`DbtVersion`] admits) into the graph of dbt's nodes; [`Manifest::select`] evaluates `--select`/`--exclude` on it with
 //! the same answers as `dbt ls`, and [`Manifest::edges_within`] gives the dependency edges
 //! between the selected nodes, through whatever is left out (ephemeral models among them).
 //!
@@ -22,7 +22,9 @@ mod pattern;
 mod select;
 #[cfg(test)]
 mod tests;
+mod version;
 
 pub use load::{LoadError, MAX_MANIFEST_BYTES, ParseCommand, read_manifest};
-pub use manifest::{Manifest, ManifestError, Node, ResourceType, SUPPORTED_SCHEMA_VERSION};
+pub use manifest::{Manifest, ManifestError, Node, ResourceType};
 pub use select::{IndirectSelection, METHODS, SelectError};
+pub use version::{DBT_VERSION_PATTERN, DbtVersion, MANIFEST_V11, MANIFEST_V12, Release};

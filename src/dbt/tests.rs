@@ -114,7 +114,7 @@ fn tiny() -> Value {
     .into_iter()
     .collect();
     json!({
-        "metadata": {"dbt_schema_version": SUPPORTED_SCHEMA_VERSION, "dbt_version": "1.11.0", "project_name": "p"},
+        "metadata": {"dbt_schema_version": MANIFEST_V12, "dbt_version": "1.11.0", "project_name": "p"},
         "nodes": nodes,
         "sources": {"source.p.raw.orders": {
             "unique_id": "source.p.raw.orders", "resource_type": "source", "name": "orders", "source_name": "raw",
@@ -204,17 +204,73 @@ fn reads_the_nodes_that_become_tasks() {
 #[test]
 fn an_unknown_schema_version_is_refused_by_name() {
     let mut doc = tiny();
-    doc["metadata"]["dbt_schema_version"] = json!("https://schemas.getdbt.com/dbt/manifest/v11.json");
+    doc["metadata"]["dbt_schema_version"] = json!("https://schemas.getdbt.com/dbt/manifest/v10.json");
     let err = Manifest::from_json(&doc.to_string(), "target/manifest.json").unwrap_err();
     assert!(matches!(err, ManifestError::UnsupportedVersion { .. }));
     let message = err.to_string();
     assert!(message.starts_with("target/manifest.json: unsupported dbt manifest schema"), "{message}");
-    assert!(message.contains("`https://schemas.getdbt.com/dbt/manifest/v11.json`"), "{message}");
-    assert!(message.contains("`https://schemas.getdbt.com/dbt/manifest/v12.json`"), "{message}");
+    assert!(message.contains("`https://schemas.getdbt.com/dbt/manifest/v10.json`"), "{message}");
+    assert!(message.contains("`https://schemas.getdbt.com/dbt/manifest/v12.json` (dbt-core 1.8 to 1.12)"), "{message}");
     // Even when the older schema's nodes do not have the fields this one needs.
     doc["nodes"]["model.p.lonely"].as_object_mut().unwrap().remove("fqn");
     let err = Manifest::from_json(&doc.to_string(), "m.json").unwrap_err();
-    assert!(matches!(err, ManifestError::UnsupportedVersion { ref found, .. } if found.ends_with("v11.json")), "{err}");
+    assert!(matches!(err, ManifestError::UnsupportedVersion { ref found, .. } if found.ends_with("v10.json")), "{err}");
+    let err = Manifest::from_json_for(&doc.to_string(), "m.json", &range(">=1.7")).unwrap_err();
+    assert!(err.to_string().contains("fhirflow reads `https://schemas.getdbt.com/dbt/manifest/v11.json` (dbt-core 1.7) and `https://schemas.getdbt.com/dbt/manifest/v12.json` (dbt-core 1.8 to 1.12)"), "{err}");
+}
+
+fn range(text: &str) -> DbtVersion {
+    DbtVersion::parse(text).unwrap()
+}
+
+/// `tiny()` as dbt-core `release` would write it, in `schema`.
+fn written_by(release: Option<&str>, schema: &str) -> String {
+    let mut doc = tiny();
+    doc["metadata"]["dbt_schema_version"] = json!(schema);
+    match release {
+        Some(r) => doc["metadata"]["dbt_version"] = json!(r),
+        None => drop(doc["metadata"].as_object_mut().unwrap().remove("dbt_version")),
+    }
+    doc.to_string()
+}
+
+#[test]
+fn a_1_7_manifest_is_read_when_dbt_version_admits_1_7() {
+    let v11 = written_by(Some("1.7.20"), MANIFEST_V11);
+    for text in ["1.7", "~1.7", ">=1.7", "<1.9"] {
+        let m = Manifest::from_json_for(&v11, "m.json", &range(text)).unwrap_or_else(|e| panic!("{text}: {e}"));
+        assert_eq!(m.dbt_version.as_deref(), Some("1.7.20"));
+        assert_eq!(m.nodes().count(), 13);
+    }
+    let v12 = written_by(Some("1.12.6"), MANIFEST_V12);
+    assert!(Manifest::from_json_for(&v12, "m.json", &range(">=1.7")).is_ok(), "a range over both reads both");
+    assert!(Manifest::from_json(&v12, "m.json").is_ok());
+}
+
+#[test]
+fn a_manifest_from_outside_dbt_version_is_a_mismatch() {
+    let mismatch = |doc: &str, text: &str| match Manifest::from_json_for(doc, "target/manifest.json", &range(text)) {
+        Err(e @ ManifestError::VersionMismatch { .. }) => e.to_string(),
+        other => panic!("{text}: {other:?}"),
+    };
+    // dbt-core 1.7's manifest under the default range, and 1.11's under 1.7.
+    assert_eq!(
+        mismatch(&written_by(Some("1.7.20"), MANIFEST_V11), ">=1.8"),
+        "target/manifest.json: written by dbt-core 1.7.20 (manifest schema v11), which `dbt.version: \">=1.8\"` does not admit"
+    );
+    assert_eq!(
+        mismatch(&written_by(Some("1.11.16"), MANIFEST_V12), "1.7"),
+        "target/manifest.json: written by dbt-core 1.11.16 (manifest schema v12), which `dbt.version: \"1.7\"` does not admit"
+    );
+    // The right schema, but a release outside the range.
+    assert!(mismatch(&written_by(Some("1.12.6"), MANIFEST_V12), ">=1.8,<1.12").contains("dbt-core 1.12.6"));
+    // No `dbt_version`: the schema says who wrote it.
+    assert!(mismatch(&written_by(None, MANIFEST_V11), "1.8").contains("written by dbt-core 1.7 (manifest schema v11)"));
+    assert!(Manifest::from_json_for(&written_by(None, MANIFEST_V12), "m", &range("1.8")).is_ok());
+    // Said first, even when the nodes lack fields this reader needs.
+    let mut doc: Value = serde_json::from_str(&written_by(Some("1.7.20"), MANIFEST_V11)).unwrap();
+    doc["nodes"]["model.p.lonely"].as_object_mut().unwrap().remove("fqn");
+    assert!(mismatch(&doc.to_string(), ">=1.8").contains("1.7.20"));
 }
 
 #[test]

@@ -1,9 +1,9 @@
 //! The dbt emitter: one properties file per layer, and `selectors.yml`.
 
-use super::{FileKind, GeneratedFile, Layout, OutputDirs, header, render};
+use super::{FileKind, GeneratedFile, Layout, OutputDirs, code, header, render};
 use crate::error::Error;
 use crate::graph::PipelineGraph;
-use crate::spec::{ColumnTest, ModelEntry};
+use crate::spec::ModelEntry;
 use minijinja::context;
 
 /// Writes dbt properties YAML.
@@ -25,7 +25,7 @@ impl<'a> DbtEmitter<'a> {
             return Ok(Vec::new());
         }
         let dirs = OutputDirs::of(spec, self.layout, None).map_err(Error::Invalid)?;
-        let Some(root) = dirs.dbt_project else {
+        let (Some(root), Some(project)) = (dirs.dbt_project, &spec.dbt) else {
             return Ok(Vec::new());
         };
         let mut files = Vec::new();
@@ -49,14 +49,7 @@ impl<'a> DbtEmitter<'a> {
                                 .columns
                                 .iter()
                                 .map(|c| {
-                                    let tests: Vec<&str> = c
-                                        .tests
-                                        .iter()
-                                        .map(|t| match t {
-                                            ColumnTest::Unique => "unique",
-                                            ColumnTest::NotNull => "not_null",
-                                        })
-                                        .collect();
+                                    let tests: Vec<&str> = c.tests.iter().map(|t| t.as_str()).collect();
                                     context! { name => c.name.to_string(), description => c.description.clone(), tests => tests }
                                 })
                                 .collect::<Vec<_>>();
@@ -67,7 +60,8 @@ impl<'a> DbtEmitter<'a> {
                     context! { name => entry.name().to_string(), description => description, tags => model_tags, columns => columns }
                 })
                 .collect();
-            let body = render("layer.yml.j2", context! { models => models })?;
+            let body =
+                render("layer.yml.j2", context! { models => models, tests_key => code(project.version.tests_key()) })?;
             files.push(GeneratedFile {
                 path: folder.join(format!("{name}_models.yml")),
                 contents: header::wrap(&self.layout.spec_name, &body),
@@ -83,5 +77,43 @@ impl<'a> DbtEmitter<'a> {
             kind: FileKind::DbtSelectors,
         });
         Ok(files)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::SourceFile;
+    use std::path::Path;
+
+    /// The marts layer's properties YAML for a spec whose `dbt:` has `extra`.
+    fn layer_yaml(extra: &str) -> String {
+        let text = format!(
+            "version: 1\ndbt: {{project_dir: dbt{extra}}}\nlayers:\n  marts:\n    models:\n      - {{name: dim_patients, columns: [{{name: patient_id, tests: [unique, not_null]}}]}}\npipelines:\n  p:\n    stages:\n      b: {{kind: dbt, command: build, retries: 1}}\n"
+        );
+        let graph = crate::compile(SourceFile::new("t.yaml", &text))
+            .map(|c| c.graph)
+            .unwrap_or_else(|d| panic!("{}", d.render()));
+        let layout = Layout::new(Path::new("t.yaml"), Some(Path::new("out")));
+        let files = DbtEmitter::new(&graph, &layout).emit().unwrap();
+        files.into_iter().find(|f| f.kind == FileKind::DbtLayer("marts".to_owned())).unwrap().contents
+    }
+
+    #[test]
+    fn column_tests_go_under_the_key_every_admitted_dbt_reads() {
+        for (extra, key) in [
+            ("", "data_tests"),
+            (", version: '>=1.8'", "data_tests"),
+            (", version: '>=1.8,<1.12'", "data_tests"),
+            (", version: '1.12'", "data_tests"),
+            (", version: '1.7'", "tests"),
+            (", version: '~1.7'", "tests"),
+            (", version: '>=1.7'", "tests"),
+        ] {
+            let yaml = layer_yaml(extra);
+            assert!(yaml.contains(&format!("\n        {key}: [\"unique\", \"not_null\"]\n")), "{extra}: {yaml}");
+            let other = if key == "tests" { "data_tests:" } else { " tests:" };
+            assert!(!yaml.contains(other), "{extra}: {yaml}");
+        }
     }
 }

@@ -10,7 +10,7 @@ use super::{
     DbtArg, DbtInvocation, LoweredStage, Lowering, Operation, Origin, Resolved, Settings, Task, TriggerRule,
     stage_pointer,
 };
-use crate::dbt::{IndirectSelection, Manifest, ParseCommand, ResourceType, read_manifest};
+use crate::dbt::{IndirectSelection, LoadError, Manifest, ManifestError, ParseCommand, ResourceType, read_manifest};
 use crate::diagnostic::Diagnostic;
 use crate::spec::{
     DbtCommand, DbtMode, DbtProject, DbtSelector, DbtStage, FreshnessPolicy, GroupBy, OperatorKind, PipelineId,
@@ -307,13 +307,26 @@ impl Lowering<'_> {
                 return None;
             }
         }
-        match read_manifest(&path) {
+        match read_manifest(&path, &project.version) {
             Ok(manifest) => Some(Arc::new(manifest)),
+            Err(e @ LoadError::Manifest(ManifestError::VersionMismatch { .. })) => {
+                let d = Diagnostic::error("dbt-version-mismatch", e.to_string());
+                let d = if self.doc.value.pointer("/dbt/version").is_some() {
+                    d.at(self.doc.span("/dbt/version"), "the dbt-core versions of this project")
+                        .also(self.doc.span(at), "the manifest")
+                } else {
+                    d.at(self.doc.span(at), "without `dbt.version`, fhirflow reads dbt-core 1.8 and later")
+                };
+                self.error(d.help(
+                    "set `dbt.version` to the dbt-core that runs this project, or rewrite the manifest with `dbt parse` from a dbt-core it admits",
+                ));
+                None
+            }
             Err(e) => {
                 self.error(
                     Diagnostic::error("bad-manifest", e.to_string())
                         .at(self.doc.span(at), "")
-                        .help("write it with `dbt parse` (dbt-core 1.8 to 1.11)"),
+                        .help("write it with `dbt parse` from a dbt-core that `dbt.version` admits"),
                 );
                 None
             }

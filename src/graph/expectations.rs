@@ -115,10 +115,35 @@ impl PipelineGraph {
             models.dedup();
         }
         let selectors: Vec<String> = self.spec.layers.keys().map(ToString::to_string).collect();
+        // The column tests and descriptions fhirflow writes, which a dbt that does not read
+        // the properties key would drop without an error.
+        let mut tests: Vec<Value> = Vec::new();
+        let mut descriptions = Map::new();
+        for model in self.spec.layers.values().flat_map(|l| &l.models) {
+            let crate::spec::ModelEntry::Detailed(m) = model else { continue };
+            if let Some(text) = &m.description {
+                descriptions.insert(m.name.to_string(), json!(text));
+            }
+            for c in &m.columns {
+                if let Some(text) = &c.description {
+                    descriptions.insert(format!("{}.{}", m.name, c.name), json!(text));
+                }
+                for test in &c.tests {
+                    tests.push(json!({ "model": m.name.as_str(), "column": c.name.as_str(), "test": test.as_str() }));
+                }
+            }
+        }
+        tests.sort_by_key(|t| t.to_string());
         json!({
             "format_version": 1,
             "dags": dags,
-            "dbt": { "format_version": 1, "tags": tags, "selectors": selectors },
+            "dbt": {
+                "format_version": 1,
+                "tags": tags,
+                "selectors": selectors,
+                "tests": tests,
+                "descriptions": descriptions,
+            },
         })
     }
 }

@@ -8,6 +8,7 @@ mod duration;
 mod names;
 mod schedule;
 
+pub use crate::dbt::DbtVersion;
 pub use duration::Duration;
 pub use names::{AssetName, DbtSelector, Identifier, ModelName, PipelineId, StageId, TableName};
 pub(crate) use schedule::cron_parser;
@@ -224,6 +225,9 @@ pub struct DbtProject {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 256))]
     pub threads: Option<u32>,
+    /// The dbt-core versions the project runs on, within 1.7 to 1.12: a range such as `"1.7"` (the 1.7 releases), `"~1.7"`, `">=1.8"` or `">=1.8,<1.12"` (every comparator must hold). A range that admits 1.7 gets column tests under `tests:` (1.7 drops `data_tests:` without a word; 1.8 and later still read `tests:`), any other under `data_tests:`; `manifest.json` is read in the schemas of the versions admitted (v11 for 1.7, v12 for 1.8 to 1.12). Unset: `">=1.8"`.
+    #[serde(default, skip_serializing_if = "DbtVersion::is_default")]
+    pub version: DbtVersion,
     /// The dbt executable that tasks call.
     #[serde(default = "default_dbt_executable")]
     #[schemars(regex(pattern = r"^[A-Za-z0-9_./-]{1,255}$"))]
@@ -462,6 +466,16 @@ pub enum ColumnTest {
     Unique,
     /// No value is null.
     NotNull,
+}
+
+impl ColumnTest {
+    /// dbt's name of the generic test.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ColumnTest::Unique => "unique",
+            ColumnTest::NotNull => "not_null",
+        }
+    }
 }
 
 /// One pipeline: one Airflow DAG.

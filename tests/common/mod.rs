@@ -73,9 +73,9 @@ pub fn copy_dir(from: &Path, to: &Path) {
 /// Every name a generated DAG module binds or reads besides its task variables: its imports,
 /// helpers, constants and the builtins its helpers call. tests/properties.rs checks the list
 /// against the modules Python sees.
-pub const DAG_MODULE_NAMES: &str = "BashOperator CronTriggerTimetable DAG DBT_PROFILES_DIR DBT_PROJECT_DIR \
+pub const DAG_MODULE_NAMES: &str = "Asset AssetAll AssetAny BashOperator CronTriggerTimetable DAG Dataset DBT_PROFILES_DIR DBT_PROJECT_DIR \
     DBT_STATE_DIR DockerOperator EmptyOperator Exception ExternalTaskSensor FileNotFoundError KubernetesPodOperator \
-    Mount PythonOperator SQLExecuteQueryOperator TaskGroup __doc__ __file__ _copy_files_into _dbt_script \
+    Mount PythonOperator SQLExecuteQueryOperator TaskGroup TriggerDagRunOperator __doc__ __file__ _copy_files_into _dbt_script \
     _get_last_watermark _list_new_s3_files _log_dbt_results _notify_webhook _sql_string _update_watermark _utc_stamp \
     annotations dag default_args functools getattr json k8s len logging max open os pendulum shlex sorted str \
     timedelta urllib";
@@ -92,7 +92,7 @@ pub const IMPORTED_PIPELINE_IDS: &[&str] = &["shlex", "json", "os", "logging", "
 
 /// Writes two specs under `dir/pipelines/` that use every part of the DAG template (loads, dbt
 /// with state, results, artifacts, per-model groups and joins, sensors, webhooks, Docker and
-/// Kubernetes, Airflow 2's cron timetable) in pipelines named [`IMPORTED_PIPELINE_IDS`]. Each
+/// Kubernetes, Airflow 2's cron timetable, assets, Datasets and triggers) in pipelines named [`IMPORTED_PIPELINE_IDS`]. Each
 /// pipeline starts with a chain of shell stages named `stages`, so that their variables are
 /// bound before the code that uses the module's names runs. Returns the 3.x and 2.x specs.
 pub fn every_feature_specs(dir: &Path, stages: &[&str]) -> [PathBuf; 2] {
@@ -141,10 +141,17 @@ pub fn every_feature_specs(dir: &Path, stages: &[&str]) -> [PathBuf; 2] {
     v3 += &pipeline(
         "os",
         cron,
-        &["wait: {kind: sensor, pipeline: json}", "fresh: {kind: dbt, command: build, freshness: warn, after: [wait]}"],
+        &[
+            "wait: {kind: sensor, pipeline: json}",
+            "fresh: {kind: dbt, command: build, freshness: warn, after: [wait]}",
+            "note: {kind: shell, command: echo, produces: [lake.notes, 's3://b/k'], after: [fresh]}",
+            "kick: {kind: trigger, pipeline: DAG, conf: {a: 1}, wait_for_completion: true, after: [fresh]}",
+        ],
     );
     for id in IMPORTED_PIPELINE_IDS.iter().filter(|p| !["json", "os", "logging"].contains(p)) {
-        v3 += &pipeline(id, "", &["last: {kind: shell, command: echo}"]);
+        // One pipeline scheduled on assets, with both kinds of condition.
+        let head = if *id == "shlex" { "    schedule: {assets: {any: [lake.notes, {all: ['s3://b/k', wh.T]}]}}\n" } else { "" };
+        v3 += &pipeline(id, head, &["last: {kind: shell, command: echo}"]);
     }
     let v2 = format!(
         "version: 1\n\
@@ -160,6 +167,7 @@ pub fn every_feature_specs(dir: &Path, stages: &[&str]) -> [PathBuf; 2] {
             &[
                 "dock: {kind: dbt, command: build, dbt_mode: per_model, operator: docker}",
                 "pod: {kind: dbt, command: build, dbt_mode: layered, operator: kubernetes, after: [dock]}",
+                "note: {kind: shell, command: echo, produces: [lake.notes], after: [pod]}",
             ],
         ),
     );

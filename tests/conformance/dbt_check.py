@@ -4,31 +4,41 @@
 Usage:
     python dbt_check.py [--dbt PATH] [--strict] [--jsonschema] [--jobs N] [--keep-temp] [-v] DBT_PROJECT_DIR EXPECT_JSON
 
-EXPECT_JSON is the document printed by `fhirflow graph SPEC --format json` (only its
-`format_version`, `tags` and `selectors` keys are read):
+EXPECT_JSON is the `dbt` part of the document printed by `fhirflow graph SPEC --format json`
+(its `format_version`, `tags`, `selectors`, `tests` and `descriptions` keys are read):
 
-    {"format_version": 1, "tags": {"<tag>": ["<model>", ...]}, "selectors": ["<name>", ...]}
+    {"format_version": 1, "tags": {"<tag>": ["<model>", ...]}, "selectors": ["<name>", ...],
+     "tests": [{"model": "<model>", "column": "<column>", "test": "unique"}, ...],
+     "descriptions": {"<model>": "...", "<model>.<column>": "..."}}
 
-What is checked, with the real dbt (dbt-core 1.11, tested with dbt-duckdb 1.11.1):
+What is checked, with the real dbt (dbt-core 1.7, 1.11 and 1.12, with dbt-duckdb 1.7.5 and
+1.11.1):
 
 1. `dbt parse` succeeds (this validates every properties YAML and selectors.yml).
 2. For every tag: `dbt ls --resource-type model --select tag:<tag> --output json
    --output-keys name` lists exactly the expected model names.
 3. For every selector: it is defined in selectors.yml, and `dbt ls --selector <name>`
    succeeds and lists at least one node.
+4. `dbt ls --resource-type test` lists exactly the expected column tests (by test, model and
+   column) among the generic tests on the expected models: a dbt that does not read the key
+   they are written under (dbt-core 1.7 and `data_tests:`) drops them without an error, and
+   only this count shows it.
+5. The same `dbt ls` (with `--resource-type model`) gives every expected model and column its
+   description.
 
 dbt runs with --project-dir and --profiles-dir set to DBT_PROJECT_DIR, and with
 --target-path, --log-path, the working directory and DBT_DUCKDB_PATH all inside a
 temporary directory, so the project folder is not written to. dbt's console output is
 requested as JSON lines (--log-format json): `dbt ls` results are the `PrintEvent`
-records, and warnings/errors are picked out by level, so log lines can never be mistaken
-for results. The `dbt ls` runs reuse the parse (partial parsing) from private copies of
-its target dir and run --jobs at a time.
+records (`ListCmdOut` in dbt-core 1.7), and warnings/errors are picked out by level, so
+log lines can never be mistaken for results. The `dbt ls` runs reuse the parse (partial
+parsing) from private copies of its target dir and run --jobs at a time.
 
 dbt is `--dbt PATH` if given, else the `dbt` next to sys.executable (run this script
 with the dbt venv's python), else `dbt` on PATH.
 
-Exit status: 0 when everything matches (prints `dbt_check: N tags, M selectors match`),
+Exit status: 0 when everything matches (prints `dbt_check: dbt-core V: N tags, M selectors,
+T column tests and D descriptions match (dbt lists L tests)`),
 1 on any mismatch or dbt failure (a precise diff is printed), 2 on bad usage or an
 unreadable expectations file. Warnings dbt logs while parsing (deprecations included)
 are printed; with --strict they also fail the check.
@@ -70,7 +80,16 @@ class UsageError(Exception):
 # Expectations
 
 
-def load_expectations(path: Path) -> Tuple[Dict[str, List[str]], List[str]]:
+class Expectations:
+    def __init__(self, tags: Dict[str, List[str]], selectors: List[str],
+                 tests: List[Tuple[str, str, str]], descriptions: Dict[str, str]):
+        self.tags = tags
+        self.selectors = selectors
+        self.tests = tests  # (model, column, test)
+        self.descriptions = descriptions
+
+
+def load_expectations(path: Path) -> Expectations:
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -101,7 +120,15 @@ def load_expectations(path: Path) -> Tuple[Dict[str, List[str]], List[str]]:
         raise UsageError(f"{path}: 'selectors' must be a list of selector names")
     if len(set(selectors)) != len(selectors):
         raise UsageError(f"{path}: 'selectors' lists a name more than once")
-    return tags, selectors
+    tests: List[Tuple[str, str, str]] = []
+    for test in doc.get("tests", []):
+        if not isinstance(test, dict) or not all(isinstance(test.get(k), str) for k in ("model", "column", "test")):
+            raise UsageError(f"{path}: 'tests' must be a list of {{model, column, test}} objects")
+        tests.append((test["model"], test["column"], test["test"]))
+    descriptions = doc.get("descriptions", {})
+    if not isinstance(descriptions, dict) or not all(isinstance(v, str) for v in descriptions.values()):
+        raise UsageError(f"{path}: 'descriptions' must be an object of model or model.column -> text")
+    return Expectations(tags, selectors, sorted(tests), descriptions)
 
 
 # --------------------------------------------------------------------------------------
@@ -149,11 +176,12 @@ class DbtResult:
         return self.returncode == 0
 
     def printed(self) -> List[str]:
-        """Messages of PrintEvent records: what `dbt ls` prints as its results."""
+        """Messages of PrintEvent records (ListCmdOut before dbt-core 1.8): what `dbt ls`
+        prints as its results."""
         return [
             str(e.get("data", {}).get("msg", e["info"].get("msg", "")))
             for e in self.events
-            if e["info"].get("name") == "PrintEvent"
+            if e["info"].get("name") in ("PrintEvent", "ListCmdOut")
         ]
 
     def at_levels(self, *levels: str) -> List[dict]:
@@ -204,6 +232,26 @@ def on_event(e):
 result = dbtRunner(callbacks=[on_event]).invoke(["--no-use-colors", "--quiet", "parse", "--show-all-deprecations", *sys.argv[2:]])
 print(json.dumps({"success": bool(result.success)}))
 """
+
+
+_PROBE = r"""
+import importlib.metadata, json
+import dbt.cli.params as params
+print(json.dumps({"version": importlib.metadata.version("dbt-core"),
+                  "show_all_deprecations": hasattr(params, "show_all_deprecations")}))
+"""
+
+
+def probe(dbt_exe: str) -> dict:
+    """The dbt-core version behind the executable, and whether it has --show-all-deprecations
+    (dbt-core 1.7 does not)."""
+    try:
+        proc = subprocess.run([python_for(dbt_exe), "-c", _PROBE], stdin=subprocess.DEVNULL,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=120)
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+    except (OSError, subprocess.TimeoutExpired, json.JSONDecodeError, IndexError):
+        # Not dbt's own python: assume a current dbt-core.
+        return {"version": "unknown", "show_all_deprecations": True}
 
 
 def python_for(dbt_exe: str) -> str:
@@ -407,6 +455,48 @@ def describe_model(name: str, models: Dict[str, dict]) -> str:
     return f"{name} ({info['path']}; tags: {info['tags']})"
 
 
+def compare_tests(expected: Expectations, nodes: List[dict]) -> List[str]:
+    """The expected column tests against the generic tests dbt attaches to the expected models."""
+    models_named = {m for m, _, _ in expected.tests}
+    seen: List[Tuple[str, str, str]] = []
+    for node in nodes:
+        metadata = node.get("test_metadata") or {}
+        attached = str(node.get("attached_node") or "")
+        model = attached.split(".", 2)[-1] if attached.startswith("model.") else ""
+        if metadata.get("name") and model in models_named:
+            seen.append((model, str(node.get("column_name")), str(metadata["name"])))
+    seen.sort()
+    if seen == expected.tests:
+        return []
+    lines = [f"column tests: dbt lists {len(seen)} on the spec's models, expected {len(expected.tests)} "
+             f"(`dbt ls --resource-type test` lists {len(nodes)} tests in all)"]
+    missing = [t for t in expected.tests if t not in seen]
+    extra = [t for t in seen if t not in expected.tests]
+    if missing:
+        lines.append("  - expected but not seen by dbt (is the properties key one this dbt reads?):")
+        lines.extend(f"      {test} on {model}.{column}" for model, column, test in missing)
+    if extra:
+        lines.append("  + seen by dbt but not expected:")
+        lines.extend(f"      {test} on {model}.{column}" for model, column, test in extra)
+    return ["\n".join(lines)]
+
+
+def compare_descriptions(expected: Expectations, nodes: List[dict]) -> List[str]:
+    """The expected model and column descriptions against what `dbt ls` reports."""
+    actual: Dict[str, str] = {}
+    for node in nodes:
+        name = str(node.get("name"))
+        actual[name] = str(node.get("description") or "")
+        for column, info in (node.get("columns") or {}).items():
+            if isinstance(info, dict):
+                actual[f"{name}.{column}"] = str(info.get("description") or "")
+    wrong = [f"  {key}: dbt has {actual.get(key)!r}, expected {text!r}"
+             for key, text in sorted(expected.descriptions.items()) if actual.get(key) != text]
+    if not wrong:
+        return []
+    return [f"descriptions: {len(wrong)} of {len(expected.descriptions)} differ\n" + "\n".join(wrong)]
+
+
 # --------------------------------------------------------------------------------------
 # Main
 
@@ -417,8 +507,10 @@ def check(args: argparse.Namespace) -> int:
         raise UsageError(f"{project_dir} has no dbt_project.yml")
     if not (project_dir / "profiles.yml").is_file():
         raise UsageError(f"{project_dir} has no profiles.yml (profiles dir = project dir)")
-    tags, selectors = load_expectations(Path(args.expect_json))
+    expect = load_expectations(Path(args.expect_json))
+    tags, selectors = expect.tags, expect.selectors
     exe = args.dbt or default_dbt()
+    dbt_info = probe(exe)
 
     failures: List[str] = []
     notes: List[str] = []
@@ -428,7 +520,7 @@ def check(args: argparse.Namespace) -> int:
         dbt = Dbt(exe, project_dir, work, args.timeout)
 
         # 1. parse --------------------------------------------------------------------
-        parse = dbt.run(["parse"], ["--show-all-deprecations"])
+        parse = dbt.run(["parse"], ["--show-all-deprecations"] if dbt_info["show_all_deprecations"] else [])
         if args.verbose:
             print(f"dbt_check: dbt parse took {parse.seconds:.1f}s", file=sys.stderr)
         if not parse.ok:
@@ -472,6 +564,10 @@ def check(args: argparse.Namespace) -> int:
         for name in selectors:
             if name not in undefined:
                 jobs.append(("selector", name, ["--selector", name], ["name", "resource_type"]))
+        # One listing serves both the test count and the descriptions.
+        jobs.append(("nodes", "", ["--resource-type", "test", "--resource-type", "model"],
+                     ["resource_type", "name", "test_metadata", "attached_node", "column_name", "description",
+                      "columns"]))
 
         # dbt ls reuses the parse above (partial parsing) from a private copy of its
         # target dir, so the invocations can run side by side.
@@ -483,8 +579,9 @@ def check(args: argparse.Namespace) -> int:
         with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
             outcomes = list(pool.map(run_job, range(len(jobs)), jobs))
 
-        for (kind, key, _, _), (result, nodes, bad) in zip(jobs, outcomes):
-            label = f"tag:{key}" if kind == "tag" else f"--selector {key}"
+        listed_tests = 0
+        for (kind, key, selection, _), (result, nodes, bad) in zip(jobs, outcomes):
+            label = " ".join(selection)
             if args.verbose:
                 print(f"dbt_check: dbt ls {label} took {result.seconds:.1f}s", file=sys.stderr)
             if nodes is None:
@@ -492,6 +589,12 @@ def check(args: argparse.Namespace) -> int:
                 continue
             if bad:
                 failures.append(f"{kind} {key!r}: unreadable `dbt ls` result lines: {bad}")
+            if kind == "nodes":
+                tests = [n for n in nodes if n.get("resource_type") == "test"]
+                listed_tests = len(tests)
+                failures.extend(compare_tests(expect, tests))
+                failures.extend(compare_descriptions(expect, [n for n in nodes if n.get("resource_type") == "model"]))
+                continue
             if kind == "selector":
                 if not nodes:
                     failures.append(f"selector {key!r}: `dbt ls --selector {key}` lists no nodes")
@@ -531,7 +634,9 @@ def check(args: argparse.Namespace) -> int:
         for f in failures:
             print(f, file=sys.stderr)
         return EXIT_MISMATCH
-    print(f"dbt_check: {len(tags)} tags, {len(selectors)} selectors match")
+    print(f"dbt_check: dbt-core {dbt_info['version']}: {len(tags)} tags, {len(selectors)} selectors, "
+          f"{len(expect.tests)} column tests and {len(expect.descriptions)} descriptions match "
+          f"(dbt lists {listed_tests} tests)")
     return EXIT_OK
 
 

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# ensure_venv.sh NAME REQUIREMENTS_FILE
+# ensure_venv.sh NAME REQUIREMENTS_FILE [EXCLUDES_FILE]
 #
 # Print (last line of stdout) the path of a Python 3.11 venv holding
 # REQUIREMENTS_FILE, creating it with uv when missing:
 #   ${FHIRFLOW_CACHE:-$HOME/.cache/fhirflow}/venv-NAME-<first 16 hex of sha256(REQUIREMENTS_FILE)>
+# EXCLUDES_FILE names packages left out of the resolution (uv --excludes): the lock was
+# compiled without them, and the install must not pull them back in as dependencies. Its
+# text is hashed after the lock's (with none, the hash is the lock file's own).
 #
 # Safe to rerun and to run concurrently: the venv is built (relocatable) in a
 # sibling temp dir and renamed into place only once the install succeeded, so the
@@ -12,14 +15,16 @@
 # stderr; stdout carries nothing but the path.
 set -euo pipefail
 
-if [[ $# -ne 2 || ! -f $2 ]]; then
-    echo "usage: $0 NAME REQUIREMENTS_FILE" >&2
+if [[ $# -lt 2 || $# -gt 3 || ! -f $2 || ( $# -eq 3 && ! -f ${3:-} ) ]]; then
+    echo "usage: $0 NAME REQUIREMENTS_FILE [EXCLUDES_FILE]" >&2
     exit 2
 fi
 name=$1
 req=$(cd "$(dirname "$2")" && pwd)/$(basename "$2")
+excludes=()
+[[ $# -eq 3 ]] && excludes=(--excludes "$(cd "$(dirname "$3")" && pwd)/$(basename "$3")")
 cache=${FHIRFLOW_CACHE:-$HOME/.cache/fhirflow}
-hash=$(sha256sum "$req" | cut -c1-16)
+hash=$(cat "$req" ${3:+"$3"} | sha256sum | cut -c1-16)
 dest=$cache/venv-$name-$hash
 
 if [[ -x $dest/bin/python ]]; then
@@ -54,7 +59,7 @@ trap 'rm -rf "$tmp"' EXIT
 echo "ensure_venv: building $dest from $req" >&2
 start=$SECONDS
 uv venv --quiet --relocatable --python 3.11 "$tmp" >&2
-uv pip install --python "$tmp/bin/python" -r "$req" >&2
+uv pip install --python "$tmp/bin/python" -r "$req" "${excludes[@]}" >&2
 "$tmp/bin/python" -c 'import sys; print("ensure_venv: python", sys.version.split()[0])' >&2
 
 # rename(2) is atomic; it fails if another run already put a venv in place.
