@@ -316,8 +316,16 @@ impl IntoIterator for Diagnostics {
     }
 }
 
+/// Longest text that [`did_you_mean`] looks for a near match of.
+pub const MAX_SUGGESTED_LEN: usize = 256;
+
 /// The closest candidate to `wanted`, if one is close enough to be a likely typo.
 pub fn did_you_mean<'a>(wanted: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    // Edit distance is quadratic in the lengths: a 30 KB time zone took 28 s against the
+    // zone names. Nothing that long is a typo of a name.
+    if wanted.len() > MAX_SUGGESTED_LEN {
+        return None;
+    }
     let mut best: Option<(f64, &str)> = None;
     for candidate in candidates {
         let distance = strsim::damerau_levenshtein(wanted, candidate);

@@ -161,8 +161,17 @@ pub const MAX_SPEC_BYTES: u64 = 64 * 1024 * 1024;
 /// spec with a located diagnostic, not an I/O error.
 pub fn read_source(path: &Path) -> Result<Arc<SourceFile>, Error> {
     let io = |source| Error::Io { path: path.to_owned(), action: "read", source };
-    let size = std::fs::metadata(path).map_err(io)?.len();
+    let metadata = std::fs::metadata(path).map_err(io)?;
+    let size = metadata.len();
     let name = path.display().to_string();
+    // A device reads forever (/dev/zero) and a FIFO blocks until a writer comes: neither is a spec.
+    if !metadata.is_file() {
+        let file = SourceFile::new(name, "");
+        let d = diagnostic::Diagnostic::error("not-a-file", "the spec is not a regular file")
+            .at(Some(source::Span::at(&file, 0, 0)), "a device, pipe or socket")
+            .help("point fhirflow at a spec file, or at a folder of them");
+        return Err(Error::Invalid(Diagnostics::from_iter([d])));
+    }
     if size > MAX_SPEC_BYTES {
         let file = SourceFile::new(name, "");
         let d = diagnostic::Diagnostic::error(
@@ -173,7 +182,10 @@ pub fn read_source(path: &Path) -> Result<Arc<SourceFile>, Error> {
         .help("split it into several specs");
         return Err(Error::Invalid(Diagnostics::from_iter([d])));
     }
-    let bytes = std::fs::read(path).map_err(io)?;
+    // Bounded, in case the file grows while it is read.
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::Read::take(std::fs::File::open(path).map_err(io)?, MAX_SPEC_BYTES), &mut bytes)
+        .map_err(|source| Error::Io { path: path.to_owned(), action: "read", source })?;
     match String::from_utf8(bytes) {
         Ok(text) => Ok(SourceFile::new(name, text)),
         Err(e) => {

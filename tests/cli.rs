@@ -868,3 +868,58 @@ fn apply_removes_temp_files_that_killed_applies_left() {
     fhirflow_out("apply", &spec, &out).assert().success();
     assert!(!live.exists());
 }
+
+/// Inputs that used to crash or hang: a 50,000-stage `after:` chain (the recursive cycle search
+/// overflowed the stack, exit 134), a device and a FIFO as the spec (read until memory ran out;
+/// blocked for ever), and a 100 KB time zone (the did-you-mean took minutes). Each now ends,
+/// with a result or a located error; the `timeout` only keeps a regression from hanging CI.
+#[test]
+fn deep_and_huge_inputs_end_with_an_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut chain = String::from("version: 1\npipelines:\n  p:\n    stages:\n      s0: {kind: shell, command: x}\n");
+    for i in 1..50_000 {
+        chain.push_str(&format!("      s{i}: {{kind: shell, command: x, after: [s{}]}}\n", i - 1));
+    }
+    let spec = dir.path().join("chain.yaml");
+    std::fs::write(&spec, chain).unwrap();
+    fhirflow()
+        .arg("validate")
+        .arg(&spec)
+        .timeout(std::time::Duration::from_secs(300))
+        .assert()
+        .success()
+        .stdout(contains("valid (1 pipelines, 50000 tasks)"));
+
+    fhirflow()
+        .args(["validate", "/dev/zero"])
+        .timeout(std::time::Duration::from_secs(60))
+        .assert()
+        .code(1)
+        .stderr(contains("error[not-a-file]: the spec is not a regular file"));
+    let fifo = dir.path().join("spec.yaml");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    fhirflow()
+        .arg("validate")
+        .arg(&fifo)
+        .timeout(std::time::Duration::from_secs(60))
+        .assert()
+        .code(1)
+        .stderr(contains("error[not-a-file]"));
+
+    let zone = "Europe/Pariss".repeat(8_000);
+    let spec = dir.path().join("zone.yaml");
+    std::fs::write(
+        &spec,
+        format!("version: 1\ndefaults: {{timezone: {zone}}}\npipelines:\n  p:\n    stages:\n      a: {{kind: shell, command: x}}\n"),
+    )
+    .unwrap();
+    fhirflow()
+        .arg("validate")
+        .arg(&spec)
+        .timeout(std::time::Duration::from_secs(120))
+        .assert()
+        .code(1)
+        .stderr(contains("error[unknown-timezone]"))
+        .stderr(contains("did you mean").not());
+}

@@ -120,7 +120,7 @@ fn group_cycle(planned: &[Planned]) -> Option<(String, String)> {
             }
         }
     }
-    let cycle = petgraph::algo::tarjan_scc(&graph).into_iter().find(|c| c.len() > 1)?;
+    let cycle = petgraph::algo::kosaraju_scc(&graph).into_iter().find(|c| c.len() > 1)?;
     let mut groups: BTreeSet<String> = cycle.iter().map(|n| planned[graph[*n]].group.join(".")).collect();
     let a = groups.pop_first().unwrap_or_default();
     let b = groups.pop_first().unwrap_or_else(|| a.clone());

@@ -27,7 +27,9 @@ use crate::spec::{
 };
 use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
-use petgraph::algo::tarjan_scc;
+// Kosaraju, not Tarjan: petgraph's Tarjan recurses once per node, and a 50,000-stage `after:` chain
+// overflowed the stack with it.
+use petgraph::algo::kosaraju_scc;
 use petgraph::graph::{DiGraph, NodeIndex};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -732,9 +734,9 @@ impl Lowering<'_> {
             );
         }
         let max_active_runs = self.spec.pipelines[pipeline_id].max_active_runs;
-        let gates = self.spec.pipelines[pipeline_id].stages.values().any(|s| s.after.contains(stage_id));
+        // Only sensors ask who is after them: asking for every stage is quadratic.
         if let StageKind::Sensor(sensor) = kind
-            && !gates
+            && !self.spec.pipelines[pipeline_id].stages.values().any(|s| s.after.contains(stage_id))
         {
             let held = if max_active_runs == 1 {
                 format!("; with `max_active_runs: 1` it holds every run open for up to its {} timeout", sensor.timeout)
@@ -1101,7 +1103,7 @@ impl Lowering<'_> {
                 }
             }
         }
-        for component in tarjan_scc(&graph) {
+        for component in kosaraju_scc(&graph) {
             let looped = component.len() > 1 || graph.contains_edge(component[0], component[0]);
             if looped {
                 let path = cycle_path(&graph, &component);
@@ -1316,7 +1318,7 @@ fn pipeline_cycles(lowerings: &mut [Lowering], catalog: &Catalog, waits: &[Wait]
             graph.add_edge(from, to, ());
         }
     }
-    for component in tarjan_scc(&graph) {
+    for component in kosaraju_scc(&graph) {
         let looped = component.len() > 1 || graph.contains_edge(component[0], component[0]);
         if looped {
             let path = cycle_path(&graph, &component);
