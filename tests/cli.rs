@@ -234,6 +234,35 @@ fn invalid_spec_exits_1_with_located_errors() {
         .stderr(contains("did you mean `dbt_run_staging`?"));
 }
 
+/// `fhirflow validate` of a spec with this text, in a folder of its own.
+fn validate_text(text: &str) -> assert_cmd::assert::Assert {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("p.yaml");
+    std::fs::write(&spec, text).unwrap();
+    fhirflow().arg("validate").arg(&spec).assert()
+}
+
+/// An invalid schedule does not hide a cycle in the same pipeline: both are reported.
+#[test]
+fn a_bad_schedule_and_a_cycle_are_both_reported() {
+    validate_text(
+        "version: 1\npipelines:\n  p:\n    schedule: \"@dayly\"\n    stages:\n      a: {kind: shell, command: x, after: [b]}\n      b: {kind: shell, command: x, after: [a]}\n",
+    )
+    .code(1)
+    .stderr(contains("\"@dayly\" is not an Airflow preset"))
+    .stderr(contains("error[cycle]"));
+}
+
+/// An unknown `kind` is the one error: the stage's other keys are not called unknown.
+#[test]
+fn an_unknown_kind_does_not_make_its_keys_unknown() {
+    validate_text("version: 1\npipelines:\n  p:\n    stages:\n      a: {kind: shel, command: x}\n")
+        .code(1)
+        .stderr(contains("error[invalid-choice]"))
+        .stderr(contains("did you mean `shell`?"))
+        .stderr(contains("unknown key").not());
+}
+
 #[test]
 fn io_and_usage_errors_have_their_own_codes() {
     fhirflow().args(["validate", "/nonexistent/spec.yaml"]).assert().code(3).stderr(contains("cannot read"));
