@@ -14,7 +14,7 @@ mod render;
 pub mod sensor;
 pub mod settings;
 
-pub use explain::explain;
+pub use explain::{ExplainedSetting, Explanation, SettingLocation, explain};
 pub use render::GraphFormat;
 pub use crate::spec::TriggerRule;
 pub use settings::{Origin, Resolved, Settings};

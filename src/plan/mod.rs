@@ -53,10 +53,10 @@ pub enum Detail {
     Setting {
         /// Which (schedule, catchup, max_active_runs, tags, start_date).
         name: String,
-        /// Before.
-        old: String,
+        /// Before, as recorded in the file (`null` when absent).
+        old: serde_json::Value,
         /// After.
-        new: String,
+        new: serde_json::Value,
     },
     /// A task is added.
     TaskAdded {
@@ -79,9 +79,21 @@ pub enum Detail {
     TaskChanged {
         /// Task id.
         task: String,
-        /// What changed, as `field: old → new`.
-        changes: Vec<String>,
+        /// What changed, field by field.
+        changes: Vec<FieldChange>,
     },
+}
+
+/// One field of a task that changes, with its values as recorded in the DAG file.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FieldChange {
+    /// The field (`retries`, `upstream`, …), or `definition` when only the command, query or
+    /// arguments changed (`old` and `new` are then digests of the definition).
+    pub field: String,
+    /// Before (`null` when absent).
+    pub old: serde_json::Value,
+    /// After.
+    pub new: serde_json::Value,
 }
 
 /// A planned change to one file.
