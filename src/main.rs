@@ -4,7 +4,7 @@ use clap::{Parser, Subcommand};
 use fhirflow::diagnostic::{DiagnosticFormat, Diagnostics};
 use fhirflow::graph::GraphFormat;
 use fhirflow::plan::PlanFormat;
-use fhirflow::run::report::RunFormat;
+use fhirflow::run::report::{RunFormat, shell_word};
 use fhirflow::run::{DisplayMode, RunOptions, Runner, Selection, SpecGraph};
 use fhirflow::{Error, ExitStatus};
 use std::io::IsTerminal as _;
@@ -328,7 +328,20 @@ fn run(cli: Cli) -> Result<ExitStatus, Error> {
             if check {
                 if plan.has_changes() {
                     print(&plan.render(PlanFormat::Text));
-                    eprintln!("error: the generated files are out of date; run `fhirflow apply {}`", spec.display());
+                    let mut command = format!("fhirflow apply {}", shell_word(&spec.display().to_string()));
+                    if let Some(out) = &out {
+                        command.push_str(&format!(" --out {}", shell_word(&out.display().to_string())));
+                    }
+                    if deny_warnings {
+                        command.push_str(" --deny-warnings");
+                    }
+                    match plan.blocked().count() {
+                        0 => eprintln!("error: the generated files are out of date; run `{command}`"),
+                        n => eprintln!(
+                            "error: the generated files are out of date, and `{command}` would refuse {n} of them (marked `!` above); \
+                             if their changes can go, run `{command} --force`"
+                        ),
+                    }
                     return Ok(ExitStatus::Changes);
                 }
                 print("The generated files are up to date.\n");

@@ -156,6 +156,49 @@ fn apply_refuses_hand_edited_files_and_writes_nothing() {
     assert!(std::fs::read_to_string(&dag).unwrap().contains("Now run the dbt"));
 }
 
+/// `apply --check` suggests the command to run with the paths it was given, and `--force`
+/// (with the reason) when a plain `apply` would refuse.
+#[test]
+fn apply_check_suggests_the_command_that_works() {
+    let (dir, spec) = project_with("fhir.yaml");
+    let out = dir.path().join("out");
+    fhirflow_out("apply", &spec, &out).assert().success();
+    edit(&spec, "description: Run the dbt", "description: Now run the dbt");
+    let command = format!("fhirflow apply {} --out {}", spec.display(), out.display());
+    fhirflow_out("apply", &spec, &out)
+        .arg("--check")
+        .assert()
+        .code(2)
+        .stderr(contains(format!("run `{command}`")))
+        .stderr(contains("--force").not());
+    edit(&out.join("dags/dbt_transform_fhir.py"), "retries=0", "retries=9");
+    fhirflow_out("apply", &spec, &out)
+        .arg("--check")
+        .assert()
+        .code(2)
+        .stdout(contains("edited by hand"))
+        .stderr(contains(format!("`{command}` would refuse 1 of them")))
+        .stderr(contains(format!("run `{command} --force`")));
+}
+
+/// A generated file checked out with CRLF line ends (git's `core.autocrlf`) is unchanged, and
+/// not taken for a hand edit when the spec changes it.
+#[test]
+fn crlf_checkouts_are_not_hand_edits() {
+    let (dir, spec) = project_with("fhir.yaml");
+    let out = dir.path().join("out");
+    fhirflow_out("apply", &spec, &out).assert().success();
+    let dag = out.join("dags/dbt_transform_fhir.py");
+    let lf = std::fs::read_to_string(&dag).unwrap();
+    std::fs::write(&dag, lf.replace('\n', "\r\n")).unwrap();
+    fhirflow_out("plan", &spec, &out).arg("--detailed-exitcode").assert().code(0).stdout(contains("No changes"));
+    fhirflow_out("apply", &spec, &out).arg("--check").assert().code(0);
+    edit(&spec, "description: Run the dbt", "description: Now run the dbt");
+    fhirflow_out("plan", &spec, &out).assert().success().stdout(contains("edited by hand").not());
+    fhirflow_out("apply", &spec, &out).assert().success();
+    assert!(std::fs::read_to_string(&dag).unwrap().contains("Now run the dbt"));
+}
+
 #[test]
 fn apply_refuses_files_it_did_not_write() {
     let (dir, spec) = project_with("dental_clinic.yaml");

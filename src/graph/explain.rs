@@ -66,12 +66,15 @@ impl Explanation {
                 serde_json::Value::Null => "none".to_owned(),
                 serde_json::Value::String(text) => text.clone(),
                 serde_json::Value::Array(items) if items.is_empty() => "none".to_owned(),
-                serde_json::Value::Array(items) => {
-                    items.iter().map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_owned)).collect::<Vec<_>>().join(", ")
-                }
+                serde_json::Value::Array(items) => items
+                    .iter()
+                    .map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_owned))
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 other => other.to_string(),
             };
-            let place = s.location.as_ref().map_or_else(String::new, |l| format!(" ({}:{}:{})", l.filename, l.line, l.column));
+            let place =
+                s.location.as_ref().map_or_else(String::new, |l| format!(" ({}:{}:{})", l.filename, l.line, l.column));
             let _ = writeln!(out, "    {:<26} {value:<22} {}{place}", s.name, s.origin);
         }
         out
@@ -113,18 +116,18 @@ pub fn explain(graph: &PipelineGraph, doc: &Document, selector: &str) -> Result<
     let tasks: Vec<&super::Task> = pipeline.tasks.iter().filter(|t| t.stage.as_str() == stage_id).collect();
     let stage = tasks[0].stage.clone();
     let settings: &Settings = &tasks[0].settings;
-    let upstream: Vec<String> = tasks
-        .iter()
-        .flat_map(|t| t.upstream.iter())
-        .filter(|u| !tasks.iter().any(|t| t.id == **u))
-        .cloned()
-        .collect();
+    let upstream: Vec<String> =
+        tasks.iter().flat_map(|t| t.upstream.iter()).filter(|u| !tasks.iter().any(|t| t.id == **u)).cloned().collect();
     let duration = |d: &Option<crate::spec::Duration>| d.map_or(Value::Null, |d| json!(d.to_string()));
     let rows: Vec<(&'static str, Value, Origin)> = vec![
         ("owner", json!(settings.owner.value), settings.owner.origin),
         ("retries", json!(settings.retries.value), settings.retries.origin),
         ("retry_delay", json!(settings.retry_delay.value.to_string()), settings.retry_delay.origin),
-        ("retry_exponential_backoff", json!(settings.retry_exponential_backoff.value), settings.retry_exponential_backoff.origin),
+        (
+            "retry_exponential_backoff",
+            json!(settings.retry_exponential_backoff.value),
+            settings.retry_exponential_backoff.origin,
+        ),
         ("execution_timeout", duration(&settings.execution_timeout.value), settings.execution_timeout.origin),
         ("start_date", json!(settings.start_date.value), settings.start_date.origin),
         ("timezone", json!(settings.timezone.value), settings.timezone.origin),

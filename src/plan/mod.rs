@@ -173,6 +173,8 @@ pub fn plan(files: &[GeneratedFile], layout: &Layout, managed_dirs: &[PathBuf]) 
         let (action, blocker, old) = match &on_disk {
             None => (Action::Add, None, None),
             Some(text) if *text == file.contents => continue,
+            // A checkout with CRLF line ends (git's `core.autocrlf`) is the same file.
+            Some(text) if header::crlf_to_lf(text).is_some_and(|lf| lf == file.contents) => continue,
             Some(text) => {
                 let blocker = match header::read(text) {
                     None => Some(Blocker::NotGenerated),
