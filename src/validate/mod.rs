@@ -370,6 +370,24 @@ mod tests {
     }
 
     #[test]
+    fn without_a_kind_the_other_keys_are_not_called_unknown() {
+        let text = MINIMAL.replace("kind: shell\n", "");
+        let errs = errors(&text);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(errs[0].0, "`s` is missing `kind`");
+    }
+
+    #[test]
+    fn a_rejected_value_is_an_error_but_leaves_a_spec_to_lower() {
+        let text = MINIMAL.replace("  p:\n", "  p:\n    schedule: \"@dayly\"\n");
+        let doc = Document::parse(SourceFile::new("t.yaml", text)).expect("parses");
+        let (spec, problems) = check_partial(&doc);
+        assert!(problems.has_errors());
+        assert!(spec.is_some_and(|s| s.pipelines.values().all(|p| p.schedule.is_none())));
+        assert!(check(&doc).is_err());
+    }
+
+    #[test]
     fn reports_every_error_in_one_run() {
         let text = "version: 2\npipelines:\n  p:\n    schedule: 5\n    stages:\n      bad name:\n        kind: shell\n        command: x\n";
         let errs = errors(text);
