@@ -263,19 +263,23 @@ impl Diagnostics {
         }
     }
 
+    /// The JSON document of `validate --format json`, for commands that add to it.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "format_version": FORMAT_VERSION,
+            "valid": !self.has_errors(),
+            "error_count": self.error_count(),
+            "warning_count": self.warning_count(),
+            "diagnostics": self.sorted().iter().map(|d| d.to_json()).collect::<Vec<_>>(),
+        })
+    }
+
     /// Renders them in `format`.
     pub fn render_as(&self, format: DiagnosticFormat) -> String {
         match format {
             DiagnosticFormat::Text => self.render(),
             DiagnosticFormat::Json => {
-                let doc = serde_json::json!({
-                    "format_version": FORMAT_VERSION,
-                    "valid": !self.has_errors(),
-                    "error_count": self.error_count(),
-                    "warning_count": self.warning_count(),
-                    "diagnostics": self.sorted().iter().map(|d| d.to_json()).collect::<Vec<_>>(),
-                });
-                let mut text = serde_json::to_string_pretty(&doc).unwrap_or_default();
+                let mut text = serde_json::to_string_pretty(&self.to_json()).unwrap_or_default();
                 text.push('\n');
                 text
             }

@@ -55,19 +55,23 @@ pub fn compile_with_env(
     compile_all(vec![source], env).pop().unwrap_or_else(|| Err(Diagnostics::new()))
 }
 
-/// Parses and validates one spec, up to the typed [`spec::Spec`].
+/// Parses and validates one spec, up to the typed [`spec::Spec`]. Errors that still leave a spec
+/// to lower (a rejected optional value, read as absent) come back beside it, so that the graph's
+/// own errors are reported with them.
 fn front_end(
     source: Arc<SourceFile>,
     env: &dyn parse::interpolate::Environment,
-) -> Result<(parse::Document, spec::Spec), Diagnostics> {
+) -> Result<(parse::Document, spec::Spec, Diagnostics), Diagnostics> {
     let mut document = parse::Document::parse(source)?;
     let mut problems: Diagnostics = validate::secrets::check(&document, env).into_iter().collect();
     problems.extend(document.interpolate(env));
     if problems.has_errors() {
         return Err(problems);
     }
-    let spec = validate::check(&document)?;
-    Ok((document, spec))
+    match validate::check_partial(&document) {
+        (Some(spec), problems) => Ok((document, spec, problems)),
+        (None, problems) => Err(problems),
+    }
 }
 
 /// Compiles several specs as one graph: a sensor may wait for a pipeline of another spec, and
@@ -81,10 +85,10 @@ pub fn compile_all(
     let mut front_ends = Vec::new();
     for source in sources {
         match front_end(source, env) {
-            Ok((document, spec)) => {
+            Ok((document, spec, problems)) => {
                 documents.push(document);
                 specs.push(spec);
-                front_ends.push(Ok(()));
+                front_ends.push(Ok(problems));
             }
             Err(diagnostics) => front_ends.push(Err(diagnostics)),
         }
@@ -94,9 +98,18 @@ pub fn compile_all(
     front_ends
         .into_iter()
         .map(|front_end| {
-            front_end?;
+            let mut problems = front_end?;
             let document = documents.next().ok_or_else(Diagnostics::new)?;
-            let (graph, warnings) = lowered.next().unwrap_or_else(|| Err(Diagnostics::new()))?;
+            let lowering = lowered.next().unwrap_or_else(|| Err(Diagnostics::new()));
+            if problems.has_errors() {
+                problems.extend(match lowering {
+                    Ok((_, warnings)) => warnings,
+                    Err(errors) => errors,
+                });
+                return Err(problems);
+            }
+            let (graph, mut warnings) = lowering?;
+            warnings.extend(problems);
             Ok(Compiled { document, graph, warnings })
         })
         .collect()

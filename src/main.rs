@@ -4,7 +4,7 @@ use clap::{Parser, Subcommand};
 use fhirflow::diagnostic::{DiagnosticFormat, Diagnostics};
 use fhirflow::graph::GraphFormat;
 use fhirflow::plan::PlanFormat;
-use fhirflow::run::report::RunFormat;
+use fhirflow::run::report::{RunFormat, shell_word};
 use fhirflow::run::{DisplayMode, RunOptions, Runner, Selection, SpecGraph};
 use fhirflow::{Error, ExitStatus};
 use std::io::IsTerminal as _;
@@ -239,6 +239,23 @@ fn warnings(compiled: &[fhirflow::Compiled], deny: bool) -> Result<(), Error> {
     Ok(())
 }
 
+/// The explanation of `stage` from the first spec that has it, or why none does.
+fn explain_stage(
+    all: &[(PathBuf, fhirflow::Compiled)],
+    stage: &str,
+) -> Result<fhirflow::graph::Explanation, fhirflow::diagnostic::Diagnostic> {
+    let mut last_error = None;
+    for (_, compiled) in all {
+        match fhirflow::graph::explain(&compiled.graph, &compiled.document, stage) {
+            Ok(found) => return Ok(found),
+            Err(d) => last_error = Some(d),
+        }
+    }
+    Err(last_error.unwrap_or_else(|| {
+        fhirflow::diagnostic::Diagnostic::error("unknown-stage", format!("no stage `{stage}` to explain"))
+    }))
+}
+
 fn run(cli: Cli) -> Result<ExitStatus, Error> {
     match cli.command {
         Command::Validate { spec, format, deny_warnings, explain } => {
@@ -254,27 +271,35 @@ fn run(cli: Cli) -> Result<ExitStatus, Error> {
             if deny_warnings {
                 diagnostics.deny_warnings();
             }
+            let mut explanation = None;
+            if let (Some(stage), Ok(all)) = (&explain, &results)
+                && !diagnostics.has_errors()
+            {
+                match explain_stage(all, stage) {
+                    Ok(found) => explanation = Some(found),
+                    Err(d) => diagnostics.push(d),
+                }
+            }
             match format {
                 DiagnosticFormat::Text => eprint!("{}", diagnostics.render()),
-                other => print(&diagnostics.render_as(other)),
+                // One JSON document on stdout: the explanation goes inside it.
+                DiagnosticFormat::Json => {
+                    let mut doc = diagnostics.to_json();
+                    if let (Some(found), Some(map)) = (&explanation, doc.as_object_mut()) {
+                        map.insert("explain".to_owned(), serde_json::to_value(found).unwrap_or_default());
+                    }
+                    print(&format!("{}\n", serde_json::to_string_pretty(&doc).unwrap_or_default()));
+                }
+                DiagnosticFormat::Github => print(&diagnostics.render_as(DiagnosticFormat::Github)),
             }
             let all = match results {
                 Ok(all) if !diagnostics.has_errors() => all,
                 _ => return Ok(ExitStatus::Invalid),
             };
-            if let Some(stage) = explain {
-                let mut last_error = None;
-                for (_, compiled) in &all {
-                    match fhirflow::graph::explain(&compiled.graph, &compiled.document, &stage) {
-                        Ok(text) => {
-                            print(&text);
-                            return Ok(ExitStatus::Ok);
-                        }
-                        Err(d) => last_error = Some(d),
-                    }
+            if let Some(found) = explanation {
+                if format != DiagnosticFormat::Json {
+                    print(&found.to_text());
                 }
-                let diagnostics = Diagnostics::from_iter(last_error);
-                return Err(Error::Invalid(diagnostics));
             } else if format == DiagnosticFormat::Text {
                 let pipelines: usize = all.iter().map(|(_, c)| c.graph.pipelines.len()).sum();
                 let tasks: usize = all.iter().map(|(_, c)| c.graph.task_count()).sum();
@@ -284,8 +309,16 @@ fn run(cli: Cli) -> Result<ExitStatus, Error> {
             Ok(ExitStatus::Ok)
         }
         Command::Plan { target: OutputArgs { spec, out, deny_warnings }, detailed_exitcode, format } => {
-            let (compiled, plan) = fhirflow::plan_path(&spec, out.as_deref())?;
-            warnings(&compiled, deny_warnings)?;
+            let planned = fhirflow::plan_path(&spec, out.as_deref())
+                .and_then(|(compiled, plan)| warnings(&compiled, deny_warnings).map(|()| plan));
+            let plan = match planned {
+                // A script reading JSON gets JSON on stdout either way.
+                Err(Error::Invalid(diagnostics)) if format == PlanFormat::Json => {
+                    print(&diagnostics.render_as(DiagnosticFormat::Json));
+                    return Ok(ExitStatus::Invalid);
+                }
+                other => other?,
+            };
             print(&plan.render(format));
             Ok(if detailed_exitcode && plan.has_changes() { ExitStatus::Changes } else { ExitStatus::Ok })
         }
@@ -295,7 +328,20 @@ fn run(cli: Cli) -> Result<ExitStatus, Error> {
             if check {
                 if plan.has_changes() {
                     print(&plan.render(PlanFormat::Text));
-                    eprintln!("error: the generated files are out of date; run `fhirflow apply {}`", spec.display());
+                    let mut command = format!("fhirflow apply {}", shell_word(&spec.display().to_string()));
+                    if let Some(out) = &out {
+                        command.push_str(&format!(" --out {}", shell_word(&out.display().to_string())));
+                    }
+                    if deny_warnings {
+                        command.push_str(" --deny-warnings");
+                    }
+                    match plan.blocked().count() {
+                        0 => eprintln!("error: the generated files are out of date; run `{command}`"),
+                        n => eprintln!(
+                            "error: the generated files are out of date, and `{command}` would refuse {n} of them (marked `!` above); \
+                             if their changes can go, run `{command} --force`"
+                        ),
+                    }
                     return Ok(ExitStatus::Changes);
                 }
                 print("The generated files are up to date.\n");

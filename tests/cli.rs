@@ -79,7 +79,44 @@ fn plan_names_added_removed_renamed_and_changed_tasks() {
     assert_eq!(plan["format_version"], "1.0");
     let details = plan["changes"][0]["details"].to_string();
     assert!(details.contains(r#""type":"task_renamed","from":"dbt_docs_generate","to":"dbt_docs_build""#), "{details}");
-    assert!(details.contains(r#""task":"check_dbt_installation""#) && details.contains("retries: 1 → 3"), "{details}");
+    assert!(
+        details.contains(r#""task":"check_dbt_installation""#)
+            && details.contains(r#"{"field":"retries","old":1,"new":3}"#),
+        "{details}"
+    );
+}
+
+/// Values in a JSON plan are JSON values, not JSON text quoted again.
+#[test]
+fn plan_json_values_are_not_encoded_twice() {
+    let (dir, spec) = project_with("fhir.yaml");
+    let out = dir.path().join("out");
+    fhirflow_out("apply", &spec, &out).assert().success();
+    edit(&spec, "schedule: \"*/10 * * * *\"", "schedule: \"*/15 * * * *\"");
+    let assert = fhirflow_out("plan", &spec, &out).args(["--format", "json"]).assert().success();
+    let plan: serde_json::Value = serde_json::from_slice(&assert.get_output().stdout).expect("JSON plan");
+    let setting = plan["changes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|c| c["details"].as_array().cloned().unwrap_or_default())
+        .find(|d| d["type"] == "setting" && d["name"] == "schedule")
+        .expect("a schedule change");
+    assert_eq!(setting["old"], "*/10 * * * *", "{setting}");
+    assert_eq!(setting["new"], "*/15 * * * *", "{setting}");
+}
+
+/// `plan --format json` of an invalid spec prints the diagnostics as JSON on stdout.
+#[test]
+fn plan_json_of_an_invalid_spec_is_json() {
+    let (dir, spec) = project_with("fhir.yaml");
+    edit(&spec, "after: [dbt_run_staging]", "after: [dbt_run_stagng]");
+    let out = dir.path().join("out");
+    let assert = fhirflow_out("plan", &spec, &out).args(["--format", "json"]).assert().code(1);
+    let doc: serde_json::Value = serde_json::from_slice(&assert.get_output().stdout).expect("JSON diagnostics");
+    assert_eq!(doc["format_version"], "1.0");
+    assert_eq!(doc["valid"], false);
+    assert_eq!(doc["diagnostics"][0]["code"], "unknown-stage", "{doc:#}");
 }
 
 #[test]
@@ -116,6 +153,49 @@ fn apply_refuses_hand_edited_files_and_writes_nothing() {
         "nothing is written"
     );
     fhirflow_out("apply", &spec, &out).arg("--force").assert().success();
+    assert!(std::fs::read_to_string(&dag).unwrap().contains("Now run the dbt"));
+}
+
+/// `apply --check` suggests the command to run with the paths it was given, and `--force`
+/// (with the reason) when a plain `apply` would refuse.
+#[test]
+fn apply_check_suggests_the_command_that_works() {
+    let (dir, spec) = project_with("fhir.yaml");
+    let out = dir.path().join("out");
+    fhirflow_out("apply", &spec, &out).assert().success();
+    edit(&spec, "description: Run the dbt", "description: Now run the dbt");
+    let command = format!("fhirflow apply {} --out {}", spec.display(), out.display());
+    fhirflow_out("apply", &spec, &out)
+        .arg("--check")
+        .assert()
+        .code(2)
+        .stderr(contains(format!("run `{command}`")))
+        .stderr(contains("--force").not());
+    edit(&out.join("dags/dbt_transform_fhir.py"), "retries=0", "retries=9");
+    fhirflow_out("apply", &spec, &out)
+        .arg("--check")
+        .assert()
+        .code(2)
+        .stdout(contains("edited by hand"))
+        .stderr(contains(format!("`{command}` would refuse 1 of them")))
+        .stderr(contains(format!("run `{command} --force`")));
+}
+
+/// A generated file checked out with CRLF line ends (git's `core.autocrlf`) is unchanged, and
+/// not taken for a hand edit when the spec changes it.
+#[test]
+fn crlf_checkouts_are_not_hand_edits() {
+    let (dir, spec) = project_with("fhir.yaml");
+    let out = dir.path().join("out");
+    fhirflow_out("apply", &spec, &out).assert().success();
+    let dag = out.join("dags/dbt_transform_fhir.py");
+    let lf = std::fs::read_to_string(&dag).unwrap();
+    std::fs::write(&dag, lf.replace('\n', "\r\n")).unwrap();
+    fhirflow_out("plan", &spec, &out).arg("--detailed-exitcode").assert().code(0).stdout(contains("No changes"));
+    fhirflow_out("apply", &spec, &out).arg("--check").assert().code(0);
+    edit(&spec, "description: Run the dbt", "description: Now run the dbt");
+    fhirflow_out("plan", &spec, &out).assert().success().stdout(contains("edited by hand").not());
+    fhirflow_out("apply", &spec, &out).assert().success();
     assert!(std::fs::read_to_string(&dag).unwrap().contains("Now run the dbt"));
 }
 
@@ -234,6 +314,35 @@ fn invalid_spec_exits_1_with_located_errors() {
         .stderr(contains("did you mean `dbt_run_staging`?"));
 }
 
+/// `fhirflow validate` of a spec with this text, in a folder of its own.
+fn validate_text(text: &str) -> assert_cmd::assert::Assert {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("p.yaml");
+    std::fs::write(&spec, text).unwrap();
+    fhirflow().arg("validate").arg(&spec).assert()
+}
+
+/// An invalid schedule does not hide a cycle in the same pipeline: both are reported.
+#[test]
+fn a_bad_schedule_and_a_cycle_are_both_reported() {
+    validate_text(
+        "version: 1\npipelines:\n  p:\n    schedule: \"@dayly\"\n    stages:\n      a: {kind: shell, command: x, after: [b]}\n      b: {kind: shell, command: x, after: [a]}\n",
+    )
+    .code(1)
+    .stderr(contains("\"@dayly\" is not an Airflow preset"))
+    .stderr(contains("error[cycle]"));
+}
+
+/// An unknown `kind` is the one error: the stage's other keys are not called unknown.
+#[test]
+fn an_unknown_kind_does_not_make_its_keys_unknown() {
+    validate_text("version: 1\npipelines:\n  p:\n    stages:\n      a: {kind: shel, command: x}\n")
+        .code(1)
+        .stderr(contains("error[invalid-choice]"))
+        .stderr(contains("did you mean `shell`?"))
+        .stderr(contains("unknown key").not());
+}
+
 #[test]
 fn io_and_usage_errors_have_their_own_codes() {
     fhirflow().args(["validate", "/nonexistent/spec.yaml"]).assert().code(3).stderr(contains("cannot read"));
@@ -328,8 +437,12 @@ fn graph_renders_mermaid_dot_and_json() {
         .arg(&spec)
         .args(["--format", "json"])
         .assert()
-        .success()
-        .stdout(contains("\"format_version\": 1"));
+        .success();
+    let assert = fhirflow().arg("graph").arg(&spec).args(["--format", "json"]).assert().success();
+    let doc: serde_json::Value = serde_json::from_slice(&assert.get_output().stdout).expect("JSON");
+    assert_eq!(doc["format_version"], "1.0", "the same format_version as plan and validate");
+    assert_eq!(doc["dbt"]["format_version"], "1.0");
+    assert!(doc["dags"]["dbt_transform_fhir"].is_object(), "{doc:#}");
 }
 
 #[test]
@@ -415,6 +528,33 @@ fn explain_shows_where_each_setting_comes_from() {
         .assert()
         .code(1)
         .stderr(contains("did you mean `dbt_run_staging`?"));
+}
+
+/// `validate --explain --format json` prints one JSON document, the explanation inside it.
+#[test]
+fn explain_as_json_is_one_document() {
+    let explain = |stage: &str| {
+        let output = fhirflow()
+            .current_dir(repo())
+            .args(["validate", "pipelines/fhir.yaml", "--format", "json", "--explain", stage])
+            .output()
+            .unwrap();
+        let doc: serde_json::Value = serde_json::from_slice(&output.stdout).expect("stdout is one JSON document");
+        (output.status.code(), doc)
+    };
+    let (code, doc) = explain("s3_to_snowflake_load.load");
+    assert_eq!(code, Some(0));
+    assert_eq!(doc["valid"], true);
+    assert_eq!(doc["explain"]["stage"], "s3_to_snowflake_load.load");
+    let retries = doc["explain"]["settings"].as_array().unwrap().iter().find(|s| s["name"] == "retries").unwrap();
+    assert_eq!(retries["value"], 2, "{retries}");
+    assert_eq!(retries["origin"], "pipeline `s3_to_snowflake_load` defaults");
+    assert_eq!(retries["location"]["filename"], "pipelines/fhir.yaml");
+    let (code, doc) = explain("dbt_run_stagin");
+    assert_eq!(code, Some(1));
+    assert_eq!(doc["valid"], false);
+    assert_eq!(doc["diagnostics"][0]["code"], "unknown-stage", "{doc:#}");
+    assert!(doc.get("explain").is_none());
 }
 
 /// Two specs in one folder, the second waiting for a pipeline of the first.

@@ -273,7 +273,7 @@ fn airflow_2_target_loads_the_same_graph_in_airflow_2_11() {
     }
     let dbt_dag = std::fs::read_to_string(out.join("dags/dbt_transform_fhir.py")).unwrap();
     assert!(dbt_dag.contains("from airflow import DAG") && !dbt_dag.contains("airflow.sdk"));
-    std::fs::write(out.join("expect.json"), serde_json::json!({ "format_version": 1, "dags": dags }).to_string())
+    std::fs::write(out.join("expect.json"), serde_json::json!({ "format_version": "1.0", "dags": dags }).to_string())
         .unwrap();
     airflow_check(&airflow2, &out);
 }

@@ -63,6 +63,19 @@ fn diagnostic_texts() {
         ("schema_range", format!("{BASE}      a: {{kind: shell, command: x, retries: -1}}\n")),
         ("unknown_key", format!("{BASE}      a: {{kind: shell, command: x, retires: 2}}\n")),
         ("bad_choice", format!("{BASE}      a: {{kind: dbt, command: runn}}\n")),
+        ("unknown_kind", format!("{BASE}      a: {{kind: shel, command: x}}\n")),
+        (
+            "bad_schedule_and_cycle",
+            format!(
+                "{BASE}      a: {{kind: shell, command: x, after: [b]}}\n      b: {{kind: shell, command: x, after: [a]}}\n"
+            )
+            .replace("\"*/10 * * * *\"", "\"@dayly\""),
+        ),
+        (
+            "bad_schedule_of_a_sensor_target",
+            format!("{BASE}      wait: {{kind: sensor, pipeline: up, stage: load}}\n      next: {{kind: shell, command: x, after: [wait]}}\n")
+                .replace("\"*/7 * * * *\"", "\"@dayly\""),
+        ),
         (
             "unknown_stage",
             format!("{BASE}      a: {{kind: shell, command: x}}\n      b: {{kind: shell, command: x, after: [aa]}}\n"),

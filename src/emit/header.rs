@@ -15,13 +15,21 @@ pub struct Header {
     pub recorded_hash: String,
     /// The SHA-256 of the body as it is now.
     pub actual_hash: String,
+    /// The SHA-256 of the body with CRLF line ends read as LF, when it has any.
+    pub lf_hash: Option<String>,
 }
 
 impl Header {
-    /// Whether the body was changed since fhirflow wrote it.
+    /// Whether the body was changed since fhirflow wrote it. A checkout that only turned LF
+    /// into CRLF (git's `core.autocrlf`) is not an edit.
     pub fn edited(&self) -> bool {
-        self.recorded_hash != self.actual_hash
+        self.recorded_hash != self.actual_hash && self.lf_hash.as_ref() != Some(&self.recorded_hash)
     }
+}
+
+/// `text` with CRLF line ends turned into LF, when it has any.
+pub fn crlf_to_lf(text: &str) -> Option<String> {
+    text.contains("\r\n").then(|| text.replace("\r\n", "\n"))
 }
 
 /// Hex SHA-256 of `text`.
@@ -50,7 +58,8 @@ pub fn read(text: &str) -> Option<Header> {
     let spec = spec_line.strip_prefix(SPEC_KEY)?.trim_end().to_owned();
     let recorded_hash = hash_line.strip_prefix(HASH_KEY)?.trim_end().to_owned();
     let body_start = first.len() + spec_line.len() + hash_line.len();
-    Some(Header { spec, recorded_hash, actual_hash: sha256(&text[body_start..]) })
+    let body = &text[body_start..];
+    Some(Header { spec, recorded_hash, actual_hash: sha256(body), lf_hash: crlf_to_lf(body).map(|b| sha256(&b)) })
 }
 
 #[cfg(test)]
@@ -66,5 +75,14 @@ mod tests {
         let edited = text.replace("x = 1", "x = 2");
         assert!(read(&edited).unwrap().edited());
         assert!(read("x = 1\n").is_none());
+    }
+
+    #[test]
+    fn crlf_line_ends_are_not_an_edit() {
+        let text = wrap("fhir.yaml", "x = 1\ny = 2\n").replace('\n', "\r\n");
+        let h = read(&text).unwrap();
+        assert_eq!(h.spec, "fhir.yaml");
+        assert!(!h.edited());
+        assert!(read(&text.replace("x = 1", "x = 3")).unwrap().edited());
     }
 }

@@ -135,10 +135,10 @@ impl PipelineGraph {
         }
         tests.sort_by_key(|t| t.to_string());
         json!({
-            "format_version": 1,
+            "format_version": "1.0",
             "dags": dags,
             "dbt": {
-                "format_version": 1,
+                "format_version": "1.0",
                 "tags": tags,
                 "selectors": selectors,
                 "tests": tests,

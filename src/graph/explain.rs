@@ -3,6 +3,7 @@
 use super::{Origin, PipelineGraph, Settings, setting_pointer};
 use crate::diagnostic::{Diagnostic, did_you_mean};
 use crate::parse::Document;
+use serde_json::{Value, json};
 use std::fmt::Write as _;
 
 fn origin_name(origin: Origin, pipeline: &str) -> String {
@@ -14,8 +15,74 @@ fn origin_name(origin: Origin, pipeline: &str) -> String {
     }
 }
 
+/// A stage's resolved settings and where each came from, for text or JSON.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Explanation {
+    /// `pipeline.stage`.
+    pub stage: String,
+    /// The stage's tasks.
+    pub tasks: Vec<String>,
+    /// Tasks outside the stage that it waits for.
+    pub upstream: Vec<String>,
+    /// Each setting, in the order the text shows them.
+    pub settings: Vec<ExplainedSetting>,
+}
+
+/// One resolved setting of an [`Explanation`].
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ExplainedSetting {
+    /// The setting's key in the spec.
+    pub name: &'static str,
+    /// Its value (`null` when unset).
+    pub value: serde_json::Value,
+    /// Where the value comes from: `built-in default`, `project defaults`, …
+    pub origin: String,
+    /// Where in the spec it is written; none for a built-in default.
+    pub location: Option<SettingLocation>,
+}
+
+/// A place in a spec file.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SettingLocation {
+    /// The spec file.
+    pub filename: String,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column.
+    pub column: usize,
+}
+
+impl Explanation {
+    /// The text `validate --explain` prints.
+    pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "{}", self.stage);
+        let _ = writeln!(out, "  tasks:    {}", self.tasks.join(", "));
+        let upstream = if self.upstream.is_empty() { "none".to_owned() } else { self.upstream.join(", ") };
+        let _ = writeln!(out, "  upstream: {upstream}");
+        let _ = writeln!(out, "  settings:");
+        for s in &self.settings {
+            let value = match &s.value {
+                serde_json::Value::Null => "none".to_owned(),
+                serde_json::Value::String(text) => text.clone(),
+                serde_json::Value::Array(items) if items.is_empty() => "none".to_owned(),
+                serde_json::Value::Array(items) => items
+                    .iter()
+                    .map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_owned))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                other => other.to_string(),
+            };
+            let place =
+                s.location.as_ref().map_or_else(String::new, |l| format!(" ({}:{}:{})", l.filename, l.line, l.column));
+            let _ = writeln!(out, "    {:<26} {value:<22} {}{place}", s.name, s.origin);
+        }
+        out
+    }
+}
+
 /// Explains the stage named `selector` (`pipeline.stage`, or a stage id found in one pipeline only).
-pub fn explain(graph: &PipelineGraph, doc: &Document, selector: &str) -> Result<String, Diagnostic> {
+pub fn explain(graph: &PipelineGraph, doc: &Document, selector: &str) -> Result<Explanation, Diagnostic> {
     let matches: Vec<(&str, &str)> = graph
         .pipelines
         .iter()
@@ -49,50 +116,50 @@ pub fn explain(graph: &PipelineGraph, doc: &Document, selector: &str) -> Result<
     let tasks: Vec<&super::Task> = pipeline.tasks.iter().filter(|t| t.stage.as_str() == stage_id).collect();
     let stage = tasks[0].stage.clone();
     let settings: &Settings = &tasks[0].settings;
-    let mut out = String::new();
-    let _ = writeln!(out, "{pipeline_id}.{stage_id}");
-    let _ = writeln!(out, "  tasks:    {}", tasks.iter().map(|t| t.id.as_str()).collect::<Vec<_>>().join(", "));
-    let upstream: Vec<&str> = tasks
-        .iter()
-        .flat_map(|t| t.upstream.iter().map(String::as_str))
-        .filter(|u| !tasks.iter().any(|t| t.id == *u))
-        .collect();
-    let _ = writeln!(out, "  upstream: {}", if upstream.is_empty() { "none".to_owned() } else { upstream.join(", ") });
-    let _ = writeln!(out, "  settings:");
-    let duration = |d: &Option<crate::spec::Duration>| d.map_or("none".to_owned(), |d| d.to_string());
-    let rows: Vec<(&str, String, Origin)> = vec![
-        ("owner", settings.owner.value.clone(), settings.owner.origin),
-        ("retries", settings.retries.value.to_string(), settings.retries.origin),
-        ("retry_delay", settings.retry_delay.value.to_string(), settings.retry_delay.origin),
+    let upstream: Vec<String> =
+        tasks.iter().flat_map(|t| t.upstream.iter()).filter(|u| !tasks.iter().any(|t| t.id == **u)).cloned().collect();
+    let duration = |d: &Option<crate::spec::Duration>| d.map_or(Value::Null, |d| json!(d.to_string()));
+    let rows: Vec<(&'static str, Value, Origin)> = vec![
+        ("owner", json!(settings.owner.value), settings.owner.origin),
+        ("retries", json!(settings.retries.value), settings.retries.origin),
+        ("retry_delay", json!(settings.retry_delay.value.to_string()), settings.retry_delay.origin),
         (
             "retry_exponential_backoff",
-            settings.retry_exponential_backoff.value.to_string(),
+            json!(settings.retry_exponential_backoff.value),
             settings.retry_exponential_backoff.origin,
         ),
         ("execution_timeout", duration(&settings.execution_timeout.value), settings.execution_timeout.origin),
-        ("start_date", settings.start_date.value.clone().unwrap_or_else(|| "none".into()), settings.start_date.origin),
-        ("timezone", settings.timezone.value.clone(), settings.timezone.origin),
-        ("email_on_failure", settings.email_on_failure.value.to_string(), settings.email_on_failure.origin),
-        (
-            "email",
-            if settings.email.value.is_empty() { "none".to_owned() } else { settings.email.value.join(", ") },
-            settings.email.origin,
-        ),
+        ("start_date", json!(settings.start_date.value), settings.start_date.origin),
+        ("timezone", json!(settings.timezone.value), settings.timezone.origin),
+        ("email_on_failure", json!(settings.email_on_failure.value), settings.email_on_failure.origin),
+        ("email", json!(settings.email.value), settings.email.origin),
         (
             "failure_webhook_env",
-            settings.failure_webhook_env.value.as_ref().map_or_else(|| "none".to_owned(), |e| e.0.clone()),
+            settings.failure_webhook_env.value.as_ref().map_or(Value::Null, |e| json!(e.0)),
             settings.failure_webhook_env.origin,
         ),
-        ("dbt_mode", settings.dbt_mode.value.map_or("none", |m| m.as_str()).to_owned(), settings.dbt_mode.origin),
-        ("operator", settings.operator.value.as_str().to_owned(), settings.operator.origin),
+        ("dbt_mode", settings.dbt_mode.value.map_or(Value::Null, |m| json!(m.as_str())), settings.dbt_mode.origin),
+        ("operator", json!(settings.operator.value.as_str()), settings.operator.origin),
     ];
-    for (name, value, origin) in rows {
-        let pointer = setting_pointer(origin, &pipeline.id, Some(&stage), name);
-        let place = match (origin, doc.key_span(&pointer)) {
-            (Origin::Builtin, _) | (_, None) => String::new(),
-            (_, Some(span)) => format!(" ({}:{}:{})", span.file.name, span.start.line, span.start.column),
-        };
-        let _ = writeln!(out, "    {name:<26} {value:<22} {}{place}", origin_name(origin, pipeline_id));
-    }
-    Ok(out)
+    let settings = rows
+        .into_iter()
+        .map(|(name, value, origin)| {
+            let pointer = setting_pointer(origin, &pipeline.id, Some(&stage), name);
+            let location = match (origin, doc.key_span(&pointer)) {
+                (Origin::Builtin, _) | (_, None) => None,
+                (_, Some(span)) => Some(SettingLocation {
+                    filename: span.file.name.clone(),
+                    line: span.start.line,
+                    column: span.start.column,
+                }),
+            };
+            ExplainedSetting { name, value, origin: origin_name(origin, pipeline_id), location }
+        })
+        .collect();
+    Ok(Explanation {
+        stage: format!("{pipeline_id}.{stage_id}"),
+        tasks: tasks.iter().map(|t| t.id.clone()).collect(),
+        upstream,
+        settings,
+    })
 }

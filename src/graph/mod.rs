@@ -14,7 +14,7 @@ mod render;
 pub mod sensor;
 pub mod settings;
 
-pub use explain::explain;
+pub use explain::{ExplainedSetting, Explanation, SettingLocation, explain};
 pub use render::GraphFormat;
 pub use crate::spec::TriggerRule;
 pub use settings::{Origin, Resolved, Settings};
@@ -415,6 +415,9 @@ struct CatalogEntry {
     /// Which spec defines it.
     unit: usize,
     schedule: Option<Schedule>,
+    /// The spec gives a schedule that validation rejected (and reported); it is lowered as
+    /// absent, so whether a sensor lines up with it is unknown.
+    schedule_rejected: bool,
     clock: Result<Option<sensor::Clock>, sensor::Misalignment>,
     start: Option<DateTime<Utc>>,
     /// Each stage and the task whose success means the stage succeeded.
@@ -492,6 +495,8 @@ pub fn lower_all(units: Vec<(Spec, &Document)>) -> Vec<Result<(PipelineGraph, Di
                 CatalogEntry {
                     unit,
                     schedule: p.schedule.clone(),
+                    schedule_rejected: p.schedule.is_none()
+                        && lowering.doc.value.pointer(&format!("{pointer}/schedule")).is_some_and(|v| !v.is_null()),
                     clock: sensor::Clock::new(p.schedule.as_ref(), tz, p.start),
                     start: p.start,
                     stages: stages.into_iter().map(|s| (s.stage, s.completion)).collect(),
@@ -1231,6 +1236,9 @@ impl Lowering<'_> {
                     Some(own) if own.unit == unit => &own.clock,
                     _ => continue, // a duplicate pipeline, already reported
                 };
+                if catalog[&p.id].schedule_rejected || entry.schedule_rejected {
+                    continue; // the rejected schedule is reported; alignment with it is unknown
+                }
                 let waiter_start = catalog[&p.id].start;
                 let result = match (own_clock, &entry.clock) {
                     (Err(m), _) | (_, Err(m)) => Err(m.clone()),

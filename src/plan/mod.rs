@@ -53,10 +53,10 @@ pub enum Detail {
     Setting {
         /// Which (schedule, catchup, max_active_runs, tags, start_date).
         name: String,
-        /// Before.
-        old: String,
+        /// Before, as recorded in the file (`null` when absent).
+        old: serde_json::Value,
         /// After.
-        new: String,
+        new: serde_json::Value,
     },
     /// A task is added.
     TaskAdded {
@@ -79,9 +79,21 @@ pub enum Detail {
     TaskChanged {
         /// Task id.
         task: String,
-        /// What changed, as `field: old → new`.
-        changes: Vec<String>,
+        /// What changed, field by field.
+        changes: Vec<FieldChange>,
     },
+}
+
+/// One field of a task that changes, with its values as recorded in the DAG file.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FieldChange {
+    /// The field (`retries`, `upstream`, …), or `definition` when only the command, query or
+    /// arguments changed (`old` and `new` are then digests of the definition).
+    pub field: String,
+    /// Before (`null` when absent).
+    pub old: serde_json::Value,
+    /// After.
+    pub new: serde_json::Value,
 }
 
 /// A planned change to one file.
@@ -161,6 +173,8 @@ pub fn plan(files: &[GeneratedFile], layout: &Layout, managed_dirs: &[PathBuf]) 
         let (action, blocker, old) = match &on_disk {
             None => (Action::Add, None, None),
             Some(text) if *text == file.contents => continue,
+            // A checkout with CRLF line ends (git's `core.autocrlf`) is the same file.
+            Some(text) if header::crlf_to_lf(text).is_some_and(|lf| lf == file.contents) => continue,
             Some(text) => {
                 let blocker = match header::read(text) {
                     None => Some(Blocker::NotGenerated),

@@ -1,6 +1,6 @@
 //! A plan as text for terminals, JSON for scripts, and Markdown for pull-request comments.
 
-use super::{Action, Blocker, Detail, FileChange, Plan};
+use super::{Action, Blocker, Detail, FieldChange, FileChange, Plan};
 use serde_json::json;
 use std::fmt::Write as _;
 
@@ -26,15 +26,33 @@ fn symbol(action: Action) -> &'static str {
     }
 }
 
+/// A recorded value as the text plan shows it: strings quoted, `none` when absent.
+fn shown(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::Null => "none".to_owned(),
+        serde_json::Value::String(s) => format!("{s:?}"),
+        other => other.to_string(),
+    }
+}
+
+fn field_text(change: &FieldChange) -> String {
+    match change.field.as_str() {
+        "definition" => "definition changed (command, query or arguments)".to_owned(),
+        field => format!("{field}: {} → {}", shown(&change.old), shown(&change.new)),
+    }
+}
+
 fn detail_text(detail: &Detail) -> String {
     match detail {
-        Detail::Setting { name, old, new } => format!("~ {name}: {old} → {new}"),
+        Detail::Setting { name, old, new } => format!("~ {name}: {} → {}", shown(old), shown(new)),
         Detail::TaskAdded { task } => format!("+ task {task}"),
         Detail::TaskRemoved { task } => format!("- task {task}"),
         Detail::TaskRenamed { from, to } => {
             format!("~ task {from} renamed to {to} (Airflow keeps no history across a rename)")
         }
-        Detail::TaskChanged { task, changes } => format!("~ task {task}: {}", changes.join("; ")),
+        Detail::TaskChanged { task, changes } => {
+            format!("~ task {task}: {}", changes.iter().map(field_text).collect::<Vec<_>>().join("; "))
+        }
     }
 }
 

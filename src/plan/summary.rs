@@ -1,7 +1,7 @@
 //! Reads back the `# fhirflow-dag:` and `# fhirflow-task:` lines of a DAG file, so a plan can
 //! name the tasks and settings that change rather than only the file.
 
-use super::Detail;
+use super::{Detail, FieldChange};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
@@ -12,12 +12,9 @@ pub struct DagSummary {
     tasks: BTreeMap<String, Map<String, Value>>,
 }
 
-fn show(value: Option<&Value>) -> String {
-    match value {
-        None | Some(Value::Null) => "none".to_owned(),
-        Some(Value::String(s)) => format!("{s:?}"),
-        Some(other) => other.to_string(),
-    }
+/// A recorded value, `null` when absent.
+fn value(value: Option<&Value>) -> Value {
+    value.cloned().unwrap_or(Value::Null)
 }
 
 impl DagSummary {
@@ -46,7 +43,7 @@ impl DagSummary {
             for name in ["schedule", "start_date", "catchup", "max_active_runs", "tags"] {
                 let (old, now) = (self.dag.get(name), new.dag.get(name));
                 if old != now {
-                    details.push(Detail::Setting { name: name.to_owned(), old: show(old), new: show(now) });
+                    details.push(Detail::Setting { name: name.to_owned(), old: value(old), new: value(now) });
                 }
             }
         }
@@ -83,11 +80,19 @@ impl DagSummary {
                 ["operator", "upstream", "retries", "retry_delay", "execution_timeout", "sensor", "outlets", "trigger", "trigger_rule"];
             for field in fields {
                 if old.get(field) != now.get(field) {
-                    changes.push(format!("{field}: {} → {}", show(old.get(field)), show(now.get(field))));
+                    changes.push(FieldChange {
+                        field: field.to_owned(),
+                        old: value(old.get(field)),
+                        new: value(now.get(field)),
+                    });
                 }
             }
             if changes.is_empty() && old.get("digest") != now.get("digest") {
-                changes.push("definition changed (command, query or arguments)".to_owned());
+                changes.push(FieldChange {
+                    field: "definition".to_owned(),
+                    old: value(old.get("digest")),
+                    new: value(now.get("digest")),
+                });
             }
             if !changes.is_empty() {
                 details.push(Detail::TaskChanged { task: id.clone(), changes });

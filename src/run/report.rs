@@ -248,7 +248,7 @@ fn kind_name(operation: &Operation) -> &'static str {
 }
 
 /// `word`, single-quoted for a POSIX shell when it needs to be.
-fn shell_word(word: &str) -> String {
+pub fn shell_word(word: &str) -> String {
     let plain = !word.is_empty() && word.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:=+,@%".contains(c));
     if plain { word.to_owned() } else { format!("'{}'", word.replace('\'', r"'\''")) }
 }

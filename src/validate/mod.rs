@@ -15,6 +15,16 @@ use serde_json::Value;
 
 /// Checks `document` against the schema and reads it as a [`Spec`].
 pub fn check(document: &Document) -> Result<Spec, Diagnostics> {
+    match check_partial(document) {
+        (Some(spec), diagnostics) if !diagnostics.has_errors() => Ok(spec),
+        (_, diagnostics) => Err(diagnostics),
+    }
+}
+
+/// Like [`check`], but when the only errors are values the typed read rejects (such as
+/// `schedule: "@dayly"`), also returns the spec read without them, so that the graph can still
+/// be lowered and its own errors reported in the same run.
+pub fn check_partial(document: &Document) -> (Option<Spec>, Diagnostics) {
     let mut found = Vec::new();
     // Valid documents are the common case; collecting errors costs more than a yes/no check.
     let errors = if schema::validator().is_valid(&document.value) {
@@ -44,7 +54,7 @@ pub fn check(document: &Document) -> Result<Spec, Diagnostics> {
     let mut diagnostics = Diagnostics::new();
     diagnostics.extend(found);
     if diagnostics.has_errors() {
-        return Err(diagnostics);
+        return (None, diagnostics);
     }
     // Read the tree in place; copy it only to drop top-level `x-*` anchor keys.
     let has_extensions = document.value.as_object().is_some_and(|root| root.keys().any(|k| k.starts_with("x-")));
@@ -61,19 +71,58 @@ pub fn check(document: &Document) -> Result<Spec, Diagnostics> {
     };
     // The path-tracking reader is only needed to locate an error, so it runs only after a failure.
     if let Ok(spec) = Spec::deserialize(value) {
-        return Ok(spec);
+        return (Some(spec), diagnostics);
     }
-    match serde_path_to_error::deserialize::<_, Spec>(value) {
-        Ok(spec) => Ok(spec),
-        Err(err) => {
-            let pointer = path_to_pointer(err.path());
-            let message = err.inner().to_string();
-            diagnostics.push(
-                Diagnostic::error("invalid-value", format!("{}: {message}", field_name(&pointer)))
-                    .at(document.span(&pointer), ""),
-            );
-            Err(diagnostics)
+    read_leaving_out_bad_values(document, value.clone(), diagnostics)
+}
+
+/// Most values the typed read rejects that could be given.
+const MAX_REJECTED_VALUES: usize = 64;
+
+/// Reads `value` as a [`Spec`], reporting each rejected value and reading again without it.
+/// Only an optional scalar setting is left out: leaving out a mapping (a stage) or a list item
+/// would make the graph report false dangling references. A "missing" error about a value left
+/// out follows from the first report, so it ends the read without a spec.
+fn read_leaving_out_bad_values(
+    document: &Document,
+    mut value: Value,
+    mut diagnostics: Diagnostics,
+) -> (Option<Spec>, Diagnostics) {
+    let mut left_out: Vec<String> = Vec::new();
+    for _ in 0..MAX_REJECTED_VALUES {
+        let err = match serde_path_to_error::deserialize::<_, Spec>(&value) {
+            Ok(spec) => return (Some(spec), diagnostics),
+            Err(err) => err,
+        };
+        let pointer = path_to_pointer(err.path());
+        let follows = left_out.iter().any(|gone| gone == &pointer || gone.starts_with(&format!("{pointer}/")));
+        if follows {
+            return (None, diagnostics);
         }
+        let message = err.inner().to_string();
+        diagnostics.push(
+            Diagnostic::error("invalid-value", format!("{}: {message}", field_name(&pointer)))
+                .at(document.span(&pointer), ""),
+        );
+        if !leave_out(&mut value, &pointer) {
+            return (None, diagnostics);
+        }
+        left_out.push(pointer);
+    }
+    (None, diagnostics)
+}
+
+/// Removes the scalar at `pointer` from its mapping; false when it is not a scalar in a mapping.
+fn leave_out(value: &mut Value, pointer: &str) -> bool {
+    let Some((parent, token)) = pointer.rsplit_once('/') else {
+        return false;
+    };
+    let key = token.replace("~1", "/").replace("~0", "~");
+    match value.pointer_mut(parent) {
+        Some(Value::Object(map)) if map.get(&key).is_some_and(|v| !v.is_object() && !v.is_array()) => {
+            map.remove(&key).is_some()
+        }
+        _ => false,
     }
 }
 
@@ -209,6 +258,10 @@ fn describe(document: &Document, error: &jsonschema::ValidationError<'_>) -> Vec
         }
         ValidationErrorKind::AdditionalProperties { unexpected }
         | ValidationErrorKind::UnevaluatedProperties { unexpected } => {
+            // With no known `kind`, which keys belong is unknown; the `kind` error says why.
+            if schema::kind_unmatched(&schema_path, &instance) {
+                return Vec::new();
+            }
             let allowed = schema::allowed_keys(&schema_path, &instance);
             // A known key shows up here when its own value failed; that failure is reported.
             unexpected
@@ -314,6 +367,24 @@ mod tests {
         let errs = errors(&text);
         assert_eq!(errs.len(), 1, "{errs:?}");
         assert!(errs[0].0.starts_with("`command` must be one of"), "{errs:?}");
+    }
+
+    #[test]
+    fn without_a_kind_the_other_keys_are_not_called_unknown() {
+        let text = MINIMAL.replace("kind: shell\n", "");
+        let errs = errors(&text);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(errs[0].0, "`s` is missing `kind`");
+    }
+
+    #[test]
+    fn a_rejected_value_is_an_error_but_leaves_a_spec_to_lower() {
+        let text = MINIMAL.replace("  p:\n", "  p:\n    schedule: \"@dayly\"\n");
+        let doc = Document::parse(SourceFile::new("t.yaml", text)).expect("parses");
+        let (spec, problems) = check_partial(&doc);
+        assert!(problems.has_errors());
+        assert!(spec.is_some_and(|s| s.pipelines.values().all(|p| p.schedule.is_none())));
+        assert!(check(&doc).is_err());
     }
 
     #[test]

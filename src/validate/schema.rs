@@ -162,6 +162,17 @@ pub fn describe_at(keyword_location: &str) -> Option<String> {
     node.get("description").and_then(Value::as_str).map(str::to_owned)
 }
 
+/// Whether an unknown-key error was raised on a node whose keys depend on its `kind`, and the
+/// node's `kind` is missing or none of the known ones.
+pub fn kind_unmatched(keyword_location: &str, instance: &Value) -> bool {
+    let parent = keyword_location.rsplit_once('/').map_or("", |(p, _)| p);
+    let Some(Value::Array(rules)) = node_at(parent).and_then(|node| node.get("allOf")) else {
+        return false;
+    };
+    let kinds: Vec<&Value> = rules.iter().filter_map(|rule| rule.pointer("/if/properties/kind/const")).collect();
+    !kinds.is_empty() && !instance.get("kind").is_some_and(|kind| kinds.contains(&kind))
+}
+
 /// The keys that are allowed where an unknown-key error was raised, for did-you-mean.
 pub fn allowed_keys(keyword_location: &str, instance: &Value) -> Vec<String> {
     let parent = keyword_location.rsplit_once('/').map_or("", |(p, _)| p);

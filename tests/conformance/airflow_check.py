@@ -322,7 +322,7 @@ def main(argv: list[str]) -> int:
         print(f"airflow_check: FAIL: no .py files in {dags_dir}", file=sys.stderr)
         return 1
     expected = json.loads(expect_path.read_text())
-    if expected.get("format_version") != 1:
+    if expected.get("format_version") != "1.0":
         print(f"airflow_check: FAIL: unsupported format_version {expected.get('format_version')!r}")
         return 1
 

@@ -7,7 +7,7 @@ Usage:
 EXPECT_JSON is the `dbt` part of the document printed by `fhirflow graph SPEC --format json`
 (its `format_version`, `tags`, `selectors`, `tests` and `descriptions` keys are read):
 
-    {"format_version": 1, "tags": {"<tag>": ["<model>", ...]}, "selectors": ["<name>", ...],
+    {"format_version": "1.0", "tags": {"<tag>": ["<model>", ...]}, "selectors": ["<name>", ...],
      "tests": [{"model": "<model>", "column": "<column>", "test": "unique"}, ...],
      "descriptions": {"<model>": "...", "<model>.<column>": "..."}}
 
@@ -69,7 +69,7 @@ EXIT_OK = 0
 EXIT_MISMATCH = 1
 EXIT_USAGE = 2
 
-SUPPORTED_FORMAT_VERSION = 1
+SUPPORTED_FORMAT_VERSION = "1.0"
 
 
 class UsageError(Exception):
