@@ -4,7 +4,7 @@
 #   bench/compile.sh compile/10000
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/root/.cache/fhirflow/target}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${FHIRFLOW_CACHE:-$HOME/.cache/fhirflow}/target}"
 marker="$(mktemp)"
 trap 'rm -f "$marker"' EXIT
 cargo bench --bench compile -- "$@" >&2

@@ -8,7 +8,7 @@
 #   bench/executor.sh [N]          (defaults: N=1000, WIDTH=50, PARALLEL=nproc, RUNS=3)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/root/.cache/fhirflow/target}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${FHIRFLOW_CACHE:-$HOME/.cache/fhirflow}/target}"
 n=${1:-1000}
 width=${WIDTH:-50}
 parallel=${PARALLEL:-$(nproc)}

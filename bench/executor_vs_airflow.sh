@@ -7,7 +7,7 @@
 # Needs the Airflow 3.3 venv of the conformance tests (built here when missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/root/.cache/fhirflow/target}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${FHIRFLOW_CACHE:-$HOME/.cache/fhirflow}/target}"
 width=${WIDTH:-10}
 runs=${RUNS:-3}
 sizes=("$@")

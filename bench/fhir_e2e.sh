@@ -7,7 +7,7 @@
 #                                      example's own bundles; RUNS=3)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/root/.cache/fhirflow/target}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${FHIRFLOW_CACHE:-$HOME/.cache/fhirflow}/target}"
 runs=${RUNS:-3}
 bundles=${1:-}
 if [[ -z $bundles ]]; then

@@ -9,7 +9,7 @@
 # Needs the duckdb feature: DUCKDB_LIB_DIR is found with scripts/ensure_libduckdb.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/root/.cache/fhirflow/target}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${FHIRFLOW_CACHE:-$HOME/.cache/fhirflow}/target}"
 export DUCKDB_LIB_DIR=${DUCKDB_LIB_DIR:-$(bash scripts/ensure_libduckdb.sh | tail -n 1)}
 n=${1:-1200}
 batch=${BATCH:-1000}
