@@ -131,16 +131,31 @@ fn fhirflow_run(spec: &Path, s3: &Server, snow: &Server, pipelines: &[&str]) -> 
         .expect("fhirflow starts");
     let summary: serde_json::Value = serde_json::from_slice(&output.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&output.stderr)));
-    let states = summary["tasks"]
+    let states = summary_tasks(&summary).into_iter().map(|(key, state, _)| (key, state)).collect();
+    (states, output.status.code())
+}
+
+/// The tasks of a `fhirflow run --format json` summary in run order: `pipeline.task`, its
+/// state, and why it did not succeed (empty when it did).
+fn summary_tasks(summary: &serde_json::Value) -> Vec<(String, String, String)> {
+    summary["tasks"]
         .as_array()
-        .unwrap()
+        .unwrap_or_else(|| panic!("no tasks in {summary}"))
         .iter()
         .map(|t| {
             let key = format!("{}.{}", t["pipeline"].as_str().unwrap(), t["task"].as_str().unwrap());
-            (key, t["state"].as_str().unwrap().to_owned())
+            (key, t["state"].as_str().unwrap().to_owned(), t["failure"].as_str().unwrap_or("").to_owned())
         })
-        .collect();
-    (states, output.status.code())
+        .collect()
+}
+
+/// `template` with `VERSION` set to `version`, written as `dir/airflow<version>/<file>`.
+fn versioned_spec(dir: &Path, version: u32, file: &str, template: &str) -> PathBuf {
+    let project = dir.join(format!("airflow{version}"));
+    std::fs::create_dir_all(&project).unwrap();
+    let spec = project.join(file);
+    std::fs::write(&spec, template.replace("VERSION", &version.to_string())).unwrap();
+    spec
 }
 
 /// The states every backend must reach when the load finds no new file.
@@ -285,10 +300,8 @@ fn assets_schedule_consumers_on_their_producers_events() {
     };
     let dir = tempfile::tempdir().unwrap();
     for (version, venv) in [(3, &airflow), (2, &airflow2)] {
-        let project = dir.path().join(format!("airflow{version}"));
-        std::fs::create_dir_all(&project).unwrap();
-        let spec = project.join("assets.yaml");
-        std::fs::write(&spec, ASSETS_SPEC.replace("VERSION", &version.to_string())).unwrap();
+        let spec = versioned_spec(dir.path(), version, "assets.yaml", ASSETS_SPEC);
+        let project = spec.parent().unwrap();
         dagbag_check(venv, &spec, &project.join("out"));
         let (states, report) = airflow_sequence(venv, &project.join("out/dags"), 1, &[("produce", "")]);
         assert_eq!(states["produce.made"], "success", "Airflow {version}: {states:#?}");
@@ -306,13 +319,12 @@ fn assets_schedule_consumers_on_their_producers_events() {
     let output = fhirflow().arg("run").arg(&spec).args(["--format", "json"]).output().unwrap();
     assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
     let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let tasks = summary_tasks(&summary);
     let state = |key: &str| {
-        summary["tasks"]
-            .as_array()
-            .unwrap()
+        tasks
             .iter()
-            .find(|t| format!("{}.{}", t["pipeline"].as_str().unwrap(), t["task"].as_str().unwrap()) == key)
-            .map(|t| (t["state"].as_str().unwrap().to_owned(), t["failure"].as_str().unwrap_or("").to_owned()))
+            .find(|(k, _, _)| k == key)
+            .map(|(_, state, why)| (state.clone(), why.clone()))
             .unwrap_or_else(|| panic!("{key} not in {summary}"))
     };
     assert_eq!(state("produce.made").0, "success");
@@ -403,10 +415,8 @@ fn triggers_start_their_pipelines_in_both_backends() {
     };
     let dir = tempfile::tempdir().unwrap();
     for (version, venv) in [(3, &airflow), (2, &airflow2)] {
-        let project = dir.path().join(format!("airflow{version}"));
-        std::fs::create_dir_all(&project).unwrap();
-        let spec = project.join("triggers.yaml");
-        std::fs::write(&spec, TRIGGER_SPEC.replace("VERSION", &version.to_string())).unwrap();
+        let spec = versioned_spec(dir.path(), version, "triggers.yaml", TRIGGER_SPEC);
+        let project = spec.parent().unwrap();
         dagbag_check(venv, &spec, &project.join("out"));
         // No scheduler runs the waited-for report here, so that trigger is marked success.
         let (states, report) =
@@ -425,14 +435,7 @@ fn triggers_start_their_pipelines_in_both_backends() {
     let output = fhirflow().arg("run").arg(&spec).args(["--pipeline", "ingest", "--format", "json"]).output().unwrap();
     assert_eq!(output.status.code(), Some(5), "{}", String::from_utf8_lossy(&output.stderr));
     let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-    let order: Vec<(String, String)> = summary["tasks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| {
-            (format!("{}.{}", t["pipeline"].as_str().unwrap(), t["task"].as_str().unwrap()), t["state"].as_str().unwrap().to_owned())
-        })
-        .collect();
+    let order: Vec<(String, String)> = summary_tasks(&summary).into_iter().map(|(key, state, _)| (key, state)).collect();
     let state = |key: &str| order.iter().find(|(k, _)| k == key).map(|(_, s)| s.as_str()).unwrap_or("missing");
     assert_eq!(state("ingest.start_transform"), "success", "{order:?}");
     assert_eq!(state("transform.build"), "success", "{order:?}");
@@ -479,10 +482,8 @@ fn trigger_rules_end_every_task_as_airflow_does() {
     let dir = tempfile::tempdir().unwrap();
     let mut airflow_states = Vec::new();
     for (version, venv) in [(3, &airflow), (2, &airflow2)] {
-        let project = dir.path().join(format!("airflow{version}"));
-        std::fs::create_dir_all(&project).unwrap();
-        let spec = project.join("rules.yaml");
-        std::fs::write(&spec, RULES_SPEC.replace("VERSION", &version.to_string())).unwrap();
+        let spec = versioned_spec(dir.path(), version, "rules.yaml", RULES_SPEC);
+        let project = spec.parent().unwrap();
         dagbag_check(venv, &spec, &project.join("out"));
         let (states, _) = airflow_sequence(venv, &project.join("out/dags"), 1, &[("rules", "")]);
         airflow_states.push((version, states));
@@ -491,12 +492,7 @@ fn trigger_rules_end_every_task_as_airflow_does() {
     let output = fhirflow().arg("run").arg(&spec).args(["--format", "json"]).output().unwrap();
     assert_eq!(output.status.code(), Some(5), "{}", String::from_utf8_lossy(&output.stderr));
     let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-    let run_states: States = summary["tasks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| (format!("rules.{}", t["task"].as_str().unwrap()), t["state"].as_str().unwrap().to_owned()))
-        .collect();
+    let run_states: States = summary_tasks(&summary).into_iter().map(|(key, state, _)| (key, state)).collect();
     assert_eq!(run_states["rules.join"], "success", "{run_states:#?}");
     assert_eq!(run_states["rules.below_skip"], "skipped", "{run_states:#?}");
     for (version, states) in &airflow_states {

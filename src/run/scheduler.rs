@@ -631,38 +631,40 @@ impl<'a> Scheduler<'a> {
                 None
             };
             let upstream = task.upstream.iter().map(state);
-            match trigger_rule::decide(task.task.trigger_rule, upstream) {
-                _ if gate.is_some() => {
-                    let (end, why) = gate.unwrap_or((TaskState::Skipped, String::new()));
-                    self.finish_unrun(index, end, &why);
-                    let mut next = self.dependents[index].clone();
-                    next.reverse();
-                    work.extend(next);
-                }
-                Decision::Wait => {}
-                Decision::Run => {
-                    if awaits_done {
-                        self.queue(index);
+            let unrun = match gate {
+                Some(gated) => Some(gated),
+                None => match trigger_rule::decide(task.task.trigger_rule, upstream) {
+                    Decision::Wait => None,
+                    Decision::Run => {
+                        if awaits_done {
+                            self.queue(index);
+                        }
+                        None
                     }
-                }
-                decided @ (Decision::Skip | Decision::UpstreamFailed) => {
-                    let (end, why) = if decided == Decision::Skip {
-                        (TaskState::Skipped, self.upstream_states(index, "skipped"))
-                    } else {
-                        (TaskState::UpstreamFailed, self.upstream_states(index, "failed"))
-                    };
-                    self.finish_unrun(index, end, &why);
-                    let mut next = self.dependents[index].clone();
-                    next.reverse();
-                    work.extend(next);
-                }
+                    Decision::Skip => Some((TaskState::Skipped, self.upstream_states(index, |s| s == TaskState::Skipped))),
+                    Decision::UpstreamFailed => Some((
+                        TaskState::UpstreamFailed,
+                        self.upstream_states(index, |s| {
+                            matches!(
+                                s,
+                                TaskState::Failed | TaskState::UpstreamFailed | TaskState::Cancelled | TaskState::Interrupted
+                            )
+                        }),
+                    )),
+                },
+            };
+            if let Some((end, why)) = unrun {
+                self.finish_unrun(index, end, &why);
+                let mut next = self.dependents[index].clone();
+                next.reverse();
+                work.extend(next);
             }
         }
     }
 
-    /// For a task of an asset-scheduled pipeline whose producers have all finished: why the
-    /// pipeline was not triggered (the condition does not hold on the events they made), or
-    /// `None` when it was.
+    /// For a task of a triggered or asset-scheduled pipeline whose triggers or producers have
+    /// all finished: why the pipeline was not triggered (no trigger fired, or the condition does
+    /// not hold on the events the producers made), or `None` when it was.
     fn untriggered(&self, index: usize) -> Option<String> {
         let task = &self.run.plan.tasks[index];
         let pipeline = &self.run.plan.pipelines[task.pipeline];
@@ -719,19 +721,13 @@ impl<'a> Scheduler<'a> {
         })
     }
 
-    /// Why task `index` will not run: its upstream tasks in a state that `word` describes.
-    fn upstream_states(&self, index: usize, word: &str) -> String {
+    /// Why task `index` will not run: its upstream tasks in a state `telling` picks.
+    fn upstream_states(&self, index: usize, telling: fn(TaskState) -> bool) -> String {
         let task = &self.run.plan.tasks[index];
         let telling: Vec<String> = task
             .upstream
             .iter()
-            .filter(|&&u| match word {
-                "skipped" => self.tasks[u].state == TaskState::Skipped,
-                _ => matches!(
-                    self.tasks[u].state,
-                    TaskState::Failed | TaskState::UpstreamFailed | TaskState::Cancelled | TaskState::Interrupted
-                ),
-            })
+            .filter(|&&u| telling(self.tasks[u].state))
             .map(|&u| format!("{} {}", self.run.plan.tasks[u].label, self.tasks[u].state))
             .collect();
         let rule = task.task.trigger_rule;

@@ -198,62 +198,61 @@ impl RunPlan {
         }
         let index: HashMap<(&str, &str), usize> =
             tasks.iter().enumerate().map(|(i, t)| ((t.key.pipeline.as_str(), t.key.task.as_str()), i)).collect();
+        // Looked up once, not per task: a run may have thousands of tasks.
+        let mut by_pipeline: HashMap<&str, Vec<usize>> = HashMap::new();
+        let mut triggers_of: HashMap<&str, Vec<usize>> = HashMap::new();
+        let mut producers: HashMap<&str, Vec<usize>> = HashMap::new();
+        for (i, t) in tasks.iter().enumerate() {
+            by_pipeline.entry(t.key.pipeline.as_str()).or_default().push(i);
+            if let Operation::Trigger(x) = &t.task.operation {
+                triggers_of.entry(x.pipeline.as_str()).or_default().push(i);
+            }
+            for asset in &t.task.outlets {
+                producers.entry(asset.as_str()).or_default().push(i);
+            }
+        }
         let mut edges: Vec<(Vec<usize>, Vec<usize>)> = Vec::with_capacity(tasks.len());
-        for t in &tasks {
-            let upstream =
-                t.task.upstream.iter().filter_map(|u| index.get(&(t.key.pipeline.as_str(), u.as_str())).copied());
-            let awaits: Vec<usize> = match &t.task.operation {
+        let mut after_runs = vec![None; tasks.len()];
+        for (i, t) in tasks.iter().enumerate() {
+            let pipeline = t.key.pipeline.as_str();
+            let upstream: Vec<usize> =
+                t.task.upstream.iter().filter_map(|u| index.get(&(pipeline, u.as_str())).copied()).collect();
+            let mut awaits: Vec<usize> = match &t.task.operation {
                 Operation::Sensor(target) => match &target.task {
                     Some(task) => index.get(&(target.pipeline.as_str(), task.as_str())).copied().into_iter().collect(),
-                    None => tasks
-                        .iter()
-                        .enumerate()
-                        .filter(|(_, u)| u.key.pipeline == target.pipeline.as_str())
-                        .map(|(j, _)| j)
-                        .collect(),
+                    None => by_pipeline.get(target.pipeline.as_str()).cloned().unwrap_or_default(),
                 },
                 _ => Vec::new(),
             };
-            let mut awaits = awaits;
             // A pipeline scheduled on assets runs when their producers in this run have
             // succeeded; every one of its tasks waits for them, so that none runs untriggered.
             if let Some(condition) = &pipelines[t.pipeline].assets {
-                let wanted = condition.assets();
-                awaits.extend(tasks.iter().enumerate().filter_map(|(j, u)| {
-                    (u.pipeline != t.pipeline && u.task.outlets.iter().any(|a| wanted.contains(&a))).then_some(j)
-                }));
+                let found: BTreeSet<usize> = condition
+                    .assets()
+                    .iter()
+                    .filter_map(|a| producers.get(a.as_str()))
+                    .flatten()
+                    .copied()
+                    .filter(|&j| tasks[j].pipeline != t.pipeline)
+                    .collect();
+                awaits.extend(found);
             }
             // A triggered pipeline's tasks wait for its triggers.
-            let triggers: Vec<usize> = tasks
-                .iter()
-                .enumerate()
-                .filter(|(_, u)| matches!(&u.task.operation, Operation::Trigger(x) if x.pipeline.as_str() == t.key.pipeline))
-                .map(|(j, _)| j)
-                .collect();
-            awaits.extend(&triggers);
-            edges.push((upstream.collect(), awaits));
-        }
-        // After a trigger that waits for completion: the started run's tasks too.
-        let mut after_runs = vec![None; tasks.len()];
-        for (i, t) in tasks.iter().enumerate() {
-            for u in &tasks {
-                let Operation::Trigger(x) = &u.task.operation else { continue };
-                if !x.wait_for_completion || u.key.pipeline != t.key.pipeline || !t.task.upstream.contains(&u.key.task) {
-                    continue;
-                }
-                let started: Vec<usize> = (0..tasks.len()).filter(|&k| tasks[k].key.pipeline == x.pipeline.as_str()).collect();
-                if let Some(&first) = started.first() {
-                    after_runs[i] = Some(tasks[first].pipeline);
-                    edges[i].1.extend(started);
+            awaits.extend(triggers_of.get(pipeline).into_iter().flatten());
+            // After a trigger that waits for completion: the started run's tasks too.
+            for &u in &upstream {
+                if let Operation::Trigger(x) = &tasks[u].task.operation
+                    && x.wait_for_completion
+                    && let Some(started) = by_pipeline.get(x.pipeline.as_str())
+                {
+                    after_runs[i] = Some(tasks[started[0]].pipeline);
+                    awaits.extend(started);
                 }
             }
+            edges.push((upstream, awaits));
         }
-        for (i, t) in tasks.iter().enumerate() {
-            if let Operation::Trigger(x) = &t.task.operation {
-                if let Some(p) = pipelines.iter_mut().find(|p| p.id == x.pipeline.as_str()) {
-                    p.triggered_by.push(i);
-                }
-            }
+        for p in &mut pipelines {
+            p.triggered_by = triggers_of.get(p.id.as_str()).cloned().unwrap_or_default();
         }
         for ((t, (upstream, awaits)), after_run) in tasks.iter_mut().zip(edges).zip(after_runs) {
             t.upstream = upstream;
