@@ -43,7 +43,11 @@ fn spec_copy(source: &str, dir: &Path, version: u32) -> PathBuf {
         "      region: AWS_REGION\n",
         "      region: AWS_REGION\n      endpoint_url: T_S3_ENDPOINT\n      access_key_id: T_S3_KEY\n      secret_access_key: T_S3_SECRET\n",
     );
-    edit(&spec, "      role: SNOWFLAKE_ROLE\n", "      role: SNOWFLAKE_ROLE\n      base_url: T_SF_URL\n      schema: T_SF_SCHEMA\n");
+    edit(
+        &spec,
+        "      role: SNOWFLAKE_ROLE\n",
+        "      role: SNOWFLAKE_ROLE\n      base_url: T_SF_URL\n      schema: T_SF_SCHEMA\n",
+    );
     if version == 2 {
         edit(&spec, "  version: 3\n", "  version: 2\n");
     }
@@ -165,7 +169,8 @@ fn nothing_new_states(states: &States) {
     assert_eq!(at("s3_to_snowflake_load.load_files_to_snowflake"), "skipped", "{states:#?}");
     assert_eq!(at("s3_to_snowflake_load.update_watermark"), "skipped", "{states:#?}");
     assert_eq!(at("dbt_transform_fhir.wait_for_s3_load"), "skipped", "{states:#?}");
-    for task in ["check_dbt_installation", "dbt_deps", "dbt_debug", "dbt_run_staging", "dbt_test", "dbt_docs_generate"] {
+    for task in ["check_dbt_installation", "dbt_deps", "dbt_debug", "dbt_run_staging", "dbt_test", "dbt_docs_generate"]
+    {
         assert_eq!(at(&format!("dbt_transform_fhir.{task}")), "skipped", "{task}: {states:#?}");
     }
     // The results loggers run `all_done`, after a skip too, and find no results.
@@ -197,7 +202,8 @@ fn a_load_with_nothing_new_skips_the_dbt_run_instead_of_hanging() {
         // `dags test` starts Airflow in about 20 s; the sensor itself pokes once.
         let wall = report["dags_test_seconds"][1]["seconds"].as_f64().unwrap();
         assert!(wall < 120.0, "the dbt DAG took {wall} s, the sensor's timeout is 1800 s (Airflow {version})");
-        let runs: Vec<&str> = report["dag_runs"].as_array().unwrap().iter().map(|r| r["state"].as_str().unwrap()).collect();
+        let runs: Vec<&str> =
+            report["dag_runs"].as_array().unwrap().iter().map(|r| r["state"].as_str().unwrap()).collect();
         assert_eq!(runs, ["success", "success"], "Airflow {version}: {report}");
         by_backend.push((format!("Airflow {version}"), states));
     }
@@ -419,8 +425,7 @@ fn triggers_start_their_pipelines_in_both_backends() {
         let project = spec.parent().unwrap();
         dagbag_check(venv, &spec, &project.join("out"));
         // No scheduler runs the waited-for report here, so that trigger is marked success.
-        let (states, report) =
-            airflow_sequence(venv, &project.join("out/dags"), 1, &[("ingest", "start_report|done")]);
+        let (states, report) = airflow_sequence(venv, &project.join("out/dags"), 1, &[("ingest", "start_report|done")]);
         assert_eq!(states["ingest.start_transform"], "success", "Airflow {version}: {states:#?}");
         let started: Vec<&str> = report["dag_runs"]
             .as_array()
@@ -435,7 +440,8 @@ fn triggers_start_their_pipelines_in_both_backends() {
     let output = fhirflow().arg("run").arg(&spec).args(["--pipeline", "ingest", "--format", "json"]).output().unwrap();
     assert_eq!(output.status.code(), Some(5), "{}", String::from_utf8_lossy(&output.stderr));
     let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-    let order: Vec<(String, String)> = summary_tasks(&summary).into_iter().map(|(key, state, _)| (key, state)).collect();
+    let order: Vec<(String, String)> =
+        summary_tasks(&summary).into_iter().map(|(key, state, _)| (key, state)).collect();
     let state = |key: &str| order.iter().find(|(k, _)| k == key).map(|(_, s)| s.as_str()).unwrap_or("missing");
     assert_eq!(state("ingest.start_transform"), "success", "{order:?}");
     assert_eq!(state("transform.build"), "success", "{order:?}");

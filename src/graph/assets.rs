@@ -16,12 +16,18 @@ use std::collections::{BTreeMap, BTreeSet};
 impl Lowering<'_> {
     /// Checks that each trigger starts a pipeline compiled here, and not its own; returns the
     /// waits triggers add (the started pipeline depends on the one that starts it).
-    pub(super) fn resolve_triggers(&mut self, unit: usize, pipelines: &[PipelineTasks], catalog: &Catalog) -> Vec<Wait> {
+    pub(super) fn resolve_triggers(
+        &mut self,
+        unit: usize,
+        pipelines: &[PipelineTasks],
+        catalog: &Catalog,
+    ) -> Vec<Wait> {
         let mut waits = Vec::new();
         for p in pipelines {
             for task in &p.tasks {
                 let Operation::Trigger(target) = &task.operation else { continue };
-                let pointer = format!("/pipelines/{}/stages/{}", escape_pointer(p.id.as_str()), escape_pointer(&task.id));
+                let pointer =
+                    format!("/pipelines/{}/stages/{}", escape_pointer(p.id.as_str()), escape_pointer(&task.id));
                 if !catalog.contains_key(&target.pipeline) {
                     let mut d = Diagnostic::error(
                         "unknown-trigger-target",
@@ -30,7 +36,9 @@ impl Lowering<'_> {
                     .at(self.doc.span(&format!("{pointer}/pipeline")), "no such pipeline");
                     d = match did_you_mean(target.pipeline.as_str(), catalog.keys().map(|k| k.as_str())) {
                         Some(guess) => d.help(format!("did you mean `{guess}`?")),
-                        None => d.help("a trigger starts a pipeline of the specs compiled together; compile its spec's folder"),
+                        None => d.help(
+                            "a trigger starts a pipeline of the specs compiled together; compile its spec's folder",
+                        ),
                     };
                     self.error(d);
                     continue;
@@ -93,7 +101,11 @@ fn leaves<'c>(condition: &'c AssetCondition, pointer: String, out: &mut Vec<(&'c
 
 /// Checks every consumed asset against the producers of all specs; returns the waits that
 /// assets add between pipelines (producer → consumer), for the cycle check.
-pub(super) fn resolve_assets(lowerings: &mut [Lowering], lowered: &[Vec<PipelineTasks>], catalog: &Catalog) -> Vec<Wait> {
+pub(super) fn resolve_assets(
+    lowerings: &mut [Lowering],
+    lowered: &[Vec<PipelineTasks>],
+    catalog: &Catalog,
+) -> Vec<Wait> {
     let mut producers: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
     for pipelines in lowered {
         for p in pipelines {

@@ -173,7 +173,8 @@ mod tests {
 
     #[test]
     fn a_task_without_upstream_runs_under_every_rule() {
-        for rule in [TriggerRule::AllSuccess, TriggerRule::AllFailed, TriggerRule::OneSuccess, TriggerRule::AllSkipped] {
+        for rule in [TriggerRule::AllSuccess, TriggerRule::AllFailed, TriggerRule::OneSuccess, TriggerRule::AllSkipped]
+        {
             assert_eq!(decide(rule, []), Run, "{rule:?}");
         }
     }

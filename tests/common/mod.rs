@@ -150,7 +150,11 @@ pub fn every_feature_specs(dir: &Path, stages: &[&str]) -> [PathBuf; 2] {
     );
     for id in IMPORTED_PIPELINE_IDS.iter().filter(|p| !["json", "os", "logging"].contains(p)) {
         // One pipeline scheduled on assets, with both kinds of condition.
-        let head = if *id == "shlex" { "    schedule: {assets: {any: [lake.notes, {all: ['s3://b/k', wh.T]}]}}\n" } else { "" };
+        let head = if *id == "shlex" {
+            "    schedule: {assets: {any: [lake.notes, {all: ['s3://b/k', wh.T]}]}}\n"
+        } else {
+            ""
+        };
         v3 += &pipeline(id, head, &["last: {kind: shell, command: echo}"]);
     }
     let v2 = format!(

@@ -35,9 +35,7 @@ pub fn s3s(root: &Path) -> Option<Server> {
         return None;
     }
     let bin = std::env::var_os("FHIRFLOW_S3S_BIN").unwrap_or_else(|| {
-        panic!(
-            "FHIRFLOW_S3S_BIN is not set: run the tests with scripts/test.sh, or set FHIRFLOW_SKIP_CONFORMANCE=1"
-        )
+        panic!("FHIRFLOW_S3S_BIN is not set: run the tests with scripts/test.sh, or set FHIRFLOW_SKIP_CONFORMANCE=1")
     });
     let mut child = Command::new(bin)
         .args(["--host", "127.0.0.1", "--port", "0", "--access-key", "test-key", "--secret-key", "test-secret"])
