@@ -197,8 +197,11 @@ pub fn read_source(path: &Path) -> Result<Arc<SourceFile>, Error> {
     }
     // Bounded, in case the file grows while it is read.
     let mut bytes = Vec::new();
-    std::io::Read::read_to_end(&mut std::io::Read::take(std::fs::File::open(path).map_err(io)?, MAX_SPEC_BYTES), &mut bytes)
-        .map_err(|source| Error::Io { path: path.to_owned(), action: "read", source })?;
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(std::fs::File::open(path).map_err(io)?, MAX_SPEC_BYTES),
+        &mut bytes,
+    )
+    .map_err(|source| Error::Io { path: path.to_owned(), action: "read", source })?;
     match String::from_utf8(bytes) {
         Ok(text) => Ok(SourceFile::new(name, text)),
         Err(e) => {
@@ -239,10 +242,10 @@ pub fn plan_path(path: &Path, out: Option<&Path>) -> Result<(Vec<Compiled>, plan
         let files = emit::emit(&compiled.graph, &layout)?;
         for file in &files {
             let full = layout.root.join(&file.path);
-            if let Some(first) = owners.insert(full.clone(), layout.spec_name.clone()) {
+            if let Some(first) = owners.insert(full.clone(), layout.owner.id.clone()) {
                 return Err(Error::Refused {
                     path: full,
-                    reason: format!("both {first} and {} generate it; give them different folders", layout.spec_name),
+                    reason: format!("both {first} and {} generate it; give them different folders", layout.owner.id),
                 });
             }
         }
@@ -256,6 +259,8 @@ pub fn plan_path(path: &Path, out: Option<&Path>) -> Result<(Vec<Compiled>, plan
                 // Specs sharing a folder find its leftovers each.
                 merged.leftovers.sort();
                 merged.leftovers.dedup();
+                merged.kept.extend(plan.kept);
+                merged.interrupted = merged.interrupted.or(plan.interrupted);
                 merged
             }
         });

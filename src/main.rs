@@ -323,7 +323,11 @@ fn run(cli: Cli) -> Result<ExitStatus, Error> {
             Ok(if detailed_exitcode && plan.has_changes() { ExitStatus::Changes } else { ExitStatus::Ok })
         }
         Command::Apply { target: OutputArgs { spec, out, deny_warnings }, check, force } => {
-            let (compiled, plan) = fhirflow::plan_path(&spec, out.as_deref())?;
+            let (mut compiled, mut plan) = fhirflow::plan_path(&spec, out.as_deref())?;
+            if !check && let Some(done) = fhirflow::plan::complete_interrupted(&plan)? {
+                eprintln!("note: completed an interrupted apply ({done} files); planning again");
+                (compiled, plan) = fhirflow::plan_path(&spec, out.as_deref())?;
+            }
             warnings(&compiled, deny_warnings)?;
             if check {
                 if plan.has_changes() {

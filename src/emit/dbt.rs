@@ -62,9 +62,11 @@ impl<'a> DbtEmitter<'a> {
                 .collect();
             let body =
                 render("layer.yml.j2", context! { models => models, tests_key => code(project.version.tests_key()) })?;
+            let path = folder.join(format!("{name}_models.yml"));
+            let place = super::paths::place(&path, &root);
             files.push(GeneratedFile {
-                path: folder.join(format!("{name}_models.yml")),
-                contents: header::wrap(&self.layout.spec_name, &body),
+                contents: header::wrap(&self.layout.owner.id, &place, &body),
+                path,
                 kind: FileKind::DbtLayer(name.to_string()),
             });
             let description = layer.description.clone().unwrap_or_else(|| format!("The {name} layer."));
@@ -73,7 +75,7 @@ impl<'a> DbtEmitter<'a> {
         let body = render("selectors.yml.j2", context! { selectors => selectors })?;
         files.push(GeneratedFile {
             path: root.join("selectors.yml"),
-            contents: header::wrap(&self.layout.spec_name, &body),
+            contents: header::wrap(&self.layout.owner.id, "selectors.yml", &body),
             kind: FileKind::DbtSelectors,
         });
         Ok(files)

@@ -14,7 +14,7 @@ pub mod snowflake;
 
 pub use airflow::AirflowEmitter;
 pub use dbt::DbtEmitter;
-pub use paths::{Layout, OutputDirs};
+pub use paths::{Layout, ManagedDir, OutputDirs, SpecOwner, place};
 
 use crate::error::Error;
 use crate::graph::PipelineGraph;

@@ -15,8 +15,12 @@ use std::path::{Component, Path, PathBuf};
 pub struct Layout {
     /// The folder relative paths in the spec resolve against: the spec's folder, or `--out`.
     pub root: PathBuf,
-    /// The spec's file name, as recorded in each file's header.
+    /// The spec's file name.
     pub spec_name: String,
+    /// Which spec owns the files, as each file's header records it: the spec's path relative
+    /// to its project root (see [`SpecOwner`]), so that `teams/a/pipeline.yaml` and
+    /// `teams/b/pipeline.yaml` writing one DAGs folder never take each other's files.
+    pub owner: SpecOwner,
     /// Whether `root` is an `--out` folder, which nothing may be written outside of.
     pub contained: bool,
     /// Without `--out`: how many folders above the spec's the project root is, so how many
@@ -34,7 +38,8 @@ impl Layout {
         let spec_name =
             spec_path.file_name().map_or_else(|| "spec.yaml".to_owned(), |n| n.to_string_lossy().into_owned());
         let climb = if out.is_some() { 0 } else { project_root(&root) };
-        Self { root, spec_name, contained: out.is_some(), climb }
+        let owner = SpecOwner::of(spec_path, out);
+        Self { root, spec_name, owner, contained: out.is_some(), climb }
     }
 
     /// Where a folder of the spec's goes, relative to `root`, as normalized parts. Under `--out`,
@@ -89,6 +94,68 @@ fn project_root(spec_dir: &Path) -> usize {
     let start = if spec_dir.as_os_str().is_empty() { Path::new(".") } else { spec_dir };
     let Ok(absolute) = std::path::absolute(start) else { return 0 };
     absolute.ancestors().position(|dir| dir.join(".git").exists()).unwrap_or(0)
+}
+
+/// The spec that owns generated files, named unambiguously.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpecOwner {
+    /// The spec's path relative to `project`, with `/` between folders.
+    pub id: String,
+    /// The project root, absolute: the git work tree that holds the spec; outside one, the
+    /// nearest folder that holds both the spec and `--out`; without `--out`, the spec's folder.
+    pub project: PathBuf,
+}
+
+impl SpecOwner {
+    /// The owner name of the spec at `spec_path`, written under `out` when given.
+    pub fn of(spec_path: &Path, out: Option<&Path>) -> Self {
+        let spec = absolute(spec_path);
+        let spec_dir = spec.parent().map(Path::to_owned).unwrap_or_default();
+        let work_tree = spec_dir.ancestors().find(|dir| dir.join(".git").exists()).map(Path::to_owned);
+        let project = work_tree
+            .or_else(|| {
+                let out = absolute(out?);
+                let common: PathBuf =
+                    spec_dir.components().zip(out.components()).take_while(|(a, b)| a == b).map(|(a, _)| a).collect();
+                // A common folder of `/` says nothing about the project, and the id would spell
+                // out the machine's folders.
+                (common.parent().is_some()).then_some(common)
+            })
+            .unwrap_or_else(|| spec_dir.clone());
+        let id = spec.strip_prefix(&project).map_or_else(
+            |_| spec.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+            |relative| normalize(&relative.to_string_lossy()).join("/"),
+        );
+        Self { id, project }
+    }
+
+    /// Whether a file whose header names `spec` is this spec's. A header of an earlier version
+    /// names the spec's file name alone, which is this spec's only when the spec is at the project root.
+    pub fn owns(&self, spec: &str) -> bool {
+        spec == self.id
+    }
+
+    /// Whether the spec a header names is still there, so that its files are not orphans.
+    pub fn other_exists(&self, spec: &str) -> bool {
+        let parts = normalize(spec);
+        parts.first().is_some_and(|p| p != "..") && self.project.join(parts.join("/")).is_file()
+    }
+}
+
+/// `path` made absolute against the current folder, with `.` and `a/..` folded away.
+fn absolute(path: &Path) -> PathBuf {
+    let joined = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+    let mut folded = PathBuf::from("/");
+    for component in joined.components() {
+        match component {
+            Component::ParentDir => {
+                folded.pop();
+            }
+            Component::Normal(name) => folded.push(name),
+            Component::CurDir | Component::RootDir | Component::Prefix(_) => {}
+        }
+    }
+    folded
 }
 
 /// The folders a spec writes into, relative to the layout root, each checked to stay inside it.
@@ -156,11 +223,27 @@ impl OutputDirs {
 
     /// The folders whose generated files belong to the spec, for stale-file removal: the DAGs
     /// folder and the dbt project's `models` folder.
-    pub fn managed(&self) -> Vec<PathBuf> {
-        let mut dirs = vec![self.dags.clone()];
-        dirs.extend(self.dbt_project.iter().map(|p| p.join("models")));
+    pub fn managed(&self) -> Vec<ManagedDir> {
+        let mut dirs = vec![ManagedDir { path: self.dags.clone(), base: self.dags.clone() }];
+        dirs.extend(self.dbt_project.iter().map(|p| ManagedDir { path: p.join("models"), base: p.clone() }));
         dirs
     }
+}
+
+/// A folder searched for the spec's stale files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManagedDir {
+    /// The folder, relative to the layout root.
+    pub path: PathBuf,
+    /// The folder that files' recorded places are relative to: the DAGs folder, or the dbt
+    /// project for its `models` folder.
+    pub base: PathBuf,
+}
+
+/// Where `path` is relative to `base` (both relative to one root), as a header records it.
+pub fn place(path: &Path, base: &Path) -> String {
+    relative(&base.to_string_lossy(), &path.to_string_lossy())
+        .unwrap_or_else(|| normalize(&path.to_string_lossy()).join("/"))
 }
 
 /// Lexically normalizes a relative path: drops `.`, folds `a/..`, keeps leading `..`.
@@ -241,7 +324,8 @@ mod tests {
         assert_eq!(under_out.dags, Path::new("dags"));
         assert_eq!(under_out.dbt_project.as_deref(), Some(Path::new("dbt")));
         assert_eq!(layer(&under_out), Path::new("dbt/models/staging"));
-        assert_eq!(under_out.managed(), [PathBuf::from("dags"), PathBuf::from("dbt/models")]);
+        let managed: Vec<(PathBuf, PathBuf)> = under_out.managed().into_iter().map(|m| (m.path, m.base)).collect();
+        assert_eq!(managed, [("dags".into(), "dags".into()), ("dbt/models".into(), "dbt".into())]);
         // Leaving the dbt project is fine while the folder stays in the root.
         assert_eq!(layer(&dirs(&dbt("../dbt", "../shared/./x"), true).unwrap()), Path::new("shared/x"));
         assert_eq!(layer(&dirs(&dbt("dbt", "models/a/../b"), false).unwrap()), Path::new("dbt/models/b"));

@@ -1,6 +1,8 @@
-//! Writing a plan to disk: every file atomically, nothing at all if any file is blocked.
+//! Writing a plan to disk: every file atomically and the set as a whole, nothing at all if any
+//! file is blocked.
 
-use super::{Action, Plan};
+use super::journal::{Journal, Rename, RootLock};
+use super::{Action, Blocker, Plan};
 use crate::error::Error;
 use std::io::Write as _;
 use std::path::Path;
@@ -19,20 +21,36 @@ pub struct ApplyReport {
 }
 
 /// Carries out `plan`. Refuses before writing anything if a file is blocked and `force` is off,
-/// or, even with `force`, if a file would be written through a symbolic link leading outside
-/// the output root.
+/// if a file belongs to another spec that still exists (even with `force`), or, even with
+/// `force`, if a file would be written through a symbolic link leading outside the output root.
+///
+/// The set of files changes as a whole: every new file is staged beside its target first (so
+/// a folder that cannot be written fails the apply before anything changed), then a
+/// [`Journal`] of the renames is written, then they are made. An apply killed in between
+/// leaves the journal, which the next apply completes ([`complete_interrupted`]).
 pub fn apply(plan: &Plan, force: bool) -> Result<ApplyReport, Error> {
     // `plan` checked too; checking again here covers links made since.
     for change in &plan.changes {
         super::links::refuse_escaping_links(&plan.layout.root, &change.path)?;
     }
+    let taken = |c: &&super::FileChange| matches!(c.blocker, Some(Blocker::OtherSpec { orphaned: false, .. }));
+    if let Some(first) = plan.changes.iter().find(taken) {
+        let Some(Blocker::OtherSpec { spec, .. }) = &first.blocker else { unreachable!("found by `taken`") };
+        return Err(Error::Refused {
+            path: plan.layout.root.join(&first.path),
+            reason: format!(
+                "it belongs to {spec}, which also generates it; nothing was written, not even with --force. Give one of the pipelines another id, or the specs different folders"
+            ),
+        });
+    }
     if !force && let Some(first) = plan.blocked().next() {
         let count = plan.blocked().count();
         let others = if count > 1 { format!(" (and {} more)", count - 1) } else { String::new() };
         let reason = match &first.blocker {
-            Some(super::Blocker::NotGenerated) => "it was not written by fhirflow",
-            Some(super::Blocker::EditedByHand) => "it was edited by hand since fhirflow wrote it",
-            _ => "it was written from another spec",
+            Some(Blocker::NotGenerated) => "it was not written by fhirflow".to_owned(),
+            Some(Blocker::EditedByHand) => "it was edited by hand since fhirflow wrote it".to_owned(),
+            Some(Blocker::OtherSpec { spec, .. }) => format!("it was written from {spec}, which is gone"),
+            None => String::new(),
         };
         return Err(Error::Refused {
             path: plan.layout.root.join(&first.path),
@@ -41,9 +59,20 @@ pub fn apply(plan: &Plan, force: bool) -> Result<ApplyReport, Error> {
             ),
         });
     }
+    let root = &plan.layout.root;
     let mut report = ApplyReport::default();
+    if !plan.has_changes() && plan.leftovers.is_empty() {
+        return Ok(report);
+    }
+    let _lock = RootLock::acquire(root)?;
+    if Journal::read(root)?.is_some() {
+        return Err(Error::Refused {
+            path: root.join(super::journal::FILE_NAME),
+            reason: "another apply was interrupted after this plan was made; nothing was written. Rerun apply, which completes it first".to_owned(),
+        });
+    }
     for leftover in &plan.leftovers {
-        let path = plan.layout.root.join(leftover);
+        let path = root.join(leftover);
         match std::fs::remove_file(&path) {
             Ok(()) => report.leftovers_removed += 1,
             // Gone already: another apply cleaned up too.
@@ -51,29 +80,93 @@ pub fn apply(plan: &Plan, force: bool) -> Result<ApplyReport, Error> {
             Err(source) => return Err(Error::Io { path, action: "remove", source }),
         }
     }
-    for change in &plan.changes {
-        let path = plan.layout.root.join(&change.path);
-        match (change.action, &change.contents) {
-            (Action::Remove, _) => {
-                std::fs::remove_file(&path).map_err(|source| Error::Io {
-                    path: path.clone(),
-                    action: "remove",
-                    source,
-                })?;
-                report.removed += 1;
-            }
-            (action, Some(contents)) => {
-                write_atomically(&path, contents)?;
-                if action == Action::Add {
-                    report.added += 1;
-                } else {
-                    report.changed += 1;
+    let mut renames = Vec::new();
+    let mut removes = Vec::new();
+    let staged = (|| {
+        for change in &plan.changes {
+            match (change.action, &change.contents) {
+                (Action::Remove, _) => {
+                    probe_writable(root, &change.path)?;
+                    removes.push(change.path.clone());
+                    report.removed += 1;
                 }
+                (action, Some(contents)) => {
+                    renames.push(Rename { from: stage(root, &change.path, contents)?, to: change.path.clone() });
+                    if action == Action::Add {
+                        report.added += 1;
+                    } else {
+                        report.changed += 1;
+                    }
+                }
+                (_, None) => {}
             }
-            (_, None) => {}
+        }
+        let journal = Journal::new(std::mem::take(&mut renames), std::mem::take(&mut removes));
+        match journal.write(root) {
+            Ok(()) => Ok(journal),
+            Err(e) => {
+                renames = journal.renames;
+                Err(e)
+            }
+        }
+    })();
+    match staged {
+        Ok(journal) => {
+            journal.complete(root)?;
+            Ok(report)
+        }
+        Err(e) => {
+            // Nothing was renamed yet: take the staged files back, and the disk is as it was.
+            for rename in &renames {
+                let _ = std::fs::remove_file(root.join(&rename.from));
+            }
+            Err(e)
         }
     }
-    Ok(report)
+}
+
+/// Completes the apply that `plan` found interrupted, if any, and says how many files it
+/// changed; `None` when there was none, or when it is still running (it then finishes itself).
+pub fn complete_interrupted(plan: &Plan) -> Result<Option<usize>, Error> {
+    let root = &plan.layout.root;
+    if plan.interrupted.is_none() {
+        return Ok(None);
+    }
+    let _lock = RootLock::acquire(root)?;
+    // Read again under the lock: a running apply has finished with it by now.
+    match Journal::read(root)? {
+        Some(journal) => journal.complete(root).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Writes `contents` to a temporary file beside `relative` (under `root`), durably, and
+/// returns the temporary file's path relative to `root`.
+fn stage(root: &Path, relative: &Path, contents: &str) -> Result<std::path::PathBuf, Error> {
+    let path = root.join(relative);
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|source| Error::Io { path: dir.to_owned(), action: "create", source })?;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let temp = temp_name(&name, std::process::id());
+    let full = dir.join(&temp);
+    let written = (|| {
+        let mut file = std::fs::File::create(&full)?;
+        file.write_all(contents.as_bytes())?;
+        file.sync_all()
+    })();
+    if let Err(source) = written {
+        let _ = std::fs::remove_file(&full);
+        return Err(Error::Io { path: full, action: "write", source });
+    }
+    Ok(relative.parent().map_or_else(|| temp.clone().into(), |p| p.join(&temp)))
+}
+
+/// Fails when the folder of `relative` (under `root`) cannot take a change, so that a
+/// removal there cannot fail after other files were already replaced.
+fn probe_writable(root: &Path, relative: &Path) -> Result<(), Error> {
+    let staged = stage(root, relative, "")?;
+    let path = root.join(staged);
+    std::fs::remove_file(&path).map_err(|source| Error::Io { path, action: "remove", source })
 }
 
 /// Writes `contents` to a temporary file beside `path`, then renames it over `path`, so a

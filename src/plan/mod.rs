@@ -5,14 +5,15 @@
 //! atomically, and never touches a file it did not write or one edited by hand (unless forced).
 
 mod apply;
+pub mod journal;
 mod links;
 mod render;
 mod summary;
 
-pub use apply::{ApplyReport, apply, write_atomically};
+pub use apply::{ApplyReport, apply, complete_interrupted, write_atomically};
 pub use render::PlanFormat;
 
-use crate::emit::{FileKind, GeneratedFile, Layout, header};
+use crate::emit::{FileKind, GeneratedFile, Layout, ManagedDir, header};
 use crate::error::Error;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -38,10 +39,13 @@ pub enum Blocker {
     NotGenerated,
     /// fhirflow wrote it, but it was edited since.
     EditedByHand,
-    /// fhirflow wrote it for another spec.
+    /// fhirflow wrote it for another spec. Never overwritten while that spec exists, even
+    /// with `--force`: two specs would take the file from each other at every apply.
     OtherSpec {
         /// The spec named in its header.
         spec: String,
+        /// Whether that spec is gone (moved or renamed), so that `--force` may take the file over.
+        orphaned: bool,
     },
 }
 
@@ -123,6 +127,20 @@ pub struct Plan {
     /// Temporary files that interrupted applies left in the folders the spec writes; `apply`
     /// removes them. They are not changes: no generated file differs because of them.
     pub leftovers: Vec<PathBuf>,
+    /// Files that look like this spec's but that `apply` leaves alone, and why.
+    pub kept: Vec<KeptFile>,
+    /// An apply that was killed between its first and last rename, which `apply` completes
+    /// before anything else.
+    pub interrupted: Option<journal::Journal>,
+}
+
+/// A file under the spec's folders that names the spec but is not removed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct KeptFile {
+    /// Path under the layout root.
+    pub path: PathBuf,
+    /// Why it stays.
+    pub reason: String,
 }
 
 impl Plan {
@@ -162,8 +180,8 @@ fn read_existing(path: &Path) -> Result<Option<String>, Error> {
 /// Compares `files` with the disk under `layout.root`.
 /// Refuses, before reading anything, a file or folder reached through a symbolic link that
 /// leads outside `layout.root`.
-pub fn plan(files: &[GeneratedFile], layout: &Layout, managed_dirs: &[PathBuf]) -> Result<Plan, Error> {
-    for path in files.iter().map(|f| f.path.as_path()).chain(managed_dirs.iter().map(PathBuf::as_path)) {
+pub fn plan(files: &[GeneratedFile], layout: &Layout, managed_dirs: &[ManagedDir]) -> Result<Plan, Error> {
+    for path in files.iter().map(|f| f.path.as_path()).chain(managed_dirs.iter().map(|d| d.path.as_path())) {
         links::refuse_escaping_links(&layout.root, path)?;
     }
     let mut changes = Vec::new();
@@ -178,7 +196,14 @@ pub fn plan(files: &[GeneratedFile], layout: &Layout, managed_dirs: &[PathBuf]) 
             Some(text) => {
                 let blocker = match header::read(text) {
                     None => Some(Blocker::NotGenerated),
-                    Some(h) if h.spec != layout.spec_name => Some(Blocker::OtherSpec { spec: h.spec }),
+                    // An earlier version named the spec by its file name alone: the file this
+                    // spec writes, at the place it writes it, is taken to be its own.
+                    Some(h) if h.place.is_none() && h.spec == layout.spec_name => {
+                        h.edited().then_some(Blocker::EditedByHand)
+                    }
+                    Some(h) if !layout.owner.owns(&h.spec) => {
+                        Some(Blocker::OtherSpec { orphaned: !layout.owner.other_exists(&h.spec), spec: h.spec })
+                    }
                     Some(h) if h.edited() => Some(Blocker::EditedByHand),
                     Some(_) => None,
                 };
@@ -198,18 +223,20 @@ pub fn plan(files: &[GeneratedFile], layout: &Layout, managed_dirs: &[PathBuf]) 
             contents: Some(file.contents.clone()),
         });
     }
-    let mut stale = stale_files(layout, managed_dirs, &wanted)?;
+    let mut kept = Vec::new();
+    let mut stale = Vec::new();
     for dir in managed_dirs {
+        stale.extend(stale_files(layout, dir, &wanted, &mut kept)?);
         // selectors.yml sits at the dbt project root, which is not scanned as a whole.
-        let selectors = dir.parent().map(|p| p.join("selectors.yml"));
-        if let Some(selectors) = selectors
-            && dir.ends_with("models")
+        let selectors = dir.base.join("selectors.yml");
+        if dir.base != dir.path
             && !wanted.contains(selectors.as_path())
             && !is_symlink(&layout.root.join(&selectors))
             && let Some(text) = read_existing(&layout.root.join(&selectors))?
-            && header::read(&text).is_some_and(|h| h.spec == layout.spec_name)
+            && let Some(h) = header::read(&text)
+            && let Some(path) = judge_stale(layout, &h, selectors.clone(), "selectors.yml", &mut kept)
         {
-            stale.push(selectors);
+            stale.push(path);
         }
     }
     for stale in stale {
@@ -222,23 +249,73 @@ pub fn plan(files: &[GeneratedFile], layout: &Layout, managed_dirs: &[PathBuf]) 
     }
     changes.sort_by(|a, b| a.path.cmp(&b.path));
     let folders: BTreeSet<&Path> =
-        files.iter().filter_map(|f| f.path.parent()).chain(managed_dirs.iter().map(PathBuf::as_path)).collect();
+        files.iter().filter_map(|f| f.path.parent()).chain(managed_dirs.iter().map(|d| d.path.as_path())).collect();
+    let interrupted = journal::Journal::read(&layout.root)?;
     let mut leftovers = Vec::new();
     for folder in folders {
         let names = apply::leftover_temp_files(&layout.root.join(folder))?;
-        leftovers.extend(names.into_iter().map(|name| folder.join(name)));
+        leftovers.extend(
+            names
+                .into_iter()
+                .map(|name| folder.join(name))
+                // The interrupted apply's staged files are what completing it renames.
+                .filter(|path| !interrupted.as_ref().is_some_and(|j| j.stages(path))),
+        );
     }
-    Ok(Plan { layout: layout.clone(), changes, leftovers })
+    Ok(Plan { layout: layout.clone(), changes, leftovers, kept, interrupted })
+}
+
+/// `path` when a file with header `h` there is this spec's stale file; otherwise `None`, with a
+/// note in `kept` when it names this spec but is not to be removed. `place` is where the file
+/// is, relative to the folder its header's place is relative to.
+fn judge_stale(
+    layout: &Layout,
+    h: &header::Header,
+    path: PathBuf,
+    place: &str,
+    kept: &mut Vec<KeptFile>,
+) -> Option<PathBuf> {
+    match &h.place {
+        Some(recorded) if layout.owner.owns(&h.spec) => {
+            if recorded == place {
+                return Some(path);
+            }
+            kept.push(KeptFile {
+                path,
+                reason: format!("a copy of the file fhirflow wrote at `{recorded}`, not the file itself"),
+            });
+        }
+        // An earlier version's header: the spec's file name alone names more than one spec.
+        None if h.spec == layout.spec_name => {
+            if layout.owner.id == h.spec {
+                return Some(path);
+            }
+            kept.push(KeptFile {
+                path,
+                reason: format!(
+                    "an earlier fhirflow wrote it from a spec named `{}`, which may be another folder's spec of that name; delete it if this spec no longer makes it",
+                    h.spec
+                ),
+            });
+        }
+        _ => {}
+    }
+    None
 }
 
 fn is_symlink(path: &Path) -> bool {
     std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
 }
 
-/// Files under `dirs` that this spec wrote before but no longer produces.
-fn stale_files(layout: &Layout, dirs: &[PathBuf], wanted: &BTreeSet<&Path>) -> Result<Vec<PathBuf>, Error> {
+/// Files under `managed` that this spec wrote there before but no longer produces.
+fn stale_files(
+    layout: &Layout,
+    managed: &ManagedDir,
+    wanted: &BTreeSet<&Path>,
+    kept: &mut Vec<KeptFile>,
+) -> Result<Vec<PathBuf>, Error> {
     let mut found = Vec::new();
-    let mut pending: Vec<PathBuf> = dirs.to_vec();
+    let mut pending: Vec<PathBuf> = vec![managed.path.clone()];
     let mut seen = BTreeSet::new();
     while let Some(dir) = pending.pop() {
         if !seen.insert(dir.clone()) {
@@ -274,8 +351,9 @@ fn stale_files(layout: &Layout, dirs: &[PathBuf], wanted: &BTreeSet<&Path>) -> R
             let Some(text) = read_existing(&entry.path())? else {
                 continue;
             };
-            if header::read(&text).is_some_and(|h| h.spec == layout.spec_name) {
-                found.push(relative);
+            if let Some(h) = header::read(&text) {
+                let place = crate::emit::place(&relative, &managed.base);
+                found.extend(judge_stale(layout, &h, relative, &place, kept));
             }
         }
     }

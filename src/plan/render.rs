@@ -60,8 +60,11 @@ fn blocker_text(blocker: &Blocker) -> String {
     match blocker {
         Blocker::NotGenerated => "exists and was not written by fhirflow; apply refuses unless --force".to_owned(),
         Blocker::EditedByHand => "was edited by hand since fhirflow wrote it; apply refuses unless --force".to_owned(),
-        Blocker::OtherSpec { spec } => {
-            format!("was written from {spec}; apply refuses unless --force")
+        Blocker::OtherSpec { spec, orphaned: false } => {
+            format!("belongs to {spec}, which generates it too; apply refuses, even with --force")
+        }
+        Blocker::OtherSpec { spec, orphaned: true } => {
+            format!("was written from {spec}, which is gone; apply refuses unless --force")
         }
     }
 }
@@ -106,6 +109,9 @@ impl Plan {
                         "apply also removes {n} temporary {files} that an interrupted apply left behind."
                     );
                 }
+                for line in self.notes() {
+                    let _ = writeln!(out, "note: {line}");
+                }
             }
             PlanFormat::Json => {
                 let (add, change, remove) = self.counts();
@@ -127,6 +133,7 @@ impl Plan {
                     "changes": changes,
                     "summary": { "add": add, "change": change, "remove": remove },
                     "has_changes": self.has_changes(),
+                    "notes": self.notes(),
                 });
                 out = serde_json::to_string_pretty(&doc).unwrap_or_default();
                 out.push('\n');
@@ -152,8 +159,36 @@ impl Plan {
                         );
                     }
                 }
+                let notes = self.notes();
+                if !notes.is_empty() {
+                    out.push('\n');
+                    for line in notes {
+                        let _ = writeln!(out, "> {}", line.replace('|', "\\|"));
+                    }
+                }
             }
         }
         out
+    }
+
+    /// What a reader of the plan should know beyond the changes: an interrupted apply that
+    /// `apply` completes first, and files that name the spec but stay.
+    pub fn notes(&self) -> Vec<String> {
+        let mut notes = Vec::new();
+        if let Some(journal) = &self.interrupted {
+            let n = journal.renames.len() + journal.removes.len();
+            let what = if journal.writer_running() {
+                format!("an apply (process {}) is writing {n} files; apply waits for it", journal.pid)
+            } else {
+                format!(
+                    "an apply was interrupted after staging {n} files; apply completes it first, so that no mix of old and new files stays"
+                )
+            };
+            notes.push(what);
+        }
+        for kept in &self.kept {
+            notes.push(format!("{} is left in place: {}", self.layout.display(&kept.path), kept.reason));
+        }
+        notes
     }
 }
