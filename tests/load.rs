@@ -268,18 +268,21 @@ mod embedded {
         stdout
     }
 
-    fn check_marts(venv: &Path, dir: &Path, bundles: &Path, database: &Path) {
-        let output = Command::new(venv.join("bin/python"))
-            .arg(dir.join("check_marts.py"))
-            .arg(bundles)
-            .arg(database)
-            .output()
-            .unwrap();
+    /// Runs `command`, failing the test with its output unless it succeeds.
+    fn succeed(what: &str, command: &mut Command) {
+        let output = command.output().unwrap();
         assert!(
             output.status.success(),
-            "check_marts failed:\n{}\n{}",
+            "{what} failed:\n{}\n{}",
             String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    fn check_marts(venv: &Path, dir: &Path, bundles: &Path, database: &Path) {
+        succeed(
+            "check_marts",
+            Command::new(venv.join("bin/python")).arg(dir.join("check_marts.py")).arg(bundles).arg(database),
         );
     }
 
@@ -297,6 +300,90 @@ mod embedded {
         let stdout = run_example(&venv, &spec, &[]);
         assert!(stdout.contains("nothing new in"), "{stdout}");
         check_marts(&venv, dir.path(), &dir.path().join("bundles"), &database);
+    }
+
+    /// The example's build as layers by path (`layered`, and `run` + `test` gates per layer):
+    /// every layer passes, and the layers run each of the project's tests exactly once, as one
+    /// `dbt build` does — a relationship test between marts and staging runs with the marts,
+    /// after both exist, and the sources' tests with the first layer.
+    #[test]
+    fn the_fhir_example_builds_layer_by_layer_with_each_test_once() {
+        let Some(venv) = common::venv("FHIRFLOW_DBT_VENV") else { return };
+        let layers = "        layers:\n          - {name: staging, select: [path:models/staging]}\n          - {name: intermediate, select: [path:models/intermediate]}\n          - {name: marts, select: [path:models/marts]}\n";
+        for (variant, stage) in [
+            ("layered", format!("        command: build\n        dbt_mode: layered\n{layers}")),
+            ("gates", format!("        command: run\n        dbt_mode: layered\n        gates: true\n{layers}")),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            copy_example(dir.path());
+            let spec = dir.path().join("fhir.yaml");
+            common::edit(&spec, "        command: build\n", &stage);
+            let tests = Command::new(venv.join("bin/dbt"))
+                .args([
+                    "ls",
+                    "--resource-type",
+                    "test",
+                    "--output",
+                    "name",
+                    "-q",
+                    "--project-dir",
+                    "dbt",
+                    "--profiles-dir",
+                    "dbt",
+                ])
+                .current_dir(dir.path())
+                .output()
+                .unwrap();
+            let tests = String::from_utf8_lossy(&tests.stdout).lines().filter(|l| !l.trim().is_empty()).count();
+            assert!(tests > 80, "dbt sees the example's tests: {tests}");
+            let stdout = run_example(&venv, &spec, &[]);
+            let ran: usize = stdout
+                .lines()
+                .filter_map(|l| {
+                    l.split_once("[fhirflow] dbt results: ")?.1.split_once(" pass")?.0.parse::<usize>().ok()
+                })
+                .sum();
+            assert_eq!(ran, tests, "{variant}: each test once across the layers\n{stdout}");
+            check_marts(&venv, dir.path(), &dir.path().join("bundles"), &dir.path().join("warehouse.duckdb"));
+            if let Some(airflow) = common::venv("FHIRFLOW_AIRFLOW_VENV") {
+                layers_in_airflow(&airflow, &venv, dir.path(), &stage);
+            }
+        }
+    }
+
+    /// The same layered dbt stage as an Airflow DAG, run by `airflow dags test` on a warehouse
+    /// that holds only the loaded bundles, so each layer must build on the one before.
+    fn layers_in_airflow(airflow: &Path, dbt: &Path, dir: &Path, stage: &str) {
+        let database = dir.join("airflow.duckdb");
+        succeed(
+            "the load",
+            Command::new(common::fhirflow().get_program())
+                .args(["run", "fhir.yaml", "--only", "load"])
+                .env("FHIRFLOW_DUCKDB_PATH", &database)
+                .current_dir(dir),
+        );
+        let spec = dir.join("airflow.yaml");
+        std::fs::write(
+            &spec,
+            format!(
+                "version: 1\ndbt: {{project_dir: dbt}}\npipelines:\n  fhir_dbt:\n    schedule: '@daily'\n    stages:\n      build:\n        kind: dbt\n{stage}"
+            ),
+        )
+        .unwrap();
+        fhirflow().arg("apply").arg(&spec).arg("--out").arg(dir).assert().success();
+        succeed(
+            "airflow dags test of the layers",
+            Command::new("bash")
+                .arg(repo().join("tests/conformance/airflow_dags_test.sh"))
+                .arg(airflow)
+                .arg(dir.join("dags"))
+                .arg("fhir_dbt")
+                .arg("")
+                .arg(dbt.join("bin"))
+                .env("FHIRFLOW_DUCKDB_PATH", &database)
+                .env("DBT_SEND_ANONYMOUS_USAGE_STATS", "false"),
+        );
+        check_marts(dbt, dir, &dir.join("bundles"), &database);
     }
 
     #[test]

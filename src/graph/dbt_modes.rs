@@ -457,13 +457,15 @@ impl Lowering<'_> {
                         .help("use gates with `command: run`"),
                     );
                 }
-                for (name, layer_select) in layers {
-                    let sel: Vec<&str> = layer_select.iter().map(String::as_str).collect();
-                    let inv = deps_first(line.invocation(dbt.command, &sel, &exclude, true));
+                for (k, (name, _)) in layers.iter().enumerate() {
+                    let (sel, exc) = layer_selection(&layers, k, &exclude);
+                    let sel: Vec<&str> = sel.iter().map(String::as_str).collect();
+                    let exc: Vec<&str> = exc.iter().map(String::as_str).collect();
+                    let inv = deps_first(line.invocation(dbt.command, &sel, &exc, true));
                     let id = format!("{stage_id}_{name}");
                     chain(&mut planned, Planned::new(Vec::new(), &id, Operation::Dbt(inv)), &mut head);
                     if dbt.gates && dbt.command == DbtCommand::Run {
-                        let inv = deps_first(line.invocation(DbtCommand::Test, &sel, &exclude, true));
+                        let inv = deps_first(line.invocation(DbtCommand::Test, &sel, &exc, true));
                         let id = format!("{stage_id}_{name}_gate");
                         chain(&mut planned, Planned::new(Vec::new(), &id, Operation::Dbt(inv)), &mut head);
                     }
@@ -500,7 +502,47 @@ impl Lowering<'_> {
         }
         Some(self.finish_stage(stage_id, index, planned, settings))
     }
+}
 
+/// The `--select` and `--exclude` of layer `k` of `layers`, so that each test runs once, with
+/// the layer that builds the last of its parents, as in one `dbt build`: dbt's default (eager)
+/// indirect selection adds every test touching the layer, and excluding the later layers' nodes
+/// takes out, with them, the tests that touch a later layer (exclusion is eager too). The first
+/// layer also selects the sources, so that their tests run (a plain `dbt build` runs them).
+fn layer_selection(layers: &[(String, Vec<String>)], k: usize, exclude: &[&str]) -> (Vec<String>, Vec<String>) {
+    let mut select = layers[k].1.clone();
+    if k == 0 {
+        select.push("source:*".to_owned());
+    }
+    let mut excluded: Vec<String> = exclude.iter().map(|s| (*s).to_owned()).collect();
+    // A later layer's own nodes, not what a graph operator adds to them: `+tag:marts` would
+    // take this layer's models out too.
+    excluded.extend(layers[k + 1..].iter().flat_map(|(_, sel)| sel.iter().map(|s| without_graph_operators(s))));
+    excluded.dedup();
+    (select, excluded)
+}
+
+/// A dbt selector without its graph operators (`+x`, `2+x`, `x+`, `x+3`, `@x`), in each
+/// part of an intersection.
+fn without_graph_operators(selector: &str) -> String {
+    let part = |p: &str| -> String {
+        let mut s = p.strip_prefix('@').unwrap_or(p);
+        if let Some(i) = s.find('+')
+            && s[..i].bytes().all(|b| b.is_ascii_digit())
+        {
+            s = &s[i + 1..];
+        }
+        if let Some(i) = s.rfind('+')
+            && s[i + 1..].bytes().all(|b| b.is_ascii_digit())
+        {
+            s = &s[..i];
+        }
+        s.to_owned()
+    };
+    selector.split(',').map(part).collect::<Vec<_>>().join(",")
+}
+
+impl Lowering<'_> {
     /// The layers of a `layered` stage: its own list, or the spec's layers by tag.
     fn layer_steps(&self, dbt: &DbtStage) -> Vec<(String, Vec<String>)> {
         if !dbt.layers.is_empty() {
@@ -805,6 +847,7 @@ impl Lowering<'_> {
 #[cfg(test)]
 mod tests {
     use super::super::{Operation, PipelineGraph};
+    use super::{layer_selection, without_graph_operators};
     use crate::source::SourceFile;
 
     /// The fixture project's layers, in the order its models depend on each other.
@@ -876,6 +919,30 @@ mod tests {
             ]
         );
         assert_eq!(argv(&g, "dbt_marts_gate"), "test --project-dir --profiles-dir --select tag:marts");
+        assert_eq!(
+            argv(&g, "dbt_staging_gate"),
+            "test --project-dir --profiles-dir --select tag:staging source:* --exclude tag:intermediate tag:marts"
+        );
+        assert_eq!(
+            argv(&g, "dbt_intermediate"),
+            "run --project-dir --profiles-dir --select tag:intermediate --exclude tag:marts"
+        );
+    }
+
+    #[test]
+    fn a_layer_excludes_the_later_layers_nodes_without_their_graph_operators() {
+        let layers: Vec<(String, Vec<String>)> = vec![
+            ("staging".into(), vec!["path:models/staging".into()]),
+            ("core".into(), vec!["+tag:core".into(), "2+model2+3".into()]),
+            ("marts".into(), vec!["@tag:marts,tag:daily+".into()]),
+        ];
+        let (select, exclude) = layer_selection(&layers, 0, &["tag:slow"]);
+        assert_eq!(select, ["path:models/staging", "source:*"]);
+        assert_eq!(exclude, ["tag:slow", "tag:core", "model2", "tag:marts,tag:daily"]);
+        let (select, exclude) = layer_selection(&layers, 2, &[]);
+        assert_eq!((select, exclude), (vec!["@tag:marts,tag:daily+".to_owned()], Vec::<String>::new()));
+        assert_eq!(without_graph_operators("tag:v2"), "tag:v2");
+        assert_eq!(without_graph_operators("+model2"), "model2");
     }
 
     #[test]
