@@ -10,7 +10,8 @@
 //! (`yaml_unsafe_libyaml`, `yaml_rust2`, `yaml_saphyr_parser`, `yaml_granit_parser`, the last the
 //! one serde-saphyr reads with).
 //!
-//! Run with `bench/compile.sh`, which also prints a table of the results.
+//! Run with `bench/compile.sh`, which also prints a table of the results. With
+//! `FHIRFLOW_BENCH_WRITE_SPEC=FILE`, the 10,000-stage spec is also written to FILE.
 
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 use fhirflow::emit::{Layout, emit};
@@ -313,6 +314,10 @@ fn bench_phases(c: &mut Criterion) {
     use fhirflow::parse::interpolate::ProcessEnvironment;
     let n = 10_000;
     let source = SourceFile::new("bench.yaml", generate_spec(n));
+    // For timing the CLI on the same spec (docs/performance.md).
+    if let Some(path) = std::env::var_os("FHIRFLOW_BENCH_WRITE_SPEC") {
+        std::fs::write(&path, &source.text).expect("write the generated spec");
+    }
     let text = source.text.as_str();
     let document = Document::parse(Arc::clone(&source)).expect("parses");
     let (spec, _) = fhirflow::validate::check_partial(&document);
@@ -322,7 +327,7 @@ fn bench_phases(c: &mut Criterion) {
     let mut group = c.benchmark_group("phases");
     group
         .sample_size(10)
-        .measurement_time(Duration::from_secs(8))
+        .measurement_time(Duration::from_secs(15))
         .warm_up_time(Duration::from_secs(1))
         .sampling_mode(SamplingMode::Flat)
         .throughput(Throughput::Elements(n as u64));
