@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks the compiler on generated specs of 10 to 10,000 stages (benches/compile.rs) and
-# prints a Markdown table of the medians. Extra arguments go to criterion, e.g. a filter:
+# prints Markdown tables of the medians: by size, then the 10,000-stage spec phase by phase beside
+# other YAML crates' parsers. Extra arguments go to criterion, e.g. a filter:
 #   bench/compile.sh compile/10000
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,6 +38,19 @@ print("|-------:|-----------------:|----------:|------------------------:|------
 for n in sorted(rows):
     c, e = (cell(rows[n].get(g), n) for g in groups)
     print(f"| {n:,} | {c[0]} | {c[1]} | {e[0]} | {e[1]} |")
-if not rows:
+phases = {}
+base = os.path.join(root, "phases")
+for name in sorted(os.listdir(base)) if os.path.isdir(base) else []:
+    path = os.path.join(base, name, "new", "estimates.json")
+    if os.path.exists(path) and os.path.getmtime(path) >= since:
+        with open(path) as f:
+            phases[name] = json.load(f)["median"]["point_estimate"]
+if phases:
+    print()
+    print("| 10,000 stages, phase | median |")
+    print("|:---------------------|-------:|")
+    for name, ns in sorted(phases.items(), key=lambda kv: kv[1]):
+        print(f"| `{name}` | {time(ns)} |")
+if not rows and not phases:
     sys.exit("no criterion results from this run")
 PY

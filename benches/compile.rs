@@ -4,7 +4,14 @@
 //! `compile_and_emit/N` also renders every Airflow DAG and dbt file in memory. Both report
 //! throughput in stages, so criterion's "elem/s" is stages per second.
 //!
-//! Run with `bench/compile.sh`, which also prints a table of the results.
+//! `phases/*` takes the 10,000-stage spec apart: each compiler phase alone (`fhirflow_parse`,
+//! `fhirflow_secrets`, `fhirflow_schema_and_read`, `fhirflow_lower`, `fhirflow_emit`) beside the
+//! floor, the event parsers of other YAML crates reading the same text with nothing built
+//! (`yaml_unsafe_libyaml`, `yaml_rust2`, `yaml_saphyr_parser`, `yaml_granit_parser`, the last the
+//! one serde-saphyr reads with).
+//!
+//! Run with `bench/compile.sh`, which also prints a table of the results. With
+//! `FHIRFLOW_BENCH_WRITE_SPEC=FILE`, the 10,000-stage spec is also written to FILE.
 
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 use fhirflow::emit::{Layout, emit};
@@ -202,7 +209,7 @@ fn stage_body(s: usize, layer: &str) -> (String, String) {
 }
 
 fn layout() -> Layout {
-    Layout { root: ".".into(), spec_name: "bench.yaml".into(), contained: true }
+    Layout::new(std::path::Path::new("bench.yaml"), Some(std::path::Path::new(".")))
 }
 
 fn bench_compile(c: &mut Criterion) {
@@ -254,5 +261,99 @@ fn bench_compile(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench_compile);
+/// Events the parser produced, so the optimizer cannot drop the parse.
+fn libyaml_events(text: &str) -> usize {
+    use std::mem::MaybeUninit;
+    use unsafe_libyaml::*;
+    // SAFETY: the parser reads `text`, which outlives it, and every event is deleted once read.
+    unsafe {
+        let mut parser = MaybeUninit::<yaml_parser_t>::uninit();
+        assert!(yaml_parser_initialize(parser.as_mut_ptr()).ok);
+        let parser = parser.as_mut_ptr();
+        yaml_parser_set_input_string(parser, text.as_ptr(), text.len() as _);
+        let mut count = 0;
+        loop {
+            let mut event = MaybeUninit::<yaml_event_t>::uninit();
+            assert!(yaml_parser_parse(parser, event.as_mut_ptr()).ok, "libyaml reads the spec");
+            let mut event = event.assume_init();
+            let done = event.type_ == YAML_STREAM_END_EVENT;
+            yaml_event_delete(&mut event);
+            count += 1;
+            if done {
+                break;
+            }
+        }
+        yaml_parser_delete(parser);
+        count
+    }
+}
+
+fn yaml_rust2_events(text: &str) -> usize {
+    let mut parser = yaml_rust2::parser::Parser::new_from_str(text);
+    let mut count = 0;
+    loop {
+        let (event, _) = parser.next_token().expect("yaml-rust2 reads the spec");
+        count += 1;
+        if event == yaml_rust2::parser::Event::StreamEnd {
+            return count;
+        }
+    }
+}
+
+fn saphyr_parser_events(text: &str) -> usize {
+    saphyr_parser::Parser::new_from_str(text).map(|e| e.expect("saphyr-parser reads the spec")).count()
+}
+
+fn granit_parser_events(text: &str) -> usize {
+    granit_parser::Parser::new_from_str(text).map(|e| e.expect("granit-parser reads the spec")).count()
+}
+
+/// The 10,000-stage spec phase by phase, beside other YAML parsers reading the same text.
+fn bench_phases(c: &mut Criterion) {
+    use fhirflow::parse::Document;
+    use fhirflow::parse::interpolate::ProcessEnvironment;
+    let n = 10_000;
+    let source = SourceFile::new("bench.yaml", generate_spec(n));
+    // For timing the CLI on the same spec (docs/performance.md).
+    if let Some(path) = std::env::var_os("FHIRFLOW_BENCH_WRITE_SPEC") {
+        std::fs::write(&path, &source.text).expect("write the generated spec");
+    }
+    let text = source.text.as_str();
+    let document = Document::parse(Arc::clone(&source)).expect("parses");
+    let (spec, _) = fhirflow::validate::check_partial(&document);
+    let spec = spec.expect("validates");
+    let compiled = fhirflow::compile(Arc::clone(&source)).expect("compiles");
+    let layout = layout();
+    let mut group = c.benchmark_group("phases");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(15))
+        .warm_up_time(Duration::from_secs(1))
+        .sampling_mode(SamplingMode::Flat)
+        .throughput(Throughput::Elements(n as u64));
+    group.bench_function("yaml_unsafe_libyaml", |b| b.iter(|| black_box(libyaml_events(text))));
+    group.bench_function("yaml_rust2", |b| b.iter(|| black_box(yaml_rust2_events(text))));
+    group.bench_function("yaml_saphyr_parser", |b| b.iter(|| black_box(saphyr_parser_events(text))));
+    group.bench_function("yaml_granit_parser", |b| b.iter(|| black_box(granit_parser_events(text))));
+    group.bench_function("fhirflow_parse", |b| {
+        b.iter(|| black_box(Document::parse(Arc::clone(&source)).expect("parses")))
+    });
+    group.bench_function("fhirflow_secrets", |b| {
+        b.iter(|| black_box(fhirflow::validate::secrets::check(&document, &ProcessEnvironment)))
+    });
+    group.bench_function("fhirflow_schema_and_read", |b| {
+        b.iter(|| black_box(fhirflow::validate::check_partial(&document)))
+    });
+    group.bench_function("fhirflow_lower", |b| {
+        b.iter_batched(
+            || spec.clone(),
+            |spec| black_box(fhirflow::graph::lower(spec, &document).expect("lowers")),
+            criterion::BatchSize::LargeInput,
+        )
+    });
+    group.bench_function("fhirflow_emit", |b| b.iter(|| black_box(emit(&compiled.graph, &layout).expect("emits"))));
+    group.finish();
+}
+
+criterion_group!(benches, bench_compile, bench_phases);
 criterion_main!(benches);

@@ -5,7 +5,7 @@
 //! rendered at run time (`{{ var.value.x }}`, `{{ conn.x.password }}`). `$${` writes a literal
 //! `${`, for a shell variable that bash should expand when the task runs.
 
-use super::{Document, escape_pointer};
+use super::{Document, push_index, push_token};
 use crate::diagnostic::Diagnostic;
 use serde_json::Value;
 
@@ -85,36 +85,41 @@ impl Document {
     pub fn interpolate(&mut self, env: &dyn Environment) -> Vec<Diagnostic> {
         let mut value = std::mem::take(&mut self.value);
         let mut problems = Vec::new();
-        self.walk(&mut value, String::new(), env, &mut problems);
+        self.walk(&mut value, &mut String::new(), env, &mut problems);
         self.value = value;
         problems
     }
 
-    fn walk(&self, value: &mut Value, pointer: String, env: &dyn Environment, problems: &mut Vec<Diagnostic>) {
+    fn walk(&self, value: &mut Value, pointer: &mut String, env: &dyn Environment, problems: &mut Vec<Diagnostic>) {
+        let depth = pointer.len();
         match value {
             Value::String(text) if text.contains('$') => match expand(text, env) {
                 Ok(expanded) => *text = expanded,
                 Err(InterpolationError::Unset(name)) => problems.push(
                     Diagnostic::error("unset-variable", format!("environment variable `{name}` is not set"))
-                        .at(self.span(&pointer), "used here")
+                        .at(self.span(pointer), "used here")
                         .help(format!(
                             "export {name}, give a default with `${{{name}:-value}}`, or write `$${{{name}}}` for a variable the task's shell expands at run time"
                         )),
                 ),
                 Err(InterpolationError::Malformed(what)) => problems.push(
                     Diagnostic::error("bad-interpolation", format!("`{what}` is not a variable reference"))
-                        .at(self.span(&pointer), "")
+                        .at(self.span(pointer), "")
                         .help("write `${NAME}` or `${NAME:-default}`; `$${` stands for a literal `${`"),
                 ),
             },
             Value::Array(items) => {
                 for (i, item) in items.iter_mut().enumerate() {
-                    self.walk(item, format!("{pointer}/{i}"), env, problems);
+                    push_index(pointer, i);
+                    self.walk(item, pointer, env, problems);
+                    pointer.truncate(depth);
                 }
             }
             Value::Object(map) => {
                 for (key, item) in map.iter_mut() {
-                    self.walk(item, format!("{pointer}/{}", escape_pointer(key)), env, problems);
+                    push_token(pointer, key);
+                    self.walk(item, pointer, env, problems);
+                    pointer.truncate(depth);
                 }
             }
             _ => {}

@@ -75,7 +75,9 @@ impl Document {
         };
         let mut document = Document { source: Arc::clone(&source), value: Value::Null, spans: HashMap::new() };
         let mut problems = Vec::new();
-        document.value = document.lower(root, String::new(), None, &mut problems);
+        // About one node per 20 bytes of spec; sized once, the map is not rehashed as it grows.
+        document.spans.reserve(source.text.len() / 20);
+        document.value = document.lower(root, &mut String::new(), None, &mut problems);
         if document.value.is_null() {
             problems.push(empty());
         }
@@ -89,7 +91,7 @@ impl Document {
     fn lower(
         &mut self,
         node: Spanned<RawNode>,
-        pointer: String,
+        pointer: &mut String,
         key: Option<(usize, usize)>,
         problems: &mut Vec<Diagnostic>,
     ) -> Value {
@@ -97,6 +99,7 @@ impl Document {
         let defined = location_range(&self.source, &node.defined);
         let defined = (defined != value).then_some(defined);
         self.spans.insert(pointer.clone(), NodeSpans { key, value, defined });
+        let depth = pointer.len();
         match node.value {
             RawNode::Null => Value::Null,
             RawNode::Bool(b) => Value::Bool(b),
@@ -108,11 +111,16 @@ impl Document {
                 items
                     .into_iter()
                     .enumerate()
-                    .map(|(i, item)| self.lower(item, format!("{pointer}/{i}"), None, problems))
+                    .map(|(i, item)| {
+                        push_index(pointer, i);
+                        let lowered = self.lower(item, pointer, None, problems);
+                        pointer.truncate(depth);
+                        lowered
+                    })
                     .collect(),
             ),
             RawNode::Map(entries) => {
-                let mut map = Map::new();
+                let mut map = Map::with_capacity(entries.len());
                 for (k, v) in entries {
                     let (start, len) = location_range(&self.source, &k.referenced);
                     let key_span = Some(Span::at(&self.source, start, len));
@@ -133,8 +141,9 @@ impl Document {
                         }
                         continue;
                     }
-                    let child = format!("{pointer}/{}", escape_pointer(&name));
-                    let lowered = self.lower(v, child, Some((start, len)), problems);
+                    push_token(pointer, &name);
+                    let lowered = self.lower(v, pointer, Some((start, len)), problems);
+                    pointer.truncate(depth);
                     map.insert(name, lowered);
                 }
                 Value::Object(map)
@@ -177,6 +186,24 @@ impl Document {
 /// Escapes one JSON-pointer token (RFC 6901).
 pub fn escape_pointer(token: &str) -> String {
     if token.contains(['~', '/']) { token.replace('~', "~0").replace('/', "~1") } else { token.to_owned() }
+}
+
+/// Appends `/token`, escaped, to `pointer`. Walks over the tree extend one pointer and cut it
+/// back after each child, rather than allocating a pointer per node.
+pub fn push_token(pointer: &mut String, token: &str) {
+    pointer.push('/');
+    if token.contains(['~', '/']) {
+        pointer.push_str(&token.replace('~', "~0").replace('/', "~1"));
+    } else {
+        pointer.push_str(token);
+    }
+}
+
+/// Appends `/index` to `pointer`, as [`push_token`] does a key.
+pub fn push_index(pointer: &mut String, index: usize) {
+    use std::fmt::Write as _;
+    // Writing to a String cannot fail.
+    let _ = write!(pointer, "/{index}");
 }
 
 fn location_range(source: &SourceFile, location: &serde_saphyr::Location) -> (usize, usize) {
@@ -422,6 +449,28 @@ mod tests {
         let key = doc.key_span("/pipelines/load/stages/copy/retries").unwrap();
         assert_eq!((key.start.line, key.start.column), (6, 9));
         assert_eq!(doc.value["pipelines"]["load"]["stages"]["copy"]["retries"], -1);
+    }
+
+    /// Every node is found by the pointer RFC 6901 gives it, escaped keys and list items too.
+    #[test]
+    fn every_node_has_its_pointer() {
+        let doc = parse("a/b:\n  - x\n  - c~d:\n      - [1, 2]\ne: {f: g}\n").unwrap();
+        for (pointer, line, column) in [
+            ("", 1, 1),
+            ("/a~1b", 2, 3),
+            ("/a~1b/0", 2, 5),
+            ("/a~1b/1", 3, 5),
+            ("/a~1b/1/c~0d", 4, 7),
+            ("/a~1b/1/c~0d/0", 4, 9),
+            ("/a~1b/1/c~0d/0/1", 4, 13),
+            ("/e", 5, 4),
+            ("/e/f", 5, 8),
+        ] {
+            let span = doc.spans.get(pointer).map(|s| Span::at(&doc.source, s.value.0, s.value.1));
+            let at = span.map(|s| (s.start.line, s.start.column));
+            assert_eq!(at, Some((line, column)), "{pointer:?}");
+        }
+        assert_eq!(doc.spans.len(), 10, "one span per node, no more");
     }
 
     #[test]
