@@ -13,7 +13,7 @@
 mod common;
 
 use common::{copy_dir, fhirflow, repo, venv};
-use fhirflow::dbt::{IndirectSelection, Manifest};
+use fhirflow::dbt::{DbtVersion, IndirectSelection, Manifest, read_selectors};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -32,6 +32,10 @@ common = ["--project-dir", project, "--profiles-dir", project,
           "--target-path", os.path.join(work, "target"), "--log-path", os.path.join(work, "logs")]
 runner = dbtRunner()
 start = time.monotonic()
+if os.path.exists(os.path.join(project, "packages.yml")):
+    deps = runner.invoke(["--no-use-colors", "--quiet", "deps", "--project-dir", project, "--profiles-dir", project])
+    if not deps.success:
+        sys.exit(f"dbt deps failed: {deps.exception!r}")
 parsed = runner.invoke(["--no-use-colors", "--quiet", "parse", *common])
 if not parsed.success:
     sys.exit(f"dbt parse failed: {parsed.exception!r}")
@@ -48,6 +52,8 @@ for case in json.load(open(cases_path)):
         argv += ["--exclude", *case["exclude"]]
     if case["indirect"]:
         argv += ["--indirect-selection", case["indirect"]]
+    if case["selector"]:
+        argv += ["--selector", case["selector"]]
     listed = runner.invoke(argv)
     if listed.success:
         results.append({"ids": sorted(json.loads(line)["unique_id"] for line in (listed.result or []))})
@@ -64,6 +70,10 @@ struct Case {
     indirect: Option<IndirectSelection>,
     /// dbt must list at least one node (guards against a table of empty answers).
     nonempty: bool,
+    /// `--selector NAME` for dbt.
+    selector: Option<&'static str>,
+    /// What fhirflow is given instead of `select`/`exclude`, when that differs from dbt's.
+    ours: Option<(Vec<&'static str>, Vec<&'static str>)>,
 }
 
 /// `--select` arguments (one string each), `--exclude` after a lone `--exclude` marker.
@@ -74,7 +84,14 @@ fn case(args: &[&'static str]) -> Case {
         exclude: args.get(split + 1..).map(<[_]>::to_vec).unwrap_or_default(),
         indirect: None,
         nonempty: true,
+        selector: None,
+        ours: None,
     }
+}
+
+/// `dbt ls --selector NAME`, against fhirflow's `selector:NAME`.
+fn selector(name: &'static str) -> Case {
+    Case { selector: Some(name), ours: Some((vec![format!("selector:{name}").leak()], Vec::new())), ..case(&[]) }
 }
 
 impl Case {
@@ -99,6 +116,12 @@ impl Case {
         }
         if let Some(mode) = self.indirect {
             text.push_str(&format!(" --indirect-selection {}", mode_name(mode)));
+        }
+        if let Some(name) = self.selector {
+            text.push_str(&format!(" --selector {name}"));
+        }
+        if let Some((select, exclude)) = &self.ours {
+            text.push_str(&format!(" (fhirflow: --select {select:?} --exclude {exclude:?})"));
         }
         text
     }
@@ -126,6 +149,7 @@ fn dbt_env(command: &mut Command, work: &Path) {
         "DBT_PROJECT_DIR",
         "DBT_PROFILES_DIR",
         "DBT_INDIRECT_SELECTION",
+        "DBT_SELECTOR",
         "DBT_SELECT",
         "DBT_EXCLUDE",
         "DBT_RESOURCE_TYPES",
@@ -145,7 +169,7 @@ fn dbt_ls_all(dbt: &Path, project: &Path, work: &Path, cases: &[Case]) -> Vec<Re
         .map(|c| {
             serde_json::json!({
                 "select": c.select, "exclude": c.exclude, "resource_types": TASK_TYPES,
-                "indirect": c.indirect.map(mode_name),
+                "indirect": c.indirect.map(mode_name), "selector": c.selector,
             })
         })
         .collect();
@@ -218,11 +242,19 @@ fn dbt_ls_cli(dbt: &Path, project: &Path, work: &Path, case: &Case) -> BTreeSet<
 /// Parses the project with dbt, runs every case through `dbt ls` and through fhirflow, and
 /// fails with every difference.
 fn check(dbt: &Path, project: &Path, work: &Path, cases: &[Case]) {
+    check_version(dbt, project, work, cases, &DbtVersion::default());
+}
+
+/// [`check`] with a dbt-core that `version` admits.
+fn check_version(dbt: &Path, project: &Path, work: &Path, cases: &[Case], version: &DbtVersion) {
     let listed = dbt_ls_all(dbt, project, work, cases);
     let path = work.join("target/manifest.json");
     let text = std::fs::read_to_string(&path).expect("dbt wrote manifest.json");
     let started = Instant::now();
-    let manifest = Manifest::from_json(&text, &path.display().to_string()).expect("fhirflow reads dbt's manifest");
+    let manifest =
+        Manifest::from_json_for(&text, &path.display().to_string(), version).expect("fhirflow reads dbt's manifest");
+    let selectors =
+        read_selectors(project).unwrap_or_else(|ds| panic!("{:?}", ds.iter().map(|d| d.render()).collect::<Vec<_>>()));
     eprintln!(
         "Manifest::from_json: {} bytes, {} nodes, {:.2} ms",
         text.len(),
@@ -231,7 +263,8 @@ fn check(dbt: &Path, project: &Path, work: &Path, cases: &[Case]) {
     );
     let mut problems = Vec::new();
     for (case, dbt_says) in cases.iter().zip(listed) {
-        let ours = manifest.select_with(&case.select, &case.exclude, case.indirect.unwrap_or_default());
+        let (select, exclude) = case.ours.clone().unwrap_or_else(|| (case.select.clone(), case.exclude.clone()));
+        let ours = manifest.select_in(&select, &exclude, case.indirect.unwrap_or_default(), &selectors);
         match (dbt_says, ours) {
             (Ok(want), Ok(got)) => {
                 if want != got {
@@ -273,7 +306,7 @@ fn check(dbt: &Path, project: &Path, work: &Path, cases: &[Case]) {
     let probe = &cases[1];
     assert_eq!(
         dbt_ls_cli(dbt, project, work, probe),
-        manifest.select(&probe.select, &probe.exclude).unwrap(),
+        manifest.select_in(&probe.select, &probe.exclude, IndirectSelection::Eager, &selectors).unwrap(),
         "{} through the CLI",
         probe.describe()
     );
@@ -581,6 +614,89 @@ fn dental_selection_matches_dbt_ls() {
         case(&["dbt_dental_clinic_prod.intermediate.*"]),
     ];
     check(&dbt, &project, &dir.path().join("work"), &cases);
+}
+
+/// The project with its own `selectors.yml` and an installed local package, on one dbt-core:
+/// every selector through `--selector` against fhirflow's `selector:NAME`, the default
+/// selector, `path:` against the package's nodes, and each selector's command-line form
+/// (what fhirflow writes into Airflow commands) against `--selector`.
+fn selectors_and_packages_match_dbt_ls(venv_var: &str, version: &str) {
+    let Some(dbt) = venv(venv_var) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path().join("hospital");
+    copy_dir(&repo().join("tests/fixtures/dbt_selectors"), &project);
+    std::fs::create_dir_all(dir.path().join("work")).unwrap();
+    let selectors = read_selectors(&project).unwrap_or_else(|ds| panic!("{}", ds[0].render()));
+    let names: Vec<&'static str> = selectors.names().map(|n| &*n.to_owned().leak()).collect();
+    let mut cases = vec![
+        // No --select, --exclude or --selector: dbt uses the `default: true` selector.
+        case(&[]),
+        case(&["tag:staging"]),
+        case(&["--exclude", "tag:wip"]),
+        case(&["package:fhir_common"]),
+        case(&["package:this"]),
+        case(&["tag:common+"]),
+        case(&["fhir_common.common.*"]),
+        case(&["path:models/staging"]),
+        case(&["path:models"]),
+        case(&["path:models/*"]),
+        case(&["path:models/**/*.sql"]),
+        case(&["path:models/**"]),
+        case(&["path:**/*.yml"]),
+        case(&["path:models/common"]).may_be_empty(),
+        case(&["path:models/staging/stg_units.sql"]).may_be_empty(),
+        case(&["path:models/staging/_units.yml"]).may_be_empty(),
+        case(&["path:dbt_packages/fhir_common/models"]).may_be_empty(),
+        case(&["path:vendor/fhir_common/models"]).may_be_empty(),
+        case(&["path:seeds"]),
+        case(&["path:tests"]),
+        case(&["+path:models/marts"]),
+        selector("nope"),
+    ];
+    for name in &names {
+        cases.push(selector(name));
+    }
+    // `selector:NAME` combined with other selection, against what dbt is given for it.
+    let combined = |dbt_side: &[&'static str], ours: &[&'static str]| {
+        let mut c = case(dbt_side);
+        let fhirflow = case(ours);
+        c.ours = Some((fhirflow.select, fhirflow.exclude));
+        c
+    };
+    cases.push(combined(&["tag:staging,resource_type:model"], &["selector:staging_only,resource_type:model"]));
+    cases.push(combined(&["tag:staging", "package:fhir_common"], &["selector:staging_only", "package:fhir_common"]));
+    cases.push(combined(
+        &["tag:marts", "--exclude", "tag:staging"],
+        &["tag:marts", "--exclude", "selector:staging_only"],
+    ));
+    // Each selector's command-line form selects what `--selector` does.
+    for name in &names {
+        let Some(line) = selectors.get(name).and_then(|s| s.command_line()) else { continue };
+        let mut c = case(&[]);
+        c.select = line.select.into_iter().map(|s| &*s.leak()).collect();
+        c.exclude = line.exclude.into_iter().map(|s| &*s.leak()).collect();
+        c.ours = Some((vec![format!("selector:{name}").leak()], Vec::new()));
+        cases.push(c);
+    }
+    let version = DbtVersion::parse(version).unwrap();
+    check_version(&dbt, &project, &dir.path().join("work"), &cases, &version);
+}
+
+#[test]
+fn selectors_and_packages_match_dbt_ls_1_11() {
+    selectors_and_packages_match_dbt_ls("FHIRFLOW_DBT_VENV", "1.11");
+}
+
+#[test]
+fn selectors_and_packages_match_dbt_ls_1_7() {
+    selectors_and_packages_match_dbt_ls("FHIRFLOW_DBT17_VENV", "1.7");
+}
+
+#[test]
+fn selectors_and_packages_match_dbt_ls_1_12() {
+    selectors_and_packages_match_dbt_ls("FHIRFLOW_DBT112_VENV", "1.12");
 }
 
 /// Times `Manifest::from_json` on a manifest scaled up to about 10,000 nodes:

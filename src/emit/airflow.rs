@@ -307,7 +307,9 @@ impl<'a> AirflowEmitter<'a> {
                 kwargs.push(("external_dag_id".into(), quoted(s.pipeline.as_str())));
                 kwargs.push(("external_task_id".into(), lit(json!(s.task))));
                 kwargs.push(("execution_delta".into(), format!("timedelta(seconds={})", s.execution_delta.as_secs())));
-                let states = |list: &[crate::spec::AwaitedState]| lit(json!(list.iter().map(|s| s.as_str()).collect::<Vec<_>>()));
+                let states = |list: &[crate::spec::AwaitedState]| {
+                    lit(json!(list.iter().map(|s| s.as_str()).collect::<Vec<_>>()))
+                };
                 kwargs.push(("allowed_states".into(), states(&s.allowed_states)));
                 kwargs.push(("failed_states".into(), states(&s.failed_states)));
                 // Written even when empty: Airflow's own default keeps waiting on a skipped target.
@@ -339,7 +341,8 @@ impl<'a> AirflowEmitter<'a> {
             }
         }
         if !task.outlets.is_empty() {
-            let outlets: Vec<String> = task.outlets.iter().map(|a| asset(a, self.graph.spec.airflow.version, uses)).collect();
+            let outlets: Vec<String> =
+                task.outlets.iter().map(|a| asset(a, self.graph.spec.airflow.version, uses)).collect();
             kwargs.push(("outlets".into(), format!("[{}]", outlets.join(", "))));
         }
         if task.trigger_rule != TriggerRule::AllSuccess {
