@@ -27,6 +27,7 @@ mod version;
 
 pub use load::{LoadError, MAX_MANIFEST_BYTES, ParseCommand, read_manifest, read_selectors};
 pub use manifest::{Manifest, ManifestError, Node, ResourceType};
+pub(crate) use select::selector_name;
 pub use select::{IndirectSelection, METHODS, SelectError};
 pub use selectors::{CommandLine, NamedSelector, Selectors, SelectorsError};
 pub use version::{DBT_VERSION_PATTERN, DbtVersion, MANIFEST_V11, MANIFEST_V12, Release};

@@ -655,8 +655,15 @@ impl Engine<'_> {
                 });
             }
             Method::Package => {
+                // `package:this` is the root project from dbt-core 1.8 on.
+                let this_alias = self
+                    .m
+                    .dbt_version
+                    .as_deref()
+                    .and_then(super::version::Release::parse_lenient)
+                    .is_none_or(|r| (r.major, r.minor) >= (1, 8));
                 let value = match (&self.m.project_name, value) {
-                    (Some(project), "this") => project.as_str(),
+                    (Some(project), "this") if this_alias => project.as_str(),
                     _ => value,
                 };
                 let pattern = Fnmatch::new(value);

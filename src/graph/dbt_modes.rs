@@ -6,11 +6,15 @@
 //! edges are dbt's own (through ephemeral models, which become no task). Tests follow
 //! `tests:`; with `after_each` a model's children wait for its tests, as in `dbt build`.
 
+use super::dbt_selection::CliSelection;
 use super::{
     DbtArg, DbtInvocation, LoweredStage, Lowering, Operation, Origin, Resolved, Settings, Task, TriggerRule,
     stage_pointer,
 };
-use crate::dbt::{IndirectSelection, LoadError, Manifest, ManifestError, ParseCommand, ResourceType, read_manifest};
+use crate::dbt::{
+    CommandLine, IndirectSelection, LoadError, Manifest, ManifestError, ParseCommand, ResourceType, Selectors,
+    read_manifest,
+};
 use crate::diagnostic::Diagnostic;
 use crate::spec::{
     DbtCommand, DbtMode, DbtProject, DbtSelector, DbtStage, FreshnessPolicy, GroupBy, OperatorKind, PipelineId,
@@ -36,6 +40,23 @@ impl DbtLine<'_> {
         exclude: &[&str],
         threads: bool,
     ) -> DbtInvocation {
+        self.invocation_with(command, select, exclude, None, threads)
+    }
+
+    /// `dbt COMMAND` with a selection as the command line writes it.
+    pub(super) fn invocation_for(&self, command: DbtCommand, selection: &CliSelection, threads: bool) -> DbtInvocation {
+        let (select, exclude, selector) = selection.parts();
+        self.invocation_with(command, &select, &exclude, selector, threads)
+    }
+
+    fn invocation_with(
+        &self,
+        command: DbtCommand,
+        select: &[&str],
+        exclude: &[&str],
+        selector: Option<&str>,
+        threads: bool,
+    ) -> DbtInvocation {
         let lit = |s: &str| DbtArg::Literal(s.to_owned());
         let mut args: Vec<DbtArg> = command.words().iter().map(|w| lit(w)).collect();
         args.extend([lit("--project-dir"), DbtArg::ProjectDir, lit("--profiles-dir"), DbtArg::ProfilesDir]);
@@ -50,6 +71,9 @@ impl DbtLine<'_> {
             args.extend([lit("--threads"), lit(&n.to_string())]);
         }
         if command.takes_selection() {
+            if let Some(name) = selector {
+                args.extend([lit("--selector"), lit(name)]);
+            }
             for (flag, list) in [("--select", select), ("--exclude", exclude)] {
                 if !list.is_empty() {
                     args.push(lit(flag));
@@ -403,8 +427,9 @@ impl Lowering<'_> {
         let project = spec.dbt.as_ref()?;
         self.check_state_selection(&pointer, dbt);
         let line = DbtLine { project, stage: dbt };
-        let select: Vec<&str> = dbt.select.iter().map(DbtSelector::as_str).collect();
-        let exclude: Vec<&str> = dbt.exclude.iter().map(DbtSelector::as_str).collect();
+        let stage_select: Vec<&DbtSelector> = dbt.select.iter().collect();
+        let stage_exclude: Vec<&DbtSelector> = dbt.exclude.iter().collect();
+        let selection = self.cli_selection(&pointer, &stage_select, &stage_exclude)?;
         // A container starts without the packages `dbt deps` installs, so each task installs
         // them; on shared workers one deps task serves all.
         let in_container = settings.operator.value != OperatorKind::Bash;
@@ -433,12 +458,12 @@ impl Lowering<'_> {
         }
         match mode {
             DbtMode::Single => {
-                let mut inv = line.invocation(dbt.command, &select, &exclude, true);
+                let mut inv = line.invocation_for(dbt.command, &selection, true);
                 inv.deps_first = true;
                 chain(&mut planned, Planned::new(Vec::new(), stage_id.as_str(), Operation::Dbt(inv)), &mut head);
             }
             DbtMode::Layered => {
-                let layers = self.layer_steps(dbt);
+                let layers = self.layer_steps(&pointer, dbt, &selection)?;
                 if layers.is_empty() {
                     self.error(
                         Diagnostic::error("no-layers", "`dbt_mode: layered` needs layers")
@@ -457,13 +482,12 @@ impl Lowering<'_> {
                         .help("use gates with `command: run`"),
                     );
                 }
-                for (name, layer_select) in layers {
-                    let sel: Vec<&str> = layer_select.iter().map(String::as_str).collect();
-                    let inv = deps_first(line.invocation(dbt.command, &sel, &exclude, true));
+                for (name, layer_selection) in layers {
+                    let inv = deps_first(line.invocation_for(dbt.command, &layer_selection, true));
                     let id = format!("{stage_id}_{name}");
                     chain(&mut planned, Planned::new(Vec::new(), &id, Operation::Dbt(inv)), &mut head);
                     if dbt.gates && dbt.command == DbtCommand::Run {
-                        let inv = deps_first(line.invocation(DbtCommand::Test, &sel, &exclude, true));
+                        let inv = deps_first(line.invocation_for(DbtCommand::Test, &layer_selection, true));
                         let id = format!("{stage_id}_{name}_gate");
                         chain(&mut planned, Planned::new(Vec::new(), &id, Operation::Dbt(inv)), &mut head);
                     }
@@ -501,32 +525,70 @@ impl Lowering<'_> {
         Some(self.finish_stage(stage_id, index, planned, settings))
     }
 
-    /// The layers of a `layered` stage: its own list, or the spec's layers by tag.
-    fn layer_steps(&self, dbt: &DbtStage) -> Vec<(String, Vec<String>)> {
+    /// The layers of a `layered` stage: its own list (each with the stage's `exclude`), or the
+    /// spec's layers by tag, narrowed by the stage's selection; with none, by the project's
+    /// default selector, which a plain `dbt build` of the whole project would use.
+    fn layer_steps(
+        &mut self,
+        pointer: &str,
+        dbt: &DbtStage,
+        stage: &CliSelection,
+    ) -> Option<Vec<(String, CliSelection)>> {
         if !dbt.layers.is_empty() {
-            return dbt
+            let exclude: Vec<&DbtSelector> = dbt.exclude.iter().collect();
+            let mut steps = Vec::new();
+            for (k, layer) in dbt.layers.iter().enumerate() {
+                let select: Vec<&DbtSelector> = layer.select.iter().collect();
+                let selection = self.cli_selection(&format!("{pointer}/layers/{k}"), &select, &exclude)?;
+                steps.push((layer.name.to_string(), selection));
+            }
+            return Some(steps);
+        }
+        let narrowing = match stage {
+            CliSelection::Args(line) if !line.select.is_empty() || !line.exclude.is_empty() => line.clone(),
+            CliSelection::Args(line) => {
+                let selectors = self.selectors()?;
+                match selectors.default_selector() {
+                    None => line.clone(),
+                    Some(default) => self.layer_narrowing(pointer, &selectors, &default.name)?,
+                }
+            }
+            CliSelection::Selector(name) => {
+                let selectors = self.selectors()?;
+                self.layer_narrowing(&format!("{pointer}/select/0"), &selectors, name)?
+            }
+        };
+        Some(
+            self.spec
                 .layers
                 .iter()
-                .map(|l| (l.name.to_string(), l.select.iter().map(ToString::to_string).collect()))
-                .collect();
+                .map(|(name, layer)| {
+                    let tag = layer.tags.as_ref().and_then(|t| t.first()).map_or(name.as_str(), |t| t.as_str());
+                    let base = format!("tag:{tag}");
+                    // The stage's own selection narrows every layer: `tag:staging,<select>`.
+                    let select = if narrowing.select.is_empty() {
+                        vec![base]
+                    } else {
+                        narrowing.select.iter().map(|s| format!("{base},{s}")).collect()
+                    };
+                    let line = CommandLine { select, exclude: narrowing.exclude.clone() };
+                    (name.to_string(), CliSelection::Args(line))
+                })
+                .collect(),
+        )
+    }
+
+    /// The command-line form of selector `name`, which narrows each layer.
+    fn layer_narrowing(&mut self, at: &str, selectors: &Selectors, name: &str) -> Option<CommandLine> {
+        let line = selectors.get(name).and_then(|s| s.command_line());
+        if line.is_none() {
+            self.not_expressible(
+                at,
+                &format!("selector:{name}"),
+                "it has no `--select`/`--exclude` form to narrow each layer with; list `layers: [{name, select}]` on the stage",
+            );
         }
-        let mut layers: Vec<(String, Vec<String>)> = self
-            .spec
-            .layers
-            .iter()
-            .map(|(name, layer)| {
-                let tag = layer.tags.as_ref().and_then(|t| t.first()).map_or(name.as_str(), |t| t.as_str());
-                (name.to_string(), vec![format!("tag:{tag}")])
-            })
-            .collect();
-        if !dbt.select.is_empty() {
-            // The stage's own selection narrows every layer: `tag:staging,<select>`.
-            for (_, sel) in &mut layers {
-                let base = sel[0].clone();
-                *sel = dbt.select.iter().map(|s| format!("{base},{s}")).collect();
-            }
-        }
-        layers
+        line
     }
 
     /// One task per selected dbt node, with dbt's edges and the stage's test placement.
@@ -540,7 +602,9 @@ impl Lowering<'_> {
     ) -> Option<Vec<Planned>> {
         let select: Vec<&str> = dbt.select.iter().map(DbtSelector::as_str).collect();
         let exclude: Vec<&str> = dbt.exclude.iter().map(DbtSelector::as_str).collect();
-        let selected = match manifest.select_with(&select, &exclude, IndirectSelection::Eager) {
+        // The project's selectors: `selector:NAME`, and the default a plain `dbt build` uses.
+        let selectors = self.selectors()?;
+        let selected = match manifest.select_in(&select, &exclude, IndirectSelection::Eager, &selectors) {
             Ok(s) => s,
             Err(e) => {
                 let at = if dbt.select.is_empty() { format!("{pointer}/exclude") } else { format!("{pointer}/select") };

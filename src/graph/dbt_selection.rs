@@ -1,0 +1,200 @@
+//! A dbt stage's selection on dbt's command line, with the project's own selectors
+//! (`selectors.yml`).
+//!
+//! dbt's `--select` has no `selector:` method; fhirflow's `selector:NAME` is written
+//! `--selector NAME` when it is the stage's whole selection, and otherwise replaced by the
+//! selector's definition as `--select`/`--exclude` arguments (when dbt's command line can say
+//! it). The selectors are those dbt will read: the `selectors.yml` fhirflow writes when the spec
+//! has layers, else the project's own.
+
+use super::Lowering;
+use crate::dbt::{CommandLine, Selectors, read_selectors};
+use crate::diagnostic::Diagnostic;
+use crate::spec::DbtSelector;
+use std::path::Path;
+use std::sync::Arc;
+
+/// How a selection is written on dbt's command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum CliSelection {
+    /// `--selector NAME`.
+    Selector(String),
+    /// `--select ...` and `--exclude ...` (either may be empty).
+    Args(CommandLine),
+}
+
+impl CliSelection {
+    /// The `--select` and `--exclude` arguments, and the `--selector` name.
+    pub(super) fn parts(&self) -> (Vec<&str>, Vec<&str>, Option<&str>) {
+        match self {
+            CliSelection::Selector(name) => (Vec::new(), Vec::new(), Some(name.as_str())),
+            CliSelection::Args(line) => (
+                line.select.iter().map(String::as_str).collect(),
+                line.exclude.iter().map(String::as_str).collect(),
+                None,
+            ),
+        }
+    }
+}
+
+/// Whether any selector names a selector of `selectors.yml`.
+pub(super) fn names_selector(list: &[&DbtSelector]) -> bool {
+    list.iter().any(|s| s.as_str().split(',').any(|part| part.contains("selector:")))
+}
+
+impl Lowering<'_> {
+    /// The selectors dbt will read for the spec's project, read once; `None` when reading them
+    /// failed (and was reported).
+    pub(super) fn selectors(&mut self) -> Option<Arc<Selectors>> {
+        if let Some(cached) = &self.selectors {
+            return cached.clone();
+        }
+        let loaded = self.load_selectors();
+        self.selectors = Some(loaded.clone());
+        loaded
+    }
+
+    fn load_selectors(&mut self) -> Option<Arc<Selectors>> {
+        let spec = self.spec;
+        if !spec.layers.is_empty() {
+            // `apply` writes selectors.yml with one tag selector per layer.
+            let selectors: Vec<serde_json::Value> = spec
+                .layers
+                .iter()
+                .map(|(name, layer)| {
+                    let tag = layer.tags.as_ref().and_then(|t| t.first()).map_or(name.as_str(), |t| t.as_str());
+                    serde_json::json!({"name": name.as_str(), "definition": {"method": "tag", "value": tag}})
+                })
+                .collect();
+            let value = serde_json::json!({ "selectors": selectors });
+            return Selectors::from_value(&value).ok().map(Arc::new);
+        }
+        let project = spec.dbt.as_ref()?;
+        let base = Path::new(&self.doc.source.name).parent().map(Path::to_owned).unwrap_or_default();
+        match read_selectors(&base.join(&project.project_dir.0)) {
+            Ok(selectors) => Some(Arc::new(selectors)),
+            Err(diagnostics) => {
+                for d in diagnostics {
+                    self.error(d);
+                }
+                None
+            }
+        }
+    }
+
+    /// The command-line form of `select`/`exclude` (at `pointer`/select and /exclude).
+    pub(super) fn cli_selection(
+        &mut self,
+        pointer: &str,
+        select: &[&DbtSelector],
+        exclude: &[&DbtSelector],
+    ) -> Option<CliSelection> {
+        let text = |list: &[&DbtSelector]| list.iter().map(|s| s.as_str().to_owned()).collect::<Vec<_>>();
+        if !names_selector(select) && !names_selector(exclude) {
+            return Some(CliSelection::Args(CommandLine { select: text(select), exclude: text(exclude) }));
+        }
+        let selectors = self.selectors()?;
+        let mut line = CommandLine::default();
+        let args: Vec<(&str, usize, &DbtSelector)> = select
+            .iter()
+            .enumerate()
+            .map(|(k, s)| ("select", k, *s))
+            .chain(exclude.iter().enumerate().map(|(k, s)| ("exclude", k, *s)))
+            .collect();
+        // The union of the select arguments, and the exclusions each brings.
+        for (field, k, arg) in &args {
+            let at = format!("{pointer}/{field}/{k}");
+            let mut product: Vec<String> = vec![String::new()];
+            let mut inner_exclude: Vec<String> = Vec::new();
+            for part in arg.as_str().split(',') {
+                let Some(name) = self.selector_part(&at, part, &selectors)? else {
+                    product.iter_mut().for_each(|p| push_part(p, part));
+                    continue;
+                };
+                if select.len() == 1 && exclude.is_empty() && part == arg.as_str() {
+                    return Some(CliSelection::Selector(name.to_owned()));
+                }
+                let Some(form) = selectors.get(name).and_then(|s| s.command_line()) else {
+                    self.not_expressible(&at, name, "its definition has no `--select`/`--exclude` form");
+                    return None;
+                };
+                product = product
+                    .iter()
+                    .flat_map(|left| {
+                        form.select.iter().map(move |right| {
+                            let mut joined = left.clone();
+                            push_part(&mut joined, right);
+                            joined
+                        })
+                    })
+                    .collect();
+                inner_exclude.extend(form.exclude);
+            }
+            if *field == "select" {
+                if !inner_exclude.is_empty() {
+                    if select.len() > 1 {
+                        self.not_expressible(
+                            &at,
+                            arg.as_str(),
+                            "it excludes nodes, and other selectors are added to it",
+                        );
+                        return None;
+                    }
+                }
+                line.select.extend(product);
+                line.exclude.extend(inner_exclude);
+            } else {
+                if !inner_exclude.is_empty() {
+                    self.not_expressible(&at, arg.as_str(), "it excludes nodes itself, so it cannot be excluded");
+                    return None;
+                }
+                line.exclude.extend(product);
+            }
+        }
+        Some(CliSelection::Args(line))
+    }
+
+    /// The selector name in `part`, checked against `selectors`; `Ok(None)` for any other part.
+    fn selector_part<'p>(&mut self, at: &str, part: &'p str, selectors: &Selectors) -> Option<Option<&'p str>> {
+        let name = match crate::dbt::selector_name(part) {
+            Ok(Some(name)) => name,
+            Ok(None) => return Some(None),
+            Err(e) => {
+                self.error(Diagnostic::error("bad-selector", e.to_string()).at(self.doc.span(at), ""));
+                return None;
+            }
+        };
+        if selectors.get(name).is_none() {
+            let known: Vec<&str> = selectors.names().collect();
+            let mut d = Diagnostic::error("unknown-dbt-selector", format!("no dbt selector `{name}`"))
+                .at(self.doc.span(at), "not in the project's selectors.yml");
+            d = match crate::diagnostic::did_you_mean(name, known.iter().copied()) {
+                Some(guess) => d.help(format!("did you mean `selector:{guess}`?")),
+                None if known.is_empty() => d.help("the project has no selectors.yml, or it defines no selector"),
+                None => d.help(format!("selectors.yml defines {}", known.join(", "))),
+            };
+            self.error(d);
+            return None;
+        }
+        Some(Some(name))
+    }
+
+    /// An error: `what` at `at` has no command-line form, because `why`.
+    pub(super) fn not_expressible(&mut self, at: &str, what: &str, why: &str) {
+        self.error(
+            Diagnostic::error(
+                "selector-not-expressible",
+                format!("`{what}` cannot be written on dbt's command line here: {why}"),
+            )
+            .at(self.doc.span(at), "")
+            .help("make `selector:NAME` the stage's whole `select` (it becomes `--selector NAME`), or define the combination as a selector in selectors.yml"),
+        );
+    }
+}
+
+fn push_part(intersection: &mut String, part: &str) {
+    if !intersection.is_empty() {
+        intersection.push(',');
+    }
+    intersection.push_str(part);
+}
