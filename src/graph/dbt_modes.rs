@@ -526,8 +526,7 @@ impl Lowering<'_> {
     }
 
     /// The layers of a `layered` stage: its own list (each with the stage's `exclude`), or the
-    /// spec's layers by tag, narrowed by the stage's selection; with none, by the project's
-    /// default selector, which a plain `dbt build` of the whole project would use.
+    /// spec's layers by tag, narrowed by the stage's selection.
     fn layer_steps(
         &mut self,
         pointer: &str,
@@ -544,15 +543,10 @@ impl Lowering<'_> {
             }
             return Some(steps);
         }
+        // No default selector applies here: the spec has layers, so the selectors.yml dbt
+        // reads is fhirflow's, which has none.
         let narrowing = match stage {
-            CliSelection::Args(line) if !line.select.is_empty() || !line.exclude.is_empty() => line.clone(),
-            CliSelection::Args(line) => {
-                let selectors = self.selectors()?;
-                match selectors.default_selector() {
-                    None => line.clone(),
-                    Some(default) => self.layer_narrowing(pointer, &selectors, &default.name)?,
-                }
-            }
+            CliSelection::Args(line) => line.clone(),
             CliSelection::Selector(name) => {
                 let selectors = self.selectors()?;
                 self.layer_narrowing(&format!("{pointer}/select/0"), &selectors, name)?

@@ -198,3 +198,107 @@ fn push_part(intersection: &mut String, part: &str) {
     }
     intersection.push_str(part);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::Operation;
+    use crate::source::SourceFile;
+
+    /// Compiles `stages` (YAML under `stages:`) in a spec without layers whose dbt project has
+    /// `selectors` as its selectors.yml, against the dbt_modes fixture's manifest. Returns the
+    /// dbt command lines by task id, or the rendered errors.
+    fn compile(selectors: &str, stages: &str) -> Result<Vec<(String, String)>, String> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("dbt")).unwrap();
+        std::fs::write(dir.path().join("dbt/selectors.yml"), selectors).unwrap();
+        let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/dbt_modes/manifest.json");
+        std::fs::copy(manifest, dir.path().join("dbt/manifest.json")).unwrap();
+        let spec = format!(
+            "version: 1\ndbt:\n  project_dir: dbt\n  manifest: dbt/manifest.json\npipelines:\n  p:\n    stages:\n{stages}"
+        );
+        let name = dir.path().join("spec.yaml").display().to_string();
+        let compiled = crate::compile(SourceFile::new(name, spec)).map_err(|ds| {
+            ds.sorted()
+                .iter()
+                .filter(|d| d.severity == crate::diagnostic::Severity::Error)
+                .map(|d| d.render())
+                .collect::<Vec<_>>()
+                .join("\n")
+        })?;
+        let p = compiled.graph.pipeline("p").unwrap();
+        Ok(p.tasks
+            .iter()
+            .filter_map(|t| match &t.operation {
+                Operation::Dbt(inv) => {
+                    let words: Vec<&str> = inv
+                        .args
+                        .iter()
+                        .filter_map(|a| match a {
+                            super::super::DbtArg::Literal(s) => Some(s.as_str()),
+                            _ => None,
+                        })
+                        .collect();
+                    Some((t.id.clone(), words.join(" ")))
+                }
+                _ => None,
+            })
+            .collect())
+    }
+
+    const SELECTORS: &str = "selectors:\n  - name: staging\n    default: true\n    definition: {method: path, value: models/staging}\n  - name: no_marts\n    definition:\n      union:\n        - 'fqn:*'\n        - exclude: [path:models/marts]\n";
+
+    #[test]
+    fn per_model_without_select_builds_the_default_selector() {
+        let tasks =
+            compile(SELECTORS, "      b: {kind: dbt, command: build, dbt_mode: per_model, group_by: none}\n").unwrap();
+        let ids: Vec<&str> = tasks.iter().map(|(id, _)| id.as_str()).collect();
+        assert_eq!(ids, ["b_deps", "stg_patients_run", "stg_visits_run", "stg_patients_test", "stg_visits_test"]);
+        // An explicit selection replaces the default, as in dbt.
+        let tasks =
+            compile(SELECTORS, "      b: {kind: dbt, command: build, dbt_mode: per_model, select: [dim_patients]}\n")
+                .unwrap();
+        assert!(tasks.iter().any(|(id, _)| id == "marts.dim_patients_run"), "{tasks:?}");
+    }
+
+    #[test]
+    fn a_whole_selector_is_dash_dash_selector_and_a_part_is_expanded() {
+        let tasks = compile(
+            SELECTORS,
+            "      a: {kind: dbt, command: build, select: ['selector:no_marts']}\n      b: {kind: dbt, command: test, select: ['selector:staging,tag:x'], after: [a]}\n      c: {kind: dbt, command: run, select: ['tag:y'], exclude: ['selector:staging'], after: [b]}\n      d: {kind: dbt, command: run, select: ['selector:no_marts'], exclude: [stg_visits], after: [c]}\n",
+        )
+        .unwrap();
+        let line = |id: &str| tasks.iter().find(|(t, _)| t == id).map(|(_, l)| l.as_str()).unwrap();
+        assert_eq!(line("a"), "build --project-dir --profiles-dir --selector no_marts");
+        assert_eq!(line("b"), "test --project-dir --profiles-dir --select path:models/staging,tag:x");
+        assert_eq!(line("c"), "run --project-dir --profiles-dir --select tag:y --exclude path:models/staging");
+        assert_eq!(line("d"), "run --project-dir --profiles-dir --select fqn:* --exclude path:models/marts stg_visits");
+    }
+
+    #[test]
+    fn selector_errors_are_located() {
+        let err =
+            compile(SELECTORS, "      a: {kind: dbt, command: build, select: ['selector:stagng']}\n").unwrap_err();
+        assert!(err.contains("no dbt selector `stagng`") && err.contains("did you mean `selector:staging`?"), "{err}");
+        assert!(err.contains("spec.yaml:8:"), "{err}");
+        let err = compile(SELECTORS, "      a: {kind: dbt, command: build, select: ['selector:no_marts', tag:x]}\n")
+            .unwrap_err();
+        assert!(err.contains("selector-not-expressible"), "{err}");
+        let err =
+            compile(SELECTORS, "      a: {kind: dbt, command: build, select: ['+selector:no_marts']}\n").unwrap_err();
+        assert!(err.contains("graph operators"), "{err}");
+        let broken =
+            "selectors:\n  - name: a\n    definition:\n      union:\n        - tag:x\n        - {method: tag}\n";
+        let err = compile(broken, "      a: {kind: dbt, command: build, dbt_mode: per_model}\n").unwrap_err();
+        // As in dbt, a one-key mapping is `METHOD: VALUE`.
+        assert!(err.contains("selectors.yml:6:11") && err.contains("unknown selector method `method`"), "{err}");
+        let broken = broken.replace("{method: tag}", "{method: tag, values: x}");
+        let err = compile(&broken, "      a: {kind: dbt, command: build, dbt_mode: per_model}\n").unwrap_err();
+        assert!(err.contains("expected one `METHOD: VALUE` key, or `method` and `value`"), "{err}");
+        let twice = "selectors:\n  - {name: a, default: true, definition: tag:x}\n  - {name: b, default: true, definition: tag:y}\n";
+        let err = compile(twice, "      a: {kind: dbt, command: build, dbt_mode: per_model}\n").unwrap_err();
+        assert!(
+            err.contains("selectors `a` and `b` both have `default: true`") && err.contains("selectors.yml:3:"),
+            "{err}"
+        );
+    }
+}
