@@ -65,7 +65,9 @@ impl Selectors {
     /// Reads the document of a `selectors.yml` (`null` for an empty file: no selectors).
     pub fn from_value(value: &Value) -> Result<Selectors, SelectorsError> {
         let list = match value {
+            // dbt reads an empty file, or an empty mapping, as no selectors.
             Value::Null => return Ok(Selectors::default()),
+            Value::Object(map) if map.is_empty() => return Ok(Selectors::default()),
             Value::Object(map) => match map.get("selectors") {
                 Some(Value::Array(list)) => list,
                 Some(_) => return Err(error("/selectors", "`selectors` must be a list")),
