@@ -134,6 +134,20 @@ impl Selectors {
 }
 
 impl NamedSelector {
+    /// Whether its definition compares with an earlier run (`state:`, `result:`,
+    /// `source_status:`), so that dbt needs `--state`.
+    pub fn reads_state(&self) -> bool {
+        fn walk(spec: &Spec) -> bool {
+            match spec {
+                Spec::Criteria(c) => matches!(c.method, Method::State | Method::Result | Method::SourceStatus),
+                Spec::Union(parts, _) | Spec::Intersection(parts, _) | Spec::Difference(parts, _) => {
+                    parts.iter().any(walk)
+                }
+            }
+        }
+        walk(&self.spec)
+    }
+
     /// The same selection as `--select`/`--exclude` arguments, when dbt's command line can
     /// say it: unions and intersections of criteria, less exclusions at the top, all with the
     /// default indirect selection. `None` otherwise (an exclusion inside a union, say).

@@ -46,7 +46,16 @@ impl DbtLine<'_> {
     /// `dbt COMMAND` with a selection as the command line writes it.
     pub(super) fn invocation_for(&self, command: DbtCommand, selection: &CliSelection, threads: bool) -> DbtInvocation {
         let (select, exclude, selector) = selection.parts();
-        self.invocation_with(command, &select, &exclude, selector, threads)
+        let mut inv = self.invocation_with(command, &select, &exclude, selector, threads);
+        if let CliSelection::Selector(_, true) = selection
+            && command.takes_selection()
+        {
+            inv.args.extend([DbtArg::Literal("--state".to_owned()), DbtArg::StateDir]);
+            if self.stage.defer {
+                inv.args.push(DbtArg::Literal("--defer".to_owned()));
+            }
+        }
+        inv
     }
 
     fn invocation_with(
@@ -276,7 +285,9 @@ impl Lowering<'_> {
                 }
             }
         }
-        if dbt.defer && !dbt.select.iter().chain(&dbt.exclude).any(|s| uses_state(s.as_str())) {
+        // A selector of selectors.yml may read the state; `cli_selection` decides for those.
+        let all: Vec<&DbtSelector> = dbt.select.iter().chain(&dbt.exclude).collect();
+        if dbt.defer && !all.iter().any(|s| uses_state(s.as_str())) && !super::dbt_selection::names_selector(&all) {
             self.error(
                 Diagnostic::warning("defer-without-state", "`defer` has no effect without a `state:` selector")
                     .at(self.doc.key_span(&format!("{pointer}/defer")), ""),
@@ -547,7 +558,7 @@ impl Lowering<'_> {
         // reads is fhirflow's, which has none.
         let narrowing = match stage {
             CliSelection::Args(line) => line.clone(),
-            CliSelection::Selector(name) => {
+            CliSelection::Selector(name, _) => {
                 let selectors = self.selectors()?;
                 self.layer_narrowing(&format!("{pointer}/select/0"), &selectors, name)?
             }

@@ -17,8 +17,8 @@ use std::sync::Arc;
 /// How a selection is written on dbt's command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum CliSelection {
-    /// `--selector NAME`.
-    Selector(String),
+    /// `--selector NAME`, and whether its definition reads an earlier run's state.
+    Selector(String, bool),
     /// `--select ...` and `--exclude ...` (either may be empty).
     Args(CommandLine),
 }
@@ -27,7 +27,7 @@ impl CliSelection {
     /// The `--select` and `--exclude` arguments, and the `--selector` name.
     pub(super) fn parts(&self) -> (Vec<&str>, Vec<&str>, Option<&str>) {
         match self {
-            CliSelection::Selector(name) => (Vec::new(), Vec::new(), Some(name.as_str())),
+            CliSelection::Selector(name, _) => (Vec::new(), Vec::new(), Some(name.as_str())),
             CliSelection::Args(line) => (
                 line.select.iter().map(String::as_str).collect(),
                 line.exclude.iter().map(String::as_str).collect(),
@@ -112,7 +112,19 @@ impl Lowering<'_> {
                     continue;
                 };
                 if select.len() == 1 && exclude.is_empty() && part == arg.as_str() {
-                    return Some(CliSelection::Selector(name.to_owned()));
+                    let reads_state = selectors.get(name).is_some_and(|s| s.reads_state());
+                    if reads_state && self.spec.dbt.as_ref().is_some_and(|d| d.artifacts.is_none()) {
+                        self.error(
+                            Diagnostic::error(
+                                "state-without-artifacts",
+                                format!("selector `{name}` compares with the previous run, but no artifacts are kept"),
+                            )
+                            .at(self.doc.span(&at), "")
+                            .help("set `dbt.artifacts` to a `path` or an `s3` prefix; each dbt task saves its artifacts there"),
+                        );
+                        return None;
+                    }
+                    return Some(CliSelection::Selector(name.to_owned(), reads_state));
                 }
                 let Some(form) = selectors.get(name).and_then(|s| s.command_line()) else {
                     self.not_expressible(&at, name, "its definition has no `--select`/`--exclude` form");
@@ -208,13 +220,18 @@ mod tests {
     /// `selectors` as its selectors.yml, against the dbt_modes fixture's manifest. Returns the
     /// dbt command lines by task id, or the rendered errors.
     fn compile(selectors: &str, stages: &str) -> Result<Vec<(String, String)>, String> {
+        compile_with(selectors, "", stages)
+    }
+
+    /// [`compile`] with `dbt` (lines under `dbt:`) added to the project.
+    fn compile_with(selectors: &str, dbt: &str, stages: &str) -> Result<Vec<(String, String)>, String> {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("dbt")).unwrap();
         std::fs::write(dir.path().join("dbt/selectors.yml"), selectors).unwrap();
         let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/dbt_modes/manifest.json");
         std::fs::copy(manifest, dir.path().join("dbt/manifest.json")).unwrap();
         let spec = format!(
-            "version: 1\ndbt:\n  project_dir: dbt\n  manifest: dbt/manifest.json\npipelines:\n  p:\n    stages:\n{stages}"
+            "version: 1\ndbt:\n  project_dir: dbt\n  manifest: dbt/manifest.json\n{dbt}pipelines:\n  p:\n    stages:\n{stages}"
         );
         let name = dir.path().join("spec.yaml").display().to_string();
         let compiled = crate::compile(SourceFile::new(name, spec)).map_err(|ds| {
@@ -272,6 +289,16 @@ mod tests {
         assert_eq!(line("b"), "test --project-dir --profiles-dir --select path:models/staging,tag:x");
         assert_eq!(line("c"), "run --project-dir --profiles-dir --select tag:y --exclude path:models/staging");
         assert_eq!(line("d"), "run --project-dir --profiles-dir --select fqn:* --exclude path:models/marts stg_visits");
+    }
+
+    #[test]
+    fn a_selector_that_reads_state_gets_the_stored_state() {
+        let file = "selectors:\n  - {name: changed, definition: {method: state, value: modified, children: true}}\n";
+        let stage = "      a: {kind: dbt, command: build, select: ['selector:changed'], defer: true}\n";
+        let err = compile(file, stage).unwrap_err();
+        assert!(err.contains("state-without-artifacts"), "{err}");
+        let tasks = compile_with(file, "  artifacts: {path: /mnt/dbt-artifacts}\n", stage).unwrap();
+        assert_eq!(tasks[0].1, "build --project-dir --profiles-dir --selector changed --state --defer");
     }
 
     #[test]
