@@ -293,8 +293,8 @@ impl Parser<'_> {
     /// `{METHOD: VALUE}`, or `{method, value, ...}`.
     fn mapping(&self, map: &Map<String, Value>, pointer: &str) -> Result<Spec, SelectorsError> {
         let eager = IndirectSelection::Eager;
-        let (method, value, fields) = if map.len() == 1 {
-            let (key, value) = map.iter().next().unwrap_or_else(|| unreachable!("one entry"));
+        let only = if map.len() == 1 { map.iter().next() } else { None };
+        let (method, value, fields) = if let Some((key, value)) = only {
             (key.as_str(), value, None)
         } else if map.get("method") == Some(&Value::String("selector".into())) {
             let name = map.get("value").and_then(Value::as_str).unwrap_or_default();

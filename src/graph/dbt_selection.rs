@@ -67,7 +67,8 @@ impl Lowering<'_> {
                 })
                 .collect();
             let value = serde_json::json!({ "selectors": selectors });
-            return Selectors::from_value(&value).ok().map(Arc::new);
+            // Tag selectors of checked layer names always read; never drop the stage over them.
+            return Some(Arc::new(Selectors::from_value(&value).unwrap_or_default()));
         }
         let project = spec.dbt.as_ref()?;
         let base = Path::new(&self.doc.source.name).parent().map(Path::to_owned).unwrap_or_default();
