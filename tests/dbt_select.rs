@@ -1,5 +1,7 @@
 //! Conformance: fhirflow's dbt node selection (`fhirflow::dbt`) picks exactly the nodes that
-//! real dbt-core 1.11 lists with `dbt ls --select ... --exclude ...`, on the fixture projects.
+//! real dbt-core 1.11 lists with `dbt ls --select ... --exclude ...`, on the fixture projects;
+//! and, on a project with its own `selectors.yml` and an installed package, what dbt-core 1.7,
+//! 1.11 and 1.12 list with `--selector`, with no selection (the default selector) and with `path:`.
 //!
 //! Like tests/conformance.rs, these need the dbt venv in `FHIRFLOW_DBT_VENV` (scripts/test.sh
 //! builds it), and fail without it unless `FHIRFLOW_SKIP_CONFORMANCE=1`.

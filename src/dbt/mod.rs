@@ -4,6 +4,8 @@
 //! of 1.8 to 1.12, as the spec's [`DbtVersion`] admits) into the graph of dbt's nodes; [`Manifest::select`] evaluates `--select`/`--exclude` on it with
 //! the same answers as `dbt ls`, and [`Manifest::edges_within`] gives the dependency edges
 //! between the selected nodes, through whatever is left out (ephemeral models among them).
+//! [`Selectors`] are a project's own `selectors.yml` ([`read_selectors`]): `selector:NAME` in a
+//! selection, and the `default: true` selector ([`Manifest::select_in`]).
 //!
 //! ```
 //! # let text = r#"{"metadata": {"dbt_schema_version": "https://schemas.getdbt.com/dbt/manifest/v12.json"},
