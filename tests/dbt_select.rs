@@ -1,5 +1,7 @@
 //! Conformance: fhirflow's dbt node selection (`fhirflow::dbt`) picks exactly the nodes that
-//! real dbt-core 1.11 lists with `dbt ls --select ... --exclude ...`, on the fixture projects.
+//! real dbt-core 1.11 lists with `dbt ls --select ... --exclude ...`, on the fixture projects;
+//! and, on a project with its own `selectors.yml` and an installed package, what dbt-core 1.7,
+//! 1.11 and 1.12 list with `--selector`, with no selection (the default selector) and with `path:`.
 //!
 //! Like tests/conformance.rs, these need the dbt venv in `FHIRFLOW_DBT_VENV` (scripts/test.sh
 //! builds it), and fail without it unless `FHIRFLOW_SKIP_CONFORMANCE=1`.
@@ -13,7 +15,7 @@
 mod common;
 
 use common::{copy_dir, fhirflow, repo, venv};
-use fhirflow::dbt::{IndirectSelection, Manifest};
+use fhirflow::dbt::{DbtVersion, IndirectSelection, Manifest, read_selectors};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -32,6 +34,10 @@ common = ["--project-dir", project, "--profiles-dir", project,
           "--target-path", os.path.join(work, "target"), "--log-path", os.path.join(work, "logs")]
 runner = dbtRunner()
 start = time.monotonic()
+if os.path.exists(os.path.join(project, "packages.yml")):
+    deps = runner.invoke(["--no-use-colors", "--quiet", "deps", "--project-dir", project, "--profiles-dir", project])
+    if not deps.success:
+        sys.exit(f"dbt deps failed: {deps.exception!r}")
 parsed = runner.invoke(["--no-use-colors", "--quiet", "parse", *common])
 if not parsed.success:
     sys.exit(f"dbt parse failed: {parsed.exception!r}")
@@ -48,6 +54,8 @@ for case in json.load(open(cases_path)):
         argv += ["--exclude", *case["exclude"]]
     if case["indirect"]:
         argv += ["--indirect-selection", case["indirect"]]
+    if case["selector"]:
+        argv += ["--selector", case["selector"]]
     listed = runner.invoke(argv)
     if listed.success:
         results.append({"ids": sorted(json.loads(line)["unique_id"] for line in (listed.result or []))})
@@ -64,6 +72,10 @@ struct Case {
     indirect: Option<IndirectSelection>,
     /// dbt must list at least one node (guards against a table of empty answers).
     nonempty: bool,
+    /// `--selector NAME` for dbt.
+    selector: Option<&'static str>,
+    /// What fhirflow is given instead of `select`/`exclude`, when that differs from dbt's.
+    ours: Option<(Vec<&'static str>, Vec<&'static str>)>,
 }
 
 /// `--select` arguments (one string each), `--exclude` after a lone `--exclude` marker.
@@ -74,7 +86,14 @@ fn case(args: &[&'static str]) -> Case {
         exclude: args.get(split + 1..).map(<[_]>::to_vec).unwrap_or_default(),
         indirect: None,
         nonempty: true,
+        selector: None,
+        ours: None,
     }
+}
+
+/// `dbt ls --selector NAME`, against fhirflow's `selector:NAME`.
+fn selector(name: &'static str) -> Case {
+    Case { selector: Some(name), ours: Some((vec![format!("selector:{name}").leak()], Vec::new())), ..case(&[]) }
 }
 
 impl Case {
@@ -99,6 +118,12 @@ impl Case {
         }
         if let Some(mode) = self.indirect {
             text.push_str(&format!(" --indirect-selection {}", mode_name(mode)));
+        }
+        if let Some(name) = self.selector {
+            text.push_str(&format!(" --selector {name}"));
+        }
+        if let Some((select, exclude)) = &self.ours {
+            text.push_str(&format!(" (fhirflow: --select {select:?} --exclude {exclude:?})"));
         }
         text
     }
@@ -126,6 +151,7 @@ fn dbt_env(command: &mut Command, work: &Path) {
         "DBT_PROJECT_DIR",
         "DBT_PROFILES_DIR",
         "DBT_INDIRECT_SELECTION",
+        "DBT_SELECTOR",
         "DBT_SELECT",
         "DBT_EXCLUDE",
         "DBT_RESOURCE_TYPES",
@@ -145,7 +171,7 @@ fn dbt_ls_all(dbt: &Path, project: &Path, work: &Path, cases: &[Case]) -> Vec<Re
         .map(|c| {
             serde_json::json!({
                 "select": c.select, "exclude": c.exclude, "resource_types": TASK_TYPES,
-                "indirect": c.indirect.map(mode_name),
+                "indirect": c.indirect.map(mode_name), "selector": c.selector,
             })
         })
         .collect();
@@ -206,7 +232,8 @@ fn dbt_ls_cli(dbt: &Path, project: &Path, work: &Path, case: &Case) -> BTreeSet<
     stdout
         .lines()
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter(|event| event["info"]["name"] == "PrintEvent")
+        // dbt-core 1.7 names the event ListCmdOut.
+        .filter(|event| event["info"]["name"] == "PrintEvent" || event["info"]["name"] == "ListCmdOut")
         .map(|event| {
             let msg = event["data"]["msg"].as_str().or(event["info"]["msg"].as_str()).unwrap_or_default();
             let node: serde_json::Value = serde_json::from_str(msg).expect("ls prints JSON");
@@ -218,11 +245,19 @@ fn dbt_ls_cli(dbt: &Path, project: &Path, work: &Path, case: &Case) -> BTreeSet<
 /// Parses the project with dbt, runs every case through `dbt ls` and through fhirflow, and
 /// fails with every difference.
 fn check(dbt: &Path, project: &Path, work: &Path, cases: &[Case]) {
+    check_version(dbt, project, work, cases, &DbtVersion::default());
+}
+
+/// [`check`] with a dbt-core that `version` admits.
+fn check_version(dbt: &Path, project: &Path, work: &Path, cases: &[Case], version: &DbtVersion) {
     let listed = dbt_ls_all(dbt, project, work, cases);
     let path = work.join("target/manifest.json");
     let text = std::fs::read_to_string(&path).expect("dbt wrote manifest.json");
     let started = Instant::now();
-    let manifest = Manifest::from_json(&text, &path.display().to_string()).expect("fhirflow reads dbt's manifest");
+    let manifest =
+        Manifest::from_json_for(&text, &path.display().to_string(), version).expect("fhirflow reads dbt's manifest");
+    let selectors =
+        read_selectors(project).unwrap_or_else(|ds| panic!("{:?}", ds.iter().map(|d| d.render()).collect::<Vec<_>>()));
     eprintln!(
         "Manifest::from_json: {} bytes, {} nodes, {:.2} ms",
         text.len(),
@@ -231,7 +266,8 @@ fn check(dbt: &Path, project: &Path, work: &Path, cases: &[Case]) {
     );
     let mut problems = Vec::new();
     for (case, dbt_says) in cases.iter().zip(listed) {
-        let ours = manifest.select_with(&case.select, &case.exclude, case.indirect.unwrap_or_default());
+        let (select, exclude) = case.ours.clone().unwrap_or_else(|| (case.select.clone(), case.exclude.clone()));
+        let ours = manifest.select_in(&select, &exclude, case.indirect.unwrap_or_default(), &selectors);
         match (dbt_says, ours) {
             (Ok(want), Ok(got)) => {
                 if want != got {
@@ -273,7 +309,7 @@ fn check(dbt: &Path, project: &Path, work: &Path, cases: &[Case]) {
     let probe = &cases[1];
     assert_eq!(
         dbt_ls_cli(dbt, project, work, probe),
-        manifest.select(&probe.select, &probe.exclude).unwrap(),
+        manifest.select_in(&probe.select, &probe.exclude, IndirectSelection::Eager, &selectors).unwrap(),
         "{} through the CLI",
         probe.describe()
     );
@@ -581,6 +617,165 @@ fn dental_selection_matches_dbt_ls() {
         case(&["dbt_dental_clinic_prod.intermediate.*"]),
     ];
     check(&dbt, &project, &dir.path().join("work"), &cases);
+}
+
+/// The project with its own `selectors.yml` and an installed local package, on one dbt-core:
+/// every selector through `--selector` against fhirflow's `selector:NAME`, the default
+/// selector, `path:` against the package's nodes, and each selector's command-line form
+/// (what fhirflow writes into Airflow commands) against `--selector`.
+fn selectors_and_packages_match_dbt_ls(venv_var: &str, version: &str) {
+    let Some(dbt) = venv(venv_var) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path().join("hospital");
+    copy_dir(&repo().join("tests/fixtures/dbt_selectors"), &project);
+    std::fs::create_dir_all(dir.path().join("work")).unwrap();
+    let selectors = read_selectors(&project).unwrap_or_else(|ds| panic!("{}", ds[0].render()));
+    let names: Vec<&'static str> = selectors.names().map(|n| &*n.to_owned().leak()).collect();
+    let mut cases = vec![
+        // No --select, --exclude or --selector: dbt uses the `default: true` selector.
+        case(&[]),
+        case(&["tag:staging"]),
+        case(&["--exclude", "tag:wip"]),
+        case(&["package:fhir_common"]),
+        // dbt-core 1.7 has no `this` alias: a package named "this".
+        case(&["package:this"]).may_be_empty(),
+        case(&["tag:common+"]),
+        case(&["fhir_common.common.*"]),
+        case(&["path:models/staging"]),
+        case(&["path:models"]),
+        case(&["path:models/*"]),
+        case(&["path:models/**/*.sql"]),
+        case(&["path:models/**"]),
+        case(&["path:**/*.yml"]),
+        case(&["path:models/common"]).may_be_empty(),
+        case(&["path:models/staging/stg_units.sql"]).may_be_empty(),
+        case(&["path:models/staging/_units.yml"]).may_be_empty(),
+        case(&["path:dbt_packages/fhir_common/models"]).may_be_empty(),
+        case(&["path:vendor/fhir_common/models"]).may_be_empty(),
+        case(&["path:seeds"]),
+        case(&["path:tests"]),
+        case(&["+path:models/marts"]),
+        selector("nope"),
+    ];
+    for name in &names {
+        cases.push(selector(name));
+    }
+    // `selector:NAME` combined with other selection, against what dbt is given for it.
+    let combined = |dbt_side: &[&'static str], ours: &[&'static str]| {
+        let mut c = case(dbt_side);
+        let fhirflow = case(ours);
+        c.ours = Some((fhirflow.select, fhirflow.exclude));
+        c
+    };
+    cases.push(combined(&["tag:staging,resource_type:model"], &["selector:staging_only,resource_type:model"]));
+    cases.push(combined(&["tag:staging", "package:fhir_common"], &["selector:staging_only", "package:fhir_common"]));
+    cases.push(combined(
+        &["tag:marts", "--exclude", "tag:staging"],
+        &["tag:marts", "--exclude", "selector:staging_only"],
+    ));
+    // Each selector's command-line form selects what `--selector` does.
+    for name in &names {
+        let Some(line) = selectors.get(name).and_then(|s| s.command_line()) else { continue };
+        let mut c = case(&[]);
+        c.select = line.select.into_iter().map(|s| &*s.leak()).collect();
+        c.exclude = line.exclude.into_iter().map(|s| &*s.leak()).collect();
+        c.ours = Some((vec![format!("selector:{name}").leak()], Vec::new()));
+        cases.push(c);
+    }
+    let range = DbtVersion::parse(version).unwrap();
+    check_version(&dbt, &project, &dir.path().join("work"), &cases, &range);
+    modes_build_what_dbt_builds(dir.path(), version, &listed_default(&dbt, &project, dir.path()));
+}
+
+/// What `dbt ls` lists with no selection (the default selector's nodes), from the last run.
+fn listed_default(dbt: &Path, project: &Path, root: &Path) -> BTreeSet<String> {
+    let work = root.join("work-default");
+    std::fs::create_dir_all(&work).unwrap();
+    let listed = dbt_ls_all(dbt, project, &work, &[case(&[])]);
+    listed.into_iter().next().unwrap().expect("dbt ls lists the default selection")
+}
+
+/// A spec over the project: `per_model` with no selection builds the nodes a plain `dbt build`
+/// builds (the default selector's), and `selector:NAME` becomes `--selector NAME` or the
+/// selector's `--select`/`--exclude` form on the command line.
+fn modes_build_what_dbt_builds(root: &Path, version: &str, default: &BTreeSet<String>) {
+    let spec = format!(
+        r#"version: 1
+dbt:
+  project_dir: hospital
+  manifest: work/target/manifest.json
+  version: "{version}"
+pipelines:
+  p:
+    stages:
+      every: {{kind: dbt, command: build, dbt_mode: per_model, group_by: none}}
+      whole: {{kind: dbt, command: build, dbt_mode: single}}
+      named: {{kind: dbt, command: build, dbt_mode: single, select: ["selector:marts_upstream"]}}
+      narrowed: {{kind: dbt, command: build, dbt_mode: single, select: ["selector:staging_only,resource_type:model"], exclude: [stg_visits]}}
+      steps:
+        kind: dbt
+        command: run
+        dbt_mode: layered
+        layers: [{{name: staging, select: ["selector:staging_only"]}}, {{name: rest, select: ["selector:package_models", "tag:marts"]}}]
+"#
+    );
+    let path = root.join("spec.yaml");
+    std::fs::write(&path, spec).unwrap();
+    let compiled = fhirflow::compile_file(&path).unwrap_or_else(|e| panic!("{e}"));
+    let p = compiled.graph.pipeline("p").unwrap();
+    // The literal words of a task's dbt command line (paths left out).
+    let words = |task: &fhirflow::graph::Task| -> Vec<String> {
+        let fhirflow::graph::Operation::Dbt(inv) = &task.operation else { return Vec::new() };
+        inv.args
+            .iter()
+            .filter_map(|a| match a {
+                fhirflow::graph::DbtArg::Literal(s) => Some(s.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    let line = |id: &str| -> String {
+        let task =
+            p.task(id).unwrap_or_else(|| panic!("{id} in {:?}", p.tasks.iter().map(|t| &t.id).collect::<Vec<_>>()));
+        words(task).join(" ")
+    };
+    // Each per-model task selects one node (or, for tests, their names) by name.
+    let mut names = BTreeSet::new();
+    for task in p.tasks.iter().filter(|t| t.stage.as_str() == "every") {
+        {
+            let words = words(task);
+            if let Some(at) = words.iter().position(|w| w == "--select") {
+                names.extend(words[at + 1..].iter().take_while(|w| !w.starts_with("--")).cloned());
+            }
+        }
+    }
+    let want: BTreeSet<String> = default.iter().map(|id| id.split('.').nth(2).unwrap().to_owned()).collect();
+    assert_eq!(names, want, "per_model with no select builds the default selector's nodes");
+    assert_eq!(line("whole"), "build --project-dir --profiles-dir");
+    assert_eq!(line("named"), "build --project-dir --profiles-dir --selector marts_upstream");
+    assert_eq!(
+        line("narrowed"),
+        "build --project-dir --profiles-dir --select tag:staging,resource_type:model --exclude stg_visits"
+    );
+    assert_eq!(line("steps_staging"), "run --project-dir --profiles-dir --selector staging_only");
+    assert_eq!(line("steps_rest"), "run --project-dir --profiles-dir --select package:fhir_common tag:marts");
+}
+
+#[test]
+fn selectors_and_packages_match_dbt_ls_1_11() {
+    selectors_and_packages_match_dbt_ls("FHIRFLOW_DBT_VENV", "1.11");
+}
+
+#[test]
+fn selectors_and_packages_match_dbt_ls_1_7() {
+    selectors_and_packages_match_dbt_ls("FHIRFLOW_DBT17_VENV", "1.7");
+}
+
+#[test]
+fn selectors_and_packages_match_dbt_ls_1_12() {
+    selectors_and_packages_match_dbt_ls("FHIRFLOW_DBT112_VENV", "1.12");
 }
 
 /// Times `Manifest::from_json` on a manifest scaled up to about 10,000 nodes:

@@ -1,6 +1,9 @@
 //! Getting a manifest at compile time: read `manifest.json`, or have dbt write it first.
 
-use super::{DbtVersion, Manifest, ManifestError};
+use super::{DbtVersion, Manifest, ManifestError, Selectors};
+use crate::diagnostic::Diagnostic;
+use crate::parse::Document;
+use crate::source::SourceFile;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -89,4 +92,32 @@ impl ParseCommand {
         let tail = lines[lines.len().saturating_sub(20)..].join("\n");
         Err(LoadError::Parse { status: output.status.to_string(), output: tail })
     }
+}
+
+/// Reads `<project_dir>/selectors.yml` as dbt would: no file (or an empty one) is no
+/// selectors. A problem is a diagnostic located in the file.
+pub fn read_selectors(project_dir: &Path) -> Result<Selectors, Vec<Diagnostic>> {
+    let path = project_dir.join("selectors.yml");
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Selectors::default()),
+        Err(e) => {
+            return Err(vec![Diagnostic::error(
+                "bad-dbt-selectors",
+                format!("cannot read dbt selectors {}: {e}", path.display()),
+            )]);
+        }
+    };
+    if text.trim().is_empty() {
+        return Ok(Selectors::default());
+    }
+    let doc = Document::parse(SourceFile::new(path.display().to_string(), text))
+        .map_err(|ds| ds.sorted().into_iter().cloned().collect::<Vec<_>>())?;
+    Selectors::from_value(&doc.value).map_err(|e| {
+        vec![
+            Diagnostic::error("bad-dbt-selectors", format!("dbt selectors: {}", e.message))
+                .at(doc.span(&e.pointer), "")
+                .help("see dbt's YAML selectors: union, intersection, method and value, exclude"),
+        ]
+    })
 }

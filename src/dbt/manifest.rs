@@ -423,6 +423,23 @@ impl Manifest {
         out
     }
 
+    /// The files and folders of the root project that its members show exist: each member's
+    /// file and properties file and the folders above them (`""` is the project folder).
+    /// Without `metadata.project_name`, every member counts.
+    pub(crate) fn root_paths(&self) -> std::collections::HashSet<String> {
+        let mut paths = std::collections::HashSet::from([String::new()]);
+        let root = self.project_name.as_deref();
+        for node in self.members.iter().filter(|n| root.is_none_or(|r| n.package_name == r)) {
+            for path in std::iter::once(&node.original_file_path).chain(&node.patch_path) {
+                let parts = super::pattern::components(path);
+                for k in 1..=parts.len() {
+                    paths.insert(parts[..k].join("/"));
+                }
+            }
+        }
+        paths
+    }
+
     /// The dependency edges `(upstream, downstream)` between the members in `keep`, sorted.
     /// A path that runs only through members outside `keep` becomes one edge, as in dbt's own
     /// run queue (`get_subset_graph`): with `keep` = the selected nodes minus ephemeral models,

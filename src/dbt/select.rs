@@ -16,16 +16,21 @@
 //!   `package:`, `source:`, `group:`, `test_name:`, ..., and `pathlib` globs in `path:`; `config.`
 //!   values and `resource_type:` match exactly.
 //!
+//! - `path:` globs under the root project: a node of an installed package (whose paths are
+//!   relative to the package) matches only a file or folder the root project has too, as in
+//!   dbt. What the root project has is read from its nodes' files and folders;
+//! - a part `selector:NAME` is a selector of the project's `selectors.yml` ([`Selectors`]), and
+//!   with no `--select` or `--exclude` the `default: true` selector is the selection.
+//!
 //! Methods that need the artifacts of an earlier run (`state:`, `result:`, `source_status:`) are
-//! refused. One known difference: dbt matches `path:` against files that exist under the root
-//! project, so an installed package's node matches only when the root project has the same
-//! folders; here a package's nodes match by their own paths.
+//! refused.
 
 use super::manifest::{Manifest, Node, ResourceType, Section};
 use super::pattern::{Fnmatch, PathGlob, components};
+use super::selectors::Selectors;
 use regex::Regex;
 use serde_json::{Map, Value};
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::sync::LazyLock;
 
 /// Which tests a selection adds next to the nodes it picks (dbt's `--indirect-selection`).
@@ -60,6 +65,14 @@ pub enum SelectError {
         selector: String,
         /// The method, e.g. `tags`.
         method: String,
+    },
+    /// `selector:NAME` names no selector of the project's `selectors.yml`.
+    #[error("unknown selector `{name}`: selectors.yml defines {}", if known.is_empty() { "none" } else { known.as_str() })]
+    UnknownSelector {
+        /// The name.
+        name: String,
+        /// The selectors there are, comma-separated.
+        known: String,
     },
     /// The method needs the artifacts of an earlier dbt run.
     #[error(
@@ -103,7 +116,7 @@ pub const METHODS: [&str; 21] = [
 const DEFAULT_INCLUDES: [&str; 5] = ["fqn:*", "source:*", "exposure:*", "metric:*", "semantic_model:*"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Method {
+pub(super) enum Method {
     Fqn,
     Tag,
     Group,
@@ -152,11 +165,11 @@ impl Method {
         Method::UnitTest,
     ];
 
-    fn parse(name: &str) -> Option<Method> {
+    pub(super) fn parse(name: &str) -> Option<Method> {
         METHODS.iter().position(|m| *m == name).map(|i| Method::ALL[i])
     }
 
-    fn name(self) -> &'static str {
+    pub(super) fn name(self) -> &'static str {
         METHODS[Method::ALL.iter().position(|m| *m == self).unwrap_or(0)]
     }
 }
@@ -171,30 +184,30 @@ static SPEC: LazyLock<Regex> = LazyLock::new(|| {
 
 /// One selector part: a method and value, with graph operators.
 #[derive(Debug, Clone)]
-struct Criteria {
-    raw: String,
-    method: Method,
-    arguments: Vec<String>,
-    value: String,
-    childrens_parents: bool,
+pub(super) struct Criteria {
+    pub(super) raw: String,
+    pub(super) method: Method,
+    pub(super) arguments: Vec<String>,
+    pub(super) value: String,
+    pub(super) childrens_parents: bool,
     /// `N+` before the value: parents, up to N generations (`None`: all).
-    parents: Option<Option<usize>>,
+    pub(super) parents: Option<Option<usize>>,
     /// `+N` after the value: children, up to N generations.
-    children: Option<Option<usize>>,
+    pub(super) children: Option<Option<usize>>,
     /// The indirect selection of tests.
-    mode: IndirectSelection,
+    pub(super) mode: IndirectSelection,
 }
 
 /// A selection expression, as dbt's `SelectionSpec`.
 #[derive(Debug, Clone)]
-enum Spec {
+pub(super) enum Spec {
     Criteria(Criteria),
     Union(Vec<Spec>, IndirectSelection),
     Intersection(Vec<Spec>, IndirectSelection),
     Difference(Vec<Spec>, IndirectSelection),
 }
 
-fn parse_criteria(raw: &str, mode: IndirectSelection) -> Result<Criteria, SelectError> {
+pub(super) fn parse_criteria(raw: &str, mode: IndirectSelection) -> Result<Criteria, SelectError> {
     let invalid = |reason: &str| SelectError::Invalid { selector: raw.to_owned(), reason: reason.to_owned() };
     let caps = SPEC.captures(raw).ok_or_else(|| invalid("not a selector (is there a line break in it?)"))?;
     let value = caps.name("value").map_or("", |m| m.as_str()).to_owned();
@@ -240,16 +253,44 @@ fn default_method(value: &str) -> Method {
     }
 }
 
-/// `--select a b,c` → union(intersection(a), intersection(b, c)).
-fn parse_union(components: &[&str], mode: IndirectSelection) -> Result<Spec, SelectError> {
+/// `--select a b,c` → union(intersection(a), intersection(b, c)). A part `selector:NAME`
+/// (fhirflow's spelling; dbt's command line has `--selector NAME`) stands for that selector's
+/// definition in `selectors`.
+fn parse_union(components: &[&str], mode: IndirectSelection, selectors: &Selectors) -> Result<Spec, SelectError> {
     let mut union = Vec::new();
     for component in components {
         for raw in component.split(' ') {
-            let parts = raw.split(',').map(|part| parse_criteria(part, mode).map(Spec::Criteria));
+            let parts = raw.split(',').map(|part| parse_part(part, mode, selectors));
             union.push(Spec::Intersection(parts.collect::<Result<_, _>>()?, mode));
         }
     }
     Ok(Spec::Union(union, mode))
+}
+
+/// One part of a `--select` argument: a criterion, or a named selector.
+fn parse_part(part: &str, mode: IndirectSelection, selectors: &Selectors) -> Result<Spec, SelectError> {
+    match selector_name(part)? {
+        Some(name) => selectors.get(name).map(|s| s.spec.clone()).ok_or_else(|| SelectError::UnknownSelector {
+            name: name.to_owned(),
+            known: selectors.names().collect::<Vec<_>>().join(", "),
+        }),
+        None => parse_criteria(part, mode).map(Spec::Criteria),
+    }
+}
+
+/// The name in a `selector:NAME` part; graph operators do not apply to a whole selector.
+pub(crate) fn selector_name(part: &str) -> Result<Option<&str>, SelectError> {
+    let bare = part.trim_start_matches(['@', '+', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9']);
+    let Some(name) = bare.strip_prefix("selector:") else { return Ok(None) };
+    if bare.len() != part.len() || name.ends_with('+') || name.is_empty() {
+        return Err(SelectError::Invalid {
+            selector: part.to_owned(),
+            reason: "`selector:NAME` names a whole selector of selectors.yml; graph operators (`+`, `@`) go \
+                     in its definition"
+                .to_owned(),
+        });
+    }
+    Ok(Some(name))
 }
 
 impl Manifest {
@@ -270,13 +311,39 @@ impl Manifest {
         exclude: &[&str],
         indirect: IndirectSelection,
     ) -> Result<BTreeSet<String>, SelectError> {
-        let included =
-            if select.is_empty() { parse_union(&DEFAULT_INCLUDES, indirect)? } else { parse_union(select, indirect)? };
-        let excluded = parse_union(exclude, indirect)?;
-        // dbt builds the top-level difference with the default mode, whatever the flag says.
-        let spec = Spec::Difference(vec![included, excluded], IndirectSelection::Eager);
-        let engine = Engine { m: self };
-        let (direct, _) = engine.evaluate(&spec)?;
+        self.select_in(select, exclude, indirect, &Selectors::default())
+    }
+
+    /// [`Manifest::select_with`] in a project with `selectors` (its `selectors.yml`): a part
+    /// `selector:NAME` stands for that selector, and with neither `select` nor `exclude` the
+    /// selector marked `default: true`, if any, is the selection, as in `dbt ls`.
+    pub fn select_in(
+        &self,
+        select: &[&str],
+        exclude: &[&str],
+        indirect: IndirectSelection,
+        selectors: &Selectors,
+    ) -> Result<BTreeSet<String>, SelectError> {
+        let spec = match selectors.default_selector() {
+            Some(default) if select.is_empty() && exclude.is_empty() => default.spec.clone(),
+            _ => {
+                let included = if select.is_empty() {
+                    parse_union(&DEFAULT_INCLUDES, indirect, selectors)?
+                } else {
+                    parse_union(select, indirect, selectors)?
+                };
+                let excluded = parse_union(exclude, indirect, selectors)?;
+                // dbt builds the top-level difference with the default mode, whatever the flag says.
+                Spec::Difference(vec![included, excluded], IndirectSelection::Eager)
+            }
+        };
+        self.evaluate_spec(&spec)
+    }
+
+    /// The task-type nodes a parsed selection picks.
+    fn evaluate_spec(&self, spec: &Spec) -> Result<BTreeSet<String>, SelectError> {
+        let engine = Engine { m: self, root_paths: std::cell::OnceCell::new() };
+        let (direct, _) = engine.evaluate(spec)?;
         Ok(direct
             .iter()
             .map(|i| &self.members[i])
@@ -319,6 +386,8 @@ impl Bits {
 
 struct Engine<'m> {
     m: &'m Manifest,
+    /// The files and folders of the root project, as far as its nodes show them.
+    root_paths: std::cell::OnceCell<HashSet<String>>,
 }
 
 impl Engine<'_> {
@@ -558,12 +627,24 @@ impl Engine<'_> {
                 pick(&|n| n.section == section && package.matches(&n.package_name) && name.matches(&n.name));
             }
             Method::Path => {
+                // dbt globs the pattern under the root project and keeps the nodes whose file,
+                // properties file or a folder above them is among what the glob found. A node
+                // of an installed package has its paths relative to the package, so it matches
+                // only a path the root project has too.
                 let glob = PathGlob::new(value).map_err(invalid)?;
+                let root = self.m.project_name.as_deref();
+                let root_paths = self.root_paths.get_or_init(|| self.m.root_paths());
                 pick(&|n| {
+                    let in_root = |path: &[&str]| {
+                        root.is_none_or(|r| n.package_name == r) || root_paths.contains(&path.join("/"))
+                    };
                     let file = components(&n.original_file_path);
-                    glob.matches(&file, false)
-                        || n.patch_path.as_deref().is_some_and(|p| glob.matches(&components(p), false))
-                        || (0..file.len()).any(|k| glob.matches(&file[..k], true))
+                    (glob.matches(&file, false) && in_root(&file))
+                        || n.patch_path.as_deref().is_some_and(|p| {
+                            let patch = components(p);
+                            glob.matches(&patch, false) && in_root(&patch)
+                        })
+                        || (0..file.len()).any(|k| glob.matches(&file[..k], true) && in_root(&file[..k]))
                 });
             }
             Method::File => {
@@ -574,8 +655,15 @@ impl Engine<'_> {
                 });
             }
             Method::Package => {
+                // `package:this` is the root project from dbt-core 1.8 on.
+                let this_alias = self
+                    .m
+                    .dbt_version
+                    .as_deref()
+                    .and_then(super::version::Release::parse_lenient)
+                    .is_none_or(|r| (r.major, r.minor) >= (1, 8));
                 let value = match (&self.m.project_name, value) {
-                    (Some(project), "this") => project.as_str(),
+                    (Some(project), "this") if this_alias => project.as_str(),
                     _ => value,
                 };
                 let pattern = Fnmatch::new(value);
@@ -789,7 +877,7 @@ fn py_eq(a: Option<&Value>, b: Option<&Value>) -> bool {
 }
 
 /// Python truthiness of a version.
-fn truthy(v: &Value) -> bool {
+pub(super) fn truthy(v: &Value) -> bool {
     match v {
         Value::Null => false,
         Value::Bool(b) => *b,

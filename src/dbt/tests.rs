@@ -488,3 +488,68 @@ fn edges_within_skip_ephemeral_models() {
     assert!(!edges.iter().any(|(a, b)| a.contains("int_joined") || b.contains("int_joined")));
     assert!(!edges.iter().any(|(a, _)| a.starts_with("source.")), "sources are not kept");
 }
+
+/// `selectors.yml` as a JSON value.
+fn selectors(definitions: Value) -> Result<Selectors, SelectorsError> {
+    Selectors::from_value(&json!({ "selectors": definitions }))
+}
+
+#[test]
+fn selectors_follow_dbt_grammar() {
+    let m = manifest();
+    let file = selectors(json!([
+        {"name": "staging", "definition": "tag:staging"},
+        {"name": "orders", "default": true, "definition": {"union": [
+            {"method": "fqn", "value": "fct_orders", "parents": true},
+            {"exclude": [{"method": "selector", "value": "staging"}]},
+        ]}},
+        {"name": "models", "definition": {"intersection": [{"resource_type": "model"}, "tag:staging"]}},
+    ]))
+    .unwrap();
+    let pick = |s: &[&str], e: &[&str]| -> Vec<String> {
+        m.select_in(s, e, IndirectSelection::Eager, &file).unwrap().into_iter().collect()
+    };
+    assert_eq!(file.default_selector().map(|s| s.name.as_str()), Some("orders"));
+    // No selection: the default selector; any selection replaces it.
+    assert_eq!(pick(&[], &[]), pick(&["selector:orders"], &[]));
+    assert!(!pick(&[], &[]).iter().any(|id| id.contains("stg_")));
+    assert!(pick(&[], &["fct_orders"]).iter().any(|id| id.contains("stg_")));
+    // Eager: each criterion brings the tests of its nodes, before the intersection.
+    let staged = ["model.p.stg_customers", "model.p.stg_orders", "test.p.relationships_fct_orders_customer.2b"];
+    assert_eq!(pick(&["selector:models"], &[]), staged);
+    let line = file.get("orders").unwrap().command_line().unwrap();
+    assert_eq!((line.select, line.exclude), (vec!["+fqn:fct_orders".to_owned()], vec!["tag:staging".to_owned()]));
+    let line = file.get("models").unwrap().command_line().unwrap();
+    assert_eq!(line.select, ["resource_type:model,tag:staging"]);
+    let err = m.select_in(&["selector:nope"], &[], IndirectSelection::Eager, &file).unwrap_err();
+    assert_eq!(err.to_string(), "unknown selector `nope`: selectors.yml defines staging, orders, models");
+    assert!(m.select_in(&["+selector:staging"], &[], IndirectSelection::Eager, &file).is_err());
+}
+
+#[test]
+fn selector_file_errors_point_into_it() {
+    let pointer = |definitions: Value| selectors(definitions).unwrap_err().pointer;
+    // A selector may use only the selectors before it.
+    assert_eq!(
+        pointer(
+            json!([{"name": "a", "definition": {"method": "selector", "value": "b"}}, {"name": "b", "definition": "x"}])
+        ),
+        "/selectors/0/definition/value"
+    );
+    assert_eq!(
+        pointer(json!([{"name": "a", "definition": {"union": ["x"], "method": "tag"}}])),
+        "/selectors/0/definition"
+    );
+    assert_eq!(
+        pointer(json!([{"name": "a", "definition": {"union": ["x", {"exclude": ["y"]}, {"exclude": ["z"]}]}}])),
+        "/selectors/0/definition/union/2"
+    );
+    assert_eq!(pointer(json!([{"name": "a", "definition": ["x"]}])), "/selectors/0/definition");
+    assert_eq!(pointer(json!([{"name": "a", "definition": {"union": [3]}}])), "/selectors/0/definition/union/0");
+    assert_eq!(
+        pointer(json!([{"name": "a", "definition": {"method": "tag", "value": "x", "indirect_selection": "lazy"}}])),
+        "/selectors/0/definition/indirect_selection"
+    );
+    assert_eq!(pointer(json!([{"definition": "x"}])), "/selectors/0/name");
+    assert!(Selectors::from_value(&Value::Null).unwrap().names().next().is_none());
+}

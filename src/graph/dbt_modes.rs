@@ -6,11 +6,15 @@
 //! edges are dbt's own (through ephemeral models, which become no task). Tests follow
 //! `tests:`; with `after_each` a model's children wait for its tests, as in `dbt build`.
 
+use super::dbt_selection::CliSelection;
 use super::{
     DbtArg, DbtInvocation, LoweredStage, Lowering, Operation, Origin, Resolved, Settings, Task, TriggerRule,
     stage_pointer,
 };
-use crate::dbt::{IndirectSelection, LoadError, Manifest, ManifestError, ParseCommand, ResourceType, read_manifest};
+use crate::dbt::{
+    CommandLine, IndirectSelection, LoadError, Manifest, ManifestError, ParseCommand, ResourceType, Selectors,
+    read_manifest,
+};
 use crate::diagnostic::Diagnostic;
 use crate::spec::{
     DbtCommand, DbtMode, DbtProject, DbtSelector, DbtStage, FreshnessPolicy, GroupBy, OperatorKind, PipelineId,
@@ -36,6 +40,32 @@ impl DbtLine<'_> {
         exclude: &[&str],
         threads: bool,
     ) -> DbtInvocation {
+        self.invocation_with(command, select, exclude, None, threads)
+    }
+
+    /// `dbt COMMAND` with a selection as the command line writes it.
+    pub(super) fn invocation_for(&self, command: DbtCommand, selection: &CliSelection, threads: bool) -> DbtInvocation {
+        let (select, exclude, selector) = selection.parts();
+        let mut inv = self.invocation_with(command, &select, &exclude, selector, threads);
+        if let CliSelection::Selector(_, true) = selection
+            && command.takes_selection()
+        {
+            inv.args.extend([DbtArg::Literal("--state".to_owned()), DbtArg::StateDir]);
+            if self.stage.defer {
+                inv.args.push(DbtArg::Literal("--defer".to_owned()));
+            }
+        }
+        inv
+    }
+
+    fn invocation_with(
+        &self,
+        command: DbtCommand,
+        select: &[&str],
+        exclude: &[&str],
+        selector: Option<&str>,
+        threads: bool,
+    ) -> DbtInvocation {
         let lit = |s: &str| DbtArg::Literal(s.to_owned());
         let mut args: Vec<DbtArg> = command.words().iter().map(|w| lit(w)).collect();
         args.extend([lit("--project-dir"), DbtArg::ProjectDir, lit("--profiles-dir"), DbtArg::ProfilesDir]);
@@ -50,6 +80,9 @@ impl DbtLine<'_> {
             args.extend([lit("--threads"), lit(&n.to_string())]);
         }
         if command.takes_selection() {
+            if let Some(name) = selector {
+                args.extend([lit("--selector"), lit(name)]);
+            }
             for (flag, list) in [("--select", select), ("--exclude", exclude)] {
                 if !list.is_empty() {
                     args.push(lit(flag));
@@ -252,7 +285,9 @@ impl Lowering<'_> {
                 }
             }
         }
-        if dbt.defer && !dbt.select.iter().chain(&dbt.exclude).any(|s| uses_state(s.as_str())) {
+        // A selector of selectors.yml may read the state; `cli_selection` decides for those.
+        let all: Vec<&DbtSelector> = dbt.select.iter().chain(&dbt.exclude).collect();
+        if dbt.defer && !all.iter().any(|s| uses_state(s.as_str())) && !super::dbt_selection::names_selector(&all) {
             self.error(
                 Diagnostic::warning("defer-without-state", "`defer` has no effect without a `state:` selector")
                     .at(self.doc.key_span(&format!("{pointer}/defer")), ""),
@@ -403,8 +438,9 @@ impl Lowering<'_> {
         let project = spec.dbt.as_ref()?;
         self.check_state_selection(&pointer, dbt);
         let line = DbtLine { project, stage: dbt };
-        let select: Vec<&str> = dbt.select.iter().map(DbtSelector::as_str).collect();
-        let exclude: Vec<&str> = dbt.exclude.iter().map(DbtSelector::as_str).collect();
+        let stage_select: Vec<&DbtSelector> = dbt.select.iter().collect();
+        let stage_exclude: Vec<&DbtSelector> = dbt.exclude.iter().collect();
+        let selection = self.cli_selection(&pointer, &stage_select, &stage_exclude)?;
         // A container starts without the packages `dbt deps` installs, so each task installs
         // them; on shared workers one deps task serves all.
         let in_container = settings.operator.value != OperatorKind::Bash;
@@ -433,12 +469,12 @@ impl Lowering<'_> {
         }
         match mode {
             DbtMode::Single => {
-                let mut inv = line.invocation(dbt.command, &select, &exclude, true);
+                let mut inv = line.invocation_for(dbt.command, &selection, true);
                 inv.deps_first = true;
                 chain(&mut planned, Planned::new(Vec::new(), stage_id.as_str(), Operation::Dbt(inv)), &mut head);
             }
             DbtMode::Layered => {
-                let layers = self.layer_steps(dbt);
+                let layers = exclusive_layers(self.layer_steps(&pointer, dbt, &selection)?);
                 if layers.is_empty() {
                     self.error(
                         Diagnostic::error("no-layers", "`dbt_mode: layered` needs layers")
@@ -457,15 +493,12 @@ impl Lowering<'_> {
                         .help("use gates with `command: run`"),
                     );
                 }
-                for (k, (name, _)) in layers.iter().enumerate() {
-                    let (sel, exc) = layer_selection(&layers, k, &exclude);
-                    let sel: Vec<&str> = sel.iter().map(String::as_str).collect();
-                    let exc: Vec<&str> = exc.iter().map(String::as_str).collect();
-                    let inv = deps_first(line.invocation(dbt.command, &sel, &exc, true));
+                for (name, layer_selection) in layers {
+                    let inv = deps_first(line.invocation_for(dbt.command, &layer_selection, true));
                     let id = format!("{stage_id}_{name}");
                     chain(&mut planned, Planned::new(Vec::new(), &id, Operation::Dbt(inv)), &mut head);
                     if dbt.gates && dbt.command == DbtCommand::Run {
-                        let inv = deps_first(line.invocation(DbtCommand::Test, &sel, &exc, true));
+                        let inv = deps_first(line.invocation_for(DbtCommand::Test, &layer_selection, true));
                         let id = format!("{stage_id}_{name}_gate");
                         chain(&mut planned, Planned::new(Vec::new(), &id, Operation::Dbt(inv)), &mut head);
                     }
@@ -504,22 +537,40 @@ impl Lowering<'_> {
     }
 }
 
-/// The `--select` and `--exclude` of layer `k` of `layers`, so that each test runs once, with
-/// the layer that builds the last of its parents, as in one `dbt build`: dbt's default (eager)
-/// indirect selection adds every test touching the layer, and excluding the later layers' nodes
-/// takes out, with them, the tests that touch a later layer (exclusion is eager too). The first
-/// layer also selects the sources, so that their tests run (a plain `dbt build` runs them).
-fn layer_selection(layers: &[(String, Vec<String>)], k: usize, exclude: &[&str]) -> (Vec<String>, Vec<String>) {
-    let mut select = layers[k].1.clone();
-    if k == 0 {
-        select.push("source:*".to_owned());
-    }
-    let mut excluded: Vec<String> = exclude.iter().map(|s| (*s).to_owned()).collect();
+/// The layers' selections made exclusive, so that each test runs once, with the layer that
+/// builds the last of its parents, as in one `dbt build`: dbt's default (eager) indirect
+/// selection adds every test touching a layer, and excluding the later layers' nodes takes out,
+/// with them, the tests that touch a later layer (exclusion is eager too). The first layer also
+/// selects the sources, so that their tests run (a plain `dbt build` runs them). A layer given
+/// as `--selector NAME` is left as dbt defines it.
+fn exclusive_layers(steps: Vec<(String, CliSelection)>) -> Vec<(String, CliSelection)> {
     // A later layer's own nodes, not what a graph operator adds to them: `+tag:marts` would
     // take this layer's models out too.
-    excluded.extend(layers[k + 1..].iter().flat_map(|(_, sel)| sel.iter().map(|s| without_graph_operators(s))));
-    excluded.dedup();
-    (select, excluded)
+    let own: Vec<Vec<String>> = steps
+        .iter()
+        .map(|(_, selection)| match selection {
+            CliSelection::Args(line) => line.select.iter().map(|s| without_graph_operators(s)).collect(),
+            CliSelection::Selector(..) => Vec::new(),
+        })
+        .collect();
+    steps
+        .into_iter()
+        .enumerate()
+        .map(|(k, (name, selection))| match selection {
+            CliSelection::Args(mut line) => {
+                if k == 0 && !line.select.is_empty() {
+                    line.select.push("source:*".to_owned());
+                }
+                for later in own[k + 1..].iter().flatten() {
+                    if !line.exclude.contains(later) {
+                        line.exclude.push(later.clone());
+                    }
+                }
+                (name, CliSelection::Args(line))
+            }
+            other => (name, other),
+        })
+        .collect()
 }
 
 /// A dbt selector without its graph operators (`+x`, `2+x`, `x+`, `x+3`, `@x`), in each
@@ -543,32 +594,64 @@ fn without_graph_operators(selector: &str) -> String {
 }
 
 impl Lowering<'_> {
-    /// The layers of a `layered` stage: its own list, or the spec's layers by tag.
-    fn layer_steps(&self, dbt: &DbtStage) -> Vec<(String, Vec<String>)> {
+    /// The layers of a `layered` stage: its own list (each with the stage's `exclude`), or the
+    /// spec's layers by tag, narrowed by the stage's selection.
+    fn layer_steps(
+        &mut self,
+        pointer: &str,
+        dbt: &DbtStage,
+        stage: &CliSelection,
+    ) -> Option<Vec<(String, CliSelection)>> {
         if !dbt.layers.is_empty() {
-            return dbt
+            let exclude: Vec<&DbtSelector> = dbt.exclude.iter().collect();
+            let mut steps = Vec::new();
+            for (k, layer) in dbt.layers.iter().enumerate() {
+                let select: Vec<&DbtSelector> = layer.select.iter().collect();
+                let selection = self.cli_selection(&format!("{pointer}/layers/{k}"), &select, &exclude)?;
+                steps.push((layer.name.to_string(), selection));
+            }
+            return Some(steps);
+        }
+        // No default selector applies here: the spec has layers, so the selectors.yml dbt
+        // reads is fhirflow's, which has none.
+        let narrowing = match stage {
+            CliSelection::Args(line) => line.clone(),
+            CliSelection::Selector(name, _) => {
+                let selectors = self.selectors()?;
+                self.layer_narrowing(&format!("{pointer}/select/0"), &selectors, name)?
+            }
+        };
+        Some(
+            self.spec
                 .layers
                 .iter()
-                .map(|l| (l.name.to_string(), l.select.iter().map(ToString::to_string).collect()))
-                .collect();
+                .map(|(name, layer)| {
+                    let tag = layer.tags.as_ref().and_then(|t| t.first()).map_or(name.as_str(), |t| t.as_str());
+                    let base = format!("tag:{tag}");
+                    // The stage's own selection narrows every layer: `tag:staging,<select>`.
+                    let select = if narrowing.select.is_empty() {
+                        vec![base]
+                    } else {
+                        narrowing.select.iter().map(|s| format!("{base},{s}")).collect()
+                    };
+                    let line = CommandLine { select, exclude: narrowing.exclude.clone() };
+                    (name.to_string(), CliSelection::Args(line))
+                })
+                .collect(),
+        )
+    }
+
+    /// The command-line form of selector `name`, which narrows each layer.
+    fn layer_narrowing(&mut self, at: &str, selectors: &Selectors, name: &str) -> Option<CommandLine> {
+        let line = selectors.get(name).and_then(|s| s.command_line());
+        if line.is_none() {
+            self.not_expressible(
+                at,
+                &format!("selector:{name}"),
+                "it has no `--select`/`--exclude` form to narrow each layer with; list `layers: [{name, select}]` on the stage",
+            );
         }
-        let mut layers: Vec<(String, Vec<String>)> = self
-            .spec
-            .layers
-            .iter()
-            .map(|(name, layer)| {
-                let tag = layer.tags.as_ref().and_then(|t| t.first()).map_or(name.as_str(), |t| t.as_str());
-                (name.to_string(), vec![format!("tag:{tag}")])
-            })
-            .collect();
-        if !dbt.select.is_empty() {
-            // The stage's own selection narrows every layer: `tag:staging,<select>`.
-            for (_, sel) in &mut layers {
-                let base = sel[0].clone();
-                *sel = dbt.select.iter().map(|s| format!("{base},{s}")).collect();
-            }
-        }
-        layers
+        line
     }
 
     /// One task per selected dbt node, with dbt's edges and the stage's test placement.
@@ -582,7 +665,9 @@ impl Lowering<'_> {
     ) -> Option<Vec<Planned>> {
         let select: Vec<&str> = dbt.select.iter().map(DbtSelector::as_str).collect();
         let exclude: Vec<&str> = dbt.exclude.iter().map(DbtSelector::as_str).collect();
-        let selected = match manifest.select_with(&select, &exclude, IndirectSelection::Eager) {
+        // The project's selectors: `selector:NAME`, and the default a plain `dbt build` uses.
+        let selectors = self.selectors()?;
+        let selected = match manifest.select_in(&select, &exclude, IndirectSelection::Eager, &selectors) {
             Ok(s) => s,
             Err(e) => {
                 let at = if dbt.select.is_empty() { format!("{pointer}/exclude") } else { format!("{pointer}/select") };
@@ -847,7 +932,9 @@ impl Lowering<'_> {
 #[cfg(test)]
 mod tests {
     use super::super::{Operation, PipelineGraph};
-    use super::{layer_selection, without_graph_operators};
+    use super::{exclusive_layers, without_graph_operators};
+    use crate::dbt::CommandLine;
+    use crate::graph::dbt_selection::CliSelection;
     use crate::source::SourceFile;
 
     /// The fixture project's layers, in the order its models depend on each other.
@@ -931,16 +1018,30 @@ mod tests {
 
     #[test]
     fn a_layer_excludes_the_later_layers_nodes_without_their_graph_operators() {
-        let layers: Vec<(String, Vec<String>)> = vec![
-            ("staging".into(), vec!["path:models/staging".into()]),
-            ("core".into(), vec!["+tag:core".into(), "2+model2+3".into()]),
-            ("marts".into(), vec!["@tag:marts,tag:daily+".into()]),
-        ];
-        let (select, exclude) = layer_selection(&layers, 0, &["tag:slow"]);
-        assert_eq!(select, ["path:models/staging", "source:*"]);
-        assert_eq!(exclude, ["tag:slow", "tag:core", "model2", "tag:marts,tag:daily"]);
-        let (select, exclude) = layer_selection(&layers, 2, &[]);
-        assert_eq!((select, exclude), (vec!["@tag:marts,tag:daily+".to_owned()], Vec::<String>::new()));
+        let args = |select: &[&str], exclude: &[&str]| {
+            CliSelection::Args(CommandLine {
+                select: select.iter().map(|s| (*s).to_owned()).collect(),
+                exclude: exclude.iter().map(|s| (*s).to_owned()).collect(),
+            })
+        };
+        let layers = exclusive_layers(vec![
+            ("staging".into(), args(&["path:models/staging"], &["tag:slow"])),
+            ("core".into(), args(&["+tag:core", "2+model2+3"], &["tag:slow"])),
+            ("picked".into(), CliSelection::Selector("nightly".into(), false)),
+            ("marts".into(), args(&["@tag:marts,tag:daily+"], &[])),
+        ]);
+        let parts: Vec<_> = layers.iter().map(|(_, s)| s.parts()).collect();
+        assert_eq!(
+            parts[0],
+            (
+                vec!["path:models/staging", "source:*"],
+                vec!["tag:slow", "tag:core", "model2", "tag:marts,tag:daily"],
+                None
+            )
+        );
+        assert_eq!(parts[1], (vec!["+tag:core", "2+model2+3"], vec!["tag:slow", "tag:marts,tag:daily"], None));
+        assert_eq!(parts[2], (vec![], vec![], Some("nightly")));
+        assert_eq!(parts[3], (vec!["@tag:marts,tag:daily+"], vec![], None));
         assert_eq!(without_graph_operators("tag:v2"), "tag:v2");
         assert_eq!(without_graph_operators("+model2"), "model2");
     }

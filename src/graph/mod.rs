@@ -8,6 +8,7 @@
 
 mod assets;
 mod dbt_modes;
+mod dbt_selection;
 pub mod expectations;
 mod explain;
 mod render;
@@ -402,6 +403,8 @@ struct Lowering<'a> {
     alignments: HashMap<String, Result<chrono::TimeDelta, sensor::Misalignment>>,
     /// The dbt manifest once read (`Some(None)`: reading it failed and was reported).
     manifest: Option<Option<Arc<crate::dbt::Manifest>>>,
+    /// The dbt project's selectors once read (`Some(None)`: reading them failed and was reported).
+    selectors: Option<Option<Arc<crate::dbt::Selectors>>>,
 }
 
 /// Lowers a validated spec to its graph and its warnings. `doc` locates problems; on error,
@@ -471,6 +474,7 @@ pub fn lower_all(units: Vec<(Spec, &Document)>) -> Vec<Result<(PipelineGraph, Di
             diagnostics: Diagnostics::new(),
             alignments: HashMap::new(),
             manifest: None,
+            selectors: None,
         })
         .collect();
     let mut lowered = Vec::new();
@@ -933,9 +937,10 @@ impl Lowering<'_> {
             );
         }
         self.check_state_selection(pointer, dbt);
-        let select: Vec<&str> = dbt.select.iter().map(DbtSelector::as_str).collect();
-        let exclude: Vec<&str> = dbt.exclude.iter().map(DbtSelector::as_str).collect();
-        Some(dbt_modes::DbtLine { project, stage: dbt }.invocation(command, &select, &exclude, true))
+        let select: Vec<&DbtSelector> = dbt.select.iter().collect();
+        let exclude: Vec<&DbtSelector> = dbt.exclude.iter().collect();
+        let selection = self.cli_selection(pointer, &select, &exclude)?;
+        Some(dbt_modes::DbtLine { project, stage: dbt }.invocation_for(command, &selection, true))
     }
 
     fn connection(

@@ -620,7 +620,7 @@ pub struct TriggerStage {
 pub struct DbtStage {
     /// The dbt command.
     pub command: DbtCommand,
-    /// Node selection (`--select`), such as `tag:staging` or `+fct_encounters`.
+    /// Node selection (`--select`), such as `tag:staging`, `+fct_encounters` or `selector:nightly` (a selector of the project's `selectors.yml`). Without `select` and `exclude`, dbt uses the project's `default: true` selector.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub select: Vec<DbtSelector>,
     /// Nodes to leave out (`--exclude`).
