@@ -65,6 +65,7 @@ fn front_end(
     let mut document = parse::Document::parse(source)?;
     let mut problems: Diagnostics = validate::secrets::check(&document, env).into_iter().collect();
     problems.extend(document.interpolate(env));
+    problems.extend(validate::templates::check(&document));
     if problems.has_errors() {
         return Err(problems);
     }
@@ -197,8 +198,11 @@ pub fn read_source(path: &Path) -> Result<Arc<SourceFile>, Error> {
     }
     // Bounded, in case the file grows while it is read.
     let mut bytes = Vec::new();
-    std::io::Read::read_to_end(&mut std::io::Read::take(std::fs::File::open(path).map_err(io)?, MAX_SPEC_BYTES), &mut bytes)
-        .map_err(|source| Error::Io { path: path.to_owned(), action: "read", source })?;
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(std::fs::File::open(path).map_err(io)?, MAX_SPEC_BYTES),
+        &mut bytes,
+    )
+    .map_err(|source| Error::Io { path: path.to_owned(), action: "read", source })?;
     match String::from_utf8(bytes) {
         Ok(text) => Ok(SourceFile::new(name, text)),
         Err(e) => {

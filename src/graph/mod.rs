@@ -14,16 +14,16 @@ mod render;
 pub mod sensor;
 pub mod settings;
 
+pub use crate::spec::TriggerRule;
 pub use explain::{ExplainedSetting, Explanation, SettingLocation, explain};
 pub use render::GraphFormat;
-pub use crate::spec::TriggerRule;
 pub use settings::{Origin, Resolved, Settings};
 
 use crate::diagnostic::{Diagnostic, Diagnostics, did_you_mean};
 use crate::parse::{Document, escape_pointer};
 use crate::spec::{
-    AssetName, AwaitedState, ConnectionKind, DbtCommand, DbtSelector, Duration, Identifier, ParseResults, PipelineId, Schedule, SensorMode,
-    Spec, StageId, StageKind, TableName, TaskSettings,
+    AssetName, AwaitedState, ConnectionKind, DbtCommand, DbtSelector, Duration, Identifier, ParseResults, PipelineId,
+    Schedule, SensorMode, Spec, StageId, StageKind, TableName, TaskSettings,
 };
 use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
@@ -161,6 +161,16 @@ pub enum DbtArg {
     ProfilesDir,
     /// The previous run's artifacts (`--state`), fetched from `dbt.artifacts` before dbt runs.
     StateDir,
+    /// The `--vars` JSON. Its strings may hold Airflow templates, so a backend renders it and
+    /// passes the result as one word that no shell reads.
+    Vars(String),
+}
+
+impl DbtArg {
+    /// Whether the word holds an Airflow template (`{{`, `{%` or `{#`).
+    pub fn is_template(&self) -> bool {
+        matches!(self, DbtArg::Vars(json) if crate::validate::templates::has_template(json))
+    }
 }
 
 /// The resolved target of a sensor.
@@ -1342,7 +1352,9 @@ fn pipeline_cycles(lowerings: &mut [Lowering], catalog: &Catalog, waits: &[Wait]
             };
             let kinds: BTreeSet<&str> = waits
                 .iter()
-                .filter(|w| component.iter().any(|n| graph[*n] == w.waiter) && component.iter().any(|n| graph[*n] == w.target))
+                .filter(|w| {
+                    component.iter().any(|n| graph[*n] == w.waiter) && component.iter().any(|n| graph[*n] == w.target)
+                })
                 .map(|w| w.kind.what())
                 .collect();
             let kinds: Vec<&str> = kinds.into_iter().collect();

@@ -23,8 +23,8 @@ use super::sensor::{self, SensorFailure};
 use super::store::{NewRun, PipelineRun, Store, StoreError};
 use super::task_log::{OutputLine, TaskLog, log_path};
 use super::template::{self, TemplateValues};
-use super::{RunError, RunOptions, RunState, SpecGraph, TaskKey, TaskState, run_dir, state_dir};
 use super::trigger_rule::{self, Decision};
+use super::{RunError, RunOptions, RunState, SpecGraph, TaskKey, TaskState, run_dir, state_dir};
 use crate::graph::{DbtArg, DbtInvocation, Operation, Settings};
 use crate::spec::SensorMode;
 use chrono::{DateTime, SubsecRound, Utc};
@@ -641,13 +641,18 @@ impl<'a> Scheduler<'a> {
                         }
                         None
                     }
-                    Decision::Skip => Some((TaskState::Skipped, self.upstream_states(index, |s| s == TaskState::Skipped))),
+                    Decision::Skip => {
+                        Some((TaskState::Skipped, self.upstream_states(index, |s| s == TaskState::Skipped)))
+                    }
                     Decision::UpstreamFailed => Some((
                         TaskState::UpstreamFailed,
                         self.upstream_states(index, |s| {
                             matches!(
                                 s,
-                                TaskState::Failed | TaskState::UpstreamFailed | TaskState::Cancelled | TaskState::Interrupted
+                                TaskState::Failed
+                                    | TaskState::UpstreamFailed
+                                    | TaskState::Cancelled
+                                    | TaskState::Interrupted
                             )
                         }),
                     )),
@@ -679,28 +684,22 @@ impl<'a> Scheduler<'a> {
             return (!fired).then(|| format!("not triggered: trigger {}", ended.join(", ")));
         }
         let condition = pipeline.assets.as_ref()?;
-        let producers: Vec<usize> = task
-            .awaits
-            .iter()
-            .copied()
-            .filter(|&u| self.run.plan.tasks[u].key.pipeline != task.key.pipeline)
-            .collect();
+        let producers: Vec<usize> =
+            task.awaits.iter().copied().filter(|&u| self.run.plan.tasks[u].key.pipeline != task.key.pipeline).collect();
         if producers.is_empty() {
             // No producer takes part in this run: the user started the pipeline by hand.
             return None;
         }
         let produced = |asset: &crate::spec::AssetName| {
-            producers
-                .iter()
-                .any(|&u| self.tasks[u].state == TaskState::Success && self.run.plan.tasks[u].task.outlets.contains(asset))
+            producers.iter().any(|&u| {
+                self.tasks[u].state == TaskState::Success && self.run.plan.tasks[u].task.outlets.contains(asset)
+            })
         };
         if condition.holds(&produced) {
             return None;
         }
-        let ended: Vec<String> = producers
-            .iter()
-            .map(|&u| format!("{} {}", self.run.plan.tasks[u].label, self.tasks[u].state))
-            .collect();
+        let ended: Vec<String> =
+            producers.iter().map(|&u| format!("{} {}", self.run.plan.tasks[u].label, self.tasks[u].state)).collect();
         Some(format!("not triggered: its assets ({condition}) have no events; producers {}", ended.join(", ")))
     }
 
@@ -1024,8 +1023,16 @@ impl AttemptJob {
                 let project = self.dbt_dir(false);
                 let profiles = self.dbt_dir(true);
                 let state = self.dbt_state_dir();
+                let vars = match self.render_dbt_vars(invocation) {
+                    Ok(vars) => vars,
+                    Err(failure) => {
+                        return AttemptEnd { outcome: Err(failure), duration: started.elapsed(), dbt: None };
+                    }
+                };
                 let word = |a: &DbtArg| match a {
                     DbtArg::Literal(s) => s.clone(),
+                    // One argument, no shell: the rendered text cannot become a command.
+                    DbtArg::Vars(_) => vars.clone().unwrap_or_default(),
                     DbtArg::ProjectDir => project.display().to_string(),
                     DbtArg::ProfilesDir => profiles.display().to_string(),
                     DbtArg::StateDir => state.display().to_string(),
@@ -1217,26 +1224,48 @@ impl AttemptJob {
         ])
     }
 
+    /// The values a template of this attempt may refer to.
+    fn template_values(&self) -> TemplateValues<'_> {
+        let key = &self.plan.tasks[self.index].key;
+        TemplateValues {
+            logical_date: self.logical_date,
+            run_id: &self.run_id,
+            pipeline: &key.pipeline,
+            task: &key.task,
+            try_number: self.number,
+        }
+    }
+
+    /// The `--vars` JSON rendered as Airflow renders it, if the command has one.
+    fn render_dbt_vars(&mut self, invocation: &DbtInvocation) -> Result<Option<String>, Failure> {
+        let Some(DbtArg::Vars(json)) = invocation.args.iter().find(|a| matches!(a, DbtArg::Vars(_))) else {
+            return Ok(None);
+        };
+        template::render(json, &self.template_values()).map(Some).map_err(|why| {
+            self.log.note(&why);
+            Failure::Template(why)
+        })
+    }
+
     async fn shell(
         &mut self,
         command: &str,
         env: &BTreeMap<String, String>,
         timeout: Option<Duration>,
     ) -> Result<(), Failure> {
-        let key = &self.plan.tasks[self.index].key;
-        let values = TemplateValues {
-            logical_date: self.logical_date,
-            run_id: &self.run_id,
-            pipeline: &key.pipeline,
-            task: &key.task,
-            try_number: self.number,
+        // BashOperator renders `env` as well as the command.
+        let rendered = {
+            let values = self.template_values();
+            let env: Result<Vec<(String, String)>, String> =
+                env.iter().map(|(k, v)| template::render(v, &values).map(|v| (k.clone(), v))).collect();
+            template::render(command, &values).and_then(|command| env.map(|env| (command, env)))
         };
-        let rendered = template::render(command, &values).map_err(|why| {
+        let (rendered, env) = rendered.map_err(|why| {
             self.log.note(&why);
             Failure::Template(why)
         })?;
         let mut all_env = self.context_env();
-        all_env.extend(env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        all_env.extend(env);
         let line = CommandLine {
             program: "bash".to_owned(),
             args: vec!["-c".to_owned(), rendered],

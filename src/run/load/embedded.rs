@@ -85,7 +85,12 @@ async fn with_duckdb<T: Send + 'static>(
 }
 
 /// Runs `step` of `plan` into the DuckDB file `database`.
-pub async fn run(plan: &LoadPlan, step: LoadStep, database: &Path, ctx: &mut LoadContext<'_>) -> Result<StepOutcome, LoadError> {
+pub async fn run(
+    plan: &LoadPlan,
+    step: LoadStep,
+    database: &Path,
+    ctx: &mut LoadContext<'_>,
+) -> Result<StepOutcome, LoadError> {
     let source = source(plan, step, ctx)?;
     let state = with_duckdb(plan, database, |conn, plan| duck::state(conn, plan)).await?;
     match step {
