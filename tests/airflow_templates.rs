@@ -71,30 +71,28 @@ fn sweep_spec(n: usize, version: u32, field: &str, value: &str) -> String {
     )
 }
 
-/// The fields, each with how the payload is written into it.
-fn fields() -> Vec<(&'static str, fn(&str) -> String)> {
-    vec![
-        ("owner", |p| p.to_owned()),
-        ("email", |p| p.to_owned()),
-        ("project_dir", |p| p.to_owned()),
-        ("deploy", |p| format!("/opt/{p}")),
-        ("artifacts", |p| format!("s3://bucket/{p}")),
-        ("image", |p| p.to_owned()),
-        ("mount", |p| format!("/m/{p}:/c/{p}")),
-        ("docker_env", |p| p.to_owned()),
-        ("k8s_env", |p| p.to_owned()),
-        ("description", |p| p.to_owned()),
-        ("tag", |p| p.to_owned()),
-        ("command", |p| p.to_owned()),
-        ("env", |p| p.to_owned()),
-        ("select", |p| p.to_owned()),
-        ("vars", |p| p.to_owned()),
-        ("conf", |p| p.to_owned()),
-        ("prefix", |p| p.to_owned()),
-        ("table", |p| p.to_owned()),
-        ("stage", |p| p.to_owned()),
-    ]
-}
+/// The fields, each with how the payload is written into it (`%` stands for the payload).
+const FIELDS: &[(&str, &str)] = &[
+    ("owner", "%"),
+    ("email", "%"),
+    ("project_dir", "%"),
+    ("deploy", "/opt/%"),
+    ("artifacts", "s3://bucket/%"),
+    ("image", "%"),
+    ("mount", "/m/%:/c/%"),
+    ("docker_env", "%"),
+    ("k8s_env", "%"),
+    ("description", "%"),
+    ("tag", "%"),
+    ("command", "%"),
+    ("env", "%"),
+    ("select", "%"),
+    ("vars", "%"),
+    ("conf", "%"),
+    ("prefix", "%"),
+    ("table", "%"),
+    ("stage", "%"),
+];
 
 /// A string as YAML text that means exactly it (`${` is fhirflow's interpolation).
 fn yaml(text: &str) -> String {
@@ -149,10 +147,10 @@ fn checks(dag: &str, field: &str, value: &str) -> Vec<Value> {
 fn sweep(out: &Path, version: u32) -> Vec<Value> {
     let mut cases = Vec::new();
     let mut n = 0;
-    for (field, write) in fields() {
+    for &(field, shape) in FIELDS {
         for payload in PAYLOADS {
             n += 1;
-            let value = write(payload);
+            let value = shape.replace('%', payload);
             // One name per spec: `apply` removes the files its spec's name generated before.
             let spec = out.join(format!("case{n}.yaml"));
             std::fs::write(&spec, sweep_spec(n, version, field, &yaml(&value))).unwrap();

@@ -1040,6 +1040,29 @@ mod tests {
     }
 
     #[test]
+    fn strings_ending_in_a_template_extension_render_back_to_themselves() {
+        assert_eq!(templated("./run.sh", BASH_TEMPLATE_EXT), r#""./run.sh{{ '' }}""#);
+        assert_eq!(templated("x.env", BASH_TEMPLATE_EXT), r#""x.env""#);
+        assert_eq!(templated("x.env", DOCKER_TEMPLATE_EXT), r#""x.env{{ '' }}""#);
+        assert_eq!(templated("run.sh --now", BASH_TEMPLATE_EXT), r#""run.sh --now""#);
+    }
+
+    #[test]
+    fn a_templated_vars_is_read_from_the_environment_in_double_quotes() {
+        let args = [DbtArg::Literal("run".into()), DbtArg::Vars(r#"{"d":"{{ ds }}"}"#.into()), DbtArg::ProjectDir];
+        let word = |a: &DbtArg| match a {
+            DbtArg::Literal(s) | DbtArg::Vars(s) => quoted(s),
+            _ => "P".to_owned(),
+        };
+        assert_eq!(
+            shell_line("dbt", &args, word),
+            r#"" ".join([shlex.join(["dbt", "run"]), "\"$FHIRFLOW_DBT_VARS\"", shlex.join([P])])"#
+        );
+        let plain = [DbtArg::Literal("run".into()), DbtArg::Vars(r#"{"d":1}"#.into())];
+        assert_eq!(shell_line("dbt", &plain, word), r#"shlex.join(["dbt", "run", "{\"d\":1}"])"#);
+    }
+
+    #[test]
     fn numbered_variables_never_collide_with_a_tasks_own_name() {
         // `task_1` is task 0's own name and task 1's number; `a-b` and `a_b` are one identifier.
         let vars = variables(&["task_1", "json", "a-b", "a_b", "task_9x"]);

@@ -148,6 +148,29 @@ mod tests {
         assert!(!has_template("echo ${HOME} }} %} #}"));
     }
 
+    fn codes(yaml: &str) -> Vec<&'static str> {
+        let document = Document::parse(crate::source::SourceFile::new("p.yaml", yaml)).unwrap();
+        check(&document).iter().map(|d| d.code).collect()
+    }
+
+    #[test]
+    fn each_field_is_judged_by_what_airflow_does_with_it() {
+        let stage = |s: &str| codes(&format!("version: 1\npipelines:\n  p:\n    stages:\n      a: {s}\n"));
+        assert_eq!(stage("{kind: shell, command: 'echo {{ ds }}', env: {A: '{{ ds }}'}}"), Vec::<&str>::new());
+        assert_eq!(stage("{kind: shell, command: 'echo ${#x}'}"), ["bad-template"]);
+        // A dbt stage's `command` is a dbt command name, never rendered.
+        assert_eq!(stage("{kind: dbt, command: '{#'}"), Vec::<&str>::new());
+        assert_eq!(stage("{kind: dbt, command: run, vars: {a: [\"{{ 'x' }}\"]}}"), Vec::<&str>::new());
+        assert_eq!(stage("{kind: dbt, command: run, vars: {a: '{{ \"x\" }}'}}"), ["bad-template"]);
+        assert_eq!(stage("{kind: trigger, pipeline: q, conf: {a: '{% if %}'}}"), ["bad-template"]);
+        let dbt = |s: &str| codes(&format!("version: 1\ndbt: {s}\npipelines: {{}}\n"));
+        assert_eq!(dbt("{project_dir: 'd{{x}}', deploy: {project_dir: '/{#'}}"), ["template-not-allowed"; 2]);
+        assert_eq!(
+            dbt("{project_dir: d, docker: {image: i, mounts: ['/{{ a }}:/b'], env: {E: '{{ ds }}'}}}"),
+            ["template-not-allowed"]
+        );
+    }
+
     #[test]
     fn syntax_errors_are_those_jinja_reports() {
         assert_eq!(syntax_error("echo {{ ds }} {% if dag_run %}x{% endif %}"), None);
