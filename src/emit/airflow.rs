@@ -399,9 +399,9 @@ impl AirflowEmitter<'_> {
             uses.insert("state");
         }
         // Rendered `--vars` reach bash through the environment, never inside the command.
-        let vars_env = inv.args.iter().find(|a| a.is_template()).map(|a| match a {
-            DbtArg::Vars(json) => json.clone(),
-            _ => String::new(),
+        let vars_env = inv.args.iter().find_map(|a| match a {
+            DbtArg::Vars(json) if a.is_template() => Some(json.clone()),
+            _ => None,
         });
         let mut argv = vec![quoted(&inv.executable)];
         argv.extend(inv.args.iter().map(word));
