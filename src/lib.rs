@@ -65,6 +65,7 @@ fn front_end(
     let mut document = parse::Document::parse(source)?;
     let mut problems: Diagnostics = validate::secrets::check(&document, env).into_iter().collect();
     problems.extend(document.interpolate(env));
+    problems.extend(validate::templates::check(&document));
     if problems.has_errors() {
         return Err(problems);
     }

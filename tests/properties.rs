@@ -89,19 +89,24 @@ fn emitted_python_reads_back_every_hostile_string() {
         );
         let compiled = match fhirflow::compile(SourceFile::new("p.yaml", yaml.clone())) {
             Ok(c) => c,
+            // Text that Jinja cannot parse fails the task in Airflow, so it is refused up front.
+            Err(d) if d.sorted().iter().all(|d| d.code == "bad-template") => continue,
             Err(d) => panic!("case {case} should compile:\n{yaml}\n{}", d.render()),
         };
         let layout = Layout::new(Path::new("p.yaml"), Some(dir.path()));
         for file in emit(&compiled.graph, &layout).unwrap() {
             let path = dir.path().join(format!("case{case}.py"));
             std::fs::write(&path, &file.contents).unwrap();
-            let command = if command.trim_end().ends_with(".sh") || command.trim_end().ends_with(".bash") {
-                format!("{command} ")
-            } else {
-                command.clone()
+            // BashOperator reads a string ending in .sh or .bash as a template file's name.
+            let not_a_file = |text: &str| {
+                if text.ends_with(".sh") || text.ends_with(".bash") {
+                    format!("{text}{{{{ '' }}}}")
+                } else {
+                    text.to_owned()
+                }
             };
             expected.push(serde_json::json!({
-                "file": path, "description": description, "command": command, "env": env_value,
+                "file": path, "description": description, "command": not_a_file(&command), "env": not_a_file(&env_value),
             }));
         }
     }

@@ -652,3 +652,31 @@ pipelines:
     assert!(saved.join("run_results.json").is_file(), "{}", saved.display());
     assert!(dir.path().join("artifacts/state/manifest.json").is_file());
 }
+
+/// As Airflow renders a shell stage's `env` and a dbt stage's `--vars`, so does `fhirflow run`;
+/// the rendered `--vars` reaches dbt as one argument, whatever it holds.
+#[test]
+fn templates_in_env_and_dbt_vars_are_rendered_as_airflow_renders_them() {
+    let (dir, spec) = project(
+        r#"
+version: 1
+dbt: {project_dir: ., executable: ./fake_dbt}
+pipelines:
+  p:
+    stages:
+      s: {kind: shell, command: 'printf %s "$DAY" > day.txt', env: {DAY: "{{ ds }} it's"}}
+      d: {kind: dbt, command: run, vars: {day: "{{ ds }}", q: "a'; touch pwned; '"}, retries: 1, after: [s]}
+"#,
+    );
+    let fake = dir.path().join("fake_dbt");
+    std::fs::write(&fake, "#!/usr/bin/env bash\nprintf '%s\\n' \"$@\" > \"$(dirname \"$0\")/args.txt\"\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (code, summary) = json_run(&spec, &["--logical-date", "2026-02-03"]);
+    assert_eq!(code, Some(0), "{summary}");
+    let spec_dir = spec.parent().unwrap();
+    assert_eq!(std::fs::read_to_string(spec_dir.join("day.txt")).unwrap(), "2026-02-03 it's");
+    let args = std::fs::read_to_string(spec_dir.join("args.txt")).unwrap();
+    assert!(args.lines().any(|l| l == r#"{"day":"2026-02-03","q":"a'; touch pwned; '"}"#), "{args}");
+    assert!(!spec_dir.join("pwned").exists() && !dir.path().join("pwned").exists());
+}

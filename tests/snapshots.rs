@@ -123,6 +123,14 @@ fn diagnostic_texts() {
             "version: 1\nx-shared: &shared {kind: shell, command: x, retries: -3}\npipelines:\n  p:\n    stages:\n      a:\n        <<: *shared\n".to_owned(),
         ),
         ("unset_variable", "version: 1\npipelines:\n  p:\n    stages:\n      a: {kind: shell, command: 'sync ${BUCKET}'}\n".to_owned()),
+        (
+            "bad_template",
+            "version: 1\npipelines:\n  p:\n    stages:\n      a: {kind: shell, command: 'echo $${#list}', env: {D: '{% if ds %}'}}\n".to_owned(),
+        ),
+        (
+            "template_not_allowed",
+            "version: 1\ndbt: {project_dir: dbt, deploy: {project_dir: '/opt/{{ var.value.dir }}'}}\npipelines:\n  p:\n    stages:\n      b: {kind: dbt, command: build, retries: 1}\n".to_owned(),
+        ),
         ("secret_literal", "version: 1\npipelines:\n  p:\n    stages:\n      a: {kind: shell, command: x, env: {DB_PASSWORD: hunter2}}\n".to_owned()),
         (
             "duplicate_task_id",

@@ -283,14 +283,12 @@ impl<'a> AirflowEmitter<'a> {
             }
             Operation::Shell { command, env } => {
                 uses.insert("bash");
-                // BashOperator reads a command ending in .sh/.bash as a template file name.
-                let mut command = command.clone();
-                if command.trim_end().ends_with(".sh") || command.trim_end().ends_with(".bash") {
-                    command.push(' ');
-                }
-                kwargs.push(("bash_command".into(), quoted(&command)));
+                kwargs.push(("bash_command".into(), templated(command, BASH_TEMPLATE_EXT)));
                 if !env.is_empty() {
-                    kwargs.push(("env".into(), lit(json!(env))));
+                    kwargs.push((
+                        "env".into(),
+                        env_dict(env.iter().map(|(k, v)| (k.as_str(), v.as_str())), BASH_TEMPLATE_EXT),
+                    ));
                     kwargs.push(("append_env".into(), "True".into()));
                 }
             }
@@ -355,6 +353,33 @@ impl<'a> AirflowEmitter<'a> {
 }
 
 impl AirflowEmitter<'_> {
+    /// Whether the dbt word `arg` ends in one of `ext`: a literal as written, a folder as the
+    /// spec gives it (the state folder ends in `state`).
+    fn dbt_word_ends_in(&self, arg: Option<&DbtArg>, ext: &[&str]) -> bool {
+        let project = self.graph.spec.dbt.as_ref();
+        let deploy = project.and_then(|p| p.deploy.as_ref());
+        let text = match arg {
+            Some(DbtArg::Literal(s) | DbtArg::Vars(s)) => Some(s.as_str()),
+            Some(DbtArg::ProjectDir) => {
+                deploy.map(|d| d.project_dir.as_str()).or(project.map(|p| p.project_dir.0.as_str()))
+            }
+            Some(DbtArg::ProfilesDir) => match deploy {
+                Some(d) => Some(d.profiles_dir.as_deref().unwrap_or(&d.project_dir)),
+                None => project.map(|p| p.profiles_dir.as_ref().unwrap_or(&p.project_dir).0.as_str()),
+            },
+            Some(DbtArg::StateDir) | None => None,
+        };
+        // `os.path.normpath` drops trailing `/` and `/.`.
+        let text = text.map(|t| {
+            let mut t = t;
+            while let Some(rest) = t.strip_suffix('/').or_else(|| t.strip_suffix("/.")) {
+                t = rest;
+            }
+            t
+        });
+        text.is_some_and(|t| ext.iter().any(|e| t.ends_with(e)))
+    }
+
     /// The keyword arguments of a dbt task under its operator. The dbt command line is built
     /// once: BashOperator gets it joined, DockerOperator and KubernetesPodOperator as a list.
     fn dbt_kwargs(
@@ -366,7 +391,7 @@ impl AirflowEmitter<'_> {
     ) {
         let project = self.graph.spec.dbt.as_ref();
         let word = |a: &DbtArg| match a {
-            DbtArg::Literal(s) => quoted(s),
+            DbtArg::Literal(s) | DbtArg::Vars(s) => quoted(s),
             DbtArg::ProjectDir => "DBT_PROJECT_DIR".to_owned(),
             DbtArg::ProfilesDir => "DBT_PROFILES_DIR".to_owned(),
             DbtArg::StateDir => "DBT_STATE_DIR".to_owned(),
@@ -374,22 +399,26 @@ impl AirflowEmitter<'_> {
         if inv.args.contains(&DbtArg::StateDir) {
             uses.insert("state");
         }
+        // Rendered `--vars` reach bash through the environment, never inside the command.
+        let vars_env = inv.args.iter().find_map(|a| match a {
+            DbtArg::Vars(json) if a.is_template() => Some(json.clone()),
+            _ => None,
+        });
         let mut argv = vec![quoted(&inv.executable)];
         argv.extend(inv.args.iter().map(word));
         let argv = format!("[{}]", argv.join(", "));
         let artifacts = project.and_then(|p| p.artifacts.as_ref()).filter(|_| inv.save_artifacts);
         let scripted =
             inv.deps_first || inv.tolerate_failure || artifacts.is_some() || inv.args.contains(&DbtArg::StateDir);
+        let line = shell_line(&inv.executable, &inv.args, word);
         // (program, argument words) as Python list expressions.
         let (program, script) = if scripted {
             uses.insert("dbt_script");
             let mut commands = Vec::new();
             if inv.deps_first {
-                let mut deps = vec![quoted(&inv.executable)];
-                deps.extend(DbtInvocation::deps_args().iter().map(word));
-                commands.push(format!("[{}]", deps.join(", ")));
+                commands.push(shell_line(&inv.executable, &DbtInvocation::deps_args(), word));
             }
-            commands.push(argv.clone());
+            commands.push(line.clone());
             let store =
                 artifacts.and_then(|a| a.path.as_ref().or(a.s3.as_ref())).map_or("None".to_owned(), |s| quoted(s));
             let state = if inv.args.contains(&DbtArg::StateDir) { "DBT_STATE_DIR" } else { "None" };
@@ -402,21 +431,48 @@ impl AirflowEmitter<'_> {
         } else {
             (Some(argv), String::new())
         };
+        // A templated `--vars` as the environment variable the command line reads.
+        let vars_var = |env: &mut Vec<(String, String)>| {
+            if let Some(json) = &vars_env {
+                env.push((quoted(VARS_ENV), quoted(json)));
+            }
+        };
         match task.settings.operator.value {
             OperatorKind::Bash => {
                 uses.insert("bash");
                 let command = match &program {
-                    Some(argv) => format!("shlex.join({argv})"),
+                    // The last word ends the command, which BashOperator may read as a file name.
+                    Some(_) if self.dbt_word_ends_in(inv.args.last(), BASH_TEMPLATE_EXT) => {
+                        format!("{line} + {}", quoted(NOT_A_FILE))
+                    }
+                    Some(_) => line,
                     None => script,
                 };
                 kwargs.push(("bash_command".into(), command));
+                let mut env = Vec::new();
+                vars_var(&mut env);
+                if !env.is_empty() {
+                    kwargs.push(("env".into(), python_dict(&env)));
+                    kwargs.push(("append_env".into(), "True".into()));
+                }
             }
             OperatorKind::Docker => {
                 uses.insert("docker");
                 let Some(docker) = project.and_then(|p| p.docker.as_ref()) else { return };
-                kwargs.push(("image".into(), quoted(&docker.image)));
+                kwargs.push(("image".into(), templated(&docker.image, DOCKER_TEMPLATE_EXT)));
                 let command = match &program {
-                    Some(argv) => argv.clone(),
+                    // No shell reads these words: each is one argument, whatever Airflow renders into it.
+                    Some(_) => {
+                        let mut words = vec![templated(&inv.executable, DOCKER_TEMPLATE_EXT)];
+                        words.extend(inv.args.iter().map(|a| match a {
+                            DbtArg::Literal(s) => templated(s, DOCKER_TEMPLATE_EXT),
+                            other if self.dbt_word_ends_in(Some(other), DOCKER_TEMPLATE_EXT) => {
+                                format!("{} + {}", word(other), quoted(NOT_A_FILE))
+                            }
+                            other => word(other),
+                        }));
+                        format!("[{}]", words.join(", "))
+                    }
                     None => format!("[\"bash\", \"-c\", {script}]"),
                 };
                 kwargs.push(("command".into(), command));
@@ -430,17 +486,20 @@ impl AirflowEmitter<'_> {
                             let read_only = if parts.next() == Some("ro") { "True" } else { "False" };
                             format!(
                                 "Mount(source={}, target={}, type=\"bind\", read_only={read_only})",
-                                quoted(source),
-                                quoted(target)
+                                templated(source, DOCKER_TEMPLATE_EXT),
+                                templated(target, DOCKER_TEMPLATE_EXT)
                             )
                         })
                         .collect();
                     kwargs.push(("mounts".into(), format!("[{}]", mounts.join(", "))));
                 }
-                if !docker.env.is_empty() {
-                    let env: BTreeMap<&str, &str> =
-                        docker.env.iter().map(|(k, v)| (k.0.as_str(), v.as_str())).collect();
-                    kwargs.push(("environment".into(), literal(Language::Python, &json!(env))));
+                let mut env: Vec<(String, String)> =
+                    docker.env.iter().map(|(k, v)| (quoted(&k.0), templated(v, DOCKER_TEMPLATE_EXT))).collect();
+                if program.is_none() {
+                    vars_var(&mut env);
+                }
+                if !env.is_empty() {
+                    kwargs.push(("environment".into(), python_dict(&env)));
                 }
                 if let Some(network) = &docker.network_mode {
                     kwargs.push(("network_mode".into(), quoted(network)));
@@ -464,9 +523,12 @@ impl AirflowEmitter<'_> {
                         kwargs.push(("arguments".into(), format!("[{script}]")));
                     }
                 }
-                if !k8s.env.is_empty() {
-                    let env: BTreeMap<&str, &str> = k8s.env.iter().map(|(k, v)| (k.0.as_str(), v.as_str())).collect();
-                    kwargs.push(("env_vars".into(), literal(Language::Python, &json!(env))));
+                let mut env: Vec<(String, String)> = k8s.env.iter().map(|(k, v)| (quoted(&k.0), quoted(v))).collect();
+                if program.is_none() {
+                    vars_var(&mut env);
+                }
+                if !env.is_empty() {
+                    kwargs.push(("env_vars".into(), python_dict(&env)));
                 }
                 if !k8s.env_from_secrets.is_empty() {
                     let sources: Vec<String> = k8s
@@ -499,6 +561,61 @@ impl AirflowEmitter<'_> {
                 kwargs.push(("on_finish_action".into(), quoted("delete_pod")));
             }
         }
+    }
+}
+
+/// The extensions after which BashOperator reads a templated string as a template file's name.
+const BASH_TEMPLATE_EXT: &[&str] = &[".sh", ".bash"];
+
+/// DockerOperator's extensions (its `template_ext`).
+const DOCKER_TEMPLATE_EXT: &[&str] = &[".sh", ".bash", ".env"];
+
+/// A template that renders to nothing: ending a string with it keeps Airflow from reading the
+/// string as a template file's name, and leaves what it renders to unchanged.
+const NOT_A_FILE: &str = "{{ '' }}";
+
+/// The environment variable that a templated `--vars` reaches a dbt command line through.
+const VARS_ENV: &str = "FHIRFLOW_DBT_VARS";
+
+/// `text` as a Python string for a field Airflow renders: a string ending in one of `ext` gets
+/// [`NOT_A_FILE`], so that Airflow renders it to `text` instead of looking for a file so named.
+fn templated(text: &str, ext: &[&str]) -> String {
+    if ext.iter().any(|e| text.ends_with(e)) { quoted(&format!("{text}{NOT_A_FILE}")) } else { quoted(text) }
+}
+
+/// Environment variables as a Python dict whose values Airflow renders.
+fn env_dict<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>, ext: &[&str]) -> String {
+    let pairs: Vec<(String, String)> = pairs.map(|(k, v)| (quoted(k), templated(v, ext))).collect();
+    python_dict(&pairs)
+}
+
+/// A Python dict of (key, value) expressions.
+fn python_dict(pairs: &[(String, String)]) -> String {
+    let items: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+    format!("{{{}}}", items.join(", "))
+}
+
+/// A dbt command line for bash as a Python expression: every word quoted by `shlex`, but a
+/// templated `--vars`, which bash reads from [`VARS_ENV`] in double quotes. Airflow renders the
+/// variable, not the command, so nothing it renders ever reaches bash as code.
+fn shell_line(executable: &str, args: &[DbtArg], word: impl Fn(&DbtArg) -> String) -> String {
+    let mut parts = Vec::new();
+    let mut words = vec![quoted(executable)];
+    for arg in args {
+        if arg.is_template() {
+            parts.push(format!("shlex.join([{}])", words.join(", ")));
+            words.clear();
+            parts.push(quoted(&format!("\"${VARS_ENV}\"")));
+        } else {
+            words.push(word(arg));
+        }
+    }
+    if !words.is_empty() {
+        parts.push(format!("shlex.join([{}])", words.join(", ")));
+    }
+    match parts.as_slice() {
+        [one] => one.clone(),
+        _ => format!("\" \".join([{}])", parts.join(", ")),
     }
 }
 
@@ -921,6 +1038,29 @@ mod tests {
             variables(&["json", "_log_dbt_results", "sorted", "DAG", "None", "tg_x"]),
             ["task_0", "task_1", "task_2", "task_3", "task_4", "task_5"]
         );
+    }
+
+    #[test]
+    fn strings_ending_in_a_template_extension_render_back_to_themselves() {
+        assert_eq!(templated("./run.sh", BASH_TEMPLATE_EXT), r#""./run.sh{{ '' }}""#);
+        assert_eq!(templated("x.env", BASH_TEMPLATE_EXT), r#""x.env""#);
+        assert_eq!(templated("x.env", DOCKER_TEMPLATE_EXT), r#""x.env{{ '' }}""#);
+        assert_eq!(templated("run.sh --now", BASH_TEMPLATE_EXT), r#""run.sh --now""#);
+    }
+
+    #[test]
+    fn a_templated_vars_is_read_from_the_environment_in_double_quotes() {
+        let args = [DbtArg::Literal("run".into()), DbtArg::Vars(r#"{"d":"{{ ds }}"}"#.into()), DbtArg::ProjectDir];
+        let word = |a: &DbtArg| match a {
+            DbtArg::Literal(s) | DbtArg::Vars(s) => quoted(s),
+            _ => "P".to_owned(),
+        };
+        assert_eq!(
+            shell_line("dbt", &args, word),
+            r#"" ".join([shlex.join(["dbt", "run"]), "\"$FHIRFLOW_DBT_VARS\"", shlex.join([P])])"#
+        );
+        let plain = [DbtArg::Literal("run".into()), DbtArg::Vars(r#"{"d":1}"#.into())];
+        assert_eq!(shell_line("dbt", &plain, word), r#"shlex.join(["dbt", "run", "{\"d\":1}"])"#);
     }
 
     #[test]

@@ -100,7 +100,7 @@ impl DbtLine<'_> {
         if !self.stage.vars.is_empty() && command != DbtCommand::Deps {
             let vars: BTreeMap<&str, &serde_json::Value> =
                 self.stage.vars.iter().map(|(k, v)| (k.as_str(), v)).collect();
-            args.extend([lit("--vars"), lit(&serde_json::to_string(&vars).unwrap_or_default())]);
+            args.extend([lit("--vars"), DbtArg::Vars(serde_json::to_string(&vars).unwrap_or_default())]);
         }
         if self.stage.full_refresh && command.takes_full_refresh() {
             args.push(lit("--full-refresh"));
@@ -974,7 +974,7 @@ mod tests {
         inv.args
             .iter()
             .filter_map(|a| match a {
-                super::DbtArg::Literal(s) => Some(s.as_str()),
+                super::DbtArg::Literal(s) | super::DbtArg::Vars(s) => Some(s.as_str()),
                 _ => None,
             })
             .collect::<Vec<_>>()

@@ -25,7 +25,7 @@ impl PipelineGraph {
                     Operation::Dbt(inv) => {
                         let mut argv = vec![inv.executable.clone()];
                         argv.extend(inv.args.iter().map(|a| match a {
-                            DbtArg::Literal(s) => s.clone(),
+                            DbtArg::Literal(s) | DbtArg::Vars(s) => s.clone(),
                             DbtArg::ProjectDir => "{project_dir}".to_owned(),
                             DbtArg::ProfilesDir => "{profiles_dir}".to_owned(),
                             DbtArg::StateDir => "{state_dir}".to_owned(),

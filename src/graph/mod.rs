@@ -162,6 +162,16 @@ pub enum DbtArg {
     ProfilesDir,
     /// The previous run's artifacts (`--state`), fetched from `dbt.artifacts` before dbt runs.
     StateDir,
+    /// The `--vars` JSON. Its strings may hold Airflow templates, so a backend renders it and
+    /// passes the result as one word that no shell reads.
+    Vars(String),
+}
+
+impl DbtArg {
+    /// Whether the word holds an Airflow template (`{{`, `{%` or `{#`).
+    pub fn is_template(&self) -> bool {
+        matches!(self, DbtArg::Vars(json) if crate::validate::templates::has_template(json))
+    }
 }
 
 /// The resolved target of a sensor.

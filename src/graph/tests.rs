@@ -107,6 +107,7 @@ fn dbt_arguments_are_in_a_fixed_order() {
         .iter()
         .map(|a| match a {
             DbtArg::Literal(s) => s.clone(),
+            DbtArg::Vars(s) => format!("<V>{s}"),
             DbtArg::ProjectDir => "<P>".into(),
             DbtArg::ProfilesDir => "<Q>".into(),
             DbtArg::StateDir => "<S>".into(),
@@ -127,7 +128,7 @@ fn dbt_arguments_are_in_a_fixed_order() {
             "--exclude",
             "x",
             "--vars",
-            r#"{"a":"{{ ds }}","b":1}"#,
+            r#"<V>{"a":"{{ ds }}","b":1}"#,
             "--full-refresh"
         ]
     );

@@ -187,7 +187,7 @@ pub fn dry_run_text(plan: &RunPlan) -> String {
                 };
                 let words: Vec<String> = std::iter::once(inv.executable.clone())
                     .chain(inv.args.iter().map(|a| match a {
-                        DbtArg::Literal(s) => s.clone(),
+                        DbtArg::Literal(s) | DbtArg::Vars(s) => s.clone(),
                         DbtArg::ProjectDir => project.clone(),
                         DbtArg::ProfilesDir => profiles.clone(),
                         DbtArg::StateDir => "<state>".to_owned(),

@@ -1023,8 +1023,16 @@ impl AttemptJob {
                 let project = self.dbt_dir(false);
                 let profiles = self.dbt_dir(true);
                 let state = self.dbt_state_dir();
+                let vars = match self.render_dbt_vars(invocation) {
+                    Ok(vars) => vars,
+                    Err(failure) => {
+                        return AttemptEnd { outcome: Err(failure), duration: started.elapsed(), dbt: None };
+                    }
+                };
                 let word = |a: &DbtArg| match a {
                     DbtArg::Literal(s) => s.clone(),
+                    // One argument, no shell: the rendered text cannot become a command.
+                    DbtArg::Vars(_) => vars.clone().unwrap_or_default(),
                     DbtArg::ProjectDir => project.display().to_string(),
                     DbtArg::ProfilesDir => profiles.display().to_string(),
                     DbtArg::StateDir => state.display().to_string(),
@@ -1216,26 +1224,48 @@ impl AttemptJob {
         ])
     }
 
+    /// The values a template of this attempt may refer to.
+    fn template_values(&self) -> TemplateValues<'_> {
+        let key = &self.plan.tasks[self.index].key;
+        TemplateValues {
+            logical_date: self.logical_date,
+            run_id: &self.run_id,
+            pipeline: &key.pipeline,
+            task: &key.task,
+            try_number: self.number,
+        }
+    }
+
+    /// The `--vars` JSON rendered as Airflow renders it, if the command has one.
+    fn render_dbt_vars(&mut self, invocation: &DbtInvocation) -> Result<Option<String>, Failure> {
+        let Some(DbtArg::Vars(json)) = invocation.args.iter().find(|a| matches!(a, DbtArg::Vars(_))) else {
+            return Ok(None);
+        };
+        template::render(json, &self.template_values()).map(Some).map_err(|why| {
+            self.log.note(&why);
+            Failure::Template(why)
+        })
+    }
+
     async fn shell(
         &mut self,
         command: &str,
         env: &BTreeMap<String, String>,
         timeout: Option<Duration>,
     ) -> Result<(), Failure> {
-        let key = &self.plan.tasks[self.index].key;
-        let values = TemplateValues {
-            logical_date: self.logical_date,
-            run_id: &self.run_id,
-            pipeline: &key.pipeline,
-            task: &key.task,
-            try_number: self.number,
+        // BashOperator renders `env` as well as the command.
+        let rendered = {
+            let values = self.template_values();
+            let env: Result<Vec<(String, String)>, String> =
+                env.iter().map(|(k, v)| template::render(v, &values).map(|v| (k.clone(), v))).collect();
+            template::render(command, &values).and_then(|command| env.map(|env| (command, env)))
         };
-        let rendered = template::render(command, &values).map_err(|why| {
+        let (rendered, env) = rendered.map_err(|why| {
             self.log.note(&why);
             Failure::Template(why)
         })?;
         let mut all_env = self.context_env();
-        all_env.extend(env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        all_env.extend(env);
         let line = CommandLine {
             program: "bash".to_owned(),
             args: vec!["-c".to_owned(), rendered],

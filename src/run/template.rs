@@ -1,7 +1,7 @@
-//! Airflow's `{{ ... }}` templates in shell commands, rendered with the values a run knows.
+//! Airflow's `{{ ... }}` templates, rendered with the values a run knows.
 //!
-//! A BashOperator's command is a Jinja template that Airflow renders at run time. `fhirflow run`
-//! renders the same command with the macros that depend only on the run (`ds`, `ts`,
+//! A BashOperator's command and environment, and a dbt task's `--vars`, are Jinja templates that
+//! Airflow renders at run time. `fhirflow run` renders the same values with the macros that depend only on the run (`ds`, `ts`,
 //! `run_id`, …). Anything that needs Airflow itself (`var`, `conn`, `macros`) is an error that
 //! fails the task, rather than a command run with a hole in it.
 
@@ -27,9 +27,9 @@ pub struct TemplateValues<'a> {
 const KNOWN: &str = "ds, ds_nodash, ts, ts_nodash, ts_nodash_with_tz, logical_date, data_interval_start, \
                      data_interval_end, run_id, dag.dag_id, dag_run.run_id, task.task_id, ti.try_number";
 
-/// Renders `command`; text without `{{`, `{%` or `{#` is returned as it is.
+/// Renders `command` (or any templated value); text without `{{`, `{%` or `{#` is returned as it is.
 pub fn render(command: &str, values: &TemplateValues<'_>) -> Result<String, String> {
-    if !["{{", "{%", "{#"].iter().any(|open| command.contains(open)) {
+    if !crate::validate::templates::has_template(command) {
         return Ok(command.to_owned());
     }
     let mut env = Environment::new();
@@ -53,7 +53,7 @@ pub fn render(command: &str, values: &TemplateValues<'_>) -> Result<String, Stri
     };
     env.render_str(command, ctx).map_err(|e| {
         let detail = e.detail().map(|d| format!(": {d}")).unwrap_or_default();
-        format!("cannot render the command's template ({}{detail}); `fhirflow run` knows {KNOWN}", e.kind())
+        format!("cannot render a template of the task ({}{detail}); `fhirflow run` knows {KNOWN}", e.kind())
     })
 }
 

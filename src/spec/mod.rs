@@ -626,7 +626,7 @@ pub struct DbtStage {
     /// Nodes to leave out (`--exclude`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub exclude: Vec<DbtSelector>,
-    /// dbt variables (`--vars`), passed as JSON.
+    /// dbt variables (`--vars`), passed as JSON. Strings may hold Airflow `{{ ... }}` templates; the rendered JSON reaches dbt as one argument.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub vars: BTreeMap<Identifier, serde_json::Value>,
     /// Rebuild incremental models from scratch (`--full-refresh`).
@@ -833,7 +833,7 @@ pub struct ShellStage {
     /// The command, run by bash. Airflow renders `{{ ... }}` templates in it.
     #[schemars(length(min = 1, max = 65536))]
     pub command: String,
-    /// Extra environment variables for the command.
+    /// Extra environment variables for the command. Airflow renders `{{ ... }}` templates in the values.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<EnvVarName, String>,
 }

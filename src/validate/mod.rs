@@ -5,6 +5,7 @@
 
 pub mod schema;
 pub mod secrets;
+pub mod templates;
 
 use crate::diagnostic::{Diagnostic, Diagnostics, did_you_mean};
 use crate::parse::{Document, escape_pointer};

@@ -15,6 +15,11 @@
 # no backreferences), or 2.x fails with "invalid perl operator". EXTRA_PATH is
 # prepended to PATH, so BashOperator subprocesses find stub tools there.
 #
+# With FHIRFLOW_DAGS_TEST_CONF set, the run gets that JSON as its dag_run.conf (`--conf`, in
+# both versions). With FHIRFLOW_RENDER_CASES set, airflow_render.py first renders every task of
+# DAGS_DIR with `airflow tasks render`'s own code, in the same home (every DAG reserialized into
+# its DB first), and checks that file's cases.
+#
 # `airflow dags test` exits 0 for any run that did not end "failed", so the run
 # state is read back from the sqlite DB: exit 0 only if it is "success".
 # Timings go to stderr on the last line. The run is killed after
@@ -37,9 +42,17 @@ source "$(dirname "$0")/airflow_home.sh"
 
 t0=$(date +%s.%N)
 airflow db migrate >"$AIRFLOW_HOME/migrate.log" 2>&1 || { cat "$AIRFLOW_HOME/migrate.log" >&2; exit 1; }
+if [[ -n ${FHIRFLOW_RENDER_CASES:-} ]]; then
+    # `tasks render` makes its task instance from the serialized DAG, as the scheduler would. A
+    # file whose parse outlasts the import timeout (30 s; a loaded CI machine) is left out unsaid.
+    export AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT=600
+    airflow dags reserialize >"$AIRFLOW_HOME/reserialize.log" 2>&1 || { cat "$AIRFLOW_HOME/reserialize.log" >&2; exit 1; }
+    "$venv/bin/python" "$(dirname "$0")/airflow_render.py" "$dags_dir" "$FHIRFLOW_RENDER_CASES" "$logical_date"
+fi
 t1=$(date +%s.%N)
 args=(dags test "$dag_id" "$logical_date")
 [[ -n $pattern ]] && args+=(--mark-success-pattern "$pattern")
+[[ -n ${FHIRFLOW_DAGS_TEST_CONF:-} ]] && args+=(--conf "$FHIRFLOW_DAGS_TEST_CONF")
 rc=0
 # A sensor left unmarked could poke until its own timeout; cap the whole run.
 timeout "${FHIRFLOW_DAGS_TEST_TIMEOUT:-900}" airflow "${args[@]}" || rc=$?
