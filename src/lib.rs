@@ -197,8 +197,11 @@ pub fn read_source(path: &Path) -> Result<Arc<SourceFile>, Error> {
     }
     // Bounded, in case the file grows while it is read.
     let mut bytes = Vec::new();
-    std::io::Read::read_to_end(&mut std::io::Read::take(std::fs::File::open(path).map_err(io)?, MAX_SPEC_BYTES), &mut bytes)
-        .map_err(|source| Error::Io { path: path.to_owned(), action: "read", source })?;
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(std::fs::File::open(path).map_err(io)?, MAX_SPEC_BYTES),
+        &mut bytes,
+    )
+    .map_err(|source| Error::Io { path: path.to_owned(), action: "read", source })?;
     match String::from_utf8(bytes) {
         Ok(text) => Ok(SourceFile::new(name, text)),
         Err(e) => {

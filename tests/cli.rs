@@ -46,8 +46,16 @@ fn plan_shows_asset_and_trigger_changes() {
     let out = dir.path().join("out");
     fhirflow_out("apply", &spec, &out).assert().success();
     edit(&spec, "    schedule: \"*/10 * * * *\"\n", "    schedule: {assets: [lake.raw_bundles]}\n");
-    edit(&spec, "        command: dbt --version\n        after: [wait_for_s3_load]\n", "        command: dbt --version\n");
-    edit(&spec, "      wait_for_s3_load:\n        kind: sensor\n        pipeline: s3_to_snowflake_load\n        stage: load\n        skipped_states: [skipped]\n        timeout: 30m\n        poke_interval: 1m\n        mode: reschedule\n", "");
+    edit(
+        &spec,
+        "        command: dbt --version\n        after: [wait_for_s3_load]\n",
+        "        command: dbt --version\n",
+    );
+    edit(
+        &spec,
+        "      wait_for_s3_load:\n        kind: sensor\n        pipeline: s3_to_snowflake_load\n        stage: load\n        skipped_states: [skipped]\n        timeout: 30m\n        poke_interval: 1m\n        mode: reschedule\n",
+        "",
+    );
     edit(
         &spec,
         "        command: aws s3 sync /opt/airflow/output/bundles s3://synthea-fhir-data-dump/raw/patients/\n",
@@ -432,12 +440,7 @@ fn graph_renders_mermaid_dot_and_json() {
         .assert()
         .success()
         .stdout(contains("digraph fhirflow"));
-    fhirflow()
-        .arg("graph")
-        .arg(&spec)
-        .args(["--format", "json"])
-        .assert()
-        .success();
+    fhirflow().arg("graph").arg(&spec).args(["--format", "json"]).assert().success();
     let assert = fhirflow().arg("graph").arg(&spec).args(["--format", "json"]).assert().success();
     let doc: serde_json::Value = serde_json::from_slice(&assert.get_output().stdout).expect("JSON");
     assert_eq!(doc["format_version"], "1.0", "the same format_version as plan and validate");

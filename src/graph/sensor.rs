@@ -303,8 +303,7 @@ impl super::Lowering<'_> {
                     .help("allow at least `success`"),
             );
         }
-        let finals: Vec<AwaitedState> =
-            AwaitedState::ALL.into_iter().filter(|s| task || s.is_run_state()).collect();
+        let finals: Vec<AwaitedState> = AwaitedState::ALL.into_iter().filter(|s| task || s.is_run_state()).collect();
         let unhandled: Vec<&str> =
             finals.iter().filter(|s| !lists.iter().any(|l| l.contains(s))).map(|s| s.as_str()).collect();
         if !unhandled.is_empty() {

@@ -76,8 +76,17 @@ impl DagSummary {
                 continue;
             };
             let mut changes = Vec::new();
-            let fields =
-                ["operator", "upstream", "retries", "retry_delay", "execution_timeout", "sensor", "outlets", "trigger", "trigger_rule"];
+            let fields = [
+                "operator",
+                "upstream",
+                "retries",
+                "retry_delay",
+                "execution_timeout",
+                "sensor",
+                "outlets",
+                "trigger",
+                "trigger_rule",
+            ];
             for field in fields {
                 if old.get(field) != now.get(field) {
                     changes.push(FieldChange {

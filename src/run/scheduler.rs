@@ -23,8 +23,8 @@ use super::sensor::{self, SensorFailure};
 use super::store::{NewRun, PipelineRun, Store, StoreError};
 use super::task_log::{OutputLine, TaskLog, log_path};
 use super::template::{self, TemplateValues};
-use super::{RunError, RunOptions, RunState, SpecGraph, TaskKey, TaskState, run_dir, state_dir};
 use super::trigger_rule::{self, Decision};
+use super::{RunError, RunOptions, RunState, SpecGraph, TaskKey, TaskState, run_dir, state_dir};
 use crate::graph::{DbtArg, DbtInvocation, Operation, Settings};
 use crate::spec::SensorMode;
 use chrono::{DateTime, SubsecRound, Utc};
@@ -641,13 +641,18 @@ impl<'a> Scheduler<'a> {
                         }
                         None
                     }
-                    Decision::Skip => Some((TaskState::Skipped, self.upstream_states(index, |s| s == TaskState::Skipped))),
+                    Decision::Skip => {
+                        Some((TaskState::Skipped, self.upstream_states(index, |s| s == TaskState::Skipped)))
+                    }
                     Decision::UpstreamFailed => Some((
                         TaskState::UpstreamFailed,
                         self.upstream_states(index, |s| {
                             matches!(
                                 s,
-                                TaskState::Failed | TaskState::UpstreamFailed | TaskState::Cancelled | TaskState::Interrupted
+                                TaskState::Failed
+                                    | TaskState::UpstreamFailed
+                                    | TaskState::Cancelled
+                                    | TaskState::Interrupted
                             )
                         }),
                     )),
@@ -679,28 +684,22 @@ impl<'a> Scheduler<'a> {
             return (!fired).then(|| format!("not triggered: trigger {}", ended.join(", ")));
         }
         let condition = pipeline.assets.as_ref()?;
-        let producers: Vec<usize> = task
-            .awaits
-            .iter()
-            .copied()
-            .filter(|&u| self.run.plan.tasks[u].key.pipeline != task.key.pipeline)
-            .collect();
+        let producers: Vec<usize> =
+            task.awaits.iter().copied().filter(|&u| self.run.plan.tasks[u].key.pipeline != task.key.pipeline).collect();
         if producers.is_empty() {
             // No producer takes part in this run: the user started the pipeline by hand.
             return None;
         }
         let produced = |asset: &crate::spec::AssetName| {
-            producers
-                .iter()
-                .any(|&u| self.tasks[u].state == TaskState::Success && self.run.plan.tasks[u].task.outlets.contains(asset))
+            producers.iter().any(|&u| {
+                self.tasks[u].state == TaskState::Success && self.run.plan.tasks[u].task.outlets.contains(asset)
+            })
         };
         if condition.holds(&produced) {
             return None;
         }
-        let ended: Vec<String> = producers
-            .iter()
-            .map(|&u| format!("{} {}", self.run.plan.tasks[u].label, self.tasks[u].state))
-            .collect();
+        let ended: Vec<String> =
+            producers.iter().map(|&u| format!("{} {}", self.run.plan.tasks[u].label, self.tasks[u].state)).collect();
         Some(format!("not triggered: its assets ({condition}) have no events; producers {}", ended.join(", ")))
     }
 

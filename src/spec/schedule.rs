@@ -58,7 +58,9 @@ impl AssetCondition {
     pub fn holds(&self, has_event: &dyn Fn(&AssetName) -> bool) -> bool {
         match self {
             AssetCondition::Asset(name) => has_event(name),
-            AssetCondition::List(items) | AssetCondition::All { all: items } => items.iter().all(|c| c.holds(has_event)),
+            AssetCondition::List(items) | AssetCondition::All { all: items } => {
+                items.iter().all(|c| c.holds(has_event))
+            }
             AssetCondition::Any { any: items } => items.iter().any(|c| c.holds(has_event)),
         }
     }
@@ -221,7 +223,9 @@ impl<'de> Deserialize<'de> for Schedule {
 impl Serialize for Schedule {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         match self {
-            Schedule::Assets(assets) => ScheduleRepr::Assets(AssetsSchedule { assets: assets.clone() }).serialize(serializer),
+            Schedule::Assets(assets) => {
+                ScheduleRepr::Assets(AssetsSchedule { assets: assets.clone() }).serialize(serializer)
+            }
             other => serializer.collect_str(other),
         }
     }
