@@ -665,14 +665,23 @@ mod snowflake {
         }
     }
 
-    #[tokio::test(flavor = "multi_thread")]
-    async fn an_existing_table_with_other_columns_fails_before_the_copy_naming_them() {
-        let dir = tempfile::tempdir().unwrap();
-        put(&dir.path().join("s3"), "raw/patients/a.json", "a", 1_000);
-        let Some(servers) = start(dir.path()) else { return };
+    /// Servers holding `raw/patients/<id>.json` for each of `ids` (oldest first), the stage, and
+    /// [`create_existing_tables`]; `None` when skipped on purpose.
+    async fn existing_project(dir: &Path, ids: &[&str]) -> Option<(Servers, snowflake_connector_rs::Session)> {
+        for (i, id) in ids.iter().enumerate() {
+            put(&dir.join("s3"), &format!("raw/patients/{id}.json"), id, 1_000 + i as u64);
+        }
+        let servers = start(dir)?;
         let session = session(servers.snow.port).await;
         create_stage(&session).await;
         create_existing_tables(&session).await;
+        Some((servers, session))
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn an_existing_table_with_other_columns_fails_before_the_copy_naming_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let Some((servers, session)) = existing_project(dir.path(), &["a"]).await else { return };
         assert_failed_at_once(
             &run(&spec(dir.path(), 2), &servers, "secret"),
             "load `load`: table RAW.FHIR_BUNDLES does not match the load's `target.columns`: no column `BUNDLE` \
@@ -695,12 +704,7 @@ mod snowflake {
     #[tokio::test(flavor = "multi_thread")]
     async fn an_existing_table_with_the_configured_names_loads_into_them() {
         let dir = tempfile::tempdir().unwrap();
-        put(&dir.path().join("s3"), "raw/patients/a.json", "a", 1_000);
-        put(&dir.path().join("s3"), "raw/patients/b.json", "b", 1_001);
-        let Some(servers) = start(dir.path()) else { return };
-        let session = session(servers.snow.port).await;
-        create_stage(&session).await;
-        create_existing_tables(&session).await;
+        let Some((servers, session)) = existing_project(dir.path(), &["a", "b"]).await else { return };
         let spec = spec_with(
             dir.path(),
             1,
@@ -720,6 +724,77 @@ mod snowflake {
         let marks: Vec<(String, i64)> =
             select(&session, "SELECT LAST_KEY, FILES_LOADED FROM RAW.LOAD_WATERMARK ORDER BY ID").await;
         assert_eq!(marks, [("raw/patients/a.json".to_owned(), 1), ("raw/patients/b.json".to_owned(), 1)]);
+    }
+
+    /// `fhirflow apply`s `spec` and calls its DAG's Snowflake tasks with real Airflow against
+    /// the test's fakesnow (tests/conformance/airflow_load_tasks.py says what is real), as if
+    /// `list_new_s3_files` had listed `keys`. One JSON value per task called.
+    fn airflow_load_tasks(airflow: &Path, spec: &Path, servers: &Servers, keys: &[&str]) -> Vec<serde_json::Value> {
+        let out = spec.parent().unwrap().join("airflow");
+        fhirflow().arg("apply").arg(spec).arg("--out").arg(&out).assert().success();
+        let files: Vec<serde_json::Value> = keys
+            .iter()
+            .map(|key| serde_json::json!({"key": key, "last_modified": "2026-01-01T00:00:00.000000Z"}))
+            .collect();
+        let output = std::process::Command::new(airflow.join("bin/python"))
+            .arg(repo().join("tests/conformance/airflow_load_tasks.py"))
+            .arg(out.join("dags"))
+            .arg("p")
+            .arg(servers.snow.port.to_string())
+            .arg(serde_json::Value::Array(files).to_string())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+        stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    }
+
+    /// The same spec's DAG does what `fhirflow run` does with tables that exist: the same
+    /// check, failing with the same message (and without retries), and with the configured
+    /// names the same load. SnowflakeHook itself cannot reach a local endpoint, so its
+    /// connection is the one thing not Airflow's own here.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn the_airflow_dag_checks_and_loads_an_existing_table_as_fhirflow_run_does() {
+        let Some(airflow) = common::venv("FHIRFLOW_AIRFLOW_VENV") else { return };
+        let dir = tempfile::tempdir().unwrap();
+        let Some((servers, session)) = existing_project(dir.path(), &["a"]).await else { return };
+        let spec = spec(dir.path(), 2);
+        let tasks = airflow_load_tasks(&airflow, &spec, &servers, &["raw/patients/a.json"]);
+        let message = "load `load`: table RAW.FHIR_BUNDLES does not match the load's `target.columns`: no column \
+                       `BUNDLE` (document); the table has FILE_KEY, LOADED_AT, BUNDLE_DATA. Name the table's columns \
+                       under `target.columns`";
+        assert_eq!(
+            tasks,
+            [
+                serde_json::json!({"task": "create_snowflake_tables", "failed": "AirflowFailException", "message": message})
+            ]
+        );
+        assert_failed_at_once(&run(&spec, &servers, "secret"), message);
+
+        let spec = spec_with(
+            dir.path(),
+            2,
+            ", columns: {document: bundle_data}",
+            "\n        watermark_columns: {load_id: id, updated_at: written_at}",
+        );
+        let tasks = airflow_load_tasks(&airflow, &spec, &servers, &["raw/patients/a.json"]);
+        let results: Vec<(&str, &serde_json::Value)> =
+            tasks.iter().map(|t| (t["task"].as_str().unwrap_or_default(), &t["ok"])).collect();
+        assert_eq!(
+            results,
+            [
+                ("create_snowflake_tables", &serde_json::Value::Null),
+                ("get_last_watermark", &serde_json::Value::Null),
+                ("load_files_to_snowflake", &serde_json::json!(1)),
+                ("update_watermark", &serde_json::Value::Null),
+            ],
+            "{tasks:?}"
+        );
+        let ids: Vec<(String, String)> =
+            select(&session, "SELECT FILE_KEY, BUNDLE_DATA:id::string FROM RAW.FHIR_BUNDLES").await;
+        assert_eq!(ids, [("raw/patients/a.json".to_owned(), "a".to_owned())]);
+        let marks: Vec<(i64, String)> = select(&session, "SELECT ID, LAST_KEY FROM RAW.LOAD_WATERMARK").await;
+        assert_eq!(marks, [(1, "raw/patients/a.json".to_owned())]);
     }
 
     #[tokio::test(flavor = "multi_thread")]
