@@ -400,6 +400,34 @@ mod embedded {
         check_marts(&venv, dir.path(), &dir.path().join("bundles"), &database);
     }
 
+    /// The example's staging models read the raw table's columns by the names the spec gives
+    /// them: renamed in `target.columns` (which `build` hands dbt as var raw_columns), the load
+    /// writes `bundle_data` and the marts still check out.
+    #[test]
+    fn the_fhir_example_reads_the_document_column_the_spec_names() {
+        let Some(venv) = common::venv("FHIRFLOW_DBT_VENV") else { return };
+        let dir = tempfile::tempdir().unwrap();
+        copy_example(dir.path());
+        let spec = dir.path().join("fhir.yaml");
+        let text = std::fs::read_to_string(&spec).unwrap();
+        let renamed = text.replace("document: bundle}", "document: bundle_data}");
+        assert_ne!(renamed, text, "the example names its document column");
+        std::fs::write(&spec, renamed).unwrap();
+        let stdout = run_example(&venv, &spec, &[]);
+        assert!(stdout.contains("loaded 6 file(s)"), "{stdout}");
+        let database = dir.path().join("warehouse.duckdb");
+        let columns: Vec<String> = Connection::open(&database)
+            .unwrap()
+            .prepare("SELECT column_name FROM (DESCRIBE raw.fhir_bundles)")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<duckdb::Result<_>>()
+            .unwrap();
+        assert_eq!(columns, ["file_key", "loaded_at", "bundle_data"]);
+        check_marts(&venv, dir.path(), &dir.path().join("bundles"), &database);
+    }
+
     #[test]
     fn the_fhir_example_runs_on_the_synthea_sample() {
         let sample = repo().join("../shared/data/synthea-sample");

@@ -26,7 +26,6 @@ const RESERVED: &[&str] = &[
     "FileNotFoundError",
     "BashOperator",
     "PythonOperator",
-    "SQLExecuteQueryOperator",
     "ExternalTaskSensor",
     "TriggerDagRunOperator",
     "Asset",
