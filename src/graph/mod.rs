@@ -1106,23 +1106,26 @@ impl Lowering<'_> {
     }
 
     /// Rejects two settings of one table's layout that name the same column (compared without
-    /// case, as the warehouses compare them), at the second one.
+    /// case, as the warehouses compare them), at the one the spec writes (the second if both).
     fn distinct_columns(&mut self, pointer: &str, table: &TableName, named: &[(&str, &ColumnName)]) -> bool {
         let mut ok = true;
         for (i, (setting, column)) in named.iter().enumerate() {
-            let Some((first, _)) = named[..i].iter().find(|(_, c)| c.as_str().eq_ignore_ascii_case(column.as_str()))
+            let Some((first, other)) =
+                named[..i].iter().find(|(_, c)| c.as_str().eq_ignore_ascii_case(column.as_str()))
             else {
                 continue;
             };
-            let at = format!("{pointer}/{setting}");
-            let span = self.doc.span(&at);
+            let at = |s: &str| format!("{pointer}/{s}");
+            let shown = |s: &str| {
+                if self.doc.has(&at(s)) { format!("`{s}`") } else { format!("`{s}` (by default)") }
+            };
+            let (written, name) = if self.doc.has(&at(setting)) { (at(setting), column) } else { (at(first), other) };
+            let message = format!("{} and {} of table {table} both name column `{name}`", shown(setting), shown(first));
+            let span = self.doc.span(&written);
             self.error(
-                Diagnostic::error(
-                    "duplicate-column",
-                    format!("`{setting}` and `{first}` of table {table} both name column `{column}`"),
-                )
-                .at(span, "")
-                .help("each column of a load's table needs its own name; names are compared without case"),
+                Diagnostic::error("duplicate-column", message)
+                    .at(span, "")
+                    .help("each column of a load's table needs its own name; names are compared without case"),
             );
             ok = false;
         }

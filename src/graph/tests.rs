@@ -183,7 +183,7 @@ fn two_settings_naming_one_column_are_an_error_at_the_second() {
     );
     assert!(errs[0].contains("t.yaml:15:"), "located at the second: {}", errs[0]);
     assert!(
-        errs[1].contains("`last_key` and `source` of table RAW.LOAD_WATERMARK both name column `Source`"),
+        errs[1].contains("`last_key` and `source` (by default) of table RAW.LOAD_WATERMARK both name column `Source`"),
         "{}",
         errs[1]
     );
