@@ -2,7 +2,8 @@
 //! `duckdb`), the FHIR example end to end with real dbt, and a fhirflow killed mid-load.
 //!
 //! The DuckDB tests need the `duckdb` feature (scripts/test.sh turns it on); the end-to-end
-//! tests also need `FHIRFLOW_DBT_VENV` (see tests/common).
+//! tests also need `FHIRFLOW_DBT_VENV` (see tests/common), and the Snowflake one that calls the
+//! DAG's load tasks `FHIRFLOW_AIRFLOW_VENV`.
 
 mod common;
 
