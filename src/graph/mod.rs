@@ -1099,7 +1099,7 @@ impl Lowering<'_> {
             table: copy.target.table.clone(),
             watermark_table: copy.watermark_table.clone(),
             columns: copy.target.columns.clone(),
-            watermark_columns: copy.watermark_columns.clone(),
+            watermark_columns: (*copy.watermark_columns).clone(),
             batch_size: copy.batch_size,
             task_ids,
         })

@@ -790,8 +790,9 @@ pub struct CopyIntoStage {
     pub watermark_table: TableName,
     /// The watermark table's column names, for a table that exists already. Default: today's
     /// `load_id, source, last_modified, last_key, files_loaded, updated_at`.
+    // Boxed: a load's stage would otherwise be much the largest kind of stage.
     #[serde(default, skip_serializing_if = "WatermarkColumns::is_default")]
-    pub watermark_columns: WatermarkColumns,
+    pub watermark_columns: Box<WatermarkColumns>,
     /// Most files loaded by one run.
     #[serde(default = "default_batch_size")]
     #[schemars(range(min = 1, max = 1000))]
