@@ -148,6 +148,14 @@ fn diagnostic_texts() {
             "version: 1\ndbt: {project_dir: dbt}\nconnections: {lake: {type: s3, bucket: lake-bucket}, wh: {type: snowflake}}\npipelines:\n  p:\n    stages:\n      l: {kind: copy_into, source: {connection: lake, prefix: x/}, target: {connection: wh, table: T, stage: S}, watermark_table: W}\n      r: {kind: dbt, command: run, after: [l]}\n".to_owned(),
         ),
         (
+            "load_columns",
+            "version: 1\nconnections: {lake: {type: s3, bucket: lake-bucket}, wh: {type: snowflake}}\npipelines:\n  p:\n    max_active_runs: 1\n    stages:\n      l:\n        kind: copy_into\n        retries: 1\n        source: {connection: lake}\n        target: {connection: wh, table: T, stage: S, columns: {file_key: key, document: KEY}}\n        watermark_table: W\n        watermark_columns: {load_id: Source}\n".to_owned(),
+        ),
+        (
+            "load_column_name",
+            "version: 1\nconnections: {lake: {type: s3, bucket: lake-bucket}, wh: {type: snowflake}}\npipelines:\n  p:\n    max_active_runs: 1\n    stages:\n      l: {kind: copy_into, retries: 1, source: {connection: lake}, target: {connection: wh, table: T, stage: S, columns: {document: 'bundle data'}}, watermark_table: W, watermark_columns: {last_key: ''}}\n".to_owned(),
+        ),
+        (
             "manifest_models",
             format!("{MODES}layers:\n  staging: {{models: [stg_patientz, stg_visits]}}\npipelines:\n  p:\n    stages:\n      b: {{kind: dbt, command: build, retries: 1, dbt_mode: per_model}}\n"),
         ),

@@ -26,7 +26,6 @@ const RESERVED: &[&str] = &[
     "FileNotFoundError",
     "BashOperator",
     "PythonOperator",
-    "SQLExecuteQueryOperator",
     "ExternalTaskSensor",
     "TriggerDagRunOperator",
     "Asset",
@@ -238,6 +237,7 @@ impl<'a> AirflowEmitter<'a> {
                 docstring => code(docstring(&doc)),
                 imports => imports(&uses, version).into_iter().map(code).collect::<Vec<_>>(),
                 skip_import => code(Imports::of(version).skip),
+                fail_import => code(Imports::of(version).fail),
                 dbt => dbt,
                 uses_results => uses.contains("results"),
                 uses_dbt_script => uses.contains("dbt_script"),
@@ -639,16 +639,26 @@ fn load_kwargs(step: LoadStep, plan: &LoadPlan, uses: &mut BTreeSet<&'static str
     let task_ref = |s: LoadStep| quoted(plan.task_id(s));
     match step {
         LoadStep::CreateTables => {
-            uses.insert("sql");
+            uses.insert("python");
             let ddl = snowflake::create_tables(plan);
-            kwargs.push(("conn_id".into(), conn));
-            kwargs.push(("sql".into(), format!("[{}]", ddl.iter().map(|s| quoted(s)).collect::<Vec<_>>().join(", "))));
+            kwargs.push(("python_callable".into(), "_create_load_tables".into()));
+            kwargs.push((
+                "op_kwargs".into(),
+                format!(
+                    "{{\"conn_id\": {conn}, \"ddl\": {}, \"layouts\": {}}}",
+                    literal(Language::Python, &json!(ddl)),
+                    layouts(plan)
+                ),
+            ));
         }
         LoadStep::GetWatermark => {
             uses.insert("python");
             let sql = snowflake::get_watermark(plan);
             kwargs.push(("python_callable".into(), "_get_last_watermark".into()));
-            kwargs.push(("op_kwargs".into(), format!("{{\"conn_id\": {conn}, \"sql\": {}}}", quoted(&sql))));
+            kwargs.push((
+                "op_kwargs".into(),
+                format!("{{\"conn_id\": {conn}, \"sql\": {}, \"layouts\": {}}}", quoted(&sql), layouts(plan)),
+            ));
         }
         LoadStep::ListFiles => {
             uses.insert("python");
@@ -673,10 +683,11 @@ fn load_kwargs(step: LoadStep, plan: &LoadPlan, uses: &mut BTreeSet<&'static str
             kwargs.push((
                 "op_kwargs".into(),
                 format!(
-                    "{{\"conn_id\": {conn}, \"files_task\": {}, \"copy_head\": {}, \"copy_tail\": {}}}",
+                    "{{\"conn_id\": {conn}, \"files_task\": {}, \"copy_head\": {}, \"copy_tail\": {}, \"layouts\": {}}}",
                     task_ref(LoadStep::ListFiles),
                     quoted(&head),
-                    quoted(tail)
+                    quoted(tail),
+                    layouts(plan)
                 ),
             ));
         }
@@ -694,6 +705,22 @@ fn load_kwargs(step: LoadStep, plan: &LoadPlan, uses: &mut BTreeSet<&'static str
             ));
         }
     }
+}
+
+/// The tables a load's tasks check before they read or write them, as a Python literal:
+/// `[[table, quoted table, setting, stage, [[setting, column], ...]], ...]`, each column as
+/// Snowflake stores an unquoted name (upper case), which `DESCRIBE TABLE` reports.
+fn layouts(plan: &LoadPlan) -> String {
+    let tables: Vec<serde_json::Value> = plan
+        .layouts()
+        .iter()
+        .map(|l| {
+            let columns: Vec<[String; 2]> =
+                l.columns.iter().map(|(s, c)| [(*s).to_owned(), c.as_str().to_ascii_uppercase()]).collect();
+            json!([l.table.as_str(), l.table.quoted(), l.setting, plan.stage.as_str(), columns])
+        })
+        .collect();
+    literal(Language::Python, &json!(tables))
 }
 
 /// Settings as keyword arguments: all of them for `default_args`, or only those that differ
@@ -750,6 +777,7 @@ struct Imports {
     sensor: &'static str,
     trigger: &'static str,
     skip: &'static str,
+    fail: &'static str,
     empty: &'static str,
     task_group: &'static str,
 }
@@ -764,6 +792,7 @@ impl Imports {
                 sensor: "from airflow.sensors.external_task import ExternalTaskSensor",
                 trigger: "from airflow.operators.trigger_dagrun import TriggerDagRunOperator",
                 skip: "from airflow.exceptions import AirflowSkipException",
+                fail: "from airflow.exceptions import AirflowFailException",
                 empty: "from airflow.operators.empty import EmptyOperator",
                 task_group: "from airflow.utils.task_group import TaskGroup",
             }
@@ -775,6 +804,7 @@ impl Imports {
                 sensor: "from airflow.providers.standard.sensors.external_task import ExternalTaskSensor",
                 trigger: "from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator",
                 skip: "from airflow.sdk.exceptions import AirflowSkipException",
+                fail: "from airflow.sdk.exceptions import AirflowFailException",
                 empty: "from airflow.providers.standard.operators.empty import EmptyOperator",
                 task_group: "from airflow.sdk import TaskGroup",
             }
@@ -838,9 +868,6 @@ fn imports(uses: &BTreeSet<&'static str>, version: u32) -> Vec<String> {
     }
     if has("kubernetes") {
         third.push("from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator");
-    }
-    if has("sql") {
-        third.push("from airflow.providers.common.sql.operators.sql import SQLExecuteQueryOperator");
     }
     if has("cron_trigger") {
         third.push("from airflow.timetables.trigger import CronTriggerTimetable");

@@ -1,6 +1,6 @@
 //! What real Airflow and real dbt must report for this graph (tests/conformance/CONTRACT.md).
 
-use super::{DbtArg, LoadStep, Operation, PipelineGraph, Task};
+use super::{DbtArg, Operation, PipelineGraph, Task};
 use crate::spec::OperatorKind;
 use crate::spec::Schedule;
 use serde_json::{Map, Value, json};
@@ -174,7 +174,6 @@ pub fn operator_name(task: &Task) -> &'static str {
         Operation::DbtResults { .. } => "PythonOperator",
         Operation::Sensor(_) => "ExternalTaskSensor",
         Operation::Trigger(_) => "TriggerDagRunOperator",
-        Operation::Load { step: LoadStep::CreateTables, .. } => "SQLExecuteQueryOperator",
         Operation::Load { .. } => "PythonOperator",
     }
 }

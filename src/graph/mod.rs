@@ -23,8 +23,8 @@ pub use settings::{Origin, Resolved, Settings};
 use crate::diagnostic::{Diagnostic, Diagnostics, did_you_mean};
 use crate::parse::{Document, escape_pointer};
 use crate::spec::{
-    AssetName, AwaitedState, ConnectionKind, DbtCommand, DbtSelector, Duration, Identifier, ParseResults, PipelineId,
-    Schedule, SensorMode, Spec, StageId, StageKind, TableName, TaskSettings,
+    AssetName, AwaitedState, ColumnName, ConnectionKind, DbtCommand, DbtSelector, Duration, Identifier, ParseResults,
+    PipelineId, RawColumns, Schedule, SensorMode, Spec, StageId, StageKind, TableName, TaskSettings, WatermarkColumns,
 };
 use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
@@ -307,6 +307,10 @@ pub struct LoadPlan {
     pub table: TableName,
     /// The watermark table.
     pub watermark_table: TableName,
+    /// The raw table's column names.
+    pub columns: RawColumns,
+    /// The watermark table's column names.
+    pub watermark_columns: WatermarkColumns,
     /// Files per run.
     pub batch_size: u32,
     /// Task ids of the five steps, in [`LoadStep::ALL`] order.
@@ -370,6 +374,39 @@ impl LoadPlan {
     /// The task id of `step`.
     pub fn task_id(&self, step: LoadStep) -> &str {
         &self.task_ids[step as usize]
+    }
+
+    /// The raw table's layout, then the watermark table's: what a table that exists must have.
+    pub fn layouts(&self) -> [TableLayout<'_>; 2] {
+        [
+            TableLayout { table: &self.table, setting: "target.columns", columns: self.columns.named().to_vec() },
+            TableLayout {
+                table: &self.watermark_table,
+                setting: "watermark_columns",
+                columns: self.watermark_columns.named().to_vec(),
+            },
+        ]
+    }
+}
+
+/// A table of a load and the columns it must have, each with the setting that names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableLayout<'a> {
+    /// The table.
+    pub table: &'a TableName,
+    /// Where the spec names its columns, such as `target.columns`.
+    pub setting: &'static str,
+    /// (setting, column) pairs, in table order.
+    pub columns: Vec<(&'static str, &'a ColumnName)>,
+}
+
+impl TableLayout<'_> {
+    /// The columns missing from a table whose columns are `found`, as the warehouse names them:
+    /// Snowflake upper-cases unquoted names, so there a column matches its upper-cased name
+    /// exactly; DuckDB (`case_insensitive`) matches without case.
+    pub fn missing(&self, found: &[String], case_insensitive: bool) -> Vec<(&'static str, &ColumnName)> {
+        let has = |c: &ColumnName| found.iter().any(|f| c.matches(f, case_insensitive));
+        self.columns.iter().filter(|(_, c)| !has(c)).map(|(s, c)| (*s, *c)).collect()
     }
 }
 
@@ -1054,6 +1091,19 @@ impl Lowering<'_> {
                 }
             }
         };
+        let raw = self.distinct_columns(
+            &format!("{pointer}/target/columns"),
+            &copy.target.table,
+            &copy.target.columns.named(),
+        );
+        let marks = self.distinct_columns(
+            &format!("{pointer}/watermark_columns"),
+            &copy.watermark_table,
+            &copy.watermark_columns.named(),
+        );
+        if !(raw && marks) {
+            return None;
+        }
         let prefix = copy.task_prefix.clone().unwrap_or_default();
         let task_ids = LoadStep::ALL.map(|step| format!("{prefix}{}", step.task_name()));
         Some(LoadPlan {
@@ -1063,9 +1113,38 @@ impl Lowering<'_> {
             target,
             table: copy.target.table.clone(),
             watermark_table: copy.watermark_table.clone(),
+            columns: copy.target.columns.clone(),
+            watermark_columns: (*copy.watermark_columns).clone(),
             batch_size: copy.batch_size,
             task_ids,
         })
+    }
+
+    /// Rejects two settings of one table's layout that name the same column (compared without
+    /// case, as the warehouses compare them), at the one the spec writes (the second if both).
+    fn distinct_columns(&mut self, pointer: &str, table: &TableName, named: &[(&str, &ColumnName)]) -> bool {
+        let mut ok = true;
+        for (i, (setting, column)) in named.iter().enumerate() {
+            let Some((first, other)) =
+                named[..i].iter().find(|(_, c)| c.as_str().eq_ignore_ascii_case(column.as_str()))
+            else {
+                continue;
+            };
+            let at = |s: &str| format!("{pointer}/{s}");
+            let shown = |s: &str| {
+                if self.doc.has(&at(s)) { format!("`{s}`") } else { format!("`{s}` (by default)") }
+            };
+            let (written, name) = if self.doc.has(&at(setting)) { (at(setting), column) } else { (at(first), other) };
+            let message = format!("{} and {} of table {table} both name column `{name}`", shown(setting), shown(first));
+            let span = self.doc.span(&written);
+            self.error(
+                Diagnostic::error("duplicate-column", message)
+                    .at(span, "")
+                    .help("each column of a load's table needs its own name; names are compared without case"),
+            );
+            ok = false;
+        }
+        ok
     }
 
     fn connection_span(&self, name: &Identifier) -> Option<crate::source::Span> {

@@ -141,3 +141,64 @@ fn results_task_names_follow_the_seed() {
     assert_eq!(id("dbt_test", DbtCommand::Test), "parse_test_results");
     assert_eq!(id("build_all", DbtCommand::Build), "parse_all_results");
 }
+
+/// A load with `target` and `extra` (more lines of the stage, indented under it).
+fn load_spec(target: &str, extra: &str) -> String {
+    format!(
+        "{HEAD}pipelines:\n  l:\n    max_active_runs: 1\n    stages:\n      load:\n        kind: copy_into\n        source: {{connection: lake}}\n        target: {target}\n        watermark_table: RAW.LOAD_WATERMARK\n{extra}"
+    )
+}
+
+#[test]
+fn configured_columns_reach_the_snowflake_sql_upper_cased_and_quoted() {
+    let g = compile(&load_spec(
+        "{connection: wh, table: RAW.FHIR_BUNDLES, stage: RAW.S3, columns: {document: bundle_data}}",
+        "        watermark_columns: {load_id: id, updated_at: Written_At}\n",
+    ))
+    .unwrap();
+    let Operation::Load { plan, .. } = &g.pipeline("l").unwrap().tasks[0].operation else { panic!("a load") };
+    let [raw, marks] = crate::emit::snowflake::create_tables(plan);
+    assert!(raw.contains(r#"("FILE_KEY" VARCHAR NOT NULL, "LOADED_AT" TIMESTAMP_TZ"#), "{raw}");
+    assert!(raw.contains(r#""BUNDLE_DATA" VARIANT)"#), "{raw}");
+    assert!(
+        marks.contains(r#"("ID" NUMBER AUTOINCREMENT"#) && marks.contains(r#""WRITTEN_AT" TIMESTAMP_TZ"#),
+        "{marks}"
+    );
+    let stage = TableName::new("RAW.S3").unwrap();
+    assert!(crate::emit::snowflake::copy_head(plan, &stage).contains(r#"("FILE_KEY", "LOADED_AT", "BUNDLE_DATA")"#));
+    assert!(crate::emit::snowflake::get_watermark(plan).ends_with(r#"ORDER BY "ID" DESC LIMIT 1"#));
+}
+
+#[test]
+fn two_settings_naming_one_column_are_an_error_at_the_second() {
+    let errs = compile(&load_spec(
+        "{connection: wh, table: RAW.FHIR_BUNDLES, stage: RAW.S3, columns: {file_key: key, document: KEY}}",
+        "        watermark_columns: {last_key: Source}\n",
+    ))
+    .unwrap_err();
+    assert_eq!(errs.len(), 2, "{errs:?}");
+    assert!(
+        errs[0].contains("`document` and `file_key` of table RAW.FHIR_BUNDLES both name column `KEY`"),
+        "{}",
+        errs[0]
+    );
+    assert!(errs[0].contains("t.yaml:15:"), "located at the second: {}", errs[0]);
+    assert!(
+        errs[1].contains("`last_key` and `source` (by default) of table RAW.LOAD_WATERMARK both name column `Source`"),
+        "{}",
+        errs[1]
+    );
+    assert!(errs[1].contains("t.yaml:17:"), "{}", errs[1]);
+}
+
+#[test]
+fn an_empty_or_quoting_column_name_is_rejected_where_it_is_written() {
+    for bad in ["''", "'a\"b'", "'1st'"] {
+        let errs = compile(&load_spec(
+            &format!("{{connection: wh, table: RAW.FHIR_BUNDLES, stage: RAW.S3, columns: {{document: {bad}}}}}"),
+            "",
+        ))
+        .unwrap_err();
+        assert!(errs.iter().any(|e| e.contains("t.yaml:15:") && e.contains("column name")), "{bad}: {errs:?}");
+    }
+}

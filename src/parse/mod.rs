@@ -163,6 +163,11 @@ impl Document {
         Some(Span::at(&self.source, start, len))
     }
 
+    /// Whether the spec writes the node at `pointer` (a default is not written).
+    pub fn has(&self, pointer: &str) -> bool {
+        self.spans.contains_key(pointer)
+    }
+
     /// Where an aliased or merged node was defined, if it was.
     pub fn defined_span(&self, pointer: &str) -> Option<Span> {
         let spans = self.spans.get(pointer)?;

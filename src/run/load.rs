@@ -78,6 +78,24 @@ pub enum LoadError {
         /// What is wrong.
         message: String,
     },
+    /// A table that exists lacks columns the spec names for it (not retried). Found before any
+    /// `COPY` or `INSERT`, so nothing was loaded.
+    #[error(
+        "load `{stage}`: table {table} does not match the load's `{setting}`: no column {missing}; the table has {found}. \
+         Name the table's columns under `{setting}`"
+    )]
+    Layout {
+        /// The stage.
+        stage: String,
+        /// The table.
+        table: String,
+        /// The setting that names the columns, such as `target.columns`.
+        setting: String,
+        /// The missing columns, each as "`BUNDLE` (document)".
+        missing: String,
+        /// The columns the table has, as the warehouse names them.
+        found: String,
+    },
     /// Listing or reading the source failed (retried).
     #[error("load `{stage}`: cannot list {source_name}: {message}")]
     Source {
@@ -104,10 +122,34 @@ impl LoadError {
     /// Whether another attempt could succeed.
     pub fn is_retryable(&self) -> bool {
         match self {
-            LoadError::NotRunnable { .. } | LoadError::Config { .. } => false,
+            LoadError::NotRunnable { .. } | LoadError::Config { .. } | LoadError::Layout { .. } => false,
             LoadError::Source { .. } | LoadError::Warehouse { .. } => true,
         }
     }
+}
+
+/// Checks the columns of the raw table and the watermark table (`found`, in
+/// [`LoadPlan::layouts`] order, as the warehouse names them) against the spec. `snowflake`:
+/// names are compared upper-cased and exactly, as Snowflake stores unquoted names; else (DuckDB)
+/// without case.
+fn check_layouts(plan: &LoadPlan, found: &[Vec<String>; 2], snowflake: bool) -> Result<(), LoadError> {
+    for (layout, found) in plan.layouts().iter().zip(found) {
+        let missing = layout.missing(found, !snowflake);
+        if missing.is_empty() {
+            continue;
+        }
+        let shown = |c: &crate::spec::ColumnName| {
+            if snowflake { c.as_str().to_ascii_uppercase() } else { c.as_str().to_owned() }
+        };
+        return Err(LoadError::Layout {
+            stage: plan.stage.to_string(),
+            table: layout.table.to_string(),
+            setting: layout.setting.to_owned(),
+            missing: missing.iter().map(|(s, c)| format!("`{}` ({s})", shown(c))).collect::<Vec<_>>().join(", "),
+            found: found.join(", "),
+        });
+    }
+    Ok(())
 }
 
 /// A watermark: the newest file loaded so far, by (last modified, key).

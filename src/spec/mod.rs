@@ -10,7 +10,7 @@ mod schedule;
 
 pub use crate::dbt::DbtVersion;
 pub use duration::Duration;
-pub use names::{AssetName, DbtSelector, Identifier, ModelName, PipelineId, StageId, TableName};
+pub use names::{AssetName, ColumnName, DbtSelector, Identifier, ModelName, PipelineId, StageId, TableName};
 pub(crate) use schedule::cron_parser;
 pub use schedule::{AssetCondition, Preset, Schedule};
 
@@ -788,6 +788,11 @@ pub struct CopyIntoStage {
     pub target: CopyTarget,
     /// The table that records the watermark: the newest file loaded so far.
     pub watermark_table: TableName,
+    /// The watermark table's column names, for a table that exists already. Default: today's
+    /// `load_id, source, last_modified, last_key, files_loaded, updated_at`.
+    // Boxed: a load's stage would otherwise be much the largest kind of stage.
+    #[serde(default, skip_serializing_if = "WatermarkColumns::is_default")]
+    pub watermark_columns: Box<WatermarkColumns>,
     /// Most files loaded by one run.
     #[serde(default = "default_batch_size")]
     #[schemars(range(min = 1, max = 1000))]
@@ -820,11 +825,144 @@ pub struct CopySource {
 pub struct CopyTarget {
     /// Name of a `snowflake` connection, or of a `duckdb` one (`fhirflow run` only).
     pub connection: Identifier,
-    /// The raw table, such as `RAW.FHIR_BUNDLES`. Columns: file key, load time, and the file as JSON.
+    /// The raw table, such as `RAW.FHIR_BUNDLES`. Columns: file key, load time, and the file as JSON (named by `columns`).
     pub table: TableName,
+    /// The raw table's column names, for a table that exists already. Default: `file_key, loaded_at, bundle`.
+    #[serde(default, skip_serializing_if = "RawColumns::is_default")]
+    pub columns: RawColumns,
     /// Snowflake external stage whose URL is the bucket root, such as `RAW.FHIR_S3_STAGE`; required for Snowflake. `COPY INTO` reads the listed keys through it (Snowflake allows the load's column transformation only from a named stage).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stage: Option<TableName>,
+}
+
+/// The column names of a load's raw table. Names are case-insensitive, as unquoted SQL names
+/// are: Snowflake sees them upper-cased. A table that exists must have all three before the
+/// first load; other columns it has are left alone.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawColumns {
+    /// The file's key (VARCHAR), such as `raw/patients/a.json`.
+    #[serde(default = "RawColumns::default_file_key")]
+    pub file_key: ColumnName,
+    /// When the file was loaded (a timestamp with time zone).
+    #[serde(default = "RawColumns::default_loaded_at")]
+    pub loaded_at: ColumnName,
+    /// The file's JSON document (Snowflake VARIANT, DuckDB JSON), such as `bundle_data`.
+    #[serde(default = "RawColumns::default_document")]
+    pub document: ColumnName,
+}
+
+impl RawColumns {
+    fn default_file_key() -> ColumnName {
+        ColumnName::known("file_key")
+    }
+
+    fn default_loaded_at() -> ColumnName {
+        ColumnName::known("loaded_at")
+    }
+
+    fn default_document() -> ColumnName {
+        ColumnName::known("bundle")
+    }
+
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// The columns with their setting's name, in table order.
+    pub fn named(&self) -> [(&'static str, &ColumnName); 3] {
+        [("file_key", &self.file_key), ("loaded_at", &self.loaded_at), ("document", &self.document)]
+    }
+}
+
+impl Default for RawColumns {
+    fn default() -> Self {
+        Self {
+            file_key: Self::default_file_key(),
+            loaded_at: Self::default_loaded_at(),
+            document: Self::default_document(),
+        }
+    }
+}
+
+/// The column names of a load's watermark table, case-insensitive as [`RawColumns`]' are. A
+/// table that exists must have all six; other columns it has are left alone.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WatermarkColumns {
+    /// The row's number, increasing (NUMBER AUTOINCREMENT on Snowflake): the newest row is the watermark.
+    #[serde(default = "WatermarkColumns::default_load_id")]
+    pub load_id: ColumnName,
+    /// The load's stage id, so loads can share the table.
+    #[serde(default = "WatermarkColumns::default_source")]
+    pub source: ColumnName,
+    /// The newest loaded file's modification time, as sortable UTC text.
+    #[serde(default = "WatermarkColumns::default_last_modified")]
+    pub last_modified: ColumnName,
+    /// The newest loaded file's key.
+    #[serde(default = "WatermarkColumns::default_last_key")]
+    pub last_key: ColumnName,
+    /// How many files the batch had.
+    #[serde(default = "WatermarkColumns::default_files_loaded")]
+    pub files_loaded: ColumnName,
+    /// When the row was written (filled in by the warehouse's default).
+    #[serde(default = "WatermarkColumns::default_updated_at")]
+    pub updated_at: ColumnName,
+}
+
+impl WatermarkColumns {
+    fn default_load_id() -> ColumnName {
+        ColumnName::known("load_id")
+    }
+
+    fn default_source() -> ColumnName {
+        ColumnName::known("source")
+    }
+
+    fn default_last_modified() -> ColumnName {
+        ColumnName::known("last_modified")
+    }
+
+    fn default_last_key() -> ColumnName {
+        ColumnName::known("last_key")
+    }
+
+    fn default_files_loaded() -> ColumnName {
+        ColumnName::known("files_loaded")
+    }
+
+    fn default_updated_at() -> ColumnName {
+        ColumnName::known("updated_at")
+    }
+
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// The columns with their setting's name, in table order.
+    pub fn named(&self) -> [(&'static str, &ColumnName); 6] {
+        [
+            ("load_id", &self.load_id),
+            ("source", &self.source),
+            ("last_modified", &self.last_modified),
+            ("last_key", &self.last_key),
+            ("files_loaded", &self.files_loaded),
+            ("updated_at", &self.updated_at),
+        ]
+    }
+}
+
+impl Default for WatermarkColumns {
+    fn default() -> Self {
+        Self {
+            load_id: Self::default_load_id(),
+            source: Self::default_source(),
+            last_modified: Self::default_last_modified(),
+            last_key: Self::default_last_key(),
+            files_loaded: Self::default_files_loaded(),
+            updated_at: Self::default_updated_at(),
+        }
+    }
 }
 
 /// A shell command stage.

@@ -109,6 +109,14 @@ checked_name!(
     "table name (up to three dot-separated identifiers)"
 );
 checked_name!(
+    /// A column of a load's raw or watermark table. Matched as an unquoted SQL identifier is:
+    /// case-insensitively (Snowflake folds it to upper case), so `bundle_data` names the
+    /// Snowflake column `BUNDLE_DATA` of a table created with unquoted names.
+    ColumnName,
+    r"^[A-Za-z_][A-Za-z0-9_$]{0,254}$",
+    "column name (a letter or underscore, then letters, digits, underscores or `$`)"
+);
+checked_name!(
     /// One dbt node selector, such as `tag:staging`, `+fct_encounters` or `path:models/marts`.
     DbtSelector,
     r"^[A-Za-z0-9_.:/+@*][A-Za-z0-9_.:/+@*,=-]{0,511}$",
@@ -129,6 +137,32 @@ impl TableName {
     /// names) and double-quoted, so the text can never be read as anything but a name.
     pub fn quoted(&self) -> String {
         self.0.split('.').map(|part| format!("\"{}\"", part.to_ascii_uppercase())).collect::<Vec<_>>().join(".")
+    }
+}
+
+impl ColumnName {
+    /// A default column name, which fhirflow writes and matches the pattern.
+    pub(crate) fn known(name: &str) -> Self {
+        Self(name.to_owned())
+    }
+
+    /// The column as a Snowflake identifier: upper-cased, as Snowflake stores an unquoted name,
+    /// and double-quoted (the pattern admits no `"`).
+    pub fn snowflake(&self) -> String {
+        format!("\"{}\"", self.0.to_ascii_uppercase())
+    }
+
+    /// The column as a DuckDB identifier: double-quoted with its case kept; DuckDB matches
+    /// names case-insensitively either way.
+    pub fn duckdb(&self) -> String {
+        format!("\"{}\"", self.0)
+    }
+
+    /// Whether an existing column named `found` (as the warehouse reports it) is this one.
+    /// Snowflake reports an unquoted column upper-cased, so a quoted lower-case column created
+    /// elsewhere (`"bundle_data"`) does not match `bundle_data` there; DuckDB ignores case.
+    pub fn matches(&self, found: &str, case_insensitive: bool) -> bool {
+        if case_insensitive { self.0.eq_ignore_ascii_case(found) } else { self.0.to_ascii_uppercase() == found }
     }
 }
 

@@ -75,8 +75,8 @@ pub fn copy_dir(from: &Path, to: &Path) {
 /// against the modules Python sees.
 pub const DAG_MODULE_NAMES: &str = "Asset AssetAll AssetAny BashOperator CronTriggerTimetable DAG Dataset DBT_PROFILES_DIR DBT_PROJECT_DIR \
     DBT_STATE_DIR DockerOperator EmptyOperator Exception ExternalTaskSensor FileNotFoundError KubernetesPodOperator \
-    Mount PythonOperator SQLExecuteQueryOperator TaskGroup TriggerDagRunOperator __doc__ __file__ _copy_files_into _dbt_script \
-    _get_last_watermark _list_new_s3_files _log_dbt_results _notify_webhook _sql_string _update_watermark _utc_stamp \
+    Mount PythonOperator TaskGroup TriggerDagRunOperator __doc__ __file__ _check_columns _copy_files_into \
+    _create_load_tables _dbt_script _get_last_watermark _list_new_s3_files _log_dbt_results _notify_webhook _sql_string _update_watermark _utc_stamp \
     annotations dag default_args functools getattr json k8s len logging max open os pendulum shlex sorted str \
     timedelta urllib";
 

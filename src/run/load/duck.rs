@@ -1,7 +1,8 @@
 //! Loads into an embedded DuckDB file (cargo feature `duckdb`).
 //!
 //! The raw table is the FHIR example's contract (examples/fhir/README.md):
-//! `(file_key VARCHAR NOT NULL, loaded_at TIMESTAMPTZ, bundle JSON)`, one row per file, read with
+//! `(file_key VARCHAR NOT NULL, loaded_at TIMESTAMPTZ, bundle JSON)` (the names as the spec's
+//! `target.columns` sets them), one row per file, read with
 //! `read_json_objects(…, format = 'unstructured', maximum_object_size = 512 MiB)`. File paths and
 //! keys are statement parameters, never SQL text. Every function here blocks.
 
@@ -43,13 +44,33 @@ fn create_tables(conn: &Connection, plan: &LoadPlan) -> duckdb::Result<()> {
             conn.execute_batch(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))?;
         }
     }
+    let (raw, marks) = (&plan.columns, &plan.watermark_columns);
     conn.execute_batch(&format!(
-        "CREATE TABLE IF NOT EXISTS {} (file_key VARCHAR NOT NULL, loaded_at TIMESTAMPTZ, bundle JSON);
-         CREATE TABLE IF NOT EXISTS {} (load_id BIGINT NOT NULL, source VARCHAR NOT NULL, last_modified VARCHAR, \
-         last_key VARCHAR, files_loaded BIGINT, updated_at TIMESTAMPTZ DEFAULT now());",
+        "CREATE TABLE IF NOT EXISTS {} ({} VARCHAR NOT NULL, {} TIMESTAMPTZ, {} JSON);
+         CREATE TABLE IF NOT EXISTS {} ({} BIGINT NOT NULL, {} VARCHAR NOT NULL, {} VARCHAR, \
+         {} VARCHAR, {} BIGINT, {} TIMESTAMPTZ DEFAULT now());",
         ident(&plan.table),
-        ident(&plan.watermark_table)
+        raw.file_key.duckdb(),
+        raw.loaded_at.duckdb(),
+        raw.document.duckdb(),
+        ident(&plan.watermark_table),
+        marks.load_id.duckdb(),
+        marks.source.duckdb(),
+        marks.last_modified.duckdb(),
+        marks.last_key.duckdb(),
+        marks.files_loaded.duckdb(),
+        marks.updated_at.duckdb()
     ))
+}
+
+/// The column names of the raw table and the watermark table, in [`LoadPlan::layouts`] order.
+/// `DESCRIBE` resolves the names as the load's own statements do (schema, search path).
+pub fn columns(conn: &Connection, plan: &LoadPlan) -> Result<[Vec<String>; 2], String> {
+    let describe = |table: &TableName| -> duckdb::Result<Vec<String>> {
+        let mut statement = conn.prepare(&format!("SELECT column_name FROM (DESCRIBE {})", ident(table)))?;
+        statement.query_map([], |row| row.get::<_, String>(0))?.collect()
+    };
+    Ok([describe(&plan.table).map_err(|e| e.to_string())?, describe(&plan.watermark_table).map_err(|e| e.to_string())?])
 }
 
 /// The keys already loaded and the newest watermark.
@@ -58,13 +79,19 @@ pub fn state(conn: &Connection, plan: &LoadPlan) -> Result<LoadState, String> {
 }
 
 fn read_state(conn: &Connection, plan: &LoadPlan) -> duckdb::Result<LoadState> {
-    let mut statement = conn.prepare(&format!("SELECT file_key FROM {}", ident(&plan.table)))?;
+    let mut statement =
+        conn.prepare(&format!("SELECT {} FROM {}", plan.columns.file_key.duckdb(), ident(&plan.table)))?;
     let loaded = statement.query_map([], |row| row.get::<_, String>(0))?.collect::<duckdb::Result<_>>()?;
+    let marks = &plan.watermark_columns;
     let watermark = conn
         .query_row(
             &format!(
-                "SELECT last_modified, last_key FROM {} WHERE source = ? ORDER BY load_id DESC LIMIT 1",
-                ident(&plan.watermark_table)
+                "SELECT {}, {} FROM {} WHERE {} = ? ORDER BY {} DESC LIMIT 1",
+                marks.last_modified.duckdb(),
+                marks.last_key.duckdb(),
+                ident(&plan.watermark_table),
+                marks.source.duckdb(),
+                marks.load_id.duckdb()
             ),
             params![plan.stage.as_str()],
             |row| Ok(Watermark { last_modified: row.get(0)?, last_key: row.get(1)? }),
@@ -92,7 +119,7 @@ pub fn load(conn: &mut Connection, plan: &LoadPlan, batch: &[SourceFile]) -> Res
     let tx = conn.transaction().map_err(text)?;
     let state = read_state(&tx, plan).map_err(text)?;
     let batch: Vec<&SourceFile> = batch.iter().filter(|f| !state.loaded.contains(&f.key)).collect();
-    let rows = if batch.is_empty() { 0 } else { insert(&tx, &plan.table, &batch).map_err(text)? };
+    let rows = if batch.is_empty() { 0 } else { insert(&tx, plan, &batch).map_err(text)? };
     let after = read_state(&tx, plan).map_err(text)?;
     if let Some(empty) = batch.iter().find(|f| !after.loaded.contains(&f.key)) {
         // Dropping `tx` rolls the batch back.
@@ -113,11 +140,16 @@ fn finish(
         (Some(old), Some(new)) => old.max(new),
         (old, new) => new.or(old).unwrap_or_default(),
     };
+    let marks = &plan.watermark_columns;
     tx.execute(
         &format!(
-            "INSERT INTO {marks} (load_id, source, last_modified, last_key, files_loaded) \
-             SELECT coalesce(max(load_id), 0) + 1, ?, ?, ?, ? FROM {marks}",
-            marks = ident(&plan.watermark_table)
+            "INSERT INTO {table} ({load_id}, {}, {}, {}, {}) SELECT coalesce(max({load_id}), 0) + 1, ?, ?, ?, ? FROM {table}",
+            marks.source.duckdb(),
+            marks.last_modified.duckdb(),
+            marks.last_key.duckdb(),
+            marks.files_loaded.duckdb(),
+            table = ident(&plan.watermark_table),
+            load_id = marks.load_id.duckdb(),
         ),
         params![plan.stage.as_str(), watermark.last_modified, watermark.last_key, batch.len() as i64],
     )?;
@@ -126,16 +158,20 @@ fn finish(
 }
 
 /// One `read_json_objects` over the batch's paths, joined to their keys; all parameters.
-fn insert(conn: &Connection, table: &TableName, batch: &[&SourceFile]) -> duckdb::Result<usize> {
+fn insert(conn: &Connection, plan: &LoadPlan, batch: &[&SourceFile]) -> duckdb::Result<usize> {
     let paths = vec!["?"; batch.len()].join(", ");
     let pairs = vec!["(?, ?)"; batch.len()].join(", ");
+    let raw = &plan.columns;
     let sql = format!(
-        "INSERT INTO {table} (file_key, loaded_at, bundle)
+        "INSERT INTO {table} ({}, {}, {})
          SELECT k.file_key, now(), j.json
          FROM read_json_objects([{paths}], format = 'unstructured',
                                 maximum_object_size = {MAXIMUM_OBJECT_SIZE}, filename = true) AS j
          JOIN (VALUES {pairs}) AS k(path, file_key) ON j.filename = k.path",
-        table = ident(table)
+        raw.file_key.duckdb(),
+        raw.loaded_at.duckdb(),
+        raw.document.duckdb(),
+        table = ident(&plan.table)
     );
     let mut values: Vec<String> = batch.iter().map(|f| f.path.to_string_lossy().into_owned()).collect();
     for f in batch {

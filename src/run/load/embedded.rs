@@ -4,7 +4,7 @@
 use super::local;
 #[cfg(feature = "s3")]
 use super::s3;
-use super::{LoadContext, LoadError, LoadState, SourceFile, StepOutcome, duck, path_setting};
+use super::{LoadContext, LoadError, LoadState, SourceFile, StepOutcome, check_layouts, duck, path_setting};
 use crate::graph::{LoadPlan, LoadSource, LoadStep};
 use std::path::{Path, PathBuf};
 
@@ -92,6 +92,10 @@ pub async fn run(
     ctx: &mut LoadContext<'_>,
 ) -> Result<StepOutcome, LoadError> {
     let source = source(plan, step, ctx)?;
+    // Tables that existed before the first load must have the spec's columns: checked before
+    // anything reads or writes them.
+    let found = with_duckdb(plan, database, |conn, plan| duck::columns(conn, plan)).await?;
+    check_layouts(plan, &found, false)?;
     let state = with_duckdb(plan, database, |conn, plan| duck::state(conn, plan)).await?;
     match step {
         LoadStep::CreateTables => ctx.log.note(&format!(

@@ -7,7 +7,7 @@
 //! succeeded. Snowflake's load history skips a file loaded before, so a rerun never loads a
 //! file twice either.
 
-use super::{LoadContext, LoadError, SourceFile, StepOutcome, Watermark, s3, setting};
+use super::{LoadContext, LoadError, SourceFile, StepOutcome, Watermark, check_layouts, s3, setting};
 use crate::emit::snowflake as sql;
 use crate::graph::{LoadPlan, LoadSource, LoadStep};
 use crate::spec::{Identifier, TableName};
@@ -32,11 +32,20 @@ pub async fn run(
     };
     let session = connect(plan, connection, ctx).await?;
     let fail = |e: snowflake_connector_rs::Error| warehouse_error(plan, connection, e);
+    if step == LoadStep::CreateTables {
+        for ddl in sql::create_tables(plan) {
+            session.query(ddl).await.map_err(fail)?;
+        }
+    }
+    // Tables that existed before the first load must have the spec's columns: checked before
+    // any step reads or writes them.
+    let found = [
+        columns(&session, &plan.table).await.map_err(fail)?,
+        columns(&session, &plan.watermark_table).await.map_err(fail)?,
+    ];
+    check_layouts(plan, &found, true)?;
     match step {
         LoadStep::CreateTables => {
-            for ddl in sql::create_tables(plan) {
-                session.query(ddl).await.map_err(fail)?;
-            }
             ctx.log.note(&format!("tables {} and {} are ready", plan.table, plan.watermark_table));
         }
         LoadStep::GetWatermark | LoadStep::UpdateWatermark => {
@@ -118,6 +127,18 @@ async fn copy_and_mark(
         let _ = session.query("ROLLBACK").await;
     }
     result
+}
+
+/// The column names of `table`, as Snowflake stores them (`DESCRIBE TABLE`'s first column).
+async fn columns(session: &Session, table: &TableName) -> snowflake_connector_rs::Result<Vec<String>> {
+    let rows: Vec<snowflake_connector_rs::DynamicRow> = session.query(sql::describe(table)).await?.collect().await?;
+    Ok(rows
+        .iter()
+        .filter_map(|row| match row.value_at(0) {
+            Ok(CellValue::String(name)) => Some(name.clone()),
+            _ => None,
+        })
+        .collect())
 }
 
 async fn watermark(session: &Session, plan: &LoadPlan) -> snowflake_connector_rs::Result<Option<Watermark>> {

@@ -6,8 +6,23 @@
     comparison is therefore always put in parentheses. -#}
 
 
+{#- A column of raw.fhir_bundles, by its setting in the spec's `target.columns` (`file_key`,
+    `loaded_at`, `document`): fhir.yaml passes that mapping to dbt as var('raw_columns'), so the
+    staging models read the columns the load writes. Unset settings keep fhirflow's defaults.
+    The name is written unquoted, so it is matched as fhirflow matches it: without case in
+    DuckDB, upper-cased in Snowflake. -#}
+{% macro raw_column(setting) -%}
+    {%- set defaults = {'file_key': 'file_key', 'loaded_at': 'loaded_at', 'document': 'bundle'} -%}
+    {%- set name = (var('raw_columns', {}) or {}).get(setting, defaults[setting]) -%}
+    {%- if not modules.re.match('^[A-Za-z_][A-Za-z0-9_$]*$', name | string) -%}
+        {{ exceptions.raise_compiler_error("var('raw_columns')." ~ setting ~ " is not a column name: " ~ name) }}
+    {%- endif -%}
+    {{ name }}
+{%- endmacro %}
+
+
 {#- One row per bundle entry that carries a resource of one of `resource_types` (a name or a
-    list; none for every type), from raw.fhir_bundles:
+    list; none for every type), from raw.fhir_bundles (its columns named by raw_column()):
       file_key, loaded_at, bundle_type, full_url, resource_type, resource_id, resource (JSON).
     Any bundle type is read: Synthea writes patient bundles as `transaction` and the hospital and
     practitioner files as `batch`, whose entries also carry `request` (POST, ifNoneExist) that is
@@ -21,12 +36,12 @@
         -- Everything taken from the bundle itself is computed here, once per bundle: after the
         -- unnest DuckDB would re-parse the whole (up to hundreds of MB) bundle for every entry.
         select
-            file_key,
-            loaded_at,
-            bundle ->> 'type' as bundle_type,
-            from_json(bundle -> 'entry', '["json"]') as entries
+            {{ raw_column('file_key') }} as file_key,
+            {{ raw_column('loaded_at') }} as loaded_at,
+            {{ raw_column('document') }} ->> 'type' as bundle_type,
+            from_json({{ raw_column('document') }} -> 'entry', '["json"]') as entries
         from {{ source('raw', 'fhir_bundles') }}
-        {{- incremental_window() }}
+        {{- incremental_window(raw_column('loaded_at')) }}
     ),
 
     entries as (
@@ -63,10 +78,10 @@
 
 
 {#- In an incremental run: only the bundles loaded since (newest loaded_at already in this
-    model) minus var('staging_lookback_days'). -#}
-{% macro incremental_window() -%}
+    model) minus var('staging_lookback_days'); `loaded_at` is the raw table's column. -#}
+{% macro incremental_window(loaded_at='loaded_at') -%}
     {%- if is_incremental() %}
-        where loaded_at > (
+        where {{ loaded_at }} > (
             select coalesce(max(loaded_at), timestamptz '-infinity') from {{ this }}
         ) - to_days({{ var('staging_lookback_days', 7) | int }})
     {%- endif -%}
