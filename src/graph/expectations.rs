@@ -95,7 +95,9 @@ impl PipelineGraph {
             );
         }
         let mut tags: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for (layer_name, layer) in &self.spec.layers {
+        // A layer whose properties are the project's gets no tags from fhirflow.
+        let fhirflow_layers = || self.spec.layers.iter().filter(|(_, l)| l.properties.is_fhirflow());
+        for (layer_name, layer) in fhirflow_layers() {
             let layer_tags: Vec<String> = match &layer.tags {
                 Some(t) => t.iter().map(ToString::to_string).collect(),
                 None => vec![layer_name.to_string()],
@@ -119,7 +121,7 @@ impl PipelineGraph {
         // the properties key would drop without an error.
         let mut tests: Vec<Value> = Vec::new();
         let mut descriptions = Map::new();
-        for model in self.spec.layers.values().flat_map(|l| &l.models) {
+        for model in fhirflow_layers().flat_map(|(_, l)| &l.models) {
             let crate::spec::ModelEntry::Detailed(m) = model else { continue };
             if let Some(text) = &m.description {
                 descriptions.insert(m.name.to_string(), json!(text));

@@ -14,16 +14,16 @@ mod render;
 pub mod sensor;
 pub mod settings;
 
+pub use crate::spec::TriggerRule;
 pub use explain::{ExplainedSetting, Explanation, SettingLocation, explain};
 pub use render::GraphFormat;
-pub use crate::spec::TriggerRule;
 pub use settings::{Origin, Resolved, Settings};
 
 use crate::diagnostic::{Diagnostic, Diagnostics, did_you_mean};
 use crate::parse::{Document, escape_pointer};
 use crate::spec::{
-    AssetName, AwaitedState, ConnectionKind, DbtCommand, DbtSelector, Duration, Identifier, ParseResults, PipelineId, Schedule, SensorMode,
-    Spec, StageId, StageKind, TableName, TaskSettings,
+    AssetName, AwaitedState, ConnectionKind, DbtCommand, DbtSelector, Duration, Identifier, ParseResults, PipelineId,
+    Schedule, SensorMode, Spec, StageId, StageKind, TableName, TaskSettings,
 };
 use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
@@ -477,6 +477,7 @@ pub fn lower_all(units: Vec<(Spec, &Document)>) -> Vec<Result<(PipelineGraph, Di
     let mut catalog = Catalog::new();
     for (unit, lowering) in lowerings.iter_mut().enumerate() {
         lowering.check_layers();
+        lowering.check_project_properties();
         let (pipelines, stages) = lowering.pipelines();
         for (p, stages) in pipelines.iter().zip(stages) {
             let pointer = format!("/pipelines/{}", escape_pointer(p.id.as_str()));
@@ -1342,7 +1343,9 @@ fn pipeline_cycles(lowerings: &mut [Lowering], catalog: &Catalog, waits: &[Wait]
             };
             let kinds: BTreeSet<&str> = waits
                 .iter()
-                .filter(|w| component.iter().any(|n| graph[*n] == w.waiter) && component.iter().any(|n| graph[*n] == w.target))
+                .filter(|w| {
+                    component.iter().any(|n| graph[*n] == w.waiter) && component.iter().any(|n| graph[*n] == w.target)
+                })
                 .map(|w| w.kind.what())
                 .collect();
             let kinds: Vec<&str> = kinds.into_iter().collect();
