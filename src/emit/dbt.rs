@@ -19,7 +19,7 @@ impl<'a> DbtEmitter<'a> {
     }
 
     /// `models/<layer>/<layer>_models.yml` per layer whose properties are fhirflow's, and
-    /// `selectors.yml`; nothing without layers.
+    /// `selectors.yml` unless `dbt.selectors` is false; nothing without layers.
     pub fn emit(&self) -> Result<Vec<GeneratedFile>, Error> {
         let spec = &self.graph.spec;
         if spec.layers.is_empty() {
@@ -76,6 +76,9 @@ impl<'a> DbtEmitter<'a> {
                 contents: header::wrap(&self.layout.spec_name, &body),
                 kind: FileKind::DbtLayer(name.to_string()),
             });
+        }
+        if !project.selectors {
+            return Ok(files);
         }
         let body = render("selectors.yml.j2", context! { selectors => selectors })?;
         files.push(GeneratedFile {

@@ -116,7 +116,9 @@ impl PipelineGraph {
             models.sort();
             models.dedup();
         }
-        let selectors: Vec<String> = self.spec.layers.keys().map(ToString::to_string).collect();
+        let writes_selectors = self.spec.dbt.as_ref().is_some_and(|d| d.selectors);
+        let selectors: Vec<String> =
+            if writes_selectors { self.spec.layers.keys().map(ToString::to_string).collect() } else { Vec::new() };
         // The column tests and descriptions fhirflow writes, which a dbt that does not read
         // the properties key would drop without an error.
         let mut tests: Vec<Value> = Vec::new();

@@ -19,6 +19,8 @@ pub(super) struct Project {
     pub ident: String,
     /// The profile's default target, when `profiles.yml` names one that is an identifier.
     pub target: Option<String>,
+    /// Whether the project has a `selectors.yml` of its own (not one fhirflow generated).
+    pub own_selectors: bool,
     /// The layers, in the order they build in (a layer after the layers its models reference).
     pub layers: Vec<Layer>,
     /// What was left out, and why.
@@ -117,6 +119,8 @@ pub(super) fn read(dbt_dir: &Path, graph: &GraphSource) -> Result<Project, Error
         ident: identifier_from(&name, 128),
         name,
         target: None,
+        own_selectors: std::fs::read_to_string(dbt_dir.join("selectors.yml"))
+            .is_ok_and(|text| crate::emit::header::read(&text).is_none()),
         layers: Vec::new(),
         skipped: Vec::new(),
         notes: Vec::new(),

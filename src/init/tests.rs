@@ -586,6 +586,15 @@ fn a_project_that_documents_its_models_keeps_its_properties() {
     let selectors = files.iter().find(|f| f.kind == FileKind::DbtSelectors).unwrap();
     assert!(selectors.contents.contains("method: path\n      value: \"models/staging\"\n"), "{}", selectors.contents);
     assert!(selectors.contents.contains("method: tag\n      value: \"utils\"\n"), "{}", selectors.contents);
+    assert!(!starter.text.contains("selectors: false"), "{}", starter.text);
+
+    // A selectors.yml of the project's own is not replaced: the spec says `selectors: false`.
+    write(&tmp.path().join("dbt/selectors.yml"), "selectors: []\n");
+    let starter = starter_spec(&tmp.path().join("dbt"), &spec_path).unwrap();
+    assert!(starter.text.contains("\n  selectors: false\n"), "{}", starter.text);
+    let compiled = compiles(&spec_path, &starter);
+    let files = crate::emit::emit(&compiled.graph, &layout).unwrap();
+    assert!(!files.iter().any(|f| f.kind == FileKind::DbtSelectors));
 }
 
 /// A manifest's graph orders the layers, and its `patch_path`s count as the project's

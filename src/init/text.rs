@@ -35,6 +35,10 @@ pub(super) fn render(project: &Project, project_dir: &str) -> String {
     if let Some(target) = &project.target {
         line(&format!("  target: {}", quoted(target)));
     }
+    if project.own_selectors {
+        line("  # The project has its own selectors.yml, which fhirflow does not replace.");
+        line("  selectors: false");
+    }
     line("  # Where Airflow workers see the project, when it is not at the same place relative to the DAGs:");
     line("  # deploy: {project_dir: /opt/airflow/dbt, profiles_dir: /opt/airflow/.dbt}");
     line("");

@@ -250,6 +250,9 @@ pub struct DbtProject {
     /// The pod of dbt tasks run with `operator: kubernetes`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kubernetes: Option<KubernetesSettings>,
+    /// Whether fhirflow writes `selectors.yml` (one selector per layer) at the project root. `false` for a project that keeps its own `selectors.yml`, which fhirflow does not replace.
+    #[serde(default = "default_true")]
+    pub selectors: bool,
 }
 
 /// Where dbt artifacts are kept between runs: exactly one of `path` or `s3`.
