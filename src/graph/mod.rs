@@ -14,16 +14,16 @@ mod render;
 pub mod sensor;
 pub mod settings;
 
-pub use crate::spec::TriggerRule;
 pub use explain::{ExplainedSetting, Explanation, SettingLocation, explain};
 pub use render::GraphFormat;
+pub use crate::spec::TriggerRule;
 pub use settings::{Origin, Resolved, Settings};
 
 use crate::diagnostic::{Diagnostic, Diagnostics, did_you_mean};
 use crate::parse::{Document, escape_pointer};
 use crate::spec::{
-    AssetName, AwaitedState, ConnectionKind, DbtCommand, DbtSelector, Duration, Identifier, ParseResults, PipelineId,
-    Schedule, SensorMode, Spec, StageId, StageKind, TableName, TaskSettings,
+    AssetName, AwaitedState, ConnectionKind, DbtCommand, DbtSelector, Duration, Identifier, ParseResults, PipelineId, Schedule, SensorMode,
+    Spec, StageId, StageKind, TableName, TaskSettings,
 };
 use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
@@ -1343,9 +1343,7 @@ fn pipeline_cycles(lowerings: &mut [Lowering], catalog: &Catalog, waits: &[Wait]
             };
             let kinds: BTreeSet<&str> = waits
                 .iter()
-                .filter(|w| {
-                    component.iter().any(|n| graph[*n] == w.waiter) && component.iter().any(|n| graph[*n] == w.target)
-                })
+                .filter(|w| component.iter().any(|n| graph[*n] == w.waiter) && component.iter().any(|n| graph[*n] == w.target))
                 .map(|w| w.kind.what())
                 .collect();
             let kinds: Vec<&str> = kinds.into_iter().collect();

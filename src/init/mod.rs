@@ -2,7 +2,10 @@
 //!
 //! [`starter_spec`] reads `dbt_project.yml` (and `profiles.yml`, if the project has one) and the
 //! model folders, and builds the text of a spec with one layer per top-level model folder, a
-//! nightly `dbt build` pipeline and a layered one. The text is built line by line, every value a
+//! nightly `dbt build` pipeline and a layered one. What the project already says is kept: a
+//! layer with a model in the project's own properties files is `properties: project` (fhirflow
+//! writes no second entry, which dbt refuses), disabled models are left out, and with
+//! `target/manifest.json` the layers follow dbt's graph (docs/init-from-dbt.md). The text is built line by line, every value a
 //! double-quoted scalar, so the same project gives the same bytes on every run; and it is
 //! compiled before it is returned, so it validates at once.
 
