@@ -47,7 +47,7 @@ pub(super) fn properties(dbt_dir: &Path, model_paths: &[String], notes: &mut Vec
             for model in models {
                 let Some(name) = model.get("name").and_then(Value::as_str) else { continue };
                 out.documented.entry(name.to_owned()).or_insert_with(|| shown.clone());
-                if model.get("config").and_then(|c| enabled(c)) == Some(false) {
+                if model.get("config").and_then(enabled) == Some(false) {
                     out.disabled.insert(name.to_owned(), shown.clone());
                 }
             }
