@@ -105,6 +105,13 @@ enum Command {
         /// Overwrite an existing spec.
         #[arg(long)]
         force: bool,
+        /// Run `dbt parse` first, so that the layers are ordered by dbt's own graph (a
+        /// `target/manifest.json` already there is read without it).
+        #[arg(long)]
+        parse: bool,
+        /// The dbt executable `--parse` runs.
+        #[arg(long, value_name = "PROGRAM", default_value = "dbt", requires = "parse")]
+        dbt: String,
     },
     /// Run the pipelines on this machine, without Airflow: the same task graph, with its
     /// dependencies, retries, timeouts, sensors and max_active_runs.
@@ -366,14 +373,15 @@ fn run(cli: Cli) -> Result<ExitStatus, Error> {
             print(&compiled.graph.render(format));
             Ok(ExitStatus::Ok)
         }
-        Command::Init { from_dbt, spec, force } => {
+        Command::Init { from_dbt, spec, force, parse, dbt } => {
             if spec.exists() && !force {
                 return Err(Error::Refused {
                     path: spec,
                     reason: "it exists; rerun with --force to replace it".to_owned(),
                 });
             }
-            let starter = fhirflow::init::starter_spec(&from_dbt, &spec)?;
+            let graph = fhirflow::init::GraphSource { parse_with: parse.then_some(dbt) };
+            let starter = fhirflow::init::starter_spec_from(&from_dbt, &spec, &graph)?;
             fhirflow::plan::write_atomically(&spec, &starter.text)?;
             fhirflow::plan::write_atomically(&starter.schema_path, &starter.schema_text)?;
             for line in starter.skipped.iter().chain(&starter.notes) {

@@ -3,7 +3,7 @@
 use super::{FileKind, GeneratedFile, Layout, OutputDirs, code, header, render};
 use crate::error::Error;
 use crate::graph::PipelineGraph;
-use crate::spec::ModelEntry;
+use crate::spec::{LayerProperties, ModelEntry};
 use minijinja::context;
 
 /// Writes dbt properties YAML.
@@ -18,7 +18,8 @@ impl<'a> DbtEmitter<'a> {
         Self { graph, layout }
     }
 
-    /// `models/<layer>/<layer>_models.yml` per layer, and `selectors.yml`; nothing without layers.
+    /// `models/<layer>/<layer>_models.yml` per layer whose properties are fhirflow's, and
+    /// `selectors.yml` unless `dbt.selectors` is false; nothing without layers.
     pub fn emit(&self) -> Result<Vec<GeneratedFile>, Error> {
         let spec = &self.graph.spec;
         if spec.layers.is_empty() {
@@ -32,6 +33,14 @@ impl<'a> DbtEmitter<'a> {
         let mut selectors = Vec::new();
         // `dirs.layers` holds every layer's folder, in spec order.
         for ((name, layer), (_, folder)) in spec.layers.iter().zip(&dirs.layers) {
+            let description = layer.description.clone().unwrap_or_else(|| format!("The {name} layer."));
+            let (method, value) = layer.selection(name.as_str());
+            selectors.push(context! { name => name.to_string(), description => description, method => code(method), value => value });
+            // The project's own properties files document these models; a second entry for a
+            // model is an error in dbt, so fhirflow writes none.
+            if layer.properties == LayerProperties::Project {
+                continue;
+            }
             let tags: Vec<String> = match &layer.tags {
                 Some(tags) => tags.iter().map(ToString::to_string).collect(),
                 None => vec![name.to_string()],
@@ -69,8 +78,9 @@ impl<'a> DbtEmitter<'a> {
                 path,
                 kind: FileKind::DbtLayer(name.to_string()),
             });
-            let description = layer.description.clone().unwrap_or_else(|| format!("The {name} layer."));
-            selectors.push(context! { name => name.to_string(), description => description, tag => tags[0].clone() });
+        }
+        if !project.selectors {
+            return Ok(files);
         }
         let body = render("selectors.yml.j2", context! { selectors => selectors })?;
         files.push(GeneratedFile {

@@ -17,8 +17,8 @@ use crate::dbt::{
 };
 use crate::diagnostic::Diagnostic;
 use crate::spec::{
-    DbtCommand, DbtMode, DbtProject, DbtSelector, DbtStage, FreshnessPolicy, GroupBy, OperatorKind, PipelineId,
-    StageId, TestPlacement,
+    DbtCommand, DbtMode, DbtProject, DbtSelector, DbtStage, FreshnessPolicy, GroupBy, LayerProperties, ModelEntry,
+    OperatorKind, PipelineId, StageId, TestPlacement,
 };
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -368,6 +368,45 @@ impl Lowering<'_> {
         }
     }
 
+    /// Checks that a layer whose properties are the project's carries nothing fhirflow would
+    /// have to write into properties YAML: no `tags`, and models by name only.
+    pub(super) fn check_project_properties(&mut self) {
+        let spec = self.spec;
+        for (layer, definition) in &spec.layers {
+            if definition.properties != LayerProperties::Project {
+                continue;
+            }
+            let pointer = format!("/layers/{}", crate::parse::escape_pointer(layer.as_str()));
+            if definition.tags.is_some() {
+                self.error(
+                    Diagnostic::error(
+                        "project-properties",
+                        format!("layer `{layer}` has `properties: project`, so fhirflow writes no tags for it"),
+                    )
+                    .at(self.doc.key_span(&format!("{pointer}/tags")), "")
+                    .help("drop `tags` (the layer is selected by its folder), or set the tags in the project's own properties files"),
+                );
+            }
+            for (k, model) in definition.models.iter().enumerate() {
+                let ModelEntry::Detailed(m) = model else { continue };
+                if m.description.is_none() && m.tags.is_empty() && m.columns.is_empty() {
+                    continue;
+                }
+                self.error(
+                    Diagnostic::error(
+                        "project-properties",
+                        format!(
+                            "layer `{layer}` has `properties: project`, so fhirflow writes no description, tags or columns for model `{}`",
+                            m.name
+                        ),
+                    )
+                    .at(self.doc.span(&format!("{pointer}/models/{k}")), "")
+                    .help("document the model in the dbt project's own properties file, and list it here by name"),
+                );
+            }
+        }
+    }
+
     /// Checks the spec's layers against the manifest: a model dbt does not have is an error,
     /// a dbt model in no layer a warning.
     pub(super) fn check_layers(&mut self) {
@@ -626,8 +665,8 @@ impl Lowering<'_> {
                 .layers
                 .iter()
                 .map(|(name, layer)| {
-                    let tag = layer.tags.as_ref().and_then(|t| t.first()).map_or(name.as_str(), |t| t.as_str());
-                    let base = format!("tag:{tag}");
+                    // By tag, or by folder for a layer whose properties are the project's.
+                    let base = layer.selector(name.as_str());
                     // The stage's own selection narrows every layer: `tag:staging,<select>`.
                     let select = if narrowing.select.is_empty() {
                         vec![base]
@@ -1044,6 +1083,31 @@ mod tests {
         assert_eq!(parts[3], (vec!["@tag:marts,tag:daily+"], vec![], None));
         assert_eq!(without_graph_operators("tag:v2"), "tag:v2");
         assert_eq!(without_graph_operators("+model2"), "model2");
+    }
+
+    #[test]
+    fn a_layer_with_the_projects_properties_is_selected_by_its_folder() {
+        let layers = "layers:\n  staging: {models: [stg_patients, stg_visits], properties: project, path: models/staging}\n  intermediate: {models: [int_visit_counts]}\n  marts: {models: [dim_patients, fct_visits], properties: project}\n";
+        let g = compile_with_layers("{kind: dbt, command: run, dbt_mode: layered, gates: true}", layers).unwrap();
+        assert_eq!(
+            argv(&g, "dbt_staging"),
+            "run --project-dir --profiles-dir --select path:models/staging source:* --exclude tag:intermediate path:models/marts"
+        );
+        assert_eq!(
+            argv(&g, "dbt_intermediate"),
+            "run --project-dir --profiles-dir --select tag:intermediate --exclude path:models/marts"
+        );
+        assert_eq!(argv(&g, "dbt_marts_gate"), "test --project-dir --profiles-dir --select path:models/marts");
+    }
+
+    #[test]
+    fn a_layer_with_the_projects_properties_documents_nothing_itself() {
+        let layers = "layers:\n  staging:\n    properties: project\n    tags: [s]\n    models: [stg_patients, stg_visits, {name: m_a}, {name: m_b, description: d}]\n  intermediate: {models: [int_visit_counts]}\n  marts: {models: [dim_patients, fct_visits]}\n";
+        let errors = compile_with_layers("{kind: dbt, command: run}", layers).unwrap_err();
+        let project: Vec<&String> = errors.iter().filter(|e| e.contains("project-properties")).collect();
+        assert_eq!(project.len(), 2, "{errors:?}");
+        assert!(project.iter().any(|e| e.contains("writes no tags")), "{errors:?}");
+        assert!(project.iter().any(|e| e.contains("for model `m_b`") && e.contains("spec.yaml:")), "{errors:?}");
     }
 
     #[test]

@@ -95,7 +95,9 @@ impl PipelineGraph {
             );
         }
         let mut tags: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for (layer_name, layer) in &self.spec.layers {
+        // A layer whose properties are the project's gets no tags from fhirflow.
+        let fhirflow_layers = || self.spec.layers.iter().filter(|(_, l)| l.properties.is_fhirflow());
+        for (layer_name, layer) in fhirflow_layers() {
             let layer_tags: Vec<String> = match &layer.tags {
                 Some(t) => t.iter().map(ToString::to_string).collect(),
                 None => vec![layer_name.to_string()],
@@ -114,12 +116,14 @@ impl PipelineGraph {
             models.sort();
             models.dedup();
         }
-        let selectors: Vec<String> = self.spec.layers.keys().map(ToString::to_string).collect();
+        let writes_selectors = self.spec.dbt.as_ref().is_some_and(|d| d.selectors);
+        let selectors: Vec<String> =
+            if writes_selectors { self.spec.layers.keys().map(ToString::to_string).collect() } else { Vec::new() };
         // The column tests and descriptions fhirflow writes, which a dbt that does not read
         // the properties key would drop without an error.
         let mut tests: Vec<Value> = Vec::new();
         let mut descriptions = Map::new();
-        for model in self.spec.layers.values().flat_map(|l| &l.models) {
+        for model in fhirflow_layers().flat_map(|(_, l)| &l.models) {
             let crate::spec::ModelEntry::Detailed(m) = model else { continue };
             if let Some(text) = &m.description {
                 descriptions.insert(m.name.to_string(), json!(text));

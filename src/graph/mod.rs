@@ -528,6 +528,7 @@ pub fn lower_all(units: Vec<(Spec, &Document)>) -> Vec<Result<(PipelineGraph, Di
     let mut catalog = Catalog::new();
     for (unit, lowering) in lowerings.iter_mut().enumerate() {
         lowering.check_layers();
+        lowering.check_project_properties();
         let (pipelines, stages) = lowering.pipelines();
         for (p, stages) in pipelines.iter().zip(stages) {
             let pointer = format!("/pipelines/{}", escape_pointer(p.id.as_str()));

@@ -2,12 +2,19 @@
 //!
 //! [`starter_spec`] reads `dbt_project.yml` (and `profiles.yml`, if the project has one) and the
 //! model folders, and builds the text of a spec with one layer per top-level model folder, a
-//! nightly `dbt build` pipeline and a layered one. The text is built line by line, every value a
+//! nightly `dbt build` pipeline and a layered one. What the project already says is kept: a
+//! layer with a model in the project's own properties files is `properties: project` (fhirflow
+//! writes no second entry, which dbt refuses), disabled models are left out, and with
+//! `target/manifest.json` the layers follow dbt's graph (docs/init-from-dbt.md). The text is built line by line, every value a
 //! double-quoted scalar, so the same project gives the same bytes on every run; and it is
 //! compiled before it is returned, so it validates at once.
 
+mod declared;
+mod graph;
 mod project;
 mod text;
+
+pub use project::GraphSource;
 
 #[cfg(test)]
 mod tests;
@@ -49,6 +56,16 @@ pub struct StarterSpec {
 /// or when a path cannot be written in a spec (`unusable-path`); `Error::Io` when a file or
 /// folder exists but cannot be read.
 pub fn starter_spec(dbt_dir: &Path, spec_path: &Path) -> Result<StarterSpec, Error> {
+    starter_spec_from(dbt_dir, spec_path, &GraphSource::default())
+}
+
+/// [`starter_spec`], with dbt's graph from `graph`: `dbt parse` run first when it says so, and
+/// `target/manifest.json` read when there is one.
+///
+/// # Errors
+///
+/// As [`starter_spec`]; also `Error::Invalid` (code `dbt-parse-failed`) when `dbt parse` fails.
+pub fn starter_spec_from(dbt_dir: &Path, spec_path: &Path, graph: &GraphSource) -> Result<StarterSpec, Error> {
     let Some(spec_name) = spec_path.file_name() else {
         return Err(invalid(
             Diagnostic::error("unusable-path", format!("`{}` is not a file path", spec_path.display()))
@@ -62,7 +79,7 @@ pub fn starter_spec(dbt_dir: &Path, spec_path: &Path) -> Result<StarterSpec, Err
             )),
         ));
     }
-    let project = project::read(dbt_dir)?;
+    let project = project::read(dbt_dir, graph)?;
 
     let dbt_abs = resolve(dbt_dir).map_err(|source| Error::Io { path: dbt_dir.to_owned(), action: "read", source })?;
     // The spec's folder, not the spec itself: a spec that is a symbolic link is still read

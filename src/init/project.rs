@@ -19,6 +19,8 @@ pub(super) struct Project {
     pub ident: String,
     /// The profile's default target, when `profiles.yml` names one that is an identifier.
     pub target: Option<String>,
+    /// Whether the project has a `selectors.yml` of its own (not one fhirflow generated).
+    pub own_selectors: bool,
     /// The layers, in the order they build in (a layer after the layers its models reference).
     pub layers: Vec<Layer>,
     /// What was left out, and why.
@@ -38,6 +40,16 @@ pub(super) struct Layer {
     pub root: bool,
     /// Its models, sorted.
     pub models: Vec<String>,
+    /// Whether the project's own properties files document some of its models, so that the
+    /// spec leaves its properties to the project (`properties: project`).
+    pub project_properties: bool,
+}
+
+/// How `init` learns dbt's graph.
+#[derive(Debug, Clone, Default)]
+pub struct GraphSource {
+    /// Run `dbt parse` first, with this dbt executable, to write `target/manifest.json`.
+    pub parse_with: Option<String>,
 }
 
 /// The keys of `dbt_project.yml` that `init` reads; the others are ignored.
@@ -50,10 +62,24 @@ struct DbtProjectFile {
     /// The name of `model-paths` before dbt 1.0.
     #[serde(rename = "source-paths")]
     source_paths: Option<Vec<String>>,
+    /// Model configs by project and folder, for `enabled: false`.
+    models: Option<serde_json::Value>,
+}
+
+/// What is known of each model before its layer is built.
+struct Known {
+    /// The project's name as written, the first key of the `models:` config tree.
+    project: String,
+    /// `models:` of `dbt_project.yml`.
+    models_config: Option<serde_json::Value>,
+    /// What the project's properties files say.
+    properties: super::declared::Properties,
+    /// What dbt's manifest says, when there is one.
+    manifest: Option<super::graph::Facts>,
 }
 
 /// Reads the project in `dbt_dir`.
-pub(super) fn read(dbt_dir: &Path) -> Result<Project, Error> {
+pub(super) fn read(dbt_dir: &Path, graph: &GraphSource) -> Result<Project, Error> {
     let file_path = dbt_dir.join("dbt_project.yml");
     let text = match std::fs::read_to_string(&file_path) {
         Ok(text) => text,
@@ -77,7 +103,7 @@ pub(super) fn read(dbt_dir: &Path) -> Result<Project, Error> {
     };
     let file = SourceFile::new(file_path.display().to_string(), text);
     let parsed: DbtProjectFile = if file.text.trim().is_empty() {
-        DbtProjectFile { name: None, profile: None, model_paths: None, source_paths: None }
+        DbtProjectFile { name: None, profile: None, model_paths: None, source_paths: None, models: None }
     } else {
         serde_saphyr::from_str(&file.text).map_err(|e| invalid(yaml_error(&file, &e)))?
     };
@@ -93,13 +119,22 @@ pub(super) fn read(dbt_dir: &Path) -> Result<Project, Error> {
         ident: identifier_from(&name, 128),
         name,
         target: None,
+        own_selectors: std::fs::read_to_string(dbt_dir.join("selectors.yml"))
+            .is_ok_and(|text| crate::emit::header::read(&text).is_none()),
         layers: Vec::new(),
         skipped: Vec::new(),
         notes: Vec::new(),
     };
     project.target = default_target(dbt_dir, parsed.profile.as_deref(), &mut project.notes);
     let model_paths = parsed.model_paths.or(parsed.source_paths).unwrap_or_else(|| vec!["models".to_owned()]);
-    project.layers = layers(dbt_dir, &model_paths, &project.ident, &mut project.skipped, &mut project.notes)?;
+    let manifest = super::graph::facts(dbt_dir, graph, project.target.as_deref(), &mut project.notes)?;
+    let known = Known {
+        project: project.name.clone(),
+        models_config: parsed.models,
+        properties: super::declared::properties(dbt_dir, &model_paths, &mut project.notes),
+        manifest,
+    };
+    project.layers = layers(dbt_dir, &model_paths, &project.ident, &known, &mut project.skipped, &mut project.notes)?;
     Ok(project)
 }
 
@@ -171,6 +206,10 @@ struct Found {
     display: String,
     /// The models it `ref()`s.
     refs: Vec<String>,
+    /// Its folders beneath the model path.
+    folders: Vec<String>,
+    /// Whether its own `config()` disables it.
+    disabled: bool,
 }
 
 /// A layer before its models are checked and it is named.
@@ -190,6 +229,7 @@ fn layers(
     dbt_dir: &Path,
     model_paths: &[String],
     project_ident: &str,
+    known: &Known,
     skipped: &mut Vec<String>,
     notes: &mut Vec<String>,
 ) -> Result<Vec<Layer>, Error> {
@@ -233,10 +273,12 @@ fn layers(
                         display: format!("{shown}/"),
                         found: Vec::new(),
                     };
-                    walk(&entry, &shown, &mut candidate.found, &mut visited, skipped)?;
+                    let inner =
+                        [candidate.folder.as_ref().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default()];
+                    walk(&entry, &shown, &inner, &mut candidate.found, &mut visited, skipped)?;
                     folders.push(candidate);
                 }
-                Ok(meta) if meta.is_file() && is_sql(&entry) => root.found.push(model_file(&entry, shown)?),
+                Ok(meta) if meta.is_file() && is_sql(&entry) => root.found.push(model_file(&entry, shown, &[])?),
                 Ok(_) => {}
                 Err(e) => skipped.push(format!("{shown}: cannot be read ({e})")),
             }
@@ -247,7 +289,15 @@ fn layers(
         }
         candidates.extend(folders);
     }
-    let layers = name_layers(candidates, project_ident, skipped);
+    let layers = name_layers(candidates, project_ident, known, skipped);
+    if layers.len() > 1 && known.manifest.is_none() {
+        notes.push(
+            "no target/manifest.json: the layers are ordered by the ref()s written in the models' SQL, and \
+             a ref() that a macro makes is not seen; run `dbt parse` first, or pass --parse, to order them \
+             by dbt's graph"
+                .to_owned(),
+        );
+    }
     Ok(build_order(layers, notes))
 }
 
@@ -255,6 +305,7 @@ fn layers(
 fn name_layers(
     candidates: Vec<Candidate>,
     project_ident: &str,
+    known: &Known,
     skipped: &mut Vec<String>,
 ) -> Vec<(Layer, Vec<String>)> {
     let mut seen_models: BTreeMap<String, String> = BTreeMap::new();
@@ -270,8 +321,9 @@ fn name_layers(
         };
         let mut models = Vec::new();
         let mut refs = Vec::new();
+        let mut project_properties = false;
         for found in candidate.found {
-            let Some(stem) = found.stem else {
+            let Some(stem) = found.stem.clone() else {
                 skipped.push(format!("{}: the file name is not UTF-8", found.display));
                 continue;
             };
@@ -283,13 +335,26 @@ fn name_layers(
                 ));
                 continue;
             }
+            if let Some(why) = disabled(known, &found, &stem) {
+                skipped.push(format!("{}: the model is disabled ({why})", found.display));
+                continue;
+            }
             if let Some(first) = seen_models.get(&stem) {
                 skipped.push(format!("{}: the model `{stem}` is already {first}", found.display));
                 continue;
             }
             seen_models.insert(stem.clone(), found.display);
+            // dbt's graph, when there is a manifest, sees the ref()s that macros make.
+            match known.manifest.as_ref().and_then(|m| m.depends.get(&stem)) {
+                Some(depends) => refs.extend(depends.iter().cloned()),
+                None => refs.extend(found.refs),
+            }
+            if known.properties.documented.contains_key(&stem)
+                || known.manifest.as_ref().is_some_and(|m| m.documented.contains(&stem))
+            {
+                project_properties = true;
+            }
             models.push(stem);
-            refs.extend(found.refs);
         }
         if models.is_empty() {
             skipped.push(format!("{}: no usable .sql model in it, so it is no layer", candidate.display));
@@ -302,9 +367,22 @@ fn name_layers(
         };
         let name = unique_name(&base, &names);
         names.insert(name.clone());
-        layers.push((Layer { name, path, root: candidate.folder.is_none(), models }, refs));
+        layers.push((Layer { name, path, root: candidate.folder.is_none(), models, project_properties }, refs));
     }
     layers
+}
+
+/// Why the model `stem` in `found` is disabled, if it is: by its `config()`, by a properties
+/// file, or by `dbt_project.yml`.
+fn disabled(known: &Known, found: &Found, stem: &str) -> Option<String> {
+    if found.disabled {
+        return Some("`enabled=false` in its config()".to_owned());
+    }
+    if let Some(file) = known.properties.disabled.get(stem) {
+        return Some(format!("`enabled: false` in {file}"));
+    }
+    super::declared::disabled_by_project(known.models_config.as_ref(), &known.project, &found.folders, stem)
+        .then(|| "`enabled: false` in dbt_project.yml".to_owned())
 }
 
 /// `base`, or `base_2`, `base_3`, … cut to fit 128 characters, whichever is not taken.
@@ -368,6 +446,7 @@ fn build_order(layers: Vec<(Layer, Vec<String>)>, notes: &mut Vec<String>) -> Ve
 fn walk(
     dir: &Path,
     display: &str,
+    folders: &[String],
     found: &mut Vec<Found>,
     visited: &mut BTreeSet<PathBuf>,
     skipped: &mut Vec<String>,
@@ -384,8 +463,12 @@ fn walk(
     for entry in sorted_entries(dir)? {
         let shown = format!("{display}/{}", entry.file_name().unwrap_or_default().to_string_lossy());
         match std::fs::metadata(&entry) {
-            Ok(meta) if meta.is_dir() => walk(&entry, &shown, found, visited, skipped)?,
-            Ok(meta) if meta.is_file() && is_sql(&entry) => found.push(model_file(&entry, shown)?),
+            Ok(meta) if meta.is_dir() => {
+                let mut inner = folders.to_vec();
+                inner.push(entry.file_name().unwrap_or_default().to_string_lossy().into_owned());
+                walk(&entry, &shown, &inner, found, visited, skipped)?;
+            }
+            Ok(meta) if meta.is_file() && is_sql(&entry) => found.push(model_file(&entry, shown, folders)?),
             Ok(_) => {}
             Err(e) => skipped.push(format!("{shown}: cannot be read ({e})")),
         }
@@ -409,11 +492,18 @@ fn is_sql(path: &Path) -> bool {
     path.extension().is_some_and(|e| e == "sql")
 }
 
-/// A model file: its stem and the models it references.
-fn model_file(path: &Path, display: String) -> Result<Found, Error> {
+/// A model file in `folders` beneath its model path: its stem, the models it references and
+/// whether its `config()` disables it.
+fn model_file(path: &Path, display: String, folders: &[String]) -> Result<Found, Error> {
     let bytes = std::fs::read(path).map_err(|source| Error::Io { path: path.to_owned(), action: "read", source })?;
     let sql = String::from_utf8_lossy(&bytes);
-    Ok(Found { stem: path.file_stem().and_then(|s| s.to_str()).map(str::to_owned), display, refs: refs(&sql) })
+    Ok(Found {
+        stem: path.file_stem().and_then(|s| s.to_str()).map(str::to_owned),
+        display,
+        refs: refs(&sql),
+        folders: folders.to_vec(),
+        disabled: super::declared::disabled_in_sql(&sql),
+    })
 }
 
 /// The models a model's SQL `ref()`s: `ref('m')`, `ref("m")`, `ref('package', 'm')`,

@@ -172,7 +172,9 @@ fn dental_fixture_gives_three_layers_in_build_order() {
     assert_eq!(starter.text, DENTAL_STARTER);
     assert!(starter.skipped.is_empty(), "{:?}", starter.skipped);
     let out = format!("run plan and apply with `--out {}`", tmp.path().display());
-    assert!(starter.notes.len() == 1 && starter.notes[0].contains(&out), "{:?}", starter.notes);
+    // Without target/manifest.json the order comes from the SQL's ref()s, and a note says so.
+    assert!(starter.notes.len() == 2 && starter.notes[0].contains("no target/manifest.json"), "{:?}", starter.notes);
+    assert!(starter.notes[1].contains(&out), "{:?}", starter.notes);
     assert_eq!(starter.schema_path, tmp.path().join("pipelines").join(SCHEMA_FILE_NAME));
     assert_eq!(starter.schema_text, crate::validate::schema::to_text());
 
@@ -410,10 +412,11 @@ fn odd_folder_and_model_names_are_handled() {
     // No profiles.yml: no target, and a note saying so; and one saying where `--out` must point,
     // since the project is outside the spec's folder.
     assert!(compiled.graph.spec.dbt.as_ref().unwrap().target.is_none());
-    assert_eq!(starter.notes.len(), 2, "{:?}", starter.notes);
+    assert_eq!(starter.notes.len(), 3, "{:?}", starter.notes);
     assert!(starter.notes[0].contains("no readable profiles.yml"), "{:?}", starter.notes);
+    assert!(starter.notes[1].contains("no target/manifest.json"), "{:?}", starter.notes);
     let out = format!("run plan and apply with `--out {}`", tmp.path().display());
-    assert!(starter.notes[1].contains(&out), "{:?}", starter.notes);
+    assert!(starter.notes[2].contains(&out), "{:?}", starter.notes);
     // The project's name is kept as written where any text goes, and made an id where ids go.
     let spec = &compiled.graph.spec;
     assert_eq!(spec.defaults.owner.as_deref(), Some("my-shop.analytics"));
@@ -533,4 +536,114 @@ fn symbolic_link_loops_are_read_once() {
     let compiled = compiles(&spec_path, &starter);
     assert_eq!(layers(&compiled), vec![("staging".to_owned(), None, strings(&["stg_a"]))]);
     assert!(starter.skipped.iter().any(|s| s.contains("models/staging/up/: already read")), "{:?}", starter.skipped);
+}
+
+/// The project that already documents its models (tests/fixtures/dbt_existing), read without a
+/// manifest: disabled models are left out, a layer with a model in the project's properties
+/// files is `properties: project` (so nothing is written for it and it is selected by folder),
+/// and the layer nothing documents gets fhirflow's properties file.
+#[test]
+fn a_project_that_documents_its_models_keeps_its_properties() {
+    let tmp = tempfile::tempdir().unwrap();
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/dbt_existing");
+    copy_tree(&source, &tmp.path().join("dbt"));
+    let spec_path = tmp.path().join("spec.yaml");
+    let starter = starter_spec(&tmp.path().join("dbt"), &spec_path).unwrap();
+    assert_eq!(
+        starter.skipped,
+        strings(&[
+            "models/scratch/scratch_try.sql: the model is disabled (`enabled: false` in dbt_project.yml)",
+            "models/scratch/: no usable .sql model in it, so it is no layer",
+            "models/staging/stg_legacy.sql: the model is disabled (`enabled=false` in its config())",
+            "models/staging/stg_old.sql: the model is disabled (`enabled: false` in models/schema.yml)",
+        ])
+    );
+    let compiled = compiles(&spec_path, &starter);
+    let spec = &compiled.graph.spec;
+    let properties: Vec<(&str, crate::spec::LayerProperties)> =
+        spec.layers.iter().map(|(name, layer)| (name.as_str(), layer.properties)).collect();
+    use crate::spec::LayerProperties::{Fhirflow, Project};
+    // Without a manifest the macro's ref()s are not seen: the folders' order stands.
+    assert_eq!(properties, [("analytics", Project), ("staging", Project), ("utils", Fhirflow)]);
+    assert!(starter.text.contains("select: [\"path:models/staging\"]"), "{}", starter.text);
+    assert!(starter.text.contains("select: [\"tag:utils\"]"), "{}", starter.text);
+
+    let layout = Layout::new(&spec_path, None);
+    let files = crate::emit::emit(&compiled.graph, &layout).unwrap();
+    let mut written: Vec<String> = files.iter().map(|f| layout.display(&f.path)).collect();
+    written.sort();
+    let prefix = format!("{}/", tmp.path().display());
+    let written: Vec<&str> = written.iter().map(|w| w.trim_start_matches(&prefix)).collect();
+    assert_eq!(
+        written,
+        [
+            "dags/existing_layered.py",
+            "dags/existing_nightly.py",
+            "dbt/models/utils/utils_models.yml",
+            "dbt/selectors.yml"
+        ]
+    );
+    let selectors = files.iter().find(|f| f.kind == FileKind::DbtSelectors).unwrap();
+    assert!(selectors.contents.contains("method: path\n      value: \"models/staging\"\n"), "{}", selectors.contents);
+    assert!(selectors.contents.contains("method: tag\n      value: \"utils\"\n"), "{}", selectors.contents);
+    assert!(!starter.text.contains("selectors: false"), "{}", starter.text);
+
+    // A selectors.yml of the project's own is not replaced: the spec says `selectors: false`.
+    write(&tmp.path().join("dbt/selectors.yml"), "selectors: []\n");
+    let starter = starter_spec(&tmp.path().join("dbt"), &spec_path).unwrap();
+    assert!(starter.text.contains("\n  selectors: false\n"), "{}", starter.text);
+    let compiled = compiles(&spec_path, &starter);
+    let files = crate::emit::emit(&compiled.graph, &layout).unwrap();
+    assert!(!files.iter().any(|f| f.kind == FileKind::DbtSelectors));
+}
+
+/// A manifest's graph orders the layers, and its `patch_path`s count as the project's
+/// properties unless fhirflow wrote the file.
+#[test]
+fn a_manifest_orders_the_layers_by_dbts_graph() {
+    let tmp = tempfile::tempdir().unwrap();
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/dbt_existing");
+    copy_tree(&source, &tmp.path().join("dbt"));
+    let node = |name: &str, folder: &str, depends: &[&str], patch: Option<&str>| {
+        let id = format!("model.existing.{name}");
+        let depends: Vec<String> = depends.iter().map(|d| format!("model.existing.{d}")).collect();
+        (
+            id.clone(),
+            serde_json::json!({
+                "unique_id": id, "resource_type": "model", "name": name, "package_name": "existing",
+                "fqn": ["existing", folder, name], "original_file_path": format!("models/{folder}/{name}.sql"),
+                "path": format!("{folder}/{name}.sql"), "patch_path": patch, "tags": [],
+                "config": {"materialized": "view"}, "depends_on": {"nodes": depends}
+            }),
+        )
+    };
+    let generated = crate::emit::header::wrap("spec.yaml", "models/generated_models.yml", "version: 2\n");
+    write(&tmp.path().join("dbt/models/utils/utils_models.yml"), &generated);
+    let nodes: serde_json::Map<String, serde_json::Value> = [
+        node("stg_orders", "staging", &[], Some("existing://models/schema.yml")),
+        node("stg_customers", "staging", &[], Some("existing://models/schema.yml")),
+        node("stg_payments", "staging", &[], None),
+        node("fct_orders", "analytics", &["stg_orders", "stg_customers"], Some("existing://models/schema.yml")),
+        node("dim_customers", "analytics", &["stg_customers"], None),
+        node("util_dates", "utils", &[], Some("existing://models/utils/utils_models.yml")),
+    ]
+    .into_iter()
+    .collect();
+    let manifest = serde_json::json!({
+        "metadata": {"dbt_schema_version": crate::dbt::MANIFEST_V12, "dbt_version": "1.11.0", "project_name": "existing"},
+        "nodes": nodes, "sources": {}, "macros": {}, "exposures": {}, "metrics": {}, "disabled": {}
+    });
+    write(&tmp.path().join("dbt/target/manifest.json"), &manifest.to_string());
+    let spec_path = tmp.path().join("spec.yaml");
+    let starter = starter_spec(&tmp.path().join("dbt"), &spec_path).unwrap();
+    assert!(!starter.notes.iter().any(|n| n.contains("manifest")), "{:?}", starter.notes);
+    let compiled = compiles(&spec_path, &starter);
+    let order: Vec<(&str, bool)> = compiled
+        .graph
+        .spec
+        .layers
+        .iter()
+        .map(|(name, layer)| (name.as_str(), layer.properties.is_fhirflow()))
+        .collect();
+    assert_eq!(order, [("staging", false), ("analytics", false), ("utils", true)]);
 }

@@ -35,6 +35,10 @@ pub(super) fn render(project: &Project, project_dir: &str) -> String {
     if let Some(target) = &project.target {
         line(&format!("  target: {}", quoted(target)));
     }
+    if project.own_selectors {
+        line("  # The project has its own selectors.yml, which fhirflow does not replace.");
+        line("  selectors: false");
+    }
     line("  # Where Airflow workers see the project, when it is not at the same place relative to the DAGs:");
     line("  # deploy: {project_dir: /opt/airflow/dbt, profiles_dir: /opt/airflow/.dbt}");
     line("");
@@ -45,6 +49,9 @@ pub(super) fn render(project: &Project, project_dir: &str) -> String {
         line("# One layer per top-level model folder, in build order. fhirflow tags each layer's models with");
         line("# the layer's name (tag:<layer>) in the properties YAML it writes there. Say in each");
         line("# description what the layer is for: it becomes the description of the layer's selector.");
+        if project.layers.iter().any(|l| l.project_properties) {
+            line("# A layer with `properties: project` is left to the project's own properties files.");
+        }
         line("layers:");
         for layer in &project.layers {
             line(&format!("  {}:", quoted(&layer.name)));
@@ -56,6 +63,11 @@ pub(super) fn render(project: &Project, project_dir: &str) -> String {
             line(&format!("    description: {}", quoted(&description)));
             if layer.path != format!("models/{}", layer.name) {
                 line(&format!("    path: {}", quoted(&layer.path)));
+            }
+            if layer.project_properties {
+                line("    # The project's own properties files document models of this layer; dbt takes one entry");
+                line("    # per model, so fhirflow writes none here and selects the layer by its folder.");
+                line(&format!("    properties: {}", quoted("project")));
             }
             line("    models:");
             for model in &layer.models {
@@ -78,8 +90,13 @@ pub(super) fn render(project: &Project, project_dir: &str) -> String {
     dbt_stage(&mut line, "dbt_build", "build", None, Some("dbt_deps"));
     if !project.layers.is_empty() {
         line("");
-        line("  # Iteration: one dbt build per layer, selected by tag, so a failing layer is visible (and");
-        line("  # retried) on its own and later layers do not run.");
+        if project.layers.iter().any(|l| l.project_properties) {
+            line("  # Iteration: one dbt build per layer, selected by tag (or by folder for `properties: project`),");
+            line("  # so a failing layer is visible (and retried) on its own and later layers do not run.");
+        } else {
+            line("  # Iteration: one dbt build per layer, selected by tag, so a failing layer is visible (and");
+            line("  # retried) on its own and later layers do not run.");
+        }
         line(&format!("  {}:", quoted(&format!("{base}_layered"))));
         line(&format!(
             "    description: {}",
@@ -91,7 +108,9 @@ pub(super) fn render(project: &Project, project_dir: &str) -> String {
         let mut previous = "dbt_deps".to_owned();
         for layer in &project.layers {
             let stage = format!("dbt_build_{}", layer.name);
-            dbt_stage(&mut line, &stage, "build", Some(&format!("tag:{}", layer.name)), Some(&previous));
+            let select =
+                if layer.project_properties { format!("path:{}", layer.path) } else { format!("tag:{}", layer.name) };
+            dbt_stage(&mut line, &stage, "build", Some(&select), Some(&previous));
             previous = stage;
         }
     }

@@ -250,6 +250,9 @@ pub struct DbtProject {
     /// The pod of dbt tasks run with `operator: kubernetes`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kubernetes: Option<KubernetesSettings>,
+    /// Whether fhirflow writes `selectors.yml` (one selector per layer) at the project root. `false` for a project that keeps its own `selectors.yml`, which fhirflow does not replace.
+    #[serde(default = "default_true")]
+    pub selectors: bool,
 }
 
 /// Where dbt artifacts are kept between runs: exactly one of `path` or `s3`.
@@ -402,9 +405,58 @@ pub struct Layer {
     /// Tags every model of the layer carries. Defaults to the layer's name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Identifier>>,
+    /// Whose properties YAML documents the layer's models. `fhirflow` (the default): fhirflow
+    /// writes `<layer>_models.yml` with their descriptions, tags and column tests, and selects the
+    /// layer by tag. `project`: the dbt project's own properties files document them (dbt takes
+    /// one entry per model, so fhirflow writes none) and the layer is selected by its folder
+    /// (`path:<path>`); the layer then takes no `tags` and its models only names.
+    #[serde(default, skip_serializing_if = "LayerProperties::is_fhirflow")]
+    pub properties: LayerProperties,
     /// The layer's models.
     #[schemars(length(min = 1))]
     pub models: Vec<ModelEntry>,
+}
+
+impl Layer {
+    /// The layer's folder inside the dbt project, as written: `path`, else `models/<name>`.
+    pub fn folder(&self, name: &str) -> String {
+        self.path.as_ref().map_or_else(|| format!("models/{name}"), |p| p.0.clone())
+    }
+
+    /// How dbt is told to select the layer named `name`: `tag:<first tag>` (the name by
+    /// default), or `path:<folder>` when the project's own files document its models.
+    pub fn selector(&self, name: &str) -> String {
+        let (method, value) = self.selection(name);
+        format!("{method}:{value}")
+    }
+
+    /// The selector method and value of [`Layer::selector`].
+    pub fn selection(&self, name: &str) -> (&'static str, String) {
+        match self.properties {
+            LayerProperties::Fhirflow => {
+                ("tag", self.tags.as_ref().and_then(|t| t.first()).map_or(name, |t| t.as_str()).to_owned())
+            }
+            LayerProperties::Project => ("path", self.folder(name)),
+        }
+    }
+}
+
+/// Who writes a layer's properties YAML.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LayerProperties {
+    /// fhirflow writes `<layer>_models.yml`.
+    #[default]
+    Fhirflow,
+    /// The dbt project's own properties files; fhirflow writes none for the layer.
+    Project,
+}
+
+impl LayerProperties {
+    /// Whether this is the default, `fhirflow`.
+    pub fn is_fhirflow(&self) -> bool {
+        *self == LayerProperties::Fhirflow
+    }
 }
 
 /// A model of a layer: its name alone, or its name with docs and tests.
