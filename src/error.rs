@@ -55,6 +55,9 @@ pub enum ExitStatus {
     Refused = 4,
     /// `fhirflow run`: a task failed (or did not run because an upstream task failed).
     TasksFailed = 5,
+    /// `fhirflow run`: a load found an existing table whose columns are not the ones the spec
+    /// names, and stopped before loading anything.
+    TableMismatch = 6,
     /// A usage error: an unknown flag or subcommand, or a `run` selection or `--resume` that names
     /// nothing to run (EX_USAGE of sysexits.h, so that scripts never mistake it for "changes pending").
     Usage = 64,

@@ -450,6 +450,7 @@ fn run(cli: Cli) -> Result<ExitStatus, Error> {
             Ok(match report.state {
                 fhirflow::run::RunState::Success => ExitStatus::Ok,
                 fhirflow::run::RunState::Cancelled => ExitStatus::Cancelled,
+                _ if report.table_mismatch => ExitStatus::TableMismatch,
                 _ => ExitStatus::TasksFailed,
             })
         }

@@ -63,8 +63,17 @@ fn wait_for_load_step(child: &mut std::process::Child) {
 /// not retry its first task (the spec allows one retry). Returns its stdout.
 #[cfg(any(feature = "duckdb", feature = "snowflake"))]
 fn assert_failed_at_once(output: &std::process::Output, message: &str) -> String {
+    failed_at_once(output, 5, message)
+}
+
+/// [`assert_failed_at_once`] for a table whose columns are not the spec's: exit status 6.
+fn assert_table_mismatch(output: &std::process::Output, message: &str) -> String {
+    failed_at_once(output, 6, message)
+}
+
+fn failed_at_once(output: &std::process::Output, code: i32, message: &str) -> String {
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert_eq!(output.status.code(), Some(5), "{stdout}");
+    assert_eq!(output.status.code(), Some(code), "{stdout}");
     assert!(stdout.contains(message), "{message}\n{stdout}");
     let summary = stdout.lines().find(|l| l.contains("p.create_snowflake_tables")).unwrap_or_default();
     assert!(summary.contains("failed") && summary.split_whitespace().any(|w| w == "1"), "one attempt: {stdout}");
@@ -270,7 +279,7 @@ mod embedded {
         create_existing_tables(&database);
         let output = fhirflow().arg("run").arg(load_spec(dir.path(), 10)).output().unwrap();
         // Not retried: a layout stays wrong.
-        assert_failed_at_once(
+        assert_table_mismatch(
             &output,
             "load `load`: table raw.fhir_bundles does not match the load's `target.columns`: no column `bundle` \
              (document); the table has file_key, loaded_at, bundle_data. Name the table's columns under `target.columns`",
@@ -289,7 +298,7 @@ mod embedded {
         std::fs::write(&spec, text).unwrap();
         let output = fhirflow().arg("run").arg(&spec).output().unwrap();
         let stdout = String::from_utf8_lossy(&output.stdout);
-        assert_eq!(output.status.code(), Some(5), "{stdout}");
+        assert_eq!(output.status.code(), Some(6), "{stdout}");
         assert!(
             stdout.contains(
                 "table raw.load_watermark does not match the load's `watermark_columns`: no column `load_id` \
@@ -798,7 +807,7 @@ mod snowflake {
     async fn an_existing_table_with_other_columns_fails_before_the_copy_naming_them() {
         let dir = tempfile::tempdir().unwrap();
         let Some((servers, session)) = existing_project(dir.path(), &["a"]).await else { return };
-        assert_failed_at_once(
+        assert_table_mismatch(
             &run(&spec(dir.path(), 2), &servers, "secret"),
             "load `load`: table RAW.FHIR_BUNDLES does not match the load's `target.columns`: no column `BUNDLE` \
              (document); the table has FILE_KEY, LOADED_AT, BUNDLE_DATA. Name the table's columns under `target.columns`",
@@ -885,7 +894,7 @@ mod snowflake {
                 serde_json::json!({"task": "create_snowflake_tables", "failed": "AirflowFailException", "message": message})
             ]
         );
-        assert_failed_at_once(&run(&spec, &servers, "secret"), message);
+        assert_table_mismatch(&run(&spec, &servers, "secret"), message);
 
         let spec = spec_with(
             dir.path(),

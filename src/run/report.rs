@@ -69,6 +69,9 @@ pub struct RunReport {
     pub duration: Duration,
     /// Every task, in run order.
     pub tasks: Vec<TaskSummary>,
+    /// Whether a load stopped at an existing table whose columns are not the spec's, so that
+    /// the exit status says so.
+    pub table_mismatch: bool,
 }
 
 impl RunReport {

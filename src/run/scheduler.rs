@@ -284,6 +284,7 @@ impl Runner {
                         logical_date: run_date,
                         duration: started.elapsed(),
                         tasks: Vec::new(),
+                        table_mismatch: false,
                     });
                 }
                 (run_id, plan, dates, HashMap::new(), run_date)
@@ -302,12 +303,13 @@ impl Runner {
         let outcome = scheduler.execute().await;
         let state = scheduler.run_state();
         let tasks = scheduler.summaries();
+        let table_mismatch = scheduler.table_mismatch;
         scheduler.progress.finish();
         // The run's end is recorded even when the store failed mid-run, if it still can be.
         let ended = store.end_run(&run_id, if outcome.is_err() { RunState::Failed } else { state });
         outcome?;
         ended?;
-        Ok(RunReport { run_id, state, logical_date: run_date, duration: started.elapsed(), tasks })
+        Ok(RunReport { run_id, state, logical_date: run_date, duration: started.elapsed(), tasks, table_mismatch })
     }
 }
 
@@ -421,6 +423,8 @@ struct Scheduler<'a> {
     pid_rx: mpsc::UnboundedReceiver<(usize, u32, u32)>,
     /// The first store error: it stops the run, which can no longer be recorded truthfully.
     store_error: Option<StoreError>,
+    /// Whether a load found an existing table whose columns are not the spec's.
+    table_mismatch: bool,
 }
 
 impl<'a> Scheduler<'a> {
@@ -479,6 +483,7 @@ impl<'a> Scheduler<'a> {
             pid_tx,
             pid_rx,
             store_error: None,
+            table_mismatch: false,
         }
     }
 
@@ -896,6 +901,7 @@ impl<'a> Scheduler<'a> {
                 self.settle(self.dependents[index].clone());
             }
             Err(failure) => {
+                self.table_mismatch |= matches!(failure, Failure::Load(load::LoadError::Layout { .. }));
                 let mut why = failure.describe();
                 if let Some(results) = end.dbt.as_ref().filter(|r| !r.failures.is_empty()) {
                     why = format!("{why}; failing in dbt: {}", results.failures_line());
