@@ -603,7 +603,8 @@ pipelines:
 }
 
 /// The per-model graph runs directly: one dbt process per node in dbt's order, tests after
-/// their models, every task's artifacts saved, and the marts built for real.
+/// their models, every task's artifacts saved, and the marts built for real, with parallel
+/// slots to spare and one DuckDB file.
 #[test]
 fn per_model_mode_runs_each_dbt_node_in_order() {
     let Some(venv) = std::env::var_os("FHIRFLOW_DBT_VENV").map(PathBuf::from) else {
@@ -633,11 +634,12 @@ pipelines:
         ),
     )
     .unwrap();
-    // One at a time: DuckDB lets one process write the file, and each task is a dbt process.
+    // Four slots, but DuckDB lets one process write the file: fhirflow reads the profile's
+    // `type: duckdb` and runs the dbt tasks on it one at a time instead of failing on the lock.
     let out = fhirflow()
         .arg("run")
         .arg(&spec)
-        .args(["--quiet", "--max-parallel", "1", "--format", "json"])
+        .args(["--quiet", "--max-parallel", "4", "--format", "json"])
         .env("DBT_DUCKDB_PATH", dir.path().join("clinic.duckdb"))
         .output()
         .unwrap();

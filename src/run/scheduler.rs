@@ -28,7 +28,7 @@ use super::{RunError, RunOptions, RunState, SpecGraph, TaskKey, TaskState, run_d
 use crate::graph::{DbtArg, DbtInvocation, Operation, Settings};
 use crate::spec::SensorMode;
 use chrono::{DateTime, SubsecRound, Utc};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -425,6 +425,8 @@ struct Scheduler<'a> {
     store_error: Option<StoreError>,
     /// Whether a load found an existing table whose columns are not the spec's.
     table_mismatch: bool,
+    /// DuckDB targets a running dbt task writes: one task at a time per target.
+    writers: HashSet<Arc<str>>,
 }
 
 impl<'a> Scheduler<'a> {
@@ -484,6 +486,7 @@ impl<'a> Scheduler<'a> {
             pid_rx,
             store_error: None,
             table_mismatch: false,
+            writers: HashSet::new(),
         }
     }
 
@@ -555,6 +558,7 @@ impl<'a> Scheduler<'a> {
                         };
                         if self.tasks[index].state == TaskState::Running {
                             self.slots_used = self.slots_used.saturating_sub(usize::from(self.holds_slot(index)));
+                            self.release_writer(index);
                         }
                         self.attempt_ended(index, number, end);
                     }
@@ -600,6 +604,13 @@ impl<'a> Scheduler<'a> {
     }
 
     /// Whether task `index` occupies a `--max-parallel` slot while it runs.
+    /// Frees the DuckDB target that task `index` held while it ran.
+    fn release_writer(&mut self, index: usize) {
+        if let Some(writer) = &self.run.plan.tasks[index].writer {
+            self.writers.remove(writer);
+        }
+    }
+
     fn holds_slot(&self, index: usize) -> bool {
         let task = &self.run.plan.tasks[index];
         match &task.task.operation {
@@ -774,6 +785,13 @@ impl<'a> Scheduler<'a> {
             if holds && self.slots_used >= max {
                 continue;
             }
+            let writer = self.run.plan.tasks[index].writer.clone();
+            if let Some(writer) = writer {
+                // Another dbt process holds the DuckDB file: wait, rather than fail on its lock.
+                if !self.writers.insert(writer) {
+                    continue;
+                }
+            }
             self.ready.remove(&index);
             if holds {
                 self.slots_used += 1;
@@ -837,6 +855,7 @@ impl<'a> Scheduler<'a> {
                 if self.holds_slot(index) {
                     self.slots_used = self.slots_used.saturating_sub(1);
                 }
+                self.release_writer(index);
                 self.attempt_ended(index, number, end);
             }
             JobDone::RetryDue { index } => {

@@ -9,12 +9,12 @@
 use super::{RunError, SpecGraph, TaskKey};
 use crate::diagnostic::did_you_mean;
 use crate::graph::sensor::Clock;
-use crate::graph::{Operation, PipelineTasks, Task};
+use crate::graph::{DbtArg, Operation, PipelineTasks, Task};
 use crate::spec::{AssetCondition, Schedule, Spec};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use std::collections::{BTreeSet, HashMap};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Which tasks `fhirflow run` runs.
@@ -73,6 +73,8 @@ pub struct PlannedTask {
     /// After a trigger with `wait_for_completion`: the pipeline (index into
     /// [`RunPlan::pipelines`]) whose run must have succeeded.
     pub after_run: Option<usize>,
+    /// The DuckDB target its dbt commands write, which one task at a time may hold.
+    pub writer: Option<Arc<str>>,
 }
 
 /// The tasks of a run in the order they may start: upstream before downstream, ties broken by
@@ -163,6 +165,7 @@ impl RunPlan {
     fn build(specs: &[SpecGraph], chosen: &dyn Fn(&str) -> bool) -> Self {
         let mut pipelines = Vec::new();
         let mut tasks: Vec<PlannedTask> = Vec::new();
+        let mut writers = HashMap::new();
         for spec in specs {
             let folder = spec.path.parent().map(PathBuf::from).unwrap_or_default();
             let spec_dir = std::path::absolute(if folder.as_os_str().is_empty() { PathBuf::from(".") } else { folder })
@@ -184,6 +187,7 @@ impl RunPlan {
                     triggered_by: Vec::new(),
                 });
                 for task in &p.tasks {
+                    let writer = duckdb_writer_of(&spec_dir, &spec.graph.spec, &task.operation, &mut writers);
                     tasks.push(PlannedTask {
                         key: TaskKey { pipeline: p.id.to_string(), task: task.id.clone() },
                         label: Arc::from(task.id.as_str()),
@@ -192,6 +196,7 @@ impl RunPlan {
                         upstream: Vec::new(),
                         awaits: Vec::new(),
                         after_run: None,
+                        writer,
                     });
                 }
             }
@@ -386,6 +391,27 @@ impl RunPlan {
             }),
         }
     }
+}
+
+/// The DuckDB target a dbt task writes, read once per project and target (see
+/// [`crate::dbt::duckdb_writer`]); `None` for other tasks and warehouses.
+fn duckdb_writer_of(
+    spec_dir: &Path,
+    spec: &Spec,
+    operation: &Operation,
+    known: &mut HashMap<(PathBuf, PathBuf, Option<String>), Option<Arc<str>>>,
+) -> Option<Arc<str>> {
+    let (Operation::Dbt(invocation), Some(dbt)) = (operation, &spec.dbt) else { return None };
+    let target = invocation.args.windows(2).find_map(|pair| match pair {
+        [DbtArg::Literal(flag), DbtArg::Literal(value)] if flag == "--target" => Some(value.clone()),
+        _ => None,
+    });
+    let project = spec_dir.join(&dbt.project_dir.0);
+    let profiles = spec_dir.join(&dbt.profiles_dir.as_ref().unwrap_or(&dbt.project_dir).0);
+    known
+        .entry((project.clone(), profiles.clone(), target.clone()))
+        .or_insert_with(|| crate::dbt::duckdb_writer(&project, &profiles, target.as_deref()).map(Arc::from))
+        .clone()
 }
 
 #[cfg(test)]
