@@ -35,8 +35,9 @@ struct Cli {
 /// What `plan` and `apply` work on.
 #[derive(Debug, clap::Args)]
 struct OutputArgs {
-    /// The spec file, or a folder whose specs are compiled together.
-    spec: PathBuf,
+    /// Spec files or folders (searched recursively), compiled together; `-` reads a spec on stdin.
+    #[arg(required = true, value_name = "SPEC")]
+    spec: Vec<PathBuf>,
     /// Treat warnings as errors.
     #[arg(long)]
     deny_warnings: bool,
@@ -50,8 +51,9 @@ enum Command {
     /// Check a spec: YAML, schema, graph. Prints every problem found, sorted by position.
     #[command(after_help = EXIT_CODES)]
     Validate {
-        /// The spec file, or a folder whose specs are compiled together.
-        spec: PathBuf,
+        /// Spec files or folders (searched recursively), compiled together; `-` reads a spec on stdin.
+        #[arg(required = true, value_name = "SPEC")]
+        spec: Vec<PathBuf>,
         /// Output format: text, JSON (like `terraform validate -json`) or GitHub annotations.
         #[arg(long, value_enum, default_value_t = DiagnosticFormat::Text)]
         format: DiagnosticFormat,
@@ -88,8 +90,9 @@ enum Command {
     },
     /// Print the compiled task graph.
     Graph {
-        /// The spec file.
-        spec: PathBuf,
+        /// Spec files or folders (searched recursively), drawn as one graph; `-` reads a spec on stdin.
+        #[arg(required = true, value_name = "SPEC")]
+        spec: Vec<PathBuf>,
         /// Output format.
         #[arg(long, value_enum, default_value_t = GraphFormat::Mermaid)]
         format: GraphFormat,
@@ -110,7 +113,7 @@ enum Command {
     /// dependencies, retries, timeouts, sensors and max_active_runs.
     #[command(after_help = EXIT_CODES)]
     Run {
-        /// The spec file, or a folder whose specs are compiled together.
+        /// The spec file, or a folder whose specs (searched recursively) are compiled together.
         spec: PathBuf,
         /// Run only this pipeline (repeatable); every pipeline by default.
         #[arg(long = "pipeline", value_name = "PIPELINE")]
@@ -225,6 +228,20 @@ fn print(text: &str) {
     let _ = stdout.write_all(text.as_bytes());
 }
 
+/// The specs `paths` name; the YAML files passed over get a note on stderr.
+fn find_specs(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Error> {
+    let found = fhirflow::find_specs(paths)?;
+    for skipped in &found.skipped {
+        eprintln!("note: skipped {}: not a spec (no top-level `version:` and `pipelines:`)", skipped.display());
+    }
+    Ok(found.specs)
+}
+
+/// The paths as one shell-quoted argument list.
+fn shell_words(paths: &[PathBuf]) -> String {
+    paths.iter().map(|p| shell_word(&p.display().to_string())).collect::<Vec<_>>().join(" ")
+}
+
 /// Prints the compiled specs' warnings; with `deny`, they are errors.
 fn warnings(compiled: &[fhirflow::Compiled], deny: bool) -> Result<(), Error> {
     let mut warnings: Diagnostics = compiled.iter().flat_map(|c| c.warnings.clone()).collect();
@@ -259,7 +276,7 @@ fn explain_stage(
 fn run(cli: Cli) -> Result<ExitStatus, Error> {
     match cli.command {
         Command::Validate { spec, format, deny_warnings, explain } => {
-            let results = match fhirflow::compile_path(&spec) {
+            let results = match find_specs(&spec).and_then(|paths| fhirflow::compile_specs(&paths)) {
                 Ok(compiled) => Ok(compiled),
                 Err(Error::Invalid(diagnostics)) => Err(diagnostics),
                 Err(other) => return Err(other),
@@ -304,12 +321,14 @@ fn run(cli: Cli) -> Result<ExitStatus, Error> {
                 let pipelines: usize = all.iter().map(|(_, c)| c.graph.pipelines.len()).sum();
                 let tasks: usize = all.iter().map(|(_, c)| c.graph.task_count()).sum();
                 let specs = if all.len() == 1 { String::new() } else { format!("{} specs, ", all.len()) };
-                print(&format!("{}: valid ({specs}{pipelines} pipelines, {tasks} tasks)\n", spec.display()));
+                let named: Vec<String> = spec.iter().map(|p| p.display().to_string()).collect();
+                print(&format!("{}: valid ({specs}{pipelines} pipelines, {tasks} tasks)\n", named.join(" ")));
             }
             Ok(ExitStatus::Ok)
         }
         Command::Plan { target: OutputArgs { spec, out, deny_warnings }, detailed_exitcode, format } => {
-            let planned = fhirflow::plan_path(&spec, out.as_deref())
+            let planned = find_specs(&spec)
+                .and_then(|paths| fhirflow::plan_specs(&paths, out.as_deref()))
                 .and_then(|(compiled, plan)| warnings(&compiled, deny_warnings).map(|()| plan));
             let plan = match planned {
                 // A script reading JSON gets JSON on stdout either way.
@@ -323,16 +342,17 @@ fn run(cli: Cli) -> Result<ExitStatus, Error> {
             Ok(if detailed_exitcode && plan.has_changes() { ExitStatus::Changes } else { ExitStatus::Ok })
         }
         Command::Apply { target: OutputArgs { spec, out, deny_warnings }, check, force } => {
-            let (mut compiled, mut plan) = fhirflow::plan_path(&spec, out.as_deref())?;
+            let paths = find_specs(&spec)?;
+            let (mut compiled, mut plan) = fhirflow::plan_specs(&paths, out.as_deref())?;
             if !check && let Some(done) = fhirflow::plan::complete_interrupted(&plan)? {
                 eprintln!("note: completed an interrupted apply ({done} files); planning again");
-                (compiled, plan) = fhirflow::plan_path(&spec, out.as_deref())?;
+                (compiled, plan) = fhirflow::plan_specs(&paths, out.as_deref())?;
             }
             warnings(&compiled, deny_warnings)?;
             if check {
                 if plan.has_changes() {
                     print(&plan.render(PlanFormat::Text));
-                    let mut command = format!("fhirflow apply {}", shell_word(&spec.display().to_string()));
+                    let mut command = format!("fhirflow apply {}", shell_words(&spec));
                     if let Some(out) = &out {
                         command.push_str(&format!(" --out {}", shell_word(&out.display().to_string())));
                     }
@@ -362,8 +382,20 @@ fn run(cli: Cli) -> Result<ExitStatus, Error> {
             Ok(ExitStatus::Ok)
         }
         Command::Graph { spec, format } => {
-            let compiled = fhirflow::compile_file(&spec)?;
-            print(&compiled.graph.render(format));
+            let compiled = fhirflow::compile_specs(&find_specs(&spec)?)?;
+            if compiled.len() > 1 && format == GraphFormat::Json {
+                return Err(Error::Usage(format!(
+                    "graph --format json describes one spec, and {} were named; name one spec file",
+                    compiled.len()
+                )));
+            }
+            // One chart of every spec's pipelines, so that sensors across specs are edges in it.
+            let mut specs = compiled.into_iter().map(|(_, c)| c.graph);
+            let mut graph = specs.next().ok_or_else(|| Error::Usage("no specs to draw".to_owned()))?;
+            for other in specs {
+                graph.pipelines.extend(other.pipelines);
+            }
+            print(&graph.render(format));
             Ok(ExitStatus::Ok)
         }
         Command::Init { from_dbt, spec, force } => {
@@ -401,6 +433,11 @@ fn run(cli: Cli) -> Result<ExitStatus, Error> {
             format,
             deny_warnings,
         } => {
+            if spec.as_os_str() == fhirflow::STDIN {
+                return Err(Error::Usage(
+                    "run needs a spec file: its commands and run store are relative to its folder".to_owned(),
+                ));
+            }
             let (paths, compiled): (Vec<PathBuf>, Vec<fhirflow::Compiled>) =
                 fhirflow::compile_path(&spec)?.into_iter().unzip();
             warnings(&compiled, deny_warnings)?;
