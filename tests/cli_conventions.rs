@@ -104,3 +104,133 @@ fn plan_of_specs_in_several_folders_needs_out() {
         .assert()
         .success();
 }
+
+/// Completion scripts for the four shells, each naming the commands.
+#[test]
+fn completions_for_each_shell() {
+    for (shell, marker) in [
+        ("bash", "complete -F"),
+        ("zsh", "#compdef fhirflow"),
+        ("fish", "complete -c fhirflow"),
+        ("powershell", "Register-ArgumentCompleter"),
+    ] {
+        fhirflow()
+            .args(["completions", shell])
+            .assert()
+            .success()
+            .stdout(contains(marker).and(contains("validate")).and(contains("apply")));
+    }
+    fhirflow().args(["completions", "tcsh"]).assert().code(64);
+}
+
+/// `fhirflow man` prints a roff page with every command.
+#[test]
+fn man_prints_a_roff_page() {
+    fhirflow()
+        .arg("man")
+        .assert()
+        .success()
+        .stdout(contains(".TH fhirflow 1").and(contains(".SH SUBCOMMANDS")).and(contains("completions")));
+}
+
+const ESCAPE: &str = "\u{1b}[";
+
+/// Colour only on a terminal: not on a pipe, forced by CLICOLOR_FORCE, and NO_COLOR wins over it
+/// (anstream's order).
+#[test]
+fn colour_follows_the_terminal_no_color_and_clicolor_force() {
+    let invalid = |envs: &[(&str, &str)]| {
+        let mut command = fhirflow();
+        command.args(["validate", "-"]).write_stdin("version: 1\n").env_remove("NO_COLOR").env_remove("CLICOLOR_FORCE");
+        for (k, v) in envs {
+            command.env(k, v);
+        }
+        let out = command.output().unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        String::from_utf8(out.stderr).unwrap()
+    };
+    let plain = invalid(&[]);
+    assert!(plain.starts_with("error[missing-key]") && !plain.contains(ESCAPE), "{plain:?}");
+    let forced = invalid(&[("CLICOLOR_FORCE", "1")]);
+    assert!(forced.contains(ESCAPE) && forced.contains("error[missing-key]"), "{forced:?}");
+    let none = invalid(&[("CLICOLOR_FORCE", "1"), ("NO_COLOR", "1")]);
+    assert_eq!(none, plain);
+    // Other errors and clap's own usage errors too.
+    let out = fhirflow().args(["validate", "missing.yaml"]).env("CLICOLOR_FORCE", "1").output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains(ESCAPE));
+    let out = fhirflow().args(["validate", "missing.yaml"]).output().unwrap();
+    assert!(!String::from_utf8_lossy(&out.stderr).contains(ESCAPE));
+}
+
+/// `-q` drops the reports, never errors or documents; `-v` names each spec read; on every command.
+#[test]
+fn quiet_and_verbose_on_every_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = write(&dir.path().join("pipeline.yaml"), &spec_text(&["load"]));
+    let out = dir.path().join("out");
+    fhirflow().arg("validate").arg(&spec).arg("-q").assert().success().stdout("").stderr("");
+    fhirflow().arg("-v").arg("validate").arg(&spec).assert().success().stderr(contains("note: spec"));
+    fhirflow().arg("plan").arg(&spec).arg("--out").arg(&out).arg("-q").assert().success().stdout("");
+    fhirflow()
+        .args(["plan", "--format", "json", "-q"])
+        .arg(&spec)
+        .assert()
+        .success()
+        .stdout(contains("format_version"));
+    fhirflow()
+        .arg("apply")
+        .arg(&spec)
+        .arg("--out")
+        .arg(&out)
+        .arg("--check")
+        .arg("-q")
+        .assert()
+        .code(2)
+        .stdout("")
+        .stderr(contains("out of date"));
+    fhirflow().arg("apply").arg(&spec).arg("--out").arg(&out).arg("-q").assert().success().stdout("");
+    assert!(out.join("dags/load.py").exists());
+    fhirflow()
+        .arg("apply")
+        .arg(&spec)
+        .arg("--out")
+        .arg(&out)
+        .args(["--check", "-v"])
+        .assert()
+        .success()
+        .stderr(contains("note: spec"));
+    fhirflow().arg("graph").arg(&spec).arg("-q").assert().success().stdout(contains("flowchart"));
+    fhirflow().arg("run").arg(&spec).args(["--dry-run", "-v"]).assert().success().stderr(contains("note: spec"));
+    fhirflow().arg("runs").arg(&spec).arg("-q").assert().success();
+    fhirflow().args(["schema", "-q"]).assert().success().stdout(contains("$schema"));
+    fhirflow().args(["validate", "-q", "-v"]).arg(&spec).assert().code(64);
+}
+
+/// `-` reads the spec on stdin, named `<stdin>`; plan and apply need `--out` for it, run refuses it.
+#[test]
+fn a_dash_reads_the_spec_on_stdin() {
+    let text = spec_text(&["load"]);
+    fhirflow().args(["validate", "-"]).write_stdin(text.clone()).assert().success().stdout(contains("<stdin>: valid"));
+    fhirflow()
+        .args(["validate", "-"])
+        .write_stdin("version: 1\npipelines: 3\n")
+        .assert()
+        .code(1)
+        .stderr(contains("--> <stdin>:2:"));
+    fhirflow().args(["graph", "-"]).write_stdin(text.clone()).assert().success().stdout(contains("load"));
+    fhirflow().args(["plan", "-"]).write_stdin(text.clone()).assert().code(64).stderr(contains("give --out DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    fhirflow()
+        .args(["apply", "-", "--out"])
+        .arg(dir.path())
+        .write_stdin(text.clone())
+        .assert()
+        .success()
+        .stdout(contains("1 added"));
+    fhirflow()
+        .args(["run", "-", "--dry-run"])
+        .write_stdin(text)
+        .assert()
+        .code(64)
+        .stderr(contains("needs a spec file"));
+}
