@@ -234,3 +234,55 @@ fn a_dash_reads_the_spec_on_stdin() {
         .code(64)
         .stderr(contains("needs a spec file"));
 }
+
+/// The `fhirflow …` commands of a shell script, each as its words, up to a redirection or pipe.
+fn fhirflow_commands(script: &str) -> Vec<Vec<String>> {
+    script
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("fhirflow "))
+        .map(|rest| {
+            let command = rest.split(['>', '|', '&', ';']).next().unwrap_or("");
+            command.split_whitespace().map(|w| w.replace('"', "")).collect()
+        })
+        .collect()
+}
+
+/// Each command is one fhirflow accepts: its subcommand and flags parse (with `--help`, nothing runs).
+fn assert_commands_parse(commands: &[Vec<String>]) {
+    for words in commands {
+        fhirflow().args(words).arg("--help").assert().success();
+    }
+}
+
+/// The GitHub workflow example is valid YAML, uses real actions, comments the Markdown plan and
+/// fails on drift with commands fhirflow has.
+#[test]
+fn the_ci_workflow_example_runs_fhirflow_commands_that_exist() {
+    let text = std::fs::read_to_string(common::repo().join("examples/ci/fhirflow.yml")).unwrap();
+    let workflow: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
+    let steps = workflow["jobs"]["plan"]["steps"].as_array().unwrap();
+    let uses: Vec<&str> = steps.iter().filter_map(|s| s["uses"].as_str()).collect();
+    assert!(uses.iter().any(|u| u.starts_with("actions/checkout@")), "{uses:?}");
+    assert!(uses.iter().any(|u| u.starts_with("actions/github-script@")), "{uses:?}");
+    let commands: Vec<Vec<String>> =
+        steps.iter().filter_map(|s| s["run"].as_str()).flat_map(fhirflow_commands).collect();
+    let has = |words: &[&str]| commands.iter().any(|c| words.iter().all(|w| c.iter().any(|x| x == w)));
+    assert!(has(&["plan", "--format", "markdown"]) && has(&["apply", "--check"]), "{commands:?}");
+    assert_commands_parse(&commands);
+}
+
+/// The pre-commit hooks run `validate` on YAML files and `apply --check`, as commands fhirflow has.
+#[test]
+fn the_pre_commit_hooks_run_fhirflow_commands_that_exist() {
+    let text = std::fs::read_to_string(common::repo().join(".pre-commit-hooks.yaml")).unwrap();
+    let hooks: Vec<serde_json::Value> = serde_saphyr::from_str(&text).unwrap();
+    let entries: Vec<&str> = hooks.iter().map(|h| h["entry"].as_str().unwrap()).collect();
+    assert_eq!(entries, ["fhirflow validate", "fhirflow apply --check"]);
+    for hook in &hooks {
+        assert_eq!(hook["language"], "rust");
+        assert!(hook["files"].as_str().unwrap().contains("ya?ml"), "{hook}");
+    }
+    assert_commands_parse(
+        &entries.iter().map(|e| e.to_string()).flat_map(|e| fhirflow_commands(&e)).collect::<Vec<_>>(),
+    );
+}
