@@ -20,7 +20,8 @@ Exit status:
   3  a file could not be read or written
   4  apply refused to overwrite a file it did not write, or one edited by hand
   5  run: a task failed, or did not run because an upstream task failed
-  64  usage error: an unknown flag or command, or a run selection or --resume that names nothing to run
+  64  usage error: an unknown flag or command, a run selection or --resume that names nothing to run,
+      or plan/apply of a spec on stdin or of specs in several folders without --out
   70  a bug in fhirflow
   130  run: cancelled by Ctrl-C or SIGTERM; running tasks were stopped";
 
