@@ -321,7 +321,9 @@ fn explain_stage(
 
 fn run(cli: Cli) -> Result<ExitStatus, Error> {
     let verbosity = match (cli.quiet, cli.verbose) {
-        (true, _) => Verbosity::Quiet,
+        // clap's conflict check misses a global flag given on each side of the command name.
+        (true, true) => return Err(Error::Usage("-q and -v ask for less and more; give one".to_owned())),
+        (true, false) => Verbosity::Quiet,
         (false, true) => Verbosity::Verbose,
         (false, false) => Verbosity::Normal,
     };

@@ -204,6 +204,7 @@ fn quiet_and_verbose_on_every_command() {
     fhirflow().arg("runs").arg(&spec).arg("-q").assert().success();
     fhirflow().args(["schema", "-q"]).assert().success().stdout(contains("$schema"));
     fhirflow().args(["validate", "-q", "-v"]).arg(&spec).assert().code(64);
+    fhirflow().args(["-v", "validate", "-q"]).arg(&spec).assert().code(64);
 }
 
 /// `-` reads the spec on stdin, named `<stdin>`; plan and apply need `--out` for it, run refuses it.
