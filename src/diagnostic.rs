@@ -87,12 +87,23 @@ impl Diagnostic {
 
     /// Renders rustc-style text with a source snippet and a caret.
     pub fn render(&self) -> String {
+        self.render_with(false)
+    }
+
+    /// [`Diagnostic::render`] with ANSI colours, for a stream that drops them off a terminal.
+    pub fn render_styled(&self) -> String {
+        self.render_with(true)
+    }
+
+    fn render_with(&self, styled: bool) -> String {
         let mut out = String::new();
         let kind = match self.severity {
             Severity::Error => "error",
             Severity::Warning => "warning",
         };
-        let _ = writeln!(out, "{kind}[{}]: {}", self.code, self.summary);
+        let heading = format!("{kind}[{}]", self.code);
+        let heading = if styled { paint(severity_style(kind), &heading) } else { heading };
+        let _ = writeln!(out, "{heading}: {}", self.summary);
         let labels: Vec<&Label> = self.primary.iter().chain(self.secondary.iter()).collect();
         let gutter = labels.iter().map(|l| l.span.start.line.to_string().len()).max().unwrap_or(1);
         let pad = " ".repeat(gutter);
@@ -122,6 +133,25 @@ impl Diagnostic {
         }
         out
     }
+}
+
+/// The colour of a severity word: `error`, `warning` or `note`.
+fn severity_style(kind: &str) -> anstyle::Style {
+    let colour = match kind {
+        "error" => anstyle::AnsiColor::Red,
+        "warning" => anstyle::AnsiColor::Yellow,
+        _ => anstyle::AnsiColor::Cyan,
+    };
+    anstyle::Style::new().bold().fg_color(Some(colour.into()))
+}
+
+fn paint(style: anstyle::Style, text: &str) -> String {
+    format!("{}{text}{}", style.render(), style.render_reset())
+}
+
+/// `error`, `warning` or `note` in its colour, to start a message on stderr.
+pub fn styled_severity(kind: &str) -> String {
+    paint(severity_style(kind), kind)
 }
 
 /// How `validate` prints diagnostics.
@@ -289,9 +319,18 @@ impl Diagnostics {
 
     /// Renders them all as text, with a closing count.
     pub fn render(&self) -> String {
+        self.render_with(false)
+    }
+
+    /// [`Diagnostics::render`] with ANSI colours, for a stream that drops them off a terminal.
+    pub fn render_styled(&self) -> String {
+        self.render_with(true)
+    }
+
+    fn render_with(&self, styled: bool) -> String {
         let mut out = String::new();
         for d in self.sorted() {
-            out.push_str(&d.render());
+            out.push_str(&d.render_with(styled));
             out.push('\n');
         }
         let (errors, warnings) = (self.error_count(), self.warning_count());

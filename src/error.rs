@@ -30,6 +30,9 @@ pub enum Error {
     /// `fhirflow run` could not start or go on (a task that fails is not an error).
     #[error(transparent)]
     Run(#[from] crate::run::RunError),
+    /// The command line asks for something that cannot be done, such as `plan -` without `--out`.
+    #[error("{0}")]
+    Usage(String),
     /// A template failed to render: a bug in fhirflow, not in the spec.
     #[error("internal error rendering {template}: {message}")]
     Render {
@@ -75,6 +78,7 @@ impl Error {
             Error::Io { .. } => ExitStatus::Io,
             Error::Refused { .. } => ExitStatus::Refused,
             Error::Render { .. } => ExitStatus::Internal,
+            Error::Usage(_) => ExitStatus::Usage,
             Error::Run(e) if e.is_usage() => ExitStatus::Usage,
             Error::Run(_) => ExitStatus::Io,
         }

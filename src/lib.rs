@@ -28,7 +28,7 @@ pub use error::{Error, ExitStatus};
 
 use diagnostic::Diagnostics;
 use source::SourceFile;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// A compiled spec: the parsed document (for locating things), its graph and its warnings.
@@ -116,36 +116,130 @@ pub fn compile_all(
         .collect()
 }
 
-/// The spec files at `path`: the file itself, or every `*.yaml`/`*.yml` directly in the folder.
-pub fn spec_paths(path: &Path) -> Result<Vec<std::path::PathBuf>, Error> {
-    let io = |source| Error::Io { path: path.to_owned(), action: "read", source };
-    if !std::fs::metadata(path).map_err(io)?.is_dir() {
-        return Ok(vec![path.to_owned()]);
+/// The spec files that command-line paths name, and the YAML files in their folders that are not specs.
+#[derive(Debug, Default)]
+pub struct SpecFiles {
+    /// The specs, each once: named files in order, a folder's specs sorted by path.
+    pub specs: Vec<PathBuf>,
+    /// YAML files found in folders (or named beside other files) without `version:` and `pipelines:`.
+    pub skipped: Vec<PathBuf>,
+}
+
+/// The name `-` gives a spec read from standard input.
+pub const STDIN: &str = "-";
+
+/// Finds the specs `paths` name. A folder is searched recursively (skipping hidden folders and
+/// symbolic links to folders) for `*.yaml`/`*.yml` files that are specs. A lone named file is
+/// always a spec, so that its errors are shown; among several, a named file that is not a spec is
+/// skipped, as `pre-commit` passes every YAML file that changed.
+pub fn find_specs(paths: &[PathBuf]) -> Result<SpecFiles, Error> {
+    let mut found = SpecFiles::default();
+    let mut seen = std::collections::BTreeSet::new();
+    let mut stdin_named = false;
+    for path in paths {
+        if path.as_os_str() == STDIN {
+            if stdin_named {
+                return Err(Error::Usage("`-` (the spec on standard input) is named twice".to_owned()));
+            }
+            stdin_named = true;
+            found.specs.push(path.clone());
+            continue;
+        }
+        let io = |source| Error::Io { path: path.to_owned(), action: "read", source };
+        if !std::fs::metadata(path).map_err(io)?.is_dir() {
+            let any_spec = paths.len() == 1 || is_spec_file(path);
+            let list = if any_spec { &mut found.specs } else { &mut found.skipped };
+            if seen.insert(std::fs::canonicalize(path).unwrap_or_else(|_| path.clone())) {
+                list.push(path.clone());
+            }
+            continue;
+        }
+        let mut yaml = Vec::new();
+        yaml_files(path, &mut yaml).map_err(io)?;
+        yaml.sort();
+        let before = found.specs.len();
+        for file in yaml {
+            if !seen.insert(std::fs::canonicalize(&file).unwrap_or_else(|_| file.clone())) {
+                continue;
+            }
+            if is_spec_file(&file) { found.specs.push(file) } else { found.skipped.push(file) }
+        }
+        if found.specs.len() == before {
+            return Err(Error::Io {
+                path: path.to_owned(),
+                action: "read",
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "no specs (*.yaml or *.yml with `version:` and `pipelines:`) in this folder",
+                ),
+            });
+        }
     }
-    let mut paths: Vec<std::path::PathBuf> = std::fs::read_dir(path)
-        .map_err(io)?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
-        .collect();
-    paths.sort();
-    if paths.is_empty() {
-        return Err(Error::Io {
-            path: path.to_owned(),
-            action: "read",
-            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no *.yaml or *.yml specs in this folder"),
-        });
+    if found.specs.is_empty() {
+        return Err(Error::Usage("none of the files named is a spec (with `version:` and `pipelines:`)".to_owned()));
     }
-    Ok(paths)
+    Ok(found)
+}
+
+/// Every `*.yaml`/`*.yml` file under `dir`, not following links to folders (which could loop).
+fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let path = entry.path();
+        if entry.file_name().to_string_lossy().starts_with('.') {
+            continue;
+        }
+        if entry.file_type()?.is_dir() {
+            yaml_files(&path, out)?;
+        } else if path.is_file() && path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// Whether the file has the top-level `version:` and `pipelines:` keys of a spec. A file that
+/// cannot be read counts as a spec, so that compiling it reports why.
+fn is_spec_file(path: &Path) -> bool {
+    let Ok(metadata) = std::fs::metadata(path) else { return true };
+    if !metadata.is_file() || metadata.len() > MAX_SPEC_BYTES {
+        return true;
+    }
+    let Ok(bytes) = std::fs::read(path) else { return true };
+    is_spec_text(&String::from_utf8_lossy(&bytes))
+}
+
+/// Whether YAML text has the top-level keys of a spec.
+fn is_spec_text(text: &str) -> bool {
+    let has = |key: &str| {
+        text.lines().any(|line| {
+            let line = line.trim_start_matches('\u{feff}');
+            let rest = ["\"", "'", ""]
+                .iter()
+                .find_map(|q| line.strip_prefix(q).and_then(|l| l.strip_prefix(key)).and_then(|l| l.strip_prefix(q)));
+            rest.is_some_and(|r| r.trim_start().starts_with(':'))
+        })
+    };
+    has("version") && has("pipelines")
+}
+
+/// The spec files at `path`: the file itself, or every spec under the folder.
+pub fn spec_paths(path: &Path) -> Result<Vec<PathBuf>, Error> {
+    find_specs(&[path.to_owned()]).map(|found| found.specs)
 }
 
 /// Reads and compiles every spec at `path` (a file or a folder of specs) as one graph.
 /// Any spec's errors fail the whole set, with every spec's problems reported.
-pub fn compile_path(path: &Path) -> Result<Vec<(std::path::PathBuf, Compiled)>, Error> {
-    let paths = spec_paths(path)?;
+pub fn compile_path(path: &Path) -> Result<Vec<(PathBuf, Compiled)>, Error> {
+    compile_specs(&spec_paths(path)?)
+}
+
+/// Reads and compiles the spec files `paths` (`-` is standard input) as one graph.
+/// Any spec's errors fail the whole set, with every spec's problems reported.
+pub fn compile_specs(paths: &[PathBuf]) -> Result<Vec<(PathBuf, Compiled)>, Error> {
     let mut sources = Vec::new();
     let mut problems = Diagnostics::new();
-    for p in &paths {
+    for p in paths {
         match read_source(p) {
             Ok(source) => sources.push(source),
             Err(Error::Invalid(d)) => problems.extend(d),
@@ -156,9 +250,9 @@ pub fn compile_path(path: &Path) -> Result<Vec<(std::path::PathBuf, Compiled)>, 
         return Err(Error::Invalid(problems));
     }
     let mut compiled = Vec::new();
-    for (p, result) in paths.into_iter().zip(compile_all(sources, &parse::interpolate::ProcessEnvironment)) {
+    for (p, result) in paths.iter().zip(compile_all(sources, &parse::interpolate::ProcessEnvironment)) {
         match result {
-            Ok(c) => compiled.push((p, c)),
+            Ok(c) => compiled.push((p.clone(), c)),
             Err(d) => problems.extend(d),
         }
     }
@@ -174,6 +268,9 @@ pub const MAX_SPEC_BYTES: u64 = 64 * 1024 * 1024;
 /// Reads a spec file. Text that is not UTF-8, or a file over [`MAX_SPEC_BYTES`], is an invalid
 /// spec with a located diagnostic, not an I/O error.
 pub fn read_source(path: &Path) -> Result<Arc<SourceFile>, Error> {
+    if path.as_os_str() == STDIN {
+        return read_stdin();
+    }
     let io = |source| Error::Io { path: path.to_owned(), action: "read", source };
     let metadata = std::fs::metadata(path).map_err(io)?;
     let size = metadata.len();
@@ -203,6 +300,20 @@ pub fn read_source(path: &Path) -> Result<Arc<SourceFile>, Error> {
         &mut bytes,
     )
     .map_err(|source| Error::Io { path: path.to_owned(), action: "read", source })?;
+    source_text(name, bytes)
+}
+
+/// Reads the spec on standard input, named `<stdin>` in diagnostics.
+fn read_stdin() -> Result<Arc<SourceFile>, Error> {
+    let io = |source| Error::Io { path: PathBuf::from("<stdin>"), action: "read", source };
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::Read::take(std::io::stdin().lock(), MAX_SPEC_BYTES), &mut bytes)
+        .map_err(io)?;
+    source_text("<stdin>".to_owned(), bytes)
+}
+
+/// The spec text of `bytes`, or a located diagnostic when they are not UTF-8.
+fn source_text(name: String, bytes: Vec<u8>) -> Result<Arc<SourceFile>, Error> {
     match String::from_utf8(bytes) {
         Ok(text) => Ok(SourceFile::new(name, text)),
         Err(e) => {
@@ -228,10 +339,35 @@ pub fn compile_file(path: &Path) -> Result<Compiled, Error> {
 /// Compiles the spec or folder of specs at `path` and plans their files under `out` (or each
 /// spec's folder). Two specs may not write the same file.
 pub fn plan_path(path: &Path, out: Option<&Path>) -> Result<(Vec<Compiled>, plan::Plan), Error> {
+    plan_specs(&spec_paths(path)?, out)
+}
+
+/// Compiles the spec files `paths` as one graph and plans their files under `out`, or under the
+/// specs' folder. A spec on standard input has no folder, and specs in different folders have
+/// no one root to plan under: both need `--out`. Two specs may not write the same file.
+pub fn plan_specs(paths: &[PathBuf], out: Option<&Path>) -> Result<(Vec<Compiled>, plan::Plan), Error> {
+    if out.is_none() {
+        if paths.iter().any(|p| p.as_os_str() == STDIN) {
+            return Err(Error::Usage(
+                "a spec on standard input (`-`) has no folder to write its files under; give --out DIR".to_owned(),
+            ));
+        }
+        let roots: std::collections::BTreeSet<PathBuf> =
+            paths.iter().map(|p| emit::Layout::new(p, None).root).collect();
+        if roots.len() > 1 {
+            let listed: Vec<String> = roots.iter().map(|r| format!("`{}`", r.display())).collect();
+            return Err(Error::Usage(format!(
+                "the specs are in {} folders ({}), and each spec's paths are relative to its own folder; \
+                 give --out DIR to root them all there, or plan each folder on its own",
+                roots.len(),
+                listed.join(", ")
+            )));
+        }
+    }
     let mut all: Option<plan::Plan> = None;
-    let mut owners: std::collections::BTreeMap<std::path::PathBuf, String> = Default::default();
+    let mut owners: std::collections::BTreeMap<PathBuf, String> = Default::default();
     let mut compiled_specs = Vec::new();
-    for (spec_path, compiled) in compile_path(path)? {
+    for (spec_path, compiled) in compile_specs(paths)? {
         let unsupported = graph::airflow_unsupported(&compiled.graph, &compiled.document);
         if unsupported.has_errors() {
             return Err(Error::Invalid(unsupported));
@@ -267,10 +403,6 @@ pub fn plan_path(path: &Path, out: Option<&Path>) -> Result<(Vec<Compiled>, plan
         });
         compiled_specs.push(compiled);
     }
-    let plan = all.ok_or_else(|| Error::Io {
-        path: path.to_owned(),
-        action: "read",
-        source: std::io::Error::new(std::io::ErrorKind::NotFound, "no specs"),
-    })?;
+    let plan = all.ok_or_else(|| Error::Usage("no specs to plan".to_owned()))?;
     Ok((compiled_specs, plan))
 }

@@ -1,6 +1,6 @@
 //! The `fhirflow` command line: a thin layer over the library.
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, Parser, Subcommand};
 use fhirflow::diagnostic::{DiagnosticFormat, Diagnostics};
 use fhirflow::graph::GraphFormat;
 use fhirflow::plan::PlanFormat;
@@ -18,9 +18,11 @@ Exit status:
   1  the spec is invalid; every problem is printed with its file, line and column
   2  plan --detailed-exitcode or apply --check: changes pending
   3  a file could not be read or written
-  4  apply refused to overwrite a file it did not write, or one edited by hand
+  4  apply refused to overwrite a file it did not write, one edited by hand, or another spec's
   5  run: a task failed, or did not run because an upstream task failed
-  64  usage error: an unknown flag or command, or a run selection or --resume that names nothing to run
+  6  run: a load found an existing table with other columns than the spec names; nothing loaded
+  64  usage error: an unknown flag or command, a run selection or --resume that names nothing to run,
+      or plan/apply of a spec on stdin or of specs in several folders without --out
   70  a bug in fhirflow
   130  run: cancelled by Ctrl-C or SIGTERM; running tasks were stopped";
 
@@ -30,13 +32,29 @@ Exit status:
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Print only errors, warnings and the documents a command exists to print (JSON, Markdown,
+    /// graphs, the schema): no `valid` line, no plan or apply listing, no notes.
+    #[arg(long, short, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+    /// Print more: each spec file read.
+    #[arg(long, short, global = true)]
+    verbose: bool,
+}
+
+/// How much a command prints besides its errors and warnings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verbosity {
+    Quiet,
+    Normal,
+    Verbose,
 }
 
 /// What `plan` and `apply` work on.
 #[derive(Debug, clap::Args)]
 struct OutputArgs {
-    /// The spec file, or a folder whose specs are compiled together.
-    spec: PathBuf,
+    /// Spec files or folders (searched recursively), compiled together; `-` reads a spec on stdin.
+    #[arg(required = true, value_name = "SPEC")]
+    spec: Vec<PathBuf>,
     /// Treat warnings as errors.
     #[arg(long)]
     deny_warnings: bool,
@@ -50,8 +68,9 @@ enum Command {
     /// Check a spec: YAML, schema, graph. Prints every problem found, sorted by position.
     #[command(after_help = EXIT_CODES)]
     Validate {
-        /// The spec file, or a folder whose specs are compiled together.
-        spec: PathBuf,
+        /// Spec files or folders (searched recursively), compiled together; `-` reads a spec on stdin.
+        #[arg(required = true, value_name = "SPEC")]
+        spec: Vec<PathBuf>,
         /// Output format: text, JSON (like `terraform validate -json`) or GitHub annotations.
         #[arg(long, value_enum, default_value_t = DiagnosticFormat::Text)]
         format: DiagnosticFormat,
@@ -88,8 +107,9 @@ enum Command {
     },
     /// Print the compiled task graph.
     Graph {
-        /// The spec file.
-        spec: PathBuf,
+        /// Spec files or folders (searched recursively), drawn as one graph; `-` reads a spec on stdin.
+        #[arg(required = true, value_name = "SPEC")]
+        spec: Vec<PathBuf>,
         /// Output format.
         #[arg(long, value_enum, default_value_t = GraphFormat::Mermaid)]
         format: GraphFormat,
@@ -117,7 +137,7 @@ enum Command {
     /// dependencies, retries, timeouts, sensors and max_active_runs.
     #[command(after_help = EXIT_CODES)]
     Run {
-        /// The spec file, or a folder whose specs are compiled together.
+        /// The spec file, or a folder whose specs (searched recursively) are compiled together.
         spec: PathBuf,
         /// Run only this pipeline (repeatable); every pipeline by default.
         #[arg(long = "pipeline", value_name = "PIPELINE")]
@@ -144,9 +164,6 @@ enum Command {
         /// How long a stopped task gets between SIGTERM and SIGKILL, such as 5s.
         #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
         kill_grace: std::time::Duration,
-        /// Do not show the tasks' output (it is still in their log files).
-        #[arg(long, short)]
-        quiet: bool,
         /// Summary format.
         #[arg(long, value_enum, default_value_t = RunFormat::Text)]
         format: RunFormat,
@@ -164,6 +181,13 @@ enum Command {
     },
     /// Print the spec's JSON Schema (Draft 2020-12).
     Schema,
+    /// Print a shell completion script, e.g. `fhirflow completions bash > ~/.local/share/bash-completion/completions/fhirflow`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), e.g. `fhirflow man > ~/.local/share/man/man1/fhirflow.1`.
+    Man,
 }
 
 fn parse_date(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
@@ -215,21 +239,61 @@ fn main() -> ExitCode {
     }
 }
 
+/// Prints an error on stderr, in colour on a terminal (see [`to_stderr`]).
 fn report(error: &Error) {
-    let mut stderr = std::io::stderr().lock();
     match error {
-        Error::Invalid(diagnostics) => {
-            let _ = write!(stderr, "{}", diagnostics.render());
-        }
-        other => {
-            let _ = writeln!(stderr, "error: {other}");
-        }
+        Error::Invalid(diagnostics) => to_stderr(&diagnostics.render_styled()),
+        other => to_stderr(&format!("{}: {other}\n", fhirflow::diagnostic::styled_severity("error"))),
+    }
+}
+
+/// Writes styled text to stderr through anstream, which keeps the colour on a terminal and drops
+/// it elsewhere, with `NO_COLOR` and `CLICOLOR_FORCE` deciding first.
+fn to_stderr(text: &str) {
+    let mut stderr = anstream::stderr().lock();
+    let _ = stderr.write_all(text.as_bytes());
+}
+
+/// A note on stderr, unless `-q`.
+fn note(verbosity: Verbosity, text: &str) {
+    if verbosity != Verbosity::Quiet {
+        to_stderr(&format!("{}: {text}\n", fhirflow::diagnostic::styled_severity("note")));
     }
 }
 
 fn print(text: &str) {
     let mut stdout = std::io::stdout().lock();
     let _ = stdout.write_all(text.as_bytes());
+}
+
+/// The specs `paths` name; the YAML files passed over get a note on stderr, and with `-v` so
+/// does each spec.
+fn find_specs(paths: &[PathBuf], verbosity: Verbosity) -> Result<Vec<PathBuf>, Error> {
+    let found = fhirflow::find_specs(paths)?;
+    for skipped in &found.skipped {
+        note(
+            verbosity,
+            &format!("skipped {}: not a spec (no top-level `version:` and `pipelines:`)", skipped.display()),
+        );
+    }
+    if verbosity == Verbosity::Verbose {
+        for spec in &found.specs {
+            let name =
+                if spec.as_os_str() == fhirflow::STDIN { "<stdin>".to_owned() } else { spec.display().to_string() };
+            note(verbosity, &format!("spec {name}"));
+        }
+    }
+    Ok(found.specs)
+}
+
+/// A spec's path as messages show it: `<stdin>` for `-`.
+fn spec_name(path: &std::path::Path) -> String {
+    if path.as_os_str() == fhirflow::STDIN { "<stdin>".to_owned() } else { path.display().to_string() }
+}
+
+/// The paths as one shell-quoted argument list.
+fn shell_words(paths: &[PathBuf]) -> String {
+    paths.iter().map(|p| shell_word(&p.display().to_string())).collect::<Vec<_>>().join(" ")
 }
 
 /// Prints the compiled specs' warnings; with `deny`, they are errors.
@@ -242,7 +306,7 @@ fn warnings(compiled: &[fhirflow::Compiled], deny: bool) -> Result<(), Error> {
         warnings.deny_warnings();
         return Err(Error::Invalid(warnings));
     }
-    eprint!("{}", warnings.render());
+    to_stderr(&warnings.render_styled());
     Ok(())
 }
 
@@ -264,9 +328,22 @@ fn explain_stage(
 }
 
 fn run(cli: Cli) -> Result<ExitStatus, Error> {
+    let verbosity = match (cli.quiet, cli.verbose) {
+        // clap's conflict check misses a global flag given on each side of the command name.
+        (true, true) => return Err(Error::Usage("-q and -v ask for less and more; give one".to_owned())),
+        (true, false) => Verbosity::Quiet,
+        (false, true) => Verbosity::Verbose,
+        (false, false) => Verbosity::Normal,
+    };
+    // Reports for people, which `-q` drops; documents and errors always print.
+    let say = |text: &str| {
+        if verbosity != Verbosity::Quiet {
+            print(text);
+        }
+    };
     match cli.command {
         Command::Validate { spec, format, deny_warnings, explain } => {
-            let results = match fhirflow::compile_path(&spec) {
+            let results = match find_specs(&spec, verbosity).and_then(|paths| fhirflow::compile_specs(&paths)) {
                 Ok(compiled) => Ok(compiled),
                 Err(Error::Invalid(diagnostics)) => Err(diagnostics),
                 Err(other) => return Err(other),
@@ -288,7 +365,7 @@ fn run(cli: Cli) -> Result<ExitStatus, Error> {
                 }
             }
             match format {
-                DiagnosticFormat::Text => eprint!("{}", diagnostics.render()),
+                DiagnosticFormat::Text => to_stderr(&diagnostics.render_styled()),
                 // One JSON document on stdout: the explanation goes inside it.
                 DiagnosticFormat::Json => {
                     let mut doc = diagnostics.to_json();
@@ -311,12 +388,14 @@ fn run(cli: Cli) -> Result<ExitStatus, Error> {
                 let pipelines: usize = all.iter().map(|(_, c)| c.graph.pipelines.len()).sum();
                 let tasks: usize = all.iter().map(|(_, c)| c.graph.task_count()).sum();
                 let specs = if all.len() == 1 { String::new() } else { format!("{} specs, ", all.len()) };
-                print(&format!("{}: valid ({specs}{pipelines} pipelines, {tasks} tasks)\n", spec.display()));
+                let named: Vec<String> = spec.iter().map(|p| spec_name(p)).collect();
+                say(&format!("{}: valid ({specs}{pipelines} pipelines, {tasks} tasks)\n", named.join(" ")));
             }
             Ok(ExitStatus::Ok)
         }
         Command::Plan { target: OutputArgs { spec, out, deny_warnings }, detailed_exitcode, format } => {
-            let planned = fhirflow::plan_path(&spec, out.as_deref())
+            let planned = find_specs(&spec, verbosity)
+                .and_then(|paths| fhirflow::plan_specs(&paths, out.as_deref()))
                 .and_then(|(compiled, plan)| warnings(&compiled, deny_warnings).map(|()| plan));
             let plan = match planned {
                 // A script reading JSON gets JSON on stdout either way.
@@ -326,42 +405,49 @@ fn run(cli: Cli) -> Result<ExitStatus, Error> {
                 }
                 other => other?,
             };
-            print(&plan.render(format));
+            let text = plan.render(format);
+            if format == PlanFormat::Text {
+                say(&text)
+            } else {
+                print(&text)
+            }
             Ok(if detailed_exitcode && plan.has_changes() { ExitStatus::Changes } else { ExitStatus::Ok })
         }
         Command::Apply { target: OutputArgs { spec, out, deny_warnings }, check, force } => {
-            let (mut compiled, mut plan) = fhirflow::plan_path(&spec, out.as_deref())?;
+            let paths = find_specs(&spec, verbosity)?;
+            let (mut compiled, mut plan) = fhirflow::plan_specs(&paths, out.as_deref())?;
             if !check && let Some(done) = fhirflow::plan::complete_interrupted(&plan)? {
-                eprintln!("note: completed an interrupted apply ({done} files); planning again");
-                (compiled, plan) = fhirflow::plan_path(&spec, out.as_deref())?;
+                note(verbosity, &format!("completed an interrupted apply ({done} files); planning again"));
+                (compiled, plan) = fhirflow::plan_specs(&paths, out.as_deref())?;
             }
             warnings(&compiled, deny_warnings)?;
             if check {
                 if plan.has_changes() {
-                    print(&plan.render(PlanFormat::Text));
-                    let mut command = format!("fhirflow apply {}", shell_word(&spec.display().to_string()));
+                    say(&plan.render(PlanFormat::Text));
+                    let mut command = format!("fhirflow apply {}", shell_words(&spec));
                     if let Some(out) = &out {
                         command.push_str(&format!(" --out {}", shell_word(&out.display().to_string())));
                     }
                     if deny_warnings {
                         command.push_str(" --deny-warnings");
                     }
+                    let error = fhirflow::diagnostic::styled_severity("error");
                     match plan.blocked().count() {
-                        0 => eprintln!("error: the generated files are out of date; run `{command}`"),
-                        n => eprintln!(
-                            "error: the generated files are out of date, and `{command}` would refuse {n} of them (marked `!` above); \
-                             if their changes can go, run `{command} --force`"
-                        ),
+                        0 => to_stderr(&format!("{error}: the generated files are out of date; run `{command}`\n")),
+                        n => to_stderr(&format!(
+                            "{error}: the generated files are out of date, and `{command}` would refuse {n} of them (marked `!` above); \
+                             if their changes can go, run `{command} --force`\n"
+                        )),
                     }
                     return Ok(ExitStatus::Changes);
                 }
-                print("The generated files are up to date.\n");
+                say("The generated files are up to date.\n");
                 return Ok(ExitStatus::Ok);
             }
-            print(&plan.render(PlanFormat::Text));
+            say(&plan.render(PlanFormat::Text));
             let report = fhirflow::plan::apply(&plan, force)?;
             if plan.has_changes() {
-                print(&format!(
+                say(&format!(
                     "Apply complete: {} added, {} changed, {} removed.\n",
                     report.added, report.changed, report.removed
                 ));
@@ -369,8 +455,20 @@ fn run(cli: Cli) -> Result<ExitStatus, Error> {
             Ok(ExitStatus::Ok)
         }
         Command::Graph { spec, format } => {
-            let compiled = fhirflow::compile_file(&spec)?;
-            print(&compiled.graph.render(format));
+            let compiled = fhirflow::compile_specs(&find_specs(&spec, verbosity)?)?;
+            if compiled.len() > 1 && format == GraphFormat::Json {
+                return Err(Error::Usage(format!(
+                    "graph --format json describes one spec, and {} were named; name one spec file",
+                    compiled.len()
+                )));
+            }
+            // One chart of every spec's pipelines, so that sensors across specs are edges in it.
+            let mut specs = compiled.into_iter().map(|(_, c)| c.graph);
+            let mut graph = specs.next().ok_or_else(|| Error::Usage("no specs to draw".to_owned()))?;
+            for other in specs {
+                graph.pipelines.extend(other.pipelines);
+            }
+            print(&graph.render(format));
             Ok(ExitStatus::Ok)
         }
         Command::Init { from_dbt, spec, force, parse, dbt } => {
@@ -385,9 +483,9 @@ fn run(cli: Cli) -> Result<ExitStatus, Error> {
             fhirflow::plan::write_atomically(&spec, &starter.text)?;
             fhirflow::plan::write_atomically(&starter.schema_path, &starter.schema_text)?;
             for line in starter.skipped.iter().chain(&starter.notes) {
-                eprintln!("warning: {line}");
+                to_stderr(&format!("{}: {line}\n", fhirflow::diagnostic::styled_severity("warning")));
             }
-            print(&format!(
+            say(&format!(
                 "Wrote {} and {}. Next: fhirflow plan {}\n",
                 spec.display(),
                 starter.schema_path.display(),
@@ -405,12 +503,16 @@ fn run(cli: Cli) -> Result<ExitStatus, Error> {
             resume,
             logical_date,
             kill_grace,
-            quiet,
             format,
             deny_warnings,
         } => {
+            if spec.as_os_str() == fhirflow::STDIN {
+                return Err(Error::Usage(
+                    "run needs a spec file: its commands and run store are relative to its folder".to_owned(),
+                ));
+            }
             let (paths, compiled): (Vec<PathBuf>, Vec<fhirflow::Compiled>) =
-                fhirflow::compile_path(&spec)?.into_iter().unzip();
+                fhirflow::compile_specs(&find_specs(std::slice::from_ref(&spec), verbosity)?)?.into_iter().unzip();
             warnings(&compiled, deny_warnings)?;
             let specs = paths.into_iter().zip(compiled).map(|(path, c)| SpecGraph { path, graph: c.graph }).collect();
             // With JSON on stdout, the progress goes to stderr.
@@ -424,7 +526,8 @@ fn run(cli: Cli) -> Result<ExitStatus, Error> {
                 logical_date,
                 max_parallel: max_parallel.map_or_else(fhirflow::run::default_max_parallel, |n| n as usize),
                 kill_grace,
-                echo_output: !quiet,
+                // The summary stays under `-q`: it names the failures.
+                echo_output: verbosity != Verbosity::Quiet,
                 display: if tty { DisplayMode::Redraw } else { DisplayMode::Lines },
             };
             let runner = Runner::new(&spec, specs, options).display_to(display);
@@ -470,6 +573,23 @@ fn run(cli: Cli) -> Result<ExitStatus, Error> {
         }
         Command::Schema => {
             print(&fhirflow::validate::schema::to_text());
+            Ok(ExitStatus::Ok)
+        }
+        Command::Completions { shell } => {
+            // Into a buffer: clap_complete panics on a closed stdout (`| head`).
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "fhirflow", &mut script);
+            print(&String::from_utf8_lossy(&script));
+            Ok(ExitStatus::Ok)
+        }
+        Command::Man => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(Cli::command()).render(&mut page).map_err(|source| Error::Io {
+                path: PathBuf::from("<stdout>"),
+                action: "write",
+                source,
+            })?;
+            print(&String::from_utf8_lossy(&page));
             Ok(ExitStatus::Ok)
         }
     }

@@ -3,27 +3,10 @@
 
 mod common;
 
-use common::{fhirflow, fhirflow_out};
+use common::{fhirflow, fhirflow_out, spec_text, write};
 use predicates::prelude::*;
 use predicates::str::contains;
 use std::path::{Path, PathBuf};
-
-/// A spec with one shell pipeline per id in `pipelines`, each running `command`.
-fn spec_text(pipelines: &[&str], command: &str) -> String {
-    let mut text = "version: 1\npipelines:\n".to_owned();
-    for id in pipelines {
-        text.push_str(&format!(
-            "  {id}:\n    schedule: '@daily'\n    stages:\n      step: {{kind: shell, command: '{command} {id}'}}\n"
-        ));
-    }
-    text
-}
-
-fn write(path: &Path, text: &str) -> PathBuf {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, text).unwrap();
-    path.to_owned()
-}
 
 /// A folder with `pipeline.yaml` of [`spec_text`] applied into its `out`: (folder, spec, out).
 fn applied(pipelines: &[&str], command: &str) -> (tempfile::TempDir, PathBuf, PathBuf) {

@@ -180,3 +180,21 @@ pub fn every_feature_specs(dir: &Path, stages: &[&str]) -> [PathBuf; 2] {
     std::fs::write(&specs[1], v2).expect("write spec");
     specs
 }
+
+/// A spec with one shell pipeline per id in `pipelines`, each running `command ID`.
+pub fn spec_text(pipelines: &[&str], command: &str) -> String {
+    let mut text = "version: 1\npipelines:\n".to_owned();
+    for id in pipelines {
+        text.push_str(&format!(
+            "  {id}:\n    schedule: '@daily'\n    stages:\n      step: {{kind: shell, command: '{command} {id}'}}\n"
+        ));
+    }
+    text
+}
+
+/// Writes `text` to `path`, creating its folders.
+pub fn write(path: &Path, text: &str) -> PathBuf {
+    std::fs::create_dir_all(path.parent().expect("a file in a folder")).expect("mkdir");
+    std::fs::write(path, text).expect("write");
+    path.to_owned()
+}
