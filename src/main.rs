@@ -73,6 +73,10 @@ enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
         format: PlanFormat,
+        /// Show a unified diff of each changed task's command, query, arguments and environment
+        /// (on by default in Markdown; `--diff=false` turns it off).
+        #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+        diff: Option<bool>,
     },
     /// Write the DAG files and dbt YAML, removing stale ones this spec wrote before.
     #[command(after_help = EXIT_CODES)]
@@ -308,7 +312,7 @@ fn run(cli: Cli) -> Result<ExitStatus, Error> {
             }
             Ok(ExitStatus::Ok)
         }
-        Command::Plan { target: OutputArgs { spec, out, deny_warnings }, detailed_exitcode, format } => {
+        Command::Plan { target: OutputArgs { spec, out, deny_warnings }, detailed_exitcode, format, diff } => {
             let planned = fhirflow::plan_path(&spec, out.as_deref())
                 .and_then(|(compiled, plan)| warnings(&compiled, deny_warnings).map(|()| plan));
             let plan = match planned {
@@ -319,7 +323,7 @@ fn run(cli: Cli) -> Result<ExitStatus, Error> {
                 }
                 other => other?,
             };
-            print(&plan.render(format));
+            print(&plan.render_diffs(format, diff.unwrap_or(format != PlanFormat::Text)));
             Ok(if detailed_exitcode && plan.has_changes() { ExitStatus::Changes } else { ExitStatus::Ok })
         }
         Command::Apply { target: OutputArgs { spec, out, deny_warnings }, check, force } => {

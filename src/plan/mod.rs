@@ -98,6 +98,63 @@ pub struct FieldChange {
     pub old: serde_json::Value,
     /// After.
     pub new: serde_json::Value,
+    /// For `definition`: a unified diff of the keyword arguments (command, query, arguments,
+    /// environment), when both files record them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub diff: Option<String>,
+}
+
+/// How much a change matters to whoever runs the pipelines, as SQLMesh classifies plans.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeClass {
+    /// Tags and descriptions: nothing runs differently.
+    Metadata,
+    /// What runs, when, or how often it retries.
+    Behavioural,
+    /// A task or DAG goes away or is renamed: Airflow loses its history.
+    Breaking,
+}
+
+impl ChangeClass {
+    /// The word the plan prints.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeClass::Metadata => "metadata",
+            ChangeClass::Behavioural => "behavioural",
+            ChangeClass::Breaking => "breaking",
+        }
+    }
+}
+
+/// DAG settings that change nothing about what runs.
+const METADATA_SETTINGS: [&str; 1] = ["tags"];
+
+impl Detail {
+    /// How much this change matters.
+    pub fn class(&self) -> ChangeClass {
+        match self {
+            Detail::Setting { name, .. } if METADATA_SETTINGS.contains(&name.as_str()) => ChangeClass::Metadata,
+            Detail::TaskRemoved { .. } | Detail::TaskRenamed { .. } => ChangeClass::Breaking,
+            _ => ChangeClass::Behavioural,
+        }
+    }
+}
+
+impl FileChange {
+    /// The changes to classify: the details, or the file itself when it has none (a DAG
+    /// removed loses its history; a change nothing names is taken to change behaviour).
+    pub fn classes(&self) -> Vec<ChangeClass> {
+        if self.details.is_empty() {
+            let class = if self.action == Action::Remove && self.kind == "airflow_dag" {
+                ChangeClass::Breaking
+            } else {
+                ChangeClass::Behavioural
+            };
+            return vec![class];
+        }
+        self.details.iter().map(Detail::class).collect()
+    }
 }
 
 /// A planned change to one file.
