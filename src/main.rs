@@ -77,6 +77,9 @@ enum Command {
         /// (on by default in Markdown; `--diff=false` turns it off).
         #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
         diff: Option<bool>,
+        /// Also save the plan to FILE, for `apply --plan FILE` to apply exactly it.
+        #[arg(long, value_name = "FILE")]
+        save_plan: Option<PathBuf>,
     },
     /// Write the DAG files and dbt YAML, removing stale ones this spec wrote before.
     #[command(after_help = EXIT_CODES)]
@@ -89,6 +92,10 @@ enum Command {
         /// Overwrite files edited by hand or not written by fhirflow.
         #[arg(long)]
         force: bool,
+        /// Apply the plan that `plan --save-plan FILE` saved; refuse (exit 4) if a spec or a file
+        /// changed since. SPEC and --out are the saved plan's.
+        #[arg(long, value_name = "FILE", conflicts_with = "check")]
+        plan: Option<PathBuf>,
     },
     /// Print the compiled task graph.
     Graph {
@@ -243,6 +250,19 @@ fn warnings(compiled: &[fhirflow::Compiled], deny: bool) -> Result<(), Error> {
     Ok(())
 }
 
+/// Prints `plan`, applies it and says what changed.
+fn apply_and_report(plan: &fhirflow::plan::Plan, force: bool) -> Result<ExitStatus, Error> {
+    print(&plan.render(PlanFormat::Text));
+    let report = fhirflow::plan::apply(plan, force)?;
+    if plan.has_changes() {
+        print(&format!(
+            "Apply complete: {} added, {} changed, {} removed.\n",
+            report.added, report.changed, report.removed
+        ));
+    }
+    Ok(ExitStatus::Ok)
+}
+
 /// The explanation of `stage` from the first spec that has it, or why none does.
 fn explain_stage(
     all: &[(PathBuf, fhirflow::Compiled)],
@@ -312,7 +332,13 @@ fn run(cli: Cli) -> Result<ExitStatus, Error> {
             }
             Ok(ExitStatus::Ok)
         }
-        Command::Plan { target: OutputArgs { spec, out, deny_warnings }, detailed_exitcode, format, diff } => {
+        Command::Plan {
+            target: OutputArgs { spec, out, deny_warnings },
+            detailed_exitcode,
+            format,
+            diff,
+            save_plan,
+        } => {
             let planned = fhirflow::plan_path(&spec, out.as_deref())
                 .and_then(|(compiled, plan)| warnings(&compiled, deny_warnings).map(|()| plan));
             let plan = match planned {
@@ -323,10 +349,26 @@ fn run(cli: Cli) -> Result<ExitStatus, Error> {
                 }
                 other => other?,
             };
+            if let Some(file) = &save_plan {
+                fhirflow::plan::SavedPlan::of(&plan, &spec, out.as_deref())?.write(file)?;
+            }
             print(&plan.render_diffs(format, diff.unwrap_or(format != PlanFormat::Text)));
             Ok(if detailed_exitcode && plan.has_changes() { ExitStatus::Changes } else { ExitStatus::Ok })
         }
-        Command::Apply { target: OutputArgs { spec, out, deny_warnings }, check, force } => {
+        Command::Apply { target: OutputArgs { spec, out, deny_warnings }, check: _, force, plan: Some(file) } => {
+            let saved = fhirflow::plan::SavedPlan::read(&file)?;
+            if saved.spec != spec || saved.out != out {
+                return Err(Error::Refused {
+                    path: file,
+                    reason: "it was saved for another SPEC or --out; nothing was written".to_owned(),
+                });
+            }
+            let (compiled, plan) = fhirflow::plan_path(&spec, out.as_deref())?;
+            warnings(&compiled, deny_warnings)?;
+            saved.verify(&plan)?;
+            apply_and_report(&plan, force)
+        }
+        Command::Apply { target: OutputArgs { spec, out, deny_warnings }, check, force, plan: None } => {
             let (mut compiled, mut plan) = fhirflow::plan_path(&spec, out.as_deref())?;
             if !check && let Some(done) = fhirflow::plan::complete_interrupted(&plan)? {
                 eprintln!("note: completed an interrupted apply ({done} files); planning again");
@@ -355,15 +397,7 @@ fn run(cli: Cli) -> Result<ExitStatus, Error> {
                 print("The generated files are up to date.\n");
                 return Ok(ExitStatus::Ok);
             }
-            print(&plan.render(PlanFormat::Text));
-            let report = fhirflow::plan::apply(&plan, force)?;
-            if plan.has_changes() {
-                print(&format!(
-                    "Apply complete: {} added, {} changed, {} removed.\n",
-                    report.added, report.changed, report.removed
-                ));
-            }
-            Ok(ExitStatus::Ok)
+            apply_and_report(&plan, force)
         }
         Command::Graph { spec, format } => {
             let compiled = fhirflow::compile_file(&spec)?;

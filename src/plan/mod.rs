@@ -8,10 +8,12 @@ mod apply;
 pub mod journal;
 mod links;
 mod render;
+mod saved;
 mod summary;
 
 pub use apply::{ApplyReport, apply, complete_interrupted, write_atomically};
 pub use render::PlanFormat;
+pub use saved::SavedPlan;
 
 use crate::emit::{FileKind, GeneratedFile, Layout, ManagedDir, header};
 use crate::error::Error;
