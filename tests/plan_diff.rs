@@ -95,3 +95,25 @@ fn apply_output_names_the_classes() {
     let (_dir, spec, out) = edited_project();
     fhirflow_out("apply", &spec, &out).assert().success().stdout(contains("Changes: 1 breaking"));
 }
+
+/// A test removed, a column added and a description reworded in a layer's models plan as
+/// the test, column and description they are, each classed.
+#[test]
+fn plan_lists_dbt_tests_and_columns_added_and_removed() {
+    let (dir, spec) = common::project_with("fhir.yaml");
+    let out = dir.path().join("out");
+    common::fhirflow_out("apply", &spec, &out).assert().success();
+    edit(
+        &spec,
+        "          - name: patient_id\n            description: The FHIR Patient id.\n            tests: [unique, not_null]\n",
+        "          - name: patient_id\n            description: The FHIR Patient id, as in the bundle.\n            tests: [not_null]\n          - name: birth_date\n            tests: [not_null]\n",
+    );
+    common::fhirflow_out("plan", &spec, &out)
+        .assert()
+        .success()
+        .stdout(contains("- test unique on dim_patients.patient_id [behavioural]"))
+        .stdout(contains("+ column dim_patients.birth_date [behavioural]"))
+        .stdout(contains("+ test not_null on dim_patients.birth_date [behavioural]"))
+        .stdout(contains("~ description of dim_patients.patient_id [metadata]"))
+        .stdout(contains("Changes: 0 breaking, 3 behavioural, 1 metadata-only."));
+}

@@ -7,6 +7,7 @@
 mod apply;
 pub mod journal;
 mod links;
+mod properties;
 mod render;
 mod saved;
 mod summary;
@@ -81,6 +82,45 @@ pub enum Detail {
         /// New task id.
         to: String,
     },
+    /// A column is added to a dbt model's properties.
+    ColumnAdded {
+        /// The model.
+        model: String,
+        /// The column.
+        column: String,
+    },
+    /// A column, and its tests, leave a dbt model's properties.
+    ColumnRemoved {
+        /// The model.
+        model: String,
+        /// The column.
+        column: String,
+    },
+    /// A dbt test is added to a column.
+    TestAdded {
+        /// The model.
+        model: String,
+        /// The column.
+        column: String,
+        /// The test, as compact JSON when it has arguments.
+        test: String,
+    },
+    /// A dbt test is removed from a column: a check that no longer runs.
+    TestRemoved {
+        /// The model.
+        model: String,
+        /// The column.
+        column: String,
+        /// The test, as compact JSON when it has arguments.
+        test: String,
+    },
+    /// A model's or column's description changes.
+    DescriptionChanged {
+        /// The model.
+        model: String,
+        /// The column, or `null` for the model's own description.
+        column: Option<String>,
+    },
     /// A task's settings or definition change.
     TaskChanged {
         /// Task id.
@@ -138,6 +178,7 @@ impl Detail {
         match self {
             Detail::Setting { name, .. } if METADATA_SETTINGS.contains(&name.as_str()) => ChangeClass::Metadata,
             Detail::TaskRemoved { .. } | Detail::TaskRenamed { .. } => ChangeClass::Breaking,
+            Detail::DescriptionChanged { .. } => ChangeClass::Metadata,
             _ => ChangeClass::Behavioural,
         }
     }
@@ -271,7 +312,8 @@ pub fn plan(files: &[GeneratedFile], layout: &Layout, managed_dirs: &[ManagedDir
         };
         let details = match file.kind {
             FileKind::AirflowDag(_) => DagSummary::read(old.unwrap_or("")).diff(&DagSummary::read(&file.contents)),
-            _ => Vec::new(),
+            FileKind::DbtLayer(_) => properties::diff(old.unwrap_or(""), &file.contents),
+            FileKind::DbtSelectors => Vec::new(),
         };
         changes.push(FileChange {
             path: file.path.clone(),

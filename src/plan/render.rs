@@ -60,6 +60,12 @@ fn detail_words(detail: &Detail) -> String {
     match detail {
         Detail::Setting { name, old, new } => format!("~ {name}: {} → {}", shown(old), shown(new)),
         Detail::TaskAdded { task } => format!("+ task {task}"),
+        Detail::ColumnAdded { model, column } => format!("+ column {model}.{column}"),
+        Detail::ColumnRemoved { model, column } => format!("- column {model}.{column}"),
+        Detail::TestAdded { model, column, test } => format!("+ test {test} on {model}.{column}"),
+        Detail::TestRemoved { model, column, test } => format!("- test {test} on {model}.{column}"),
+        Detail::DescriptionChanged { model, column: None } => format!("~ description of {model}"),
+        Detail::DescriptionChanged { model, column: Some(column) } => format!("~ description of {model}.{column}"),
         Detail::TaskRemoved { task } => format!("- task {task}"),
         Detail::TaskRenamed { from, to } => {
             format!("~ task {from} renamed to {to} (Airflow keeps no history across a rename)")
