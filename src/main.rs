@@ -92,6 +92,13 @@ enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
         format: PlanFormat,
+        /// Show a unified diff of each changed task's command, query, arguments and environment
+        /// (on by default in Markdown; `--diff=false` turns it off).
+        #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+        diff: Option<bool>,
+        /// Also save the plan to FILE, for `apply --plan FILE` to apply exactly it.
+        #[arg(long, value_name = "FILE")]
+        save_plan: Option<PathBuf>,
     },
     /// Write the DAG files and dbt YAML, removing stale ones this spec wrote before.
     #[command(after_help = EXIT_CODES)]
@@ -104,6 +111,10 @@ enum Command {
         /// Overwrite files edited by hand or not written by fhirflow.
         #[arg(long)]
         force: bool,
+        /// Apply the plan that `plan --save-plan FILE` saved; refuse (exit 4) if a spec or a file
+        /// changed since. SPEC and --out are the saved plan's.
+        #[arg(long, value_name = "FILE", conflicts_with = "check")]
+        plan: Option<PathBuf>,
     },
     /// Print the compiled task graph.
     Graph {
@@ -310,6 +321,24 @@ fn warnings(compiled: &[fhirflow::Compiled], deny: bool) -> Result<(), Error> {
     Ok(())
 }
 
+/// Prints `plan`, applies it and says what changed.
+fn apply_and_report(plan: &fhirflow::plan::Plan, force: bool, verbosity: Verbosity) -> Result<ExitStatus, Error> {
+    let say = |text: &str| {
+        if verbosity != Verbosity::Quiet {
+            print(text);
+        }
+    };
+    say(&plan.render(PlanFormat::Text));
+    let report = fhirflow::plan::apply(plan, force)?;
+    if plan.has_changes() {
+        say(&format!(
+            "Apply complete: {} added, {} changed, {} removed.\n",
+            report.added, report.changed, report.removed
+        ));
+    }
+    Ok(ExitStatus::Ok)
+}
+
 /// The explanation of `stage` from the first spec that has it, or why none does.
 fn explain_stage(
     all: &[(PathBuf, fhirflow::Compiled)],
@@ -393,7 +422,13 @@ fn run(cli: Cli) -> Result<ExitStatus, Error> {
             }
             Ok(ExitStatus::Ok)
         }
-        Command::Plan { target: OutputArgs { spec, out, deny_warnings }, detailed_exitcode, format } => {
+        Command::Plan {
+            target: OutputArgs { spec, out, deny_warnings },
+            detailed_exitcode,
+            format,
+            diff,
+            save_plan,
+        } => {
             let planned = find_specs(&spec, verbosity)
                 .and_then(|paths| fhirflow::plan_specs(&paths, out.as_deref()))
                 .and_then(|(compiled, plan)| warnings(&compiled, deny_warnings).map(|()| plan));
@@ -405,7 +440,13 @@ fn run(cli: Cli) -> Result<ExitStatus, Error> {
                 }
                 other => other?,
             };
-            let text = plan.render(format);
+            if let Some(file) = &save_plan {
+                let [one] = spec.as_slice() else {
+                    return Err(Error::Usage("--save-plan records one SPEC (a file or a folder); name one".to_owned()));
+                };
+                fhirflow::plan::SavedPlan::of(&plan, one, out.as_deref())?.write(file)?;
+            }
+            let text = plan.render_diffs(format, diff.unwrap_or(format != PlanFormat::Text));
             if format == PlanFormat::Text {
                 say(&text)
             } else {
@@ -413,7 +454,20 @@ fn run(cli: Cli) -> Result<ExitStatus, Error> {
             }
             Ok(if detailed_exitcode && plan.has_changes() { ExitStatus::Changes } else { ExitStatus::Ok })
         }
-        Command::Apply { target: OutputArgs { spec, out, deny_warnings }, check, force } => {
+        Command::Apply { target: OutputArgs { spec, out, deny_warnings }, check: _, force, plan: Some(file) } => {
+            let saved = fhirflow::plan::SavedPlan::read(&file)?;
+            if spec.as_slice() != [saved.spec.clone()] || saved.out != out {
+                return Err(Error::Refused {
+                    path: file,
+                    reason: "it was saved for another SPEC or --out; nothing was written".to_owned(),
+                });
+            }
+            let (compiled, plan) = fhirflow::plan_specs(&find_specs(&spec, verbosity)?, out.as_deref())?;
+            warnings(&compiled, deny_warnings)?;
+            saved.verify(&plan)?;
+            apply_and_report(&plan, force, verbosity)
+        }
+        Command::Apply { target: OutputArgs { spec, out, deny_warnings }, check, force, plan: None } => {
             let paths = find_specs(&spec, verbosity)?;
             let (mut compiled, mut plan) = fhirflow::plan_specs(&paths, out.as_deref())?;
             if !check && let Some(done) = fhirflow::plan::complete_interrupted(&plan)? {
@@ -444,15 +498,7 @@ fn run(cli: Cli) -> Result<ExitStatus, Error> {
                 say("The generated files are up to date.\n");
                 return Ok(ExitStatus::Ok);
             }
-            say(&plan.render(PlanFormat::Text));
-            let report = fhirflow::plan::apply(&plan, force)?;
-            if plan.has_changes() {
-                say(&format!(
-                    "Apply complete: {} added, {} changed, {} removed.\n",
-                    report.added, report.changed, report.removed
-                ));
-            }
-            Ok(ExitStatus::Ok)
+            apply_and_report(&plan, force, verbosity)
         }
         Command::Graph { spec, format } => {
             let compiled = fhirflow::compile_specs(&find_specs(&spec, verbosity)?)?;

@@ -164,7 +164,7 @@ impl<'a> AirflowEmitter<'a> {
             let (operator, kwargs) = self.task_kwargs(p, task, &mut uses);
             let kwarg_text: String = kwargs.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
             let digest = &sha256(&format!("{operator}\n{kwarg_text}"))[..16];
-            summary.push(code(summary_line(task, digest)));
+            summary.push(code(summary_line(task, digest, &kwargs)));
             let local = task.id.rsplit('.').next().unwrap_or(&task.id).to_owned();
             tasks.push(context! {
                 var => code(var.clone()),
@@ -993,8 +993,11 @@ fn json_line(value: serde_json::Value) -> String {
         .replace('\u{85}', "\\u0085")
 }
 
+/// Keyword arguments that the summary line records as fields of their own.
+const DEFINITION_SKIPS: [&str; 5] = ["retries", "retry_delay", "execution_timeout", "outlets", "trigger_rule"];
+
 /// One comment line per task that `plan` reads back to tell what changed.
-fn summary_line(task: &Task, digest: &str) -> String {
+fn summary_line(task: &Task, digest: &str, kwargs: &[(String, String)]) -> String {
     // The group is part of the task id already; the digest covers the rest.
     let sensor = match &task.operation {
         Operation::Sensor(s) => json!({
@@ -1014,6 +1017,13 @@ fn summary_line(task: &Task, digest: &str) -> String {
         "execution_timeout": task.settings.execution_timeout.value.map(|d| d.to_string()),
         "sensor": sensor,
         "digest": digest,
+        // The keyword arguments as written below, so that a plan can show the command, query,
+        // arguments and environment that change; the fields above cover the rest.
+        "definition": kwargs
+            .iter()
+            .filter(|(name, _)| !DEFINITION_SKIPS.contains(&name.as_str()))
+            .map(|(name, value)| json!([name, value]))
+            .collect::<Vec<_>>(),
     });
     // Written only when set, so that files from before these fields plan as unchanged.
     if let Some(fields) = line.as_object_mut() {

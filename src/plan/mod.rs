@@ -7,11 +7,14 @@
 mod apply;
 pub mod journal;
 mod links;
+mod properties;
 mod render;
+mod saved;
 mod summary;
 
 pub use apply::{ApplyReport, apply, complete_interrupted, write_atomically};
 pub use render::PlanFormat;
+pub use saved::SavedPlan;
 
 use crate::emit::{FileKind, GeneratedFile, Layout, ManagedDir, header};
 use crate::error::Error;
@@ -79,6 +82,45 @@ pub enum Detail {
         /// New task id.
         to: String,
     },
+    /// A column is added to a dbt model's properties.
+    ColumnAdded {
+        /// The model.
+        model: String,
+        /// The column.
+        column: String,
+    },
+    /// A column, and its tests, leave a dbt model's properties.
+    ColumnRemoved {
+        /// The model.
+        model: String,
+        /// The column.
+        column: String,
+    },
+    /// A dbt test is added to a column.
+    TestAdded {
+        /// The model.
+        model: String,
+        /// The column.
+        column: String,
+        /// The test, as compact JSON when it has arguments.
+        test: String,
+    },
+    /// A dbt test is removed from a column: a check that no longer runs.
+    TestRemoved {
+        /// The model.
+        model: String,
+        /// The column.
+        column: String,
+        /// The test, as compact JSON when it has arguments.
+        test: String,
+    },
+    /// A model's or column's description changes.
+    DescriptionChanged {
+        /// The model.
+        model: String,
+        /// The column, or `null` for the model's own description.
+        column: Option<String>,
+    },
     /// A task's settings or definition change.
     TaskChanged {
         /// Task id.
@@ -98,6 +140,64 @@ pub struct FieldChange {
     pub old: serde_json::Value,
     /// After.
     pub new: serde_json::Value,
+    /// For `definition`: a unified diff of the keyword arguments (command, query, arguments,
+    /// environment), when both files record them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub diff: Option<String>,
+}
+
+/// How much a change matters to whoever runs the pipelines, as SQLMesh classifies plans.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeClass {
+    /// Tags and descriptions: nothing runs differently.
+    Metadata,
+    /// What runs, when, or how often it retries.
+    Behavioural,
+    /// A task or DAG goes away or is renamed: Airflow loses its history.
+    Breaking,
+}
+
+impl ChangeClass {
+    /// The word the plan prints.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeClass::Metadata => "metadata",
+            ChangeClass::Behavioural => "behavioural",
+            ChangeClass::Breaking => "breaking",
+        }
+    }
+}
+
+/// DAG settings that change nothing about what runs.
+const METADATA_SETTINGS: [&str; 1] = ["tags"];
+
+impl Detail {
+    /// How much this change matters.
+    pub fn class(&self) -> ChangeClass {
+        match self {
+            Detail::Setting { name, .. } if METADATA_SETTINGS.contains(&name.as_str()) => ChangeClass::Metadata,
+            Detail::TaskRemoved { .. } | Detail::TaskRenamed { .. } => ChangeClass::Breaking,
+            Detail::DescriptionChanged { .. } => ChangeClass::Metadata,
+            _ => ChangeClass::Behavioural,
+        }
+    }
+}
+
+impl FileChange {
+    /// The changes to classify: the details, or the file itself when it has none (a DAG
+    /// removed loses its history; a change nothing names is taken to change behaviour).
+    pub fn classes(&self) -> Vec<ChangeClass> {
+        if self.details.is_empty() {
+            let class = if self.action == Action::Remove && self.kind == "airflow_dag" {
+                ChangeClass::Breaking
+            } else {
+                ChangeClass::Behavioural
+            };
+            return vec![class];
+        }
+        self.details.iter().map(Detail::class).collect()
+    }
 }
 
 /// A planned change to one file.
@@ -212,7 +312,8 @@ pub fn plan(files: &[GeneratedFile], layout: &Layout, managed_dirs: &[ManagedDir
         };
         let details = match file.kind {
             FileKind::AirflowDag(_) => DagSummary::read(old.unwrap_or("")).diff(&DagSummary::read(&file.contents)),
-            _ => Vec::new(),
+            FileKind::DbtLayer(_) => properties::diff(old.unwrap_or(""), &file.contents),
+            FileKind::DbtSelectors => Vec::new(),
         };
         changes.push(FileChange {
             path: file.path.clone(),

@@ -1,6 +1,6 @@
 //! A plan as text for terminals, JSON for scripts, and Markdown for pull-request comments.
 
-use super::{Action, Blocker, Detail, FieldChange, FileChange, Plan};
+use super::{Action, Blocker, ChangeClass, Detail, FieldChange, FileChange, Plan};
 use serde_json::json;
 use std::fmt::Write as _;
 
@@ -43,9 +43,29 @@ fn field_text(change: &FieldChange) -> String {
 }
 
 fn detail_text(detail: &Detail) -> String {
+    format!("{} [{}]", detail_words(detail), detail.class().as_str())
+}
+
+/// The unified diffs of the task definitions that `detail` changes, with the task they belong to.
+fn diffs(detail: &Detail) -> Vec<(&str, &str)> {
+    match detail {
+        Detail::TaskChanged { task, changes } => {
+            changes.iter().filter_map(|c| c.diff.as_deref()).map(|d| (task.as_str(), d)).collect()
+        }
+        _ => Vec::new(),
+    }
+}
+
+fn detail_words(detail: &Detail) -> String {
     match detail {
         Detail::Setting { name, old, new } => format!("~ {name}: {} → {}", shown(old), shown(new)),
         Detail::TaskAdded { task } => format!("+ task {task}"),
+        Detail::ColumnAdded { model, column } => format!("+ column {model}.{column}"),
+        Detail::ColumnRemoved { model, column } => format!("- column {model}.{column}"),
+        Detail::TestAdded { model, column, test } => format!("+ test {test} on {model}.{column}"),
+        Detail::TestRemoved { model, column, test } => format!("- test {test} on {model}.{column}"),
+        Detail::DescriptionChanged { model, column: None } => format!("~ description of {model}"),
+        Detail::DescriptionChanged { model, column: Some(column) } => format!("~ description of {model}.{column}"),
         Detail::TaskRemoved { task } => format!("- task {task}"),
         Detail::TaskRenamed { from, to } => {
             format!("~ task {from} renamed to {to} (Airflow keeps no history across a rename)")
@@ -79,12 +99,33 @@ impl Plan {
         format!("Plan: {add} to add, {change} to change, {remove} to remove.")
     }
 
+    /// The changes counted by class: `Changes: 1 breaking, 2 behavioural, 0 metadata-only.`
+    pub fn class_line(&self) -> Option<String> {
+        let classes: Vec<ChangeClass> = self.changes.iter().flat_map(FileChange::classes).collect();
+        if classes.is_empty() {
+            return None;
+        }
+        let count = |class| classes.iter().filter(|c| **c == class).count();
+        Some(format!(
+            "Changes: {} breaking, {} behavioural, {} metadata-only.",
+            count(ChangeClass::Breaking),
+            count(ChangeClass::Behavioural),
+            count(ChangeClass::Metadata)
+        ))
+    }
+
     fn shown_path(&self, change: &FileChange) -> String {
         self.layout.display(&change.path)
     }
 
-    /// Renders the plan in `format`.
+    /// Renders the plan in `format`, with definition diffs in Markdown and JSON only.
     pub fn render(&self, format: PlanFormat) -> String {
+        self.render_diffs(format, format != PlanFormat::Text)
+    }
+
+    /// Renders the plan in `format`; `diffs` shows the unified diffs of changed task
+    /// definitions (JSON always carries them).
+    pub fn render_diffs(&self, format: PlanFormat, diffs_shown: bool) -> String {
         let mut out = String::new();
         match format {
             PlanFormat::Text => {
@@ -92,6 +133,11 @@ impl Plan {
                     let _ = writeln!(out, "  {} {}", symbol(change.action), self.shown_path(change));
                     for detail in &change.details {
                         let _ = writeln!(out, "      {}", detail_text(detail));
+                        for (_, diff) in diffs(detail).into_iter().filter(|_| diffs_shown) {
+                            for line in diff.lines() {
+                                let _ = writeln!(out, "          {line}");
+                            }
+                        }
                     }
                     if let Some(blocker) = &change.blocker {
                         let _ = writeln!(out, "      ! {}", blocker_text(blocker));
@@ -101,6 +147,9 @@ impl Plan {
                     out.push('\n');
                 }
                 let _ = writeln!(out, "{}", self.summary_line());
+                if let Some(line) = self.class_line() {
+                    let _ = writeln!(out, "{line}");
+                }
                 if !self.leftovers.is_empty() {
                     let n = self.leftovers.len();
                     let files = if n == 1 { "file" } else { "files" };
@@ -119,11 +168,23 @@ impl Plan {
                     .changes
                     .iter()
                     .map(|c| {
+                        let details: Vec<_> = c
+                            .details
+                            .iter()
+                            .map(|d| {
+                                let mut value = serde_json::to_value(d).unwrap_or_default();
+                                if let Some(map) = value.as_object_mut() {
+                                    map.insert("class".into(), json!(d.class()));
+                                }
+                                value
+                            })
+                            .collect();
                         json!({
                             "path": self.shown_path(c),
                             "action": c.action,
                             "kind": c.kind,
-                            "details": c.details,
+                            "class": c.classes().into_iter().max(),
+                            "details": details,
                             "blocked": c.blocker,
                         })
                     })
@@ -132,6 +193,11 @@ impl Plan {
                     "format_version": FORMAT_VERSION,
                     "changes": changes,
                     "summary": { "add": add, "change": change, "remove": remove },
+                    "classes": {
+                        "breaking": self.changes.iter().flat_map(FileChange::classes).filter(|c| *c == ChangeClass::Breaking).count(),
+                        "behavioural": self.changes.iter().flat_map(FileChange::classes).filter(|c| *c == ChangeClass::Behavioural).count(),
+                        "metadata": self.changes.iter().flat_map(FileChange::classes).filter(|c| *c == ChangeClass::Metadata).count(),
+                    },
                     "has_changes": self.has_changes(),
                     "notes": self.notes(),
                 });
@@ -141,6 +207,9 @@ impl Plan {
             PlanFormat::Markdown => {
                 let _ = writeln!(out, "### fhirflow plan\n");
                 let _ = writeln!(out, "**{}**\n", self.summary_line());
+                if let Some(line) = self.class_line() {
+                    let _ = writeln!(out, "{line}\n");
+                }
                 if self.has_changes() {
                     out.push_str("| | File | Changes |\n|---|---|---|\n");
                     for change in &self.changes {
@@ -156,6 +225,15 @@ impl Plan {
                             symbol(change.action),
                             self.shown_path(change),
                             cells
+                        );
+                    }
+                }
+                for change in self.changes.iter().filter(|_| diffs_shown) {
+                    for (task, diff) in change.details.iter().flat_map(diffs) {
+                        let _ = writeln!(
+                            out,
+                            "\n<details><summary><code>{}</code> task <code>{task}</code></summary>\n\n```diff\n{diff}```\n\n</details>",
+                            self.shown_path(change)
                         );
                     }
                 }

@@ -93,14 +93,22 @@ impl DagSummary {
                         field: field.to_owned(),
                         old: value(old.get(field)),
                         new: value(now.get(field)),
+                        diff: None,
                     });
                 }
             }
-            if changes.is_empty() && old.get("digest") != now.get("digest") {
+            let diff = match (old.get("definition"), now.get("definition")) {
+                (Some(before), Some(after)) if before != after => Some(Some(definition_diff(id, before, after))),
+                (Some(_), Some(_)) => None,
+                // A file from before definitions were recorded: only the digest tells.
+                _ => (changes.is_empty() && old.get("digest") != now.get("digest")).then_some(None),
+            };
+            if let Some(diff) = diff {
                 changes.push(FieldChange {
                     field: "definition".to_owned(),
                     old: value(old.get("digest")),
                     new: value(now.get("digest")),
+                    diff,
                 });
             }
             if !changes.is_empty() {
@@ -109,4 +117,45 @@ impl DagSummary {
         }
         details
     }
+}
+
+/// The recorded keyword arguments as lines to diff: a string argument decoded, one line of
+/// it per line, and a mapping (such as `env`) one key per line, so that a reviewer sees the
+/// line of SQL or the variable that changes rather than one long literal.
+fn definition_lines(definition: &Value) -> String {
+    let mut out = String::new();
+    for pair in definition.as_array().into_iter().flatten() {
+        let (Some(name), Some(code)) = (pair.get(0).and_then(Value::as_str), pair.get(1).and_then(Value::as_str))
+        else {
+            continue;
+        };
+        // fhirflow's Python string and dict literals of strings read as JSON.
+        match serde_json::from_str::<Value>(code) {
+            Ok(Value::String(text)) if text.contains('\n') => {
+                out.push_str(&format!("{name}:\n"));
+                for line in text.lines() {
+                    out.push_str(&format!("    {line}\n"));
+                }
+            }
+            Ok(Value::String(text)) => out.push_str(&format!("{name}: {text}\n")),
+            Ok(Value::Object(map)) => {
+                for (key, item) in &map {
+                    let item = item.as_str().map_or_else(|| item.to_string(), str::to_owned);
+                    out.push_str(&format!("{name}.{key}: {item}\n"));
+                }
+            }
+            _ => out.push_str(&format!("{name}: {code}\n")),
+        }
+    }
+    out
+}
+
+/// A unified diff of task `id`'s keyword arguments.
+fn definition_diff(id: &str, before: &Value, after: &Value) -> String {
+    let (old, new) = (definition_lines(before), definition_lines(after));
+    similar::TextDiff::from_lines(&old, &new)
+        .unified_diff()
+        .context_radius(3)
+        .header(&format!("a/{id}"), &format!("b/{id}"))
+        .to_string()
 }
