@@ -33,9 +33,11 @@ pub fn apply(plan: &Plan, force: bool) -> Result<ApplyReport, Error> {
     for change in &plan.changes {
         super::links::refuse_escaping_links(&plan.layout.root, &change.path)?;
     }
-    let taken = |c: &&super::FileChange| matches!(c.blocker, Some(Blocker::OtherSpec { orphaned: false, .. }));
-    if let Some(first) = plan.changes.iter().find(taken) {
-        let Some(Blocker::OtherSpec { spec, .. }) = &first.blocker else { unreachable!("found by `taken`") };
+    let taken = plan.changes.iter().find_map(|c| match &c.blocker {
+        Some(Blocker::OtherSpec { spec, orphaned: false }) => Some((c, spec)),
+        _ => None,
+    });
+    if let Some((first, spec)) = taken {
         return Err(Error::Refused {
             path: plan.layout.root.join(&first.path),
             reason: format!(
@@ -172,23 +174,11 @@ fn probe_writable(root: &Path, relative: &Path) -> Result<(), Error> {
 /// Writes `contents` to a temporary file beside `path`, then renames it over `path`, so a
 /// reader (or Airflow's DAG processor) never sees half a file.
 pub fn write_atomically(path: &Path, contents: &str) -> Result<(), Error> {
-    fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Error + 'a {
-        move |source| Error::Io { path: path.to_owned(), action, source }
-    }
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(io("create", dir))?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let temp = dir.join(temp_name(&name, std::process::id()));
-    let result = (|| {
-        let mut file = std::fs::File::create(&temp).map_err(io("write", &temp))?;
-        file.write_all(contents.as_bytes()).map_err(io("write", &temp))?;
-        file.sync_all().map_err(io("write", &temp))?;
-        std::fs::rename(&temp, path).map_err(io("write", path))
-    })();
-    if result.is_err() {
+    let temp = stage(Path::new(""), path, contents)?;
+    std::fs::rename(&temp, path).map_err(|source| {
         let _ = std::fs::remove_file(&temp);
-    }
-    result
+        Error::Io { path: path.to_owned(), action: "write", source }
+    })
 }
 
 /// The temporary file that process `pid` writes `name` to before renaming it into place.

@@ -1181,15 +1181,7 @@ impl AttemptJob {
     /// The dbt project folder (or profiles folder) on this machine: the spec's local paths,
     /// not the `deploy` ones.
     fn dbt_dir(&self, profiles: bool) -> PathBuf {
-        let pipeline = self.pipeline();
-        match &pipeline.spec.dbt {
-            Some(dbt) => {
-                let relative =
-                    if profiles { dbt.profiles_dir.as_ref().unwrap_or(&dbt.project_dir) } else { &dbt.project_dir };
-                pipeline.spec_dir.join(&relative.0)
-            }
-            None => pipeline.spec_dir.clone(),
-        }
+        self.pipeline().dbt_dir(profiles)
     }
 
     /// Where `--state` reads the previous successful run's manifest: `dbt.artifacts.path`'s

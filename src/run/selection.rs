@@ -14,7 +14,7 @@ use crate::spec::{AssetCondition, Schedule, Spec};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use std::collections::{BTreeSet, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 /// Which tasks `fhirflow run` runs.
@@ -88,6 +88,19 @@ pub struct RunPlan {
 }
 
 impl PlannedPipeline {
+    /// The dbt project folder, or with `profiles` the folder of `profiles.yml`; the spec's
+    /// folder when the spec has no `dbt`.
+    pub fn dbt_dir(&self, profiles: bool) -> PathBuf {
+        match &self.spec.dbt {
+            Some(dbt) => {
+                let relative =
+                    if profiles { dbt.profiles_dir.as_ref().unwrap_or(&dbt.project_dir) } else { &dbt.project_dir };
+                self.spec_dir.join(&relative.0)
+            }
+            None => self.spec_dir.clone(),
+        }
+    }
+
     /// The pipeline's logical date in a run at `run_date`: its newest schedule tick at or
     /// before it, or `run_date` itself when it has no schedule.
     pub fn logical_date(&self, run_date: DateTime<Utc>) -> DateTime<Utc> {
@@ -187,7 +200,7 @@ impl RunPlan {
                     triggered_by: Vec::new(),
                 });
                 for task in &p.tasks {
-                    let writer = duckdb_writer_of(&spec_dir, &spec.graph.spec, &task.operation, &mut writers);
+                    let writer = duckdb_writer_of(&pipelines[index], &task.operation, &mut writers);
                     tasks.push(PlannedTask {
                         key: TaskKey { pipeline: p.id.to_string(), task: task.id.clone() },
                         label: Arc::from(task.id.as_str()),
@@ -393,21 +406,19 @@ impl RunPlan {
     }
 }
 
-/// The DuckDB target a dbt task writes, read once per project and target (see
+/// The DuckDB target a dbt task of `pipeline` writes, read once per project and target (see
 /// [`crate::dbt::duckdb_writer`]); `None` for other tasks and warehouses.
 fn duckdb_writer_of(
-    spec_dir: &Path,
-    spec: &Spec,
+    pipeline: &PlannedPipeline,
     operation: &Operation,
     known: &mut HashMap<(PathBuf, PathBuf, Option<String>), Option<Arc<str>>>,
 ) -> Option<Arc<str>> {
-    let (Operation::Dbt(invocation), Some(dbt)) = (operation, &spec.dbt) else { return None };
+    let (Operation::Dbt(invocation), Some(_)) = (operation, &pipeline.spec.dbt) else { return None };
     let target = invocation.args.windows(2).find_map(|pair| match pair {
         [DbtArg::Literal(flag), DbtArg::Literal(value)] if flag == "--target" => Some(value.clone()),
         _ => None,
     });
-    let project = spec_dir.join(&dbt.project_dir.0);
-    let profiles = spec_dir.join(&dbt.profiles_dir.as_ref().unwrap_or(&dbt.project_dir).0);
+    let (project, profiles) = (pipeline.dbt_dir(false), pipeline.dbt_dir(true));
     known
         .entry((project.clone(), profiles.clone(), target.clone()))
         .or_insert_with(|| crate::dbt::duckdb_writer(&project, &profiles, target.as_deref()).map(Arc::from))
