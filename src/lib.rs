@@ -386,7 +386,8 @@ pub fn plan_specs(paths: &[PathBuf], out: Option<&Path>) -> Result<(Vec<Compiled
                 });
             }
         }
-        let plan = plan::plan(&files, &layout, &dirs.managed())?;
+        let mut plan = plan::plan(&files, &layout, &dirs.managed())?;
+        plan.pools = emit::DuckdbPools::of(&compiled.graph, &layout).pools();
         all = Some(match all {
             None => plan,
             Some(mut merged) => {
@@ -398,6 +399,9 @@ pub fn plan_specs(paths: &[PathBuf], out: Option<&Path>) -> Result<(Vec<Compiled
                 merged.leftovers.dedup();
                 merged.kept.extend(plan.kept);
                 merged.interrupted = merged.interrupted.or(plan.interrupted);
+                merged.pools.extend(plan.pools);
+                merged.pools.sort();
+                merged.pools.dedup();
                 merged
             }
         });

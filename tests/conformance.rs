@@ -33,7 +33,8 @@ fn python(venv: &Path, code: &str, arg: &Path) -> String {
 fn apply(spec: &Path, out: &Path) -> serde_json::Value {
     fhirflow().arg("apply").arg(spec).arg("--out").arg(out).assert().success();
     let compiled = fhirflow::compile_file(spec).expect("the spec compiles");
-    let expectations = compiled.graph.expectations();
+    let pools = fhirflow::emit::DuckdbPools::of(&compiled.graph, &fhirflow::emit::Layout::new(spec, Some(out)));
+    let expectations = compiled.graph.expectations_with_pools(|task| pools.task_pool(task));
     std::fs::write(out.join("expect.json"), expectations.to_string()).expect("write expectations");
     std::fs::write(out.join("expect-dbt.json"), expectations["dbt"].to_string()).expect("write dbt expectations");
     expectations
@@ -269,8 +270,10 @@ fn airflow_2_target_loads_the_same_graph_in_airflow_2_11() {
     let out = dir.path().join("out");
     fhirflow().arg("apply").arg(&specs).arg("--out").arg(&out).assert().success();
     let mut dags = serde_json::Map::new();
-    for (_, compiled) in fhirflow::compile_path(&specs).expect("the v2 specs compile") {
-        dags.extend(compiled.graph.expectations()["dags"].as_object().unwrap().clone());
+    for (path, compiled) in fhirflow::compile_path(&specs).expect("the v2 specs compile") {
+        let pools = fhirflow::emit::DuckdbPools::of(&compiled.graph, &fhirflow::emit::Layout::new(&path, Some(&out)));
+        let expectations = compiled.graph.expectations_with_pools(|task| pools.task_pool(task));
+        dags.extend(expectations["dags"].as_object().unwrap().clone());
     }
     let dbt_dag = std::fs::read_to_string(out.join("dags/dbt_transform_fhir.py")).unwrap();
     assert!(dbt_dag.contains("from airflow import DAG") && !dbt_dag.contains("airflow.sdk"));
@@ -462,6 +465,58 @@ fn airflow_dags_test_runs_the_per_model_dag_for_real() {
         assert!(saved.join("dbt.log").is_file(), "{} has dbt.log", saved.display());
     }
     assert!(dir.path().join("artifacts/state/manifest.json").is_file(), "the state manifest is kept");
+}
+
+/// dbt tasks on one DuckDB file may not run side by side: per_model DAGs put every dbt task in
+/// one Airflow pool (airflow_check compares each task's pool, in 3.3 and 2.11), and the plan
+/// names the pool with the command that creates it, which real Airflow runs as printed.
+#[test]
+fn duckdb_dbt_tasks_share_a_pool_that_the_plan_says_how_to_create() {
+    let (Some(airflow), Some(airflow2), Some(dbt)) =
+        (venv("FHIRFLOW_AIRFLOW_VENV"), venv("FHIRFLOW_AIRFLOW2_VENV"), venv("FHIRFLOW_DBT_VENV"))
+    else {
+        return;
+    };
+    for (version, venv) in [(3, &airflow), (2, &airflow2)] {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = modes_spec(dir.path(), "modes", &dbt, version, "{kind: dbt, command: build, dbt_mode: per_model}");
+        let out = dir.path().join("out");
+        let plan =
+            fhirflow().arg("plan").arg(&spec).arg("--out").arg(&out).args(["--format", "json"]).output().unwrap();
+        let plan: serde_json::Value = serde_json::from_slice(&plan.stdout).expect("plan JSON");
+        assert_eq!(plan["pools"].as_array().map(Vec::len), Some(1), "{plan:#}");
+        let pool = &plan["pools"][0];
+        assert_eq!(pool["name"], "fhirflow_duckdb_clinic_dev", "{plan:#}");
+        assert_eq!(pool["slots"], 1);
+        let note = plan["notes"].as_array().unwrap().iter().filter_map(|n| n.as_str()).find(|n| n.contains("pool"));
+        let note = note.expect("a note names the pool");
+        let command =
+            note.rsplit_once(": `").map(|(_, c)| c.trim_end_matches('`')).expect("the note ends in a command");
+        let expectations = apply(&spec, &out);
+        let dbt_tasks: Vec<_> = expectations["dags"]["modes"]["tasks"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(_, t)| !t["dbt"].is_null())
+            .map(|(_, t)| t["pool"].as_str().unwrap().to_owned())
+            .collect();
+        assert!(dbt_tasks.len() > 3 && dbt_tasks.iter().all(|p| p == "fhirflow_duckdb_clinic_dev"), "{dbt_tasks:?}");
+        airflow_check(venv, &out);
+        let listed = run(Command::new("bash")
+            .arg(repo().join("tests/conformance/airflow_pools.sh"))
+            .arg(venv)
+            .arg(out.join("dags"))
+            .arg(command));
+        let listed: serde_json::Value = serde_json::from_str(&listed).expect("pools list JSON");
+        let created = listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["pool"] == "fhirflow_duckdb_clinic_dev")
+            .unwrap_or_else(|| panic!("Airflow {version} has the pool: {listed:#}"));
+        assert_eq!(created["slots"].to_string().trim_matches('"'), "1", "{created}");
+        assert_eq!(created["description"], pool["description"], "{created}");
+    }
 }
 
 /// A failing task POSTs its failure to the webhook named by `failure_webhook_env`, for real:

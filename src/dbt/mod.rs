@@ -30,7 +30,7 @@ mod version;
 
 pub use load::{LoadError, MAX_MANIFEST_BYTES, ParseCommand, read_manifest, read_selectors};
 pub use manifest::{Manifest, ManifestError, Node, ResourceType};
-pub use profile::duckdb_writer;
+pub use profile::{DuckdbTarget, duckdb_target, duckdb_writer};
 pub(crate) use select::selector_name;
 pub use select::{IndirectSelection, METHODS, SelectError};
 pub use selectors::{CommandLine, NamedSelector, Selectors, SelectorsError};

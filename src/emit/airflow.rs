@@ -4,7 +4,7 @@ use super::header::{self, sha256};
 use super::literal::{Language, docstring, literal, quoted};
 use super::paths::relative;
 use super::snowflake;
-use super::{FileKind, GeneratedFile, Layout, OutputDirs, code, render};
+use super::{DuckdbPools, FileKind, GeneratedFile, Layout, OutputDirs, code, render};
 use crate::error::Error;
 use crate::graph::{
     DbtArg, DbtInvocation, LoadPlan, LoadStep, Operation, PipelineGraph, PipelineTasks, Settings, Task, TriggerRule,
@@ -69,12 +69,14 @@ const PYTHON_WORDS: &[&str] = &[
 pub struct AirflowEmitter<'a> {
     graph: &'a PipelineGraph,
     layout: &'a Layout,
+    /// The pools of the dbt tasks on a DuckDB target.
+    pools: DuckdbPools,
 }
 
 impl<'a> AirflowEmitter<'a> {
     /// An emitter for `graph` into `layout`.
     pub fn new(graph: &'a PipelineGraph, layout: &'a Layout) -> Self {
-        Self { graph, layout }
+        Self { graph, layout, pools: DuckdbPools::of(graph, layout) }
     }
 
     /// One DAG file per pipeline.
@@ -346,6 +348,9 @@ impl<'a> AirflowEmitter<'a> {
         }
         if task.trigger_rule != TriggerRule::AllSuccess {
             kwargs.push(("trigger_rule".into(), quoted(task.trigger_rule.as_str())));
+        }
+        if let Some(pool) = self.pools.task_pool(task) {
+            kwargs.push(("pool".into(), quoted(&pool)));
         }
         kwargs.extend(settings_kwargs(&task.settings, Some(&p.defaults)));
         (operator_name(task).to_owned(), kwargs)

@@ -10,11 +10,13 @@ mod dbt;
 pub mod header;
 pub mod literal;
 mod paths;
+mod pools;
 pub mod snowflake;
 
 pub use airflow::AirflowEmitter;
 pub use dbt::DbtEmitter;
 pub use paths::{Layout, ManagedDir, OutputDirs, SpecOwner, place};
+pub use pools::{AirflowPool, DuckdbPools};
 
 use crate::error::Error;
 use crate::graph::PipelineGraph;

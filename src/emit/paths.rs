@@ -17,6 +17,8 @@ pub struct Layout {
     pub root: PathBuf,
     /// The spec's file name.
     pub spec_name: String,
+    /// The spec's folder, which the files it reads at compile time (dbt's profiles) are relative to.
+    pub spec_dir: PathBuf,
     /// Which spec owns the files, as each file's header records it: the spec's path relative
     /// to its project root (see [`SpecOwner`]), so that `teams/a/pipeline.yaml` and
     /// `teams/b/pipeline.yaml` writing one DAGs folder never take each other's files.
@@ -39,7 +41,8 @@ impl Layout {
             spec_path.file_name().map_or_else(|| "spec.yaml".to_owned(), |n| n.to_string_lossy().into_owned());
         let climb = if out.is_some() { 0 } else { project_root(&root) };
         let owner = SpecOwner::of(spec_path, out);
-        Self { root, spec_name, owner, contained: out.is_some(), climb }
+        let spec_dir = spec_path.parent().map(Path::to_owned).unwrap_or_default();
+        Self { root, spec_name, spec_dir, owner, contained: out.is_some(), climb }
     }
 
     /// Where a folder of the spec's goes, relative to `root`, as normalized parts. Under `--out`,

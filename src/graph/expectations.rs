@@ -7,8 +7,15 @@ use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 
 impl PipelineGraph {
-    /// The Airflow and dbt expectations document that the conformance checkers compare against.
+    /// The Airflow and dbt expectations document that the conformance checkers compare against,
+    /// every task in Airflow's `default_pool`.
     pub fn expectations(&self) -> Value {
+        self.expectations_with_pools(|_| None)
+    }
+
+    /// [`PipelineGraph::expectations`] with the pool each task runs in, where `pool_of` names one
+    /// (the emitter's [`crate::emit::DuckdbPools`]).
+    pub fn expectations_with_pools(&self, pool_of: impl Fn(&Task) -> Option<String>) -> Value {
         let mut dags = Map::new();
         for p in &self.pipelines {
             let schedule = match &p.schedule {
@@ -74,6 +81,7 @@ impl PipelineGraph {
                         "retry_exponential_backoff": t.settings.retry_exponential_backoff.value,
                         "execution_timeout_seconds": t.settings.execution_timeout.value.map(|d| d.as_secs()),
                         "trigger_rule": t.trigger_rule.as_str(),
+                        "pool": pool_of(t).unwrap_or_else(|| "default_pool".to_owned()),
                         "outlets": t.outlets.iter().map(|a| a.as_str()).collect::<Vec<_>>(),
                         "sensor": sensor,
                         "trigger": trigger,

@@ -139,6 +139,14 @@ pub struct DbtInvocation {
 }
 
 impl DbtInvocation {
+    /// The dbt target it names with `--target`, if any (else the profile's default).
+    pub fn target(&self) -> Option<&str> {
+        self.args.windows(2).find_map(|pair| match pair {
+            [DbtArg::Literal(flag), DbtArg::Literal(value)] if flag == "--target" => Some(value.as_str()),
+            _ => None,
+        })
+    }
+
     /// The arguments of the `dbt deps` that runs first when [`DbtInvocation::deps_first`] is set.
     pub fn deps_args() -> [DbtArg; 5] {
         [

@@ -232,6 +232,8 @@ pub struct Plan {
     /// An apply that was killed between its first and last rename, which `apply` completes
     /// before anything else.
     pub interrupted: Option<journal::Journal>,
+    /// Airflow pools the DAGs need, which must exist before they run.
+    pub pools: Vec<crate::emit::AirflowPool>,
 }
 
 /// A file under the spec's folders that names the spec but is not removed.
@@ -363,7 +365,7 @@ pub fn plan(files: &[GeneratedFile], layout: &Layout, managed_dirs: &[ManagedDir
                 .filter(|path| !interrupted.as_ref().is_some_and(|j| j.stages(path))),
         );
     }
-    Ok(Plan { layout: layout.clone(), changes, leftovers, kept, interrupted })
+    Ok(Plan { layout: layout.clone(), changes, leftovers, kept, interrupted, pools: Vec::new() })
 }
 
 /// `path` when a file with header `h` there is this spec's stale file; otherwise `None`, with a

@@ -200,6 +200,7 @@ impl Plan {
                     },
                     "has_changes": self.has_changes(),
                     "notes": self.notes(),
+                    "pools": self.pools,
                 });
                 out = serde_json::to_string_pretty(&doc).unwrap_or_default();
                 out.push('\n');
@@ -250,7 +251,7 @@ impl Plan {
     }
 
     /// What a reader of the plan should know beyond the changes: an interrupted apply that
-    /// `apply` completes first, and files that name the spec but stay.
+    /// `apply` completes first, files that name the spec but stay, and the Airflow pools to create.
     pub fn notes(&self) -> Vec<String> {
         let mut notes = Vec::new();
         if let Some(journal) = &self.interrupted {
@@ -266,6 +267,14 @@ impl Plan {
         }
         for kept in &self.kept {
             notes.push(format!("{} is left in place: {}", self.layout.display(&kept.path), kept.reason));
+        }
+        for pool in &self.pools {
+            notes.push(format!(
+                "the DAGs run dbt tasks that write one DuckDB file in Airflow pool `{}` ({} slot); Airflow never schedules a task whose pool is missing, so create it before they run: `{}`",
+                pool.name,
+                pool.slots,
+                pool.create_command()
+            ));
         }
         notes
     }

@@ -9,7 +9,7 @@
 use super::{RunError, SpecGraph, TaskKey};
 use crate::diagnostic::did_you_mean;
 use crate::graph::sensor::Clock;
-use crate::graph::{DbtArg, Operation, PipelineTasks, Task};
+use crate::graph::{Operation, PipelineTasks, Task};
 use crate::spec::{AssetCondition, Schedule, Spec};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
@@ -414,10 +414,7 @@ fn duckdb_writer_of(
     known: &mut HashMap<(PathBuf, PathBuf, Option<String>), Option<Arc<str>>>,
 ) -> Option<Arc<str>> {
     let (Operation::Dbt(invocation), Some(_)) = (operation, &pipeline.spec.dbt) else { return None };
-    let target = invocation.args.windows(2).find_map(|pair| match pair {
-        [DbtArg::Literal(flag), DbtArg::Literal(value)] if flag == "--target" => Some(value.clone()),
-        _ => None,
-    });
+    let target = invocation.target().map(str::to_owned);
     let (project, profiles) = (pipeline.dbt_dir(false), pipeline.dbt_dir(true));
     known
         .entry((project.clone(), profiles.clone(), target.clone()))

@@ -272,6 +272,7 @@ def task_doc(task, sensor_cls) -> dict:
         "retry_exponential_backoff": backoff_in_effect(task.retry_exponential_backoff),
         "execution_timeout_seconds": seconds(task.execution_timeout),
         "trigger_rule": enum_value(task.trigger_rule),
+        "pool": task.pool,
         "outlets": [asset_doc(o) for o in task.outlets],
         "sensor": sensor,
         "trigger": trigger,
