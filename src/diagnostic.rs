@@ -447,4 +447,23 @@ mod tests {
         assert!(text.contains("    after: [b]\n  |             ^ no such stage"), "{text}");
         assert!(text.contains("= help: did you mean `a`?"), "{text}");
     }
+
+    /// Odd places render without panicking: the end of a file, an empty file, a span over a line
+    /// break or CRLF, tabs, and labels in two files.
+    #[test]
+    fn renders_spans_at_edges() {
+        let texts = ["a: 1", "", "a:\r\n  b: 1\r\n", "a:\n\tb: 1\n", "x: \"数据\"\n"];
+        for text in texts {
+            let file = SourceFile::new("p.yaml", text);
+            let other = SourceFile::new("q.yaml", "q: 1\n");
+            for (byte, len) in [(0, 0), (0, text.len()), (text.len(), 1), (text.len() / 2, 3)] {
+                let d = Diagnostic::error("x", "x")
+                    .at(Some(Span::at(&file, byte, len)), "here")
+                    .also(Some(Span::at(&other, 0, 1)), "and there")
+                    .also(Some(Span::line(&file, 1, 1)), "");
+                let rendered = d.render();
+                assert!(rendered.contains("--> p.yaml:") && rendered.contains("q.yaml:1:1"), "{text:?}: {rendered}");
+            }
+        }
+    }
 }
