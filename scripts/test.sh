@@ -9,7 +9,9 @@
 # The embedded DuckDB (cargo feature `duckdb`) links to libduckdb.so 1.5.6, fetched once into
 # $FHIRFLOW_CACHE by scripts/ensure_libduckdb.sh; DUCKDB_LIB_DIR points the build at it. The
 # S3 and Snowflake load tests start s3s-fs (tests/servers/ensure_s3s.sh builds it once into the
-# cache) and tests/servers/fakesnow_json.py (from the fakesnow venv).
+# cache) and tests/servers/fakesnow_json.py (from the fakesnow venv). The editor check
+# (tests/yaml_language_server.rs) talks to the real yaml-language-server, installed with the
+# machine's npm (`npm ci`) from tests/lsp/package-lock.json into the cache, keyed by its hash.
 #
 # Extra arguments go to `cargo test`, e.g. `scripts/test.sh --test cli`.
 set -euo pipefail
@@ -41,6 +43,10 @@ DUCKDB_LIB_DIR=$(bash scripts/ensure_libduckdb.sh | tail -n 1)
 FHIRFLOW_S3S_BIN=$(bash tests/servers/ensure_s3s.sh | tail -n 1)
 FHIRFLOW_FAKESNOW_VENV=$(bash tests/conformance/ensure_venv.sh fakesnow tests/servers/requirements-fakesnow.lock | tail -n 1)
 export DUCKDB_LIB_DIR FHIRFLOW_S3S_BIN FHIRFLOW_FAKESNOW_VENV
+
+echo "== yaml-language-server (the schema in an editor)" >&2
+FHIRFLOW_YAML_LANGUAGE_SERVER=$(bash tests/lsp/ensure_yaml_ls.sh | tail -n 1)
+export FHIRFLOW_YAML_LANGUAGE_SERVER
 
 echo "== cargo test" >&2
 cargo test --locked --features duckdb,s3,snowflake "$@"

@@ -96,43 +96,83 @@ impl Diagnostic {
     }
 
     fn render_with(&self, styled: bool) -> String {
-        let mut out = String::new();
-        let kind = match self.severity {
-            Severity::Error => "error",
-            Severity::Warning => "warning",
+        let renderer = if styled {
+            annotate_snippets::Renderer::styled()
+                .error(severity_style("error"))
+                .warning(severity_style("warning"))
+                .help(severity_style("note"))
+        } else {
+            annotate_snippets::Renderer::plain()
+        }
+        .term_width(UNTRIMMED_WIDTH);
+        let level = match self.severity {
+            Severity::Error => annotate_snippets::Level::ERROR,
+            Severity::Warning => annotate_snippets::Level::WARNING,
         };
-        let heading = format!("{kind}[{}]", self.code);
-        let heading = if styled { paint(severity_style(kind), &heading) } else { heading };
-        let _ = writeln!(out, "{heading}: {}", self.summary);
-        let labels: Vec<&Label> = self.primary.iter().chain(self.secondary.iter()).collect();
-        let gutter = labels.iter().map(|l| l.span.start.line.to_string().len()).max().unwrap_or(1);
-        let pad = " ".repeat(gutter);
-        for (i, label) in labels.iter().enumerate() {
-            let span = &label.span;
-            let arrow = if i == 0 { "-->" } else { ":::" };
-            let _ = writeln!(out, "{pad}{arrow} {}:{}:{}", span.file.name, span.start.line, span.start.column);
-            let _ = writeln!(out, "{pad} |");
-            let line = span.file.line_text(span.start.line);
-            let _ = writeln!(out, "{:>gutter$} | {}", span.start.line, line.replace('\t', " "));
-            let width = if span.end.line == span.start.line {
-                span.end.column.saturating_sub(span.start.column).max(1)
-            } else {
-                line.chars().count().saturating_sub(span.start.column - 1).max(1)
-            };
-            let marker = if i == 0 { "^" } else { "-" };
-            let underline = marker.repeat(width);
-            let indent = " ".repeat(span.start.column - 1);
-            let text = if label.message.is_empty() { String::new() } else { format!(" {}", label.message) };
-            let _ = writeln!(out, "{pad} | {indent}{underline}{text}");
+        let mut group = annotate_snippets::Group::with_title(level.primary_title(&self.summary).id(self.code));
+        let labels: Vec<(&Label, bool)> =
+            self.primary.iter().map(|l| (l, true)).chain(self.secondary.iter().map(|l| (l, false))).collect();
+        // One snippet per file, in the order the files are first named, so labels in one file share
+        // a snippet as rustc's do.
+        let mut files: Vec<&std::sync::Arc<crate::source::SourceFile>> = Vec::new();
+        for (label, _) in &labels {
+            if !files.iter().any(|f| std::sync::Arc::ptr_eq(f, &label.span.file)) {
+                files.push(&label.span.file);
+            }
+        }
+        for file in files {
+            let here: Vec<&(&Label, bool)> =
+                labels.iter().filter(|(l, _)| std::sync::Arc::ptr_eq(&l.span.file, file)).collect();
+            group = group.element(snippet(file, &here));
         }
         if let Some(help) = &self.help {
-            if !labels.is_empty() {
-                let _ = writeln!(out, "{pad} |");
-            }
-            let _ = writeln!(out, "{pad} = help: {help}");
+            group = group.element(annotate_snippets::Level::HELP.message(help));
         }
+        let mut out = renderer.render(&[group]);
+        out.push('\n');
         out
     }
+}
+
+/// Wide enough that no spec line is cut to fit: the reader sees the line as written, and the
+/// text does not depend on a terminal.
+const UNTRIMMED_WIDTH: usize = 1 << 24;
+
+/// The lines of `file` that `labels` cover, as a snippet: the renderer scans its whole source for
+/// each diagnostic, so it gets only these lines, not the file.
+fn snippet<'a>(
+    file: &'a crate::source::SourceFile,
+    labels: &[&(&'a Label, bool)],
+) -> annotate_snippets::Snippet<'a, annotate_snippets::Annotation<'a>> {
+    let first = labels.iter().map(|(l, _)| l.span.start.line).min().unwrap_or(1);
+    let last = labels.iter().map(|(l, _)| visible_end(&l.span).line).max().unwrap_or(first);
+    let from = file.offset(first, 1);
+    let to = file.offset(last, 1) + file.line_text(last).len();
+    let source = &file.text[from..to.max(from)];
+    let annotations = labels.iter().map(|(label, primary)| {
+        let kind = if *primary {
+            annotate_snippets::AnnotationKind::Primary
+        } else {
+            annotate_snippets::AnnotationKind::Context
+        };
+        let start = label.span.start.byte.clamp(from, to) - from;
+        let end = visible_end(&label.span).byte.clamp(from, to) - from;
+        let annotation = kind.span(start..end.max(start));
+        if label.message.is_empty() { annotation } else { annotation.label(label.message.as_str()) }
+    });
+    annotate_snippets::Snippet::source(source).line_start(first).path(file.name.as_str()).annotations(annotations)
+}
+
+/// Where a span ends on screen: a span running up to a line break ends on its own line, not at
+/// the start of the next.
+fn visible_end(span: &Span) -> crate::source::Position {
+    if span.end.line > span.start.line && span.end.column == 1 {
+        let line = span.end.line - 1;
+        let text = span.file.line_text(line);
+        let byte = span.file.offset(line, 1) + text.len();
+        return span.file.position(byte);
+    }
+    span.end
 }
 
 /// The colour of a severity word: `error`, `warning` or `note`.
@@ -406,5 +446,24 @@ mod tests {
         assert!(text.contains("--> p.yaml:3:13"), "{text}");
         assert!(text.contains("    after: [b]\n  |             ^ no such stage"), "{text}");
         assert!(text.contains("= help: did you mean `a`?"), "{text}");
+    }
+
+    /// Odd places render without panicking: the end of a file, an empty file, a span over a line
+    /// break or CRLF, tabs, and labels in two files.
+    #[test]
+    fn renders_spans_at_edges() {
+        let texts = ["a: 1", "", "a:\r\n  b: 1\r\n", "a:\n\tb: 1\n", "x: \"数据\"\n"];
+        for text in texts {
+            let file = SourceFile::new("p.yaml", text);
+            let other = SourceFile::new("q.yaml", "q: 1\n");
+            for (byte, len) in [(0, 0), (0, text.len()), (text.len(), 1), (text.len() / 2, 3)] {
+                let d = Diagnostic::error("x", "x")
+                    .at(Some(Span::at(&file, byte, len)), "here")
+                    .also(Some(Span::at(&other, 0, 1)), "and there")
+                    .also(Some(Span::line(&file, 1, 1)), "");
+                let rendered = d.render();
+                assert!(rendered.contains("--> p.yaml:") && rendered.contains("q.yaml:1:1"), "{text:?}: {rendered}");
+            }
+        }
     }
 }

@@ -43,7 +43,7 @@ pub enum Error {
     },
 }
 
-/// Process exit statuses, documented in the README and `--help`.
+/// Process exit statuses, documented in docs/cli.md and `--help`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExitStatus {
     /// Success; for `plan --detailed-exitcode`, no changes.

@@ -287,3 +287,19 @@ fn the_pre_commit_hooks_run_fhirflow_commands_that_exist() {
         &entries.iter().map(|e| e.to_string()).flat_map(|e| fhirflow_commands(&e)).collect::<Vec<_>>(),
     );
 }
+
+/// The caret stands under the name even after CJK characters and an emoji, which take two
+/// columns each on a terminal; the location in the header still counts characters.
+#[test]
+fn the_caret_is_under_the_span_after_wide_characters() {
+    let prefix = "      step: {kind: shell, command: '数据管道 🚀', after: [";
+    let spec = format!("version: 1\npipelines:\n  p:\n    schedule: '@daily'\n    stages:\n{prefix}nope]}}\n");
+    let out = fhirflow().args(["validate", "-"]).write_stdin(spec).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8(out.stderr).unwrap();
+    let column = prefix.chars().count() + 1;
+    assert!(text.contains(&format!("--> <stdin>:6:{column}\n")), "{text}");
+    // Four CJK characters and the rocket are one column wider each than they count.
+    let caret = format!("  | {}^^^^ ", " ".repeat(prefix.chars().count() + 5));
+    assert!(text.contains(&caret), "no {caret:?} in\n{text}");
+}

@@ -3,6 +3,7 @@
 //! Every schema error is turned into a located diagnostic phrased for people
 //! (`retries must be ≥ 0, got -1`), and all of them are reported in one run.
 
+pub mod reference;
 pub mod schema;
 pub mod secrets;
 pub mod templates;

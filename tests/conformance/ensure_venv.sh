@@ -8,11 +8,8 @@
 # compiled without them, and the install must not pull them back in as dependencies. Its
 # text is hashed after the lock's (with none, the hash is the lock file's own).
 #
-# Safe to rerun and to run concurrently: the venv is built (relocatable) in a
-# sibling temp dir and renamed into place only once the install succeeded, so the
-# final path either does not exist or is complete. A killed build leaves only a
-# temp dir, removed by the next run once its owner PID is gone. Progress goes to
-# stderr; stdout carries nothing but the path.
+# The venv is built relocatable; concurrency and killed builds: scripts/cached_install.sh.
+# Progress goes to stderr; stdout carries nothing but the path.
 set -euo pipefail
 
 if [[ $# -lt 2 || $# -gt 3 || ! -f $2 || ( $# -eq 3 && ! -f ${3:-} ) ]]; then
@@ -27,11 +24,8 @@ cache=${FHIRFLOW_CACHE:-$HOME/.cache/fhirflow}
 hash=$(cat "$req" ${3:+"$3"} | sha256sum | cut -c1-16)
 dest=$cache/venv-$name-$hash
 
-if [[ -x $dest/bin/python ]]; then
-    echo "ensure_venv: reusing $dest" >&2
-    echo "$dest"
-    exit 0
-fi
+source "$(cd "$(dirname "$0")" && pwd)/../../scripts/cached_install.sh"
+cached_install_reuse ensure_venv "$dest/bin/python" "$dest"
 
 mkdir -p "$cache"
 if ! command -v uv >/dev/null 2>&1; then
@@ -48,25 +42,10 @@ if ! command -v uv >/dev/null 2>&1; then
     command -v uv >/dev/null 2>&1 || { echo "ensure_venv: could not install uv" >&2; exit 1; }
 fi
 
-# Remove temp dirs left by killed builds (their owner PID is the suffix).
-for stale in "$dest".tmp.*; do
-    [[ -d $stale ]] || continue
-    kill -0 "${stale##*.}" 2>/dev/null || { echo "ensure_venv: removing stale $stale" >&2; rm -rf "$stale"; }
-done
-
-tmp=$dest.tmp.$$
-trap 'rm -rf "$tmp"' EXIT
+cached_install_begin ensure_venv "$dest"
 echo "ensure_venv: building $dest from $req" >&2
-start=$SECONDS
 uv venv --quiet --relocatable --python 3.11 "$tmp" >&2
 uv pip install --python "$tmp/bin/python" -r "$req" "${excludes[@]}" >&2
 "$tmp/bin/python" -c 'import sys; print("ensure_venv: python", sys.version.split()[0])' >&2
-
-# rename(2) is atomic; it fails if another run already put a venv in place.
-if mv -T "$tmp" "$dest" 2>/dev/null; then
-    echo "ensure_venv: ready after $((SECONDS - start))s: $dest" >&2
-else
-    [[ -x $dest/bin/python ]] || { echo "ensure_venv: could not move $tmp to $dest" >&2; exit 1; }
-    echo "ensure_venv: another run finished first, using $dest" >&2
-fi
+cached_install_finish ensure_venv "$dest" "$dest/bin/python"
 echo "$dest"

@@ -10,53 +10,30 @@
 # installed with --locked, i.e. with the Cargo.lock published inside the crate, so a later
 # release of one of its dependencies cannot change or break the build.
 #
-# Safe to rerun and to run concurrently (same scheme as tests/conformance/ensure_venv.sh):
-# the binary is installed into a sibling temp root and that root is renamed into place only
-# once the install succeeded, so the final path either does not exist or is complete. A
-# killed build leaves only a temp dir, removed by the next run once its owner PID is gone.
-# Progress goes to stderr; stdout carries nothing but the path.
+# Concurrency and killed builds: scripts/cached_install.sh. Progress goes to stderr; stdout
+# carries nothing but the path.
 set -euo pipefail
 
 if [[ $# -ne 0 ]]; then
     echo "usage: $0" >&2
     exit 2
 fi
+source "$(cd "$(dirname "$0")" && pwd)/../../scripts/cached_install.sh"
 version=0.14.1
 cache=${FHIRFLOW_CACHE:-$HOME/.cache/fhirflow}
 dest=$cache/s3s-fs-$version
 bin=$dest/bin/s3s-fs
 
-if [[ -x $bin ]]; then
-    echo "ensure_s3s: reusing $bin" >&2
-    echo "$bin"
-    exit 0
-fi
+cached_install_reuse ensure_s3s "$bin" "$bin"
 
 command -v cargo >/dev/null 2>&1 || { echo "ensure_s3s: cargo not found" >&2; exit 1; }
-mkdir -p "$cache"
-
-# Remove temp dirs left by killed builds (their owner PID is the suffix).
-for stale in "$dest".tmp.*; do
-    [[ -d $stale ]] || continue
-    kill -0 "${stale##*.}" 2>/dev/null || { echo "ensure_s3s: removing stale $stale" >&2; rm -rf "$stale"; }
-done
-
-tmp=$dest.tmp.$$
-trap 'rm -rf "$tmp"' EXIT
+cached_install_begin ensure_s3s "$dest"
 echo "ensure_s3s: building s3s-fs $version into $dest" >&2
-start=$SECONDS
 # --target-dir inside the temp root: the build cache goes away with it, and a concurrent
 # build never shares (or locks) a target dir with this one. Keep jobs modest by default.
 cargo install s3s-fs --version "=$version" --features binary --locked \
     --root "$tmp" --target-dir "$tmp/target" -j "${CARGO_BUILD_JOBS:-2}" >&2
 rm -rf "$tmp/target"
 "$tmp/bin/s3s-fs" --version >&2
-
-# rename(2) is atomic; it fails if another run already put a binary in place.
-if mv -T "$tmp" "$dest" 2>/dev/null; then
-    echo "ensure_s3s: ready after $((SECONDS - start))s: $bin" >&2
-else
-    [[ -x $bin ]] || { echo "ensure_s3s: could not move $tmp to $dest" >&2; exit 1; }
-    echo "ensure_s3s: another run finished first, using $bin" >&2
-fi
+cached_install_finish ensure_s3s "$dest" "$bin"
 echo "$bin"
