@@ -351,6 +351,24 @@ fn an_unknown_kind_does_not_make_its_keys_unknown() {
         .stderr(contains("unknown key").not());
 }
 
+/// A schema error in one stage does not hide the typed read's errors elsewhere: a bad stage
+/// kind, a bad schedule and a bad time zone are all reported, and the stage's error once.
+#[test]
+fn a_bad_stage_does_not_hide_a_bad_schedule() {
+    let assert = validate_text(
+        "version: 1\npipelines:\n  p:\n    schedule: \"@dayly\"\n    stages:\n      a: {kind: shel, command: x}\n  q:\n    timezone: Mars/Olympus\n    stages:\n      b: {kind: shell, command: x, retries: -1}\n",
+    )
+    .code(1)
+    .stderr(contains("\"@dayly\" is not an Airflow preset"))
+    .stderr(contains("Mars/Olympus"))
+    .stderr(contains("retries"))
+    .stderr(contains("did you mean `shell`?"))
+    .stderr(contains("4 errors"));
+    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+    assert_eq!(stderr.matches("error[invalid-choice]").count(), 1, "{stderr}");
+    assert!(!stderr.contains("missing field"), "{stderr}");
+}
+
 #[test]
 fn io_and_usage_errors_have_their_own_codes() {
     fhirflow().args(["validate", "/nonexistent/spec.yaml"]).assert().code(3).stderr(contains("cannot read"));

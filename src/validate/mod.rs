@@ -34,6 +34,7 @@ pub fn check_partial(document: &Document) -> (Option<Spec>, Diagnostics) {
     } else {
         schema::validator().iter_errors(&document.value).collect()
     };
+    let bad: Vec<String> = errors.iter().map(|e| e.instance_path().as_str().to_owned()).collect();
     for error in errors {
         let described = describe(document, &error);
         // A value merged in with `<<: *anchor` is shown where it is used and where it is written.
@@ -54,10 +55,12 @@ pub fn check_partial(document: &Document) -> (Option<Spec>, Diagnostics) {
         d.code != "unknown-key" || !d.primary.as_ref().is_some_and(|l| bad_names.contains(&l.span.start.byte))
     });
     let mut diagnostics = Diagnostics::new();
-    diagnostics.extend(found);
-    if diagnostics.has_errors() {
+    if found.iter().any(|d| d.severity == crate::diagnostic::Severity::Error) {
+        diagnostics.extend(found);
+        diagnostics.extend(values_beside_schema_errors(document, &bad));
         return (None, diagnostics);
     }
+    diagnostics.extend(found);
     // Read the tree in place; copy it only to drop top-level `x-*` anchor keys.
     let has_extensions = document.value.as_object().is_some_and(|root| root.keys().any(|k| k.starts_with("x-")));
     let stripped;
@@ -76,6 +79,59 @@ pub fn check_partial(document: &Document) -> (Option<Spec>, Diagnostics) {
         return (Some(spec), diagnostics);
     }
     read_leaving_out_bad_values(document, value.clone(), diagnostics)
+}
+
+/// The typed read's own errors (a schedule preset, a time zone, a duration) in the parts of a
+/// spec that the schema accepted, so that one bad stage does not hide a bad schedule. Each
+/// stage with a schema error is read as absent, and any other value with one as well; nothing
+/// is lowered, so no reference to a stage left out is reported.
+fn values_beside_schema_errors(document: &Document, bad: &[String]) -> Vec<Diagnostic> {
+    let mut value = document.value.clone();
+    if let Value::Object(root) = &mut value {
+        root.retain(|key, _| !key.starts_with("x-"));
+    }
+    let mut removed: Vec<String> = Vec::new();
+    for pointer in bad {
+        // The stage holding the error goes as a whole: its kind decides what its keys mean.
+        let parts: Vec<&str> = pointer.split('/').collect();
+        let target = if parts.len() >= 5 && parts[1] == "pipelines" && parts[3] == "stages" {
+            parts[..5].join("/")
+        } else {
+            pointer.clone()
+        };
+        let gone = removed.iter().any(|r| target == *r || target.starts_with(&format!("{r}/")));
+        if gone {
+            continue;
+        }
+        if !remove_at(&mut value, &target) {
+            // A schema error at the root, or one nothing could be taken away for: the typed
+            // read would only report it again.
+            return Vec::new();
+        }
+        removed.push(target);
+    }
+    let (_, found) = read_leaving_out_bad_values(document, value, Diagnostics::new());
+    // What a value taken away leaves missing follows from its own report.
+    found.into_iter().filter(|d| !d.summary.contains("missing field")).collect()
+}
+
+/// Removes the value at `pointer` from its mapping or list; false when there is none.
+fn remove_at(value: &mut Value, pointer: &str) -> bool {
+    let Some((parent, token)) = pointer.rsplit_once('/') else {
+        return false;
+    };
+    let key = token.replace("~1", "/").replace("~0", "~");
+    match value.pointer_mut(parent) {
+        Some(Value::Object(map)) => map.shift_remove(&key).is_some(),
+        Some(Value::Array(items)) => match key.parse::<usize>() {
+            Ok(index) if index < items.len() => {
+                items.remove(index);
+                true
+            }
+            _ => false,
+        },
+        _ => false,
+    }
 }
 
 /// Most values the typed read rejects that could be given.
