@@ -27,7 +27,8 @@ pub(super) fn read(text: &str) -> Option<(Value, NodeTable)> {
     let mut options = granit_parser::Options::default();
     // serde-saphyr reads without comment events; the scanner's limits are its defaults too.
     options.set_emit_comments(false);
-    let mut reader = Reader { events: Parser::new_from_str_with_options(text, options), text, nodes: 0 };
+    let mut reader =
+        Reader { events: Parser::new_from_str_with_options(text, options), text, nodes: 0, entries: Vec::new() };
     let mut table = NodeTable::for_text(text.len());
     let (event, _) = reader.next()?;
     if !matches!(event, Event::StreamStart) {
@@ -54,6 +55,8 @@ struct Reader<'a> {
     events: Parser<'a, StrInput<'a>>,
     text: &'a str,
     nodes: usize,
+    /// Emptied entry lists of the mappings read, one per level, to be filled again.
+    entries: Vec<Vec<(String, Value)>>,
 }
 
 impl<'a> Reader<'a> {
@@ -98,7 +101,8 @@ impl<'a> Reader<'a> {
             }
             Event::MappingStart(_, 0, None) => {
                 let at = table.open(spans, Kind::Map, key, self.text);
-                let mut map = Map::new();
+                // The entries are gathered first, so that the map is built at its size.
+                let mut entries = self.entries.pop().unwrap_or_default();
                 loop {
                     let (event, key_span) = self.next()?;
                     let name = match event {
@@ -106,16 +110,17 @@ impl<'a> Reader<'a> {
                         Event::Scalar(name, style, 0, None) if is_name(&name, style) => name,
                         _ => return None,
                     };
-                    if map.contains_key(name.as_ref()) {
-                        return None;
-                    }
                     let (event, span) = self.next()?;
                     let key = Some((name.as_ref(), range(&key_span)?));
                     let value = self.node(event, span, key, depth + 1, table)?;
-                    map.insert(name.into_owned(), value);
+                    entries.push((name.into_owned(), value));
                 }
                 table.close(at);
-                Some(Value::Object(map))
+                let written = entries.len();
+                let map: Map<String, Value> = entries.drain(..).collect();
+                self.entries.push(entries);
+                // A key written twice leaves fewer entries in the map.
+                (map.len() == written).then_some(Value::Object(map))
             }
             _ => None,
         }
