@@ -8,7 +8,7 @@
 //! `fhirflow_secrets`, `fhirflow_schema_and_read`, `fhirflow_lower`, `fhirflow_emit`) beside the
 //! floor, the event parsers of other YAML crates reading the same text with nothing built
 //! (`yaml_unsafe_libyaml`, `yaml_rust2`, `yaml_saphyr_parser`, `yaml_granit_parser`, the last the
-//! one serde-saphyr reads with).
+//! one serde-saphyr and fhirflow's own event reader read with).
 //!
 //! Run with `bench/compile.sh`, which also prints a table of the results. With
 //! `FHIRFLOW_BENCH_WRITE_SPEC=FILE`, the 10,000-stage spec is also written to FILE.

@@ -6,7 +6,7 @@
 //! that DST and month lengths are covered) is found, or the sensor is rejected.
 
 use crate::diagnostic::Diagnostic;
-use crate::spec::{AwaitedState, Preset, Schedule, SensorStage, cron_parser};
+use crate::spec::{AwaitedState, Preset, Schedule, SensorStage, parse_cron};
 use chrono::{DateTime, Duration as TimeDelta, TimeZone, Utc};
 use chrono_tz::Tz;
 use croner::Cron;
@@ -62,7 +62,7 @@ impl Clock {
             Some(Schedule::Assets(_)) => None,
             Some(other) => {
                 let expr = other.cron_expression().unwrap_or("* * * * *");
-                let cron = cron_parser().parse(expr).map_err(|_| Misalignment::TargetUnscheduled)?;
+                let cron = parse_cron(expr).map_err(|_| Misalignment::TargetUnscheduled)?;
                 Some(Clock::Cron(Box::new(cron), tz))
             }
         })

@@ -1,20 +1,24 @@
 //! Parsing: YAML text → a JSON value tree plus the source span of every node.
 //!
 //! The value tree is what the JSON Schema checks and what the typed [`crate::spec::Spec`] is read
-//! from; the span map turns any JSON pointer (`/pipelines/load/stages/copy/retries`) back into
+//! from; the node table turns any JSON pointer (`/pipelines/load/stages/copy/retries`) back into
 //! `fhir.yaml:42:7`. serde-saphyr does the YAML: it rejects duplicate keys, expands `<<` merges and
-//! bounds alias expansion, and gives each node its location. Every key is a name, read as the
-//! text written (`on:` is `on`, not `true`); values keep YAML's typing for the schema to check.
+//! bounds alias expansion, and gives each node its location. A spec without those features is read
+//! straight from the events of serde-saphyr's parser (`events.rs`), to the same tree and spans, in a
+//! fraction of the time. Every key is a name, read as the text written (`on:` is `on`, not
+//! `true`); values keep YAML's typing for the schema to check.
 
+mod events;
 pub mod interpolate;
+mod nodes;
 
 use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::source::{SourceFile, Span};
+use nodes::{Kind, NodeSpans, NodeTable};
 use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 use serde_saphyr::Spanned;
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -32,23 +36,21 @@ pub struct Document {
     pub source: Arc<SourceFile>,
     /// The spec as JSON.
     pub value: Value,
-    spans: HashMap<String, NodeSpans>,
-}
-
-/// Where one node is.
-#[derive(Debug, Clone, Copy, Default)]
-struct NodeSpans {
-    /// The node's key, for mapping values.
-    key: Option<(usize, usize)>,
-    /// The node itself, where it is used.
-    value: (usize, usize),
-    /// Where an alias or merge took it from, when that differs.
-    defined: Option<(usize, usize)>,
+    nodes: NodeTable,
 }
 
 impl Document {
     /// Parses `source` as one YAML document.
     pub fn parse(source: Arc<SourceFile>) -> Result<Self, Diagnostics> {
+        // The spec's own YAML is read straight from the parser's events; the rest, and every
+        // document with an error, by serde-saphyr, which reports each the same way.
+        if let Some((value, nodes)) = events::read(&source.text).filter(|(value, _)| !value.is_null()) {
+            return Ok(Document { source, value, nodes });
+        }
+        Self::parse_with_serde_saphyr(source)
+    }
+
+    fn parse_with_serde_saphyr(source: Arc<SourceFile>) -> Result<Self, Diagnostics> {
         let mut diagnostics = Diagnostics::new();
         let empty = || {
             Diagnostic::error("empty-spec", "the spec is empty")
@@ -73,11 +75,10 @@ impl Document {
                 return Err(diagnostics);
             }
         };
-        let mut document = Document { source: Arc::clone(&source), value: Value::Null, spans: HashMap::new() };
+        let nodes = NodeTable::for_text(source.text.len());
+        let mut document = Document { source: Arc::clone(&source), value: Value::Null, nodes };
         let mut problems = Vec::new();
-        // About one node per 20 bytes of spec; sized once, the map is not rehashed as it grows.
-        document.spans.reserve(source.text.len() / 20);
-        document.value = document.lower(root, &mut String::new(), None, &mut problems);
+        document.value = document.lower(root, None, &mut problems);
         if document.value.is_null() {
             problems.push(empty());
         }
@@ -88,37 +89,39 @@ impl Document {
         Ok(document)
     }
 
+    /// The value tree of serde-saphyr's reading, its nodes added to the table in document order.
     fn lower(
         &mut self,
         node: Spanned<RawNode>,
-        pointer: &mut String,
-        key: Option<(usize, usize)>,
+        key: Option<(&str, (usize, usize))>,
         problems: &mut Vec<Diagnostic>,
     ) -> Value {
         let value = location_range(&self.source, &node.referenced);
         let defined = location_range(&self.source, &node.defined);
         let defined = (defined != value).then_some(defined);
-        self.spans.insert(pointer.clone(), NodeSpans { key, value, defined });
-        let depth = pointer.len();
-        match node.value {
+        let spans = NodeSpans { key: key.map(|(_, at)| at), value, defined };
+        let kind = match node.value {
+            RawNode::Seq(_) => Kind::Seq,
+            RawNode::Map(_) => Kind::Map,
+            _ => Kind::Scalar,
+        };
+        let at = self.nodes.open(spans, kind, key.map(|(name, _)| name), &self.source.text);
+        let lowered = self.lower_value(node.value, problems);
+        self.nodes.close(at);
+        lowered
+    }
+
+    fn lower_value(&mut self, node: RawNode, problems: &mut Vec<Diagnostic>) -> Value {
+        match node {
             RawNode::Null => Value::Null,
             RawNode::Bool(b) => Value::Bool(b),
             RawNode::Int(i) => Value::from(i),
             RawNode::UInt(u) => Value::from(u),
             RawNode::Float(f) => serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number),
             RawNode::Str(s) => Value::String(s),
-            RawNode::Seq(items) => Value::Array(
-                items
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, item)| {
-                        push_index(pointer, i);
-                        let lowered = self.lower(item, pointer, None, problems);
-                        pointer.truncate(depth);
-                        lowered
-                    })
-                    .collect(),
-            ),
+            RawNode::Seq(items) => {
+                Value::Array(items.into_iter().map(|item| self.lower(item, None, problems)).collect())
+            }
             RawNode::Map(entries) => {
                 let mut map = Map::with_capacity(entries.len());
                 for (k, v) in entries {
@@ -141,9 +144,7 @@ impl Document {
                         }
                         continue;
                     }
-                    push_token(pointer, &name);
-                    let lowered = self.lower(v, pointer, Some((start, len)), problems);
-                    pointer.truncate(depth);
+                    let lowered = self.lower(v, Some((&name, (start, len))), problems);
                     map.insert(name, lowered);
                 }
                 Value::Object(map)
@@ -153,38 +154,25 @@ impl Document {
 
     /// The span of the node at `pointer`, or of its nearest ancestor that exists.
     pub fn span(&self, pointer: &str) -> Option<Span> {
-        self.nearest(pointer).map(|spans| Span::at(&self.source, spans.value.0, spans.value.1))
+        self.nodes.nearest(pointer, &self.source.text).map(|spans| Span::at(&self.source, spans.value.0, spans.value.1))
     }
 
     /// The span of the key of the node at `pointer` (falls back to the node).
     pub fn key_span(&self, pointer: &str) -> Option<Span> {
-        let spans = self.nearest(pointer)?;
+        let spans = self.nodes.nearest(pointer, &self.source.text)?;
         let (start, len) = spans.key.unwrap_or(spans.value);
         Some(Span::at(&self.source, start, len))
     }
 
     /// Whether the spec writes the node at `pointer` (a default is not written).
     pub fn has(&self, pointer: &str) -> bool {
-        self.spans.contains_key(pointer)
+        self.nodes.get(pointer, &self.source.text).is_some()
     }
 
     /// Where an aliased or merged node was defined, if it was.
     pub fn defined_span(&self, pointer: &str) -> Option<Span> {
-        let spans = self.spans.get(pointer)?;
+        let spans = self.nodes.get(pointer, &self.source.text)?;
         spans.defined.map(|(start, len)| Span::at(&self.source, start, len))
-    }
-
-    fn nearest(&self, pointer: &str) -> Option<&NodeSpans> {
-        let mut p = pointer;
-        loop {
-            if let Some(spans) = self.spans.get(p) {
-                return Some(spans);
-            }
-            if p.is_empty() {
-                return None;
-            }
-            p = p.rfind('/').map_or("", |i| &p[..i]);
-        }
     }
 }
 
@@ -471,11 +459,218 @@ mod tests {
             ("/e", 5, 4),
             ("/e/f", 5, 8),
         ] {
-            let span = doc.spans.get(pointer).map(|s| Span::at(&doc.source, s.value.0, s.value.1));
+            let span = doc.nodes.get(pointer, &doc.source.text).map(|s| Span::at(&doc.source, s.value.0, s.value.1));
             let at = span.map(|s| (s.start.line, s.start.column));
             assert_eq!(at, Some((line, column)), "{pointer:?}");
         }
-        assert_eq!(doc.spans.len(), 10, "one span per node, no more");
+        assert_eq!(doc.nodes.len(), 10, "one span per node, no more");
+    }
+
+    /// Reads `text` both ways; where the event reader reads it, serde-saphyr must read the same
+    /// tree with the same spans. Whether the event reader read it.
+    fn same_both_ways(text: &str) -> bool {
+        let source = SourceFile::new("t.yaml", text);
+        let Some((value, nodes)) = events::read(&source.text).filter(|(value, _)| !value.is_null()) else {
+            return false;
+        };
+        let slow = Document::parse_with_serde_saphyr(source)
+            .unwrap_or_else(|d| panic!("serde-saphyr rejects what the event reader read, {text:?}: {}", d.render()));
+        assert_eq!(value, slow.value, "{text:?}");
+        assert_eq!(nodes, slow.nodes, "{text:?}");
+        true
+    }
+
+    /// Every spelling of a scalar serde-saphyr types, as a value in block and flow style, quoted,
+    /// and as a key.
+    #[test]
+    fn the_event_reader_types_scalars_as_serde_saphyr_does() {
+        let words = [
+            "y",
+            "Y",
+            "yes",
+            "YES",
+            "n",
+            "No",
+            "on",
+            "On",
+            "OFF",
+            "off",
+            "true",
+            "False",
+            "TRUE",
+            "tRUE",
+            "null",
+            "Null",
+            "NULL",
+            "nULL",
+            "~",
+            "0",
+            "-0",
+            "+0",
+            "+1",
+            "-1",
+            "007",
+            "-007",
+            "0x1F",
+            "0X1f",
+            "0o17",
+            "0O17",
+            "0b101",
+            "0B11",
+            "-0x1F",
+            "+0x1f",
+            "1_000",
+            "1__0",
+            "_1",
+            "1_",
+            "0_1",
+            "1.5",
+            "-1.5",
+            "1.",
+            "1.e5",
+            ".5",
+            "-.5",
+            "1e3",
+            "1E3",
+            "-1e3",
+            "1e+3",
+            "1e-3",
+            "e5",
+            "1e",
+            "1e999",
+            "-1e999",
+            ".inf",
+            "-.inf",
+            "+.INF",
+            ".Inf",
+            ".nan",
+            ".NaN",
+            "-.nan",
+            ".foo",
+            "inf",
+            "nan",
+            "Infinity",
+            "NaN",
+            "-inf",
+            "2026-01-01",
+            "2026-01-01T10:00:00",
+            "5m",
+            "1h",
+            "30s",
+            "1d",
+            "2w",
+            "0xZZ",
+            "1-",
+            "1+1",
+            "-",
+            "+",
+            "--",
+            "...",
+            ".",
+            "1:2",
+            "190:20:30",
+            "12:30",
+            "9223372036854775807",
+            "9223372036854775808",
+            "-9223372036854775808",
+            "-9223372036854775809",
+            "18446744073709551615",
+            "18446744073709551616",
+            "123456789012345678901234567890",
+            "abc",
+            "a b",
+            "tag:x",
+            "x:y",
+            "${VAR}",
+            "{{ ds }}",
+            "a/b",
+            "c~d",
+            "ünï",
+            "1 2",
+            "<<",
+            "=",
+        ];
+        let mut read = 0;
+        for word in words {
+            for text in [
+                format!("a: {word}\n"),
+                format!("a: [{word}]\n"),
+                format!("a:\n  - {word}\n  - x\n"),
+                format!("a: {{b: {word}}}\n"),
+                format!("a: '{word}'\n"),
+                format!("a: \"{word}\"\n"),
+                format!("{word}: 1\n"),
+                format!("a:\n  {word}: 1\n  z: 2\n"),
+                format!("'{word}': 1\n"),
+            ] {
+                read += usize::from(same_both_ways(&text));
+            }
+        }
+        assert!(read > words.len() * 6, "the event reader reads most of these: {read}");
+    }
+
+    /// Structures, styles and layouts: each read the same both ways, and most by the event reader.
+    #[test]
+    fn the_event_reader_locates_nodes_as_serde_saphyr_does() {
+        let texts = [
+            "a: 1\nb:\n  c: [1, 2, {d: e}]\n  f: {}\n  g: []\n",
+            "---\na: 1\n...\n",
+            "---\na: 1\n",
+            "# comment\na: 1 # trailing\n# end\n",
+            "a: |\n  line one\n  line two\nb: >-\n  folded\n  text\nc: x\n",
+            "a: |+\n  kept\n\nb: |-\n  stripped\n",
+            "a: plain\n  continued\n  on lines\nb: 2\n",
+            "\"quoted key\": 1\n'single ''key''': 2\n\"esc\\tkey\": 3\n\"a/b\": 4\n\"c~d\": 5\n",
+            "a:\nb: ~\nc: null\n",
+            "a:\n- 1\n- - 2\n  - 3\n- k: v\n  l: w\n",
+            "a: \"multi\n  line\"\nb: 'x\n\n  y'\n",
+            "a: 1\r\nb:\r\n  c: 2\r\n",
+            "\u{feff}a: 1\nb: 2\n",
+            "a:\t1\nb: \"\\u00e9\"\n",
+            "ünï: cödé\nb: [ü, 'ö']\n",
+            "{a: 1, b: [2, 3]}\n",
+            "[1, 2, 3]\n",
+            "just text\n",
+            "? a\n: 1\n",
+            "a: &x 1\nb: *x\n",
+            "base: &b {r: 2}\nm:\n  <<: *b\n  o: 1\n",
+            "a: !!str 1\n",
+            "a: 1\n---\nb: 2\n",
+            "a: 1\na: 2\n",
+            "a: [1, 2\n",
+            "",
+            "~\n",
+        ];
+        let read = texts.iter().filter(|text| same_both_ways(text)).count();
+        assert!(read >= 16, "the event reader reads the plain ones: {read}");
+    }
+
+    /// Every spec in the repository reads the same both ways.
+    #[test]
+    fn the_event_reader_reads_the_repositorys_specs_as_serde_saphyr_does() {
+        fn yaml_under(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    yaml_under(&path, out);
+                } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+                    out.push(path);
+                }
+            }
+        }
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut files = Vec::new();
+        for dir in ["pipelines", "examples", "tests"] {
+            yaml_under(&root.join(dir), &mut files);
+        }
+        assert!(files.len() > 10, "{files:?}");
+        let mut read = 0;
+        for file in &files {
+            if let Ok(text) = std::fs::read_to_string(file) {
+                read += usize::from(same_both_ways(&text));
+            }
+        }
+        assert!(read * 2 > files.len(), "the event reader reads most of them: {read} of {}", files.len());
     }
 
     #[test]

@@ -11,7 +11,7 @@ mod schedule;
 pub use crate::dbt::DbtVersion;
 pub use duration::Duration;
 pub use names::{AssetName, ColumnName, DbtSelector, Identifier, ModelName, PipelineId, StageId, TableName};
-pub(crate) use schedule::cron_parser;
+pub(crate) use schedule::parse_cron;
 pub use schedule::{AssetCondition, Preset, Schedule};
 
 use indexmap::IndexMap;

@@ -138,8 +138,25 @@ impl Preset {
 const SCHEDULE_PATTERN: &str = r"^(@[a-z]+|([0-9]+[smhdw])+|\S+( +\S+){4})$";
 
 /// The cron parser with Airflow's rules: five fields, no seconds, no years.
-pub(crate) fn cron_parser() -> CronParser {
+fn cron_parser() -> CronParser {
     CronParser::builder().seconds(Seconds::Disallowed).year(Year::Disallowed).build()
+}
+
+/// Parses `expr` with [`cron_parser`], once per expression: croner spends some 250,000
+/// instructions on one, and a large spec repeats a few expressions in every pipeline.
+pub(crate) fn parse_cron(expr: &str) -> Result<croner::Cron, croner::errors::CronError> {
+    use std::collections::HashMap;
+    use std::sync::{LazyLock, Mutex};
+    /// Parsed expressions; a spec has at most one per pipeline, so this stays small.
+    static PARSED: LazyLock<Mutex<HashMap<String, croner::Cron>>> = LazyLock::new(Mutex::default);
+    if let Some(cron) = PARSED.lock().ok().and_then(|parsed| parsed.get(expr).cloned()) {
+        return Ok(cron);
+    }
+    let cron = cron_parser().parse(expr)?;
+    if let Ok(mut parsed) = PARSED.lock() {
+        parsed.insert(expr.to_owned(), cron.clone());
+    }
+    Ok(cron)
 }
 
 impl Schedule {
@@ -172,7 +189,7 @@ impl Schedule {
                 "{text:?} has {fields} fields; Airflow cron expressions have five: minute hour day-of-month month day-of-week"
             ));
         }
-        cron_parser().parse(text).map_err(|e| format!("{text:?} is not a valid cron expression: {e}"))?;
+        parse_cron(text).map_err(|e| format!("{text:?} is not a valid cron expression: {e}"))?;
         Ok(Schedule::Cron(text.split_whitespace().collect::<Vec<_>>().join(" ")))
     }
 

@@ -113,14 +113,17 @@ fn walk(
     match value {
         Value::String(text) => {
             // `connections.<name>.env` maps settings to variable *names*, and
-            // `env_from_secrets` lists Kubernetes Secret *names*: neither holds a secret.
-            let names_only = (pointer.starts_with("/connections/") && pointer.contains("/env/"))
-                || pointer.contains("/env_from_secrets/");
-            let runtime_only = text.trim_start().starts_with("{{") && text.trim_end().ends_with("}}");
+            // `env_from_secrets` lists Kubernetes Secret *names*: neither holds a secret. Asked
+            // only of a secret's key, as searching the pointer costs more than the key's check.
+            let names_only = || {
+                (pointer.starts_with("/connections/") && pointer.contains("/env/"))
+                    || pointer.contains("/env_from_secrets/")
+            };
+            let runtime_only = || text.trim_start().starts_with("{{") && text.trim_end().ends_with("}}");
             if let Some(key) = key.filter(|k| SECRET_KEY.is_match(k))
-                && !names_only
-                && !runtime_only
                 && !text.is_empty()
+                && !names_only()
+                && !runtime_only()
             {
                 let summary = if text.contains("${") {
                     format!("`{key}` would copy a secret from the environment into the generated files")

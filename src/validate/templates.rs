@@ -16,13 +16,12 @@
 use crate::diagnostic::Diagnostic;
 use crate::parse::{Document, escape_pointer};
 use serde_json::Value;
+use std::borrow::Cow;
 
-/// What opens a Jinja template, a statement or a comment.
-const OPENERS: [&str; 3] = ["{{", "{%", "{#"];
-
-/// Whether `text` holds anything Jinja would read as a template.
+/// Whether `text` holds anything Jinja would read as a template: `{{`, `{%` or `{#`.
 pub fn has_template(text: &str) -> bool {
-    OPENERS.iter().any(|open| text.contains(open))
+    // One pass for the three openers, each a `{` and one more byte.
+    text.as_bytes().windows(2).any(|pair| pair[0] == b'{' && matches!(pair[1], b'{' | b'%' | b'#'))
 }
 
 /// The Jinja syntax error in `text`, if any, as Airflow would hit it when the task runs.
@@ -70,18 +69,23 @@ pub fn check(document: &Document) -> Vec<Diagnostic> {
     problems
 }
 
-fn walk(
+/// List indexes as pointer tokens, so that a walk allocates none for a short list.
+const INDEXES: [&str; 16] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15"];
+
+fn walk<'v>(
     document: &Document,
-    value: &Value,
-    path: &mut Vec<String>,
-    kind: Option<&str>,
+    value: &'v Value,
+    path: &mut Vec<Cow<'v, str>>,
+    kind: Option<&'v str>,
     problems: &mut Vec<Diagnostic>,
 ) {
     match value {
         Value::String(text) if has_template(text) => {
-            let tokens: Vec<&str> = path.iter().map(String::as_str).collect();
-            let pointer: String = tokens.iter().map(|t| format!("/{}", escape_pointer(t))).collect();
-            let at = document.span(&pointer);
+            let tokens: Vec<&str> = path.iter().map(|t| t.as_ref()).collect();
+            let at = || {
+                let pointer: String = tokens.iter().map(|t| format!("/{}", escape_pointer(t))).collect();
+                document.span(&pointer)
+            };
             let name = tokens.last().copied().unwrap_or("value");
             let field = field(&tokens, kind);
             match field {
@@ -97,7 +101,7 @@ fn walk(
                                 "bad-template",
                                 format!("`{name}` is not a template Airflow can render ({error})"),
                             )
-                            .at(at, "Airflow renders this when the task runs")
+                            .at(at(), "Airflow renders this when the task runs")
                             .help(BAD_TEMPLATE_HELP),
                         );
                     }
@@ -107,7 +111,7 @@ fn walk(
                         "template-not-allowed",
                         format!("`{name}` holds an Airflow template, which fhirflow cannot keep safe here"),
                     )
-                    .at(at, "a path that fhirflow quotes into the task's shell command")
+                    .at(at(), "a path that fhirflow quotes into the task's shell command")
                     .help(NOT_ALLOWED_HELP),
                 ),
                 Field::Unrendered => {}
@@ -115,7 +119,7 @@ fn walk(
         }
         Value::Array(items) => {
             for (i, item) in items.iter().enumerate() {
-                path.push(i.to_string());
+                path.push(INDEXES.get(i).map_or_else(|| Cow::Owned(i.to_string()), |t| Cow::Borrowed(*t)));
                 walk(document, item, path, kind, problems);
                 path.pop();
             }
@@ -125,7 +129,7 @@ fn walk(
             let stage = path.len() == 4 && path[0] == "pipelines" && path[2] == "stages";
             let kind = if stage { map.get("kind").and_then(Value::as_str) } else { kind };
             for (key, item) in map {
-                path.push(key.clone());
+                path.push(Cow::Borrowed(key));
                 walk(document, item, path, kind, problems);
                 path.pop();
             }
