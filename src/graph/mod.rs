@@ -109,6 +109,8 @@ pub enum Operation {
     Sensor(SensorTarget),
     /// Start a run of another pipeline.
     Trigger(TriggerTarget),
+    /// A task of a kind behind [`crate::kinds::KindTask`].
+    Kind(Arc<dyn crate::kinds::KindTask>),
     /// Nothing: a join point that stands for a stage of many tasks (what sensors and later
     /// stages wait for).
     Join,
@@ -861,6 +863,21 @@ impl Lowering<'_> {
                 }),
                 settings,
             )),
+            StageKind::Python(python) => {
+                match crate::kinds::python::lower(&self.spec.pipelines[pipeline_id], stage_id, python) {
+                    Ok(task) => Some(single(Operation::Kind(Arc::new(task)), settings)),
+                    Err(errors) => {
+                        for e in errors {
+                            self.error(
+                                Diagnostic::error(e.code, e.message)
+                                    .at(self.doc.span(&format!("{pointer}/{}", e.at)), "")
+                                    .help(e.help),
+                            );
+                        }
+                        None
+                    }
+                }
+            }
             StageKind::Sensor(sensor) => {
                 let [allowed, failed, skipped] = self.sensor_states(&pointer, sensor);
                 Some(single(

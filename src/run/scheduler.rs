@@ -26,6 +26,7 @@ use super::template::{self, TemplateValues};
 use super::trigger_rule::{self, Decision};
 use super::{RunError, RunOptions, RunState, SpecGraph, TaskKey, TaskState, run_dir, state_dir};
 use crate::graph::{DbtArg, DbtInvocation, Operation, Settings};
+use crate::kinds::{KindTask, RunContext as KindContext};
 use crate::spec::SensorMode;
 use chrono::{DateTime, SubsecRound, Utc};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -82,6 +83,8 @@ pub enum Failure {
     /// Not a failure: the attempt found nothing to do and the task is skipped, as a task that
     /// raises Airflow's `AirflowSkipException` is. Never retried.
     Skip(String),
+    /// The task's output could not be read as JSON.
+    Output(String),
 }
 
 impl Failure {
@@ -96,6 +99,7 @@ impl Failure {
             | Failure::Template(_)
             | Failure::AwaitedFailed(_)
             | Failure::SensorTimedOut(_)
+            | Failure::Output(_)
             | Failure::Skip(_) => false,
         }
     }
@@ -111,6 +115,7 @@ impl Failure {
             | Failure::Template(why)
             | Failure::AwaitedFailed(why)
             | Failure::Store(why)
+            | Failure::Output(why)
             | Failure::Skip(why) => why.clone(),
             Failure::SensorTimedOut(after) => format!("sensor timed out after {}", show(*after)),
             Failure::Load(e) => e.to_string(),
@@ -135,6 +140,8 @@ struct AttemptEnd {
     outcome: Result<(), Failure>,
     duration: Duration,
     dbt: Option<DbtRunResults>,
+    /// The attempt's JSON output (a `kind: python` return value), boxed to keep job messages small.
+    output: Option<Box<serde_json::Value>>,
 }
 
 /// What a finished job tells the scheduler.
@@ -160,6 +167,8 @@ struct AttemptJob {
     awaited: Vec<(String, TaskState)>,
     /// For a dbt-results task: the dbt task's results from this run.
     upstream_dbt: Option<DbtRunResults>,
+    /// Outputs of finished upstream tasks this task reads, by task id.
+    outputs: BTreeMap<String, serde_json::Value>,
     pids: mpsc::UnboundedSender<(usize, u32, u32)>,
 }
 
@@ -391,6 +400,7 @@ struct TaskProgress {
     failure: Option<String>,
     log: Option<PathBuf>,
     dbt: Option<DbtRunResults>,
+    output: Option<serde_json::Value>,
 }
 
 /// What the parts of a run share: the plan, the run's id and folders, each pipeline's
@@ -457,6 +467,7 @@ impl<'a> Scheduler<'a> {
                     failure: None,
                     log: None,
                     dbt: None,
+                    output: None,
                 }
             })
             .collect();
@@ -555,6 +566,7 @@ impl<'a> Scheduler<'a> {
                             outcome: Err(Failure::Spawn(format!("internal error: {e}"))),
                             duration: Duration::ZERO,
                             dbt: None,
+                            output: None,
                         };
                         if self.tasks[index].state == TaskState::Running {
                             self.slots_used = self.slots_used.saturating_sub(usize::from(self.holds_slot(index)));
@@ -619,6 +631,7 @@ impl<'a> Scheduler<'a> {
             Operation::Sensor(target) => target.mode == SensorMode::Poke && task.awaits.is_empty(),
             Operation::Shell { .. } | Operation::Dbt(_) | Operation::DbtResults { .. } | Operation::Load { .. } => true,
             Operation::Join | Operation::Trigger(_) => false,
+            Operation::Kind(_) => true,
         }
     }
 
@@ -828,6 +841,18 @@ impl<'a> Scheduler<'a> {
                 .and_then(|u| self.tasks[u].dbt.clone()),
             _ => None,
         };
+        let outputs = match &planned.task.operation {
+            Operation::Kind(kind) => kind
+                .reads_outputs()
+                .into_iter()
+                .filter_map(|id| {
+                    let u =
+                        plan.tasks.iter().position(|t| t.key.pipeline == planned.key.pipeline && t.key.task == id)?;
+                    self.tasks[u].output.clone().map(|v| (id, v))
+                })
+                .collect(),
+            _ => BTreeMap::new(),
+        };
         let job = AttemptJob {
             plan: Arc::clone(&self.run.plan),
             index,
@@ -840,6 +865,7 @@ impl<'a> Scheduler<'a> {
             grace: self.options.kill_grace,
             awaited,
             upstream_dbt,
+            outputs,
             pids: self.pid_tx.clone(),
         };
         let handle = self.jobs.spawn(async move {
@@ -880,6 +906,9 @@ impl<'a> Scheduler<'a> {
         t.last_end = Some(Instant::now());
         if end.dbt.is_some() {
             t.dbt = end.dbt.clone();
+        }
+        if let Some(output) = &end.output {
+            t.output = Some((**output).clone());
         }
         let took = t.first_start.map(|s| s.elapsed());
         match end.outcome {
@@ -1033,6 +1062,7 @@ impl AttemptJob {
             self.plan.tasks[self.index].task.settings.execution_timeout.value.map(|t| Duration::from_secs(t.as_secs()));
         let plan = Arc::clone(&self.plan);
         let operation = &plan.tasks[self.index].task.operation;
+        let mut output = None;
         let (outcome, dbt) = match operation {
             Operation::Shell { command, env } => {
                 let outcome = match self.shell(command, env, timeout).await {
@@ -1051,7 +1081,12 @@ impl AttemptJob {
                 let vars = match self.render_dbt_vars(invocation) {
                     Ok(vars) => vars,
                     Err(failure) => {
-                        return AttemptEnd { outcome: Err(failure), duration: started.elapsed(), dbt: None };
+                        return AttemptEnd {
+                            outcome: Err(failure),
+                            duration: started.elapsed(),
+                            dbt: None,
+                            output: None,
+                        };
                     }
                 };
                 let word = |a: &DbtArg| match a {
@@ -1077,7 +1112,12 @@ impl AttemptJob {
                     };
                     if let Err(failure) = self.subprocess(&command, timeout).await {
                         self.log.note("dbt deps failed; the command was not run");
-                        return AttemptEnd { outcome: Err(failure), duration: started.elapsed(), dbt: None };
+                        return AttemptEnd {
+                            outcome: Err(failure),
+                            duration: started.elapsed(),
+                            dbt: None,
+                            output: None,
+                        };
                     }
                 }
                 let command = CommandLine { program: executable, args, cwd: project.clone(), env: self.context_env() };
@@ -1152,6 +1192,16 @@ impl AttemptJob {
                 (outcome, None)
             }
             Operation::Join => (Ok(()), None),
+            Operation::Kind(kind) => {
+                let outcome = self.kind_attempt(kind.as_ref(), timeout).await;
+                match outcome {
+                    Ok(value) => {
+                        output = value.map(Box::new);
+                        (Ok(()), None)
+                    }
+                    Err(failure) => (Err(failure), None),
+                }
+            }
             Operation::Trigger(target) => {
                 // The started pipeline is part of this run; its tasks wait for this one.
                 self.log.note(&format!("triggered {} (conf {})", target.pipeline, serde_json::json!(target.conf)));
@@ -1175,7 +1225,7 @@ impl AttemptJob {
                 (outcome, None)
             }
         };
-        AttemptEnd { outcome, duration: started.elapsed(), dbt }
+        AttemptEnd { outcome, duration: started.elapsed(), dbt, output }
     }
 
     /// The dbt project folder (or profiles folder) on this machine: the spec's local paths,
@@ -1290,6 +1340,55 @@ impl AttemptJob {
             env: all_env,
         };
         self.subprocess(&line, timeout).await
+    }
+
+    /// One attempt of a task behind [`KindTask`]: its subprocess, then its JSON output.
+    async fn kind_attempt(
+        &mut self,
+        kind: &dyn KindTask,
+        timeout: Option<Duration>,
+    ) -> Result<Option<serde_json::Value>, Failure> {
+        let log_path = self.log.path().to_path_buf();
+        let input_path = log_path.with_extension("input.json");
+        let output_path = log_path.with_extension("output.json");
+        let built = {
+            let values = self.template_values();
+            let render = |text: &str| template::render(text, &values);
+            let spec_dir = self.pipeline().spec_dir.clone();
+            let ctx = KindContext {
+                spec_dir: &spec_dir,
+                render: &render,
+                outputs: &self.outputs,
+                input_path: input_path.clone(),
+                output_path: output_path.clone(),
+            };
+            kind.run_command(&ctx)
+        };
+        let command = built.map_err(|why| {
+            self.log.note(&why);
+            Failure::Template(why)
+        })?;
+        if let Some(input) = &command.input
+            && let Err(e) = std::fs::write(&input_path, input)
+        {
+            return Err(Failure::Spawn(format!("cannot write {}: {e}", input_path.display())));
+        }
+        let _ = std::fs::remove_file(&output_path);
+        let mut env = self.context_env();
+        env.extend(command.env);
+        let line = CommandLine { program: command.program, args: command.args, cwd: command.cwd, env };
+        self.subprocess(&line, timeout).await?;
+        match std::fs::read_to_string(&output_path) {
+            Ok(text) => match serde_json::from_str(&text) {
+                Ok(value) => Ok(Some(value)),
+                Err(e) => {
+                    let why = format!("the output of task `{}` is not JSON: {e}", self.plan.tasks[self.index].key.task);
+                    self.log.note(&why);
+                    Err(Failure::Output(why))
+                }
+            },
+            Err(_) => Ok(None),
+        }
     }
 
     async fn subprocess(&mut self, command: &CommandLine, timeout: Option<Duration>) -> Result<(), Failure> {

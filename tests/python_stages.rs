@@ -1,0 +1,183 @@
+//! `kind: python`: values pass from one callable to the next through real Airflow's XCom
+//! (`airflow dags test`) and through `fhirflow run`, and bad specs are located errors.
+
+mod common;
+
+use common::{copy_dir, fhirflow, venv};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+const STEPS: &str = r#"import json
+
+def list_files(prefix):
+    return [f"{prefix}/a.json", f"{prefix}/b.json"]
+
+def count(files, label):
+    return {"label": label, "n": len(files), "files": files}
+
+def record(summary, to):
+    with open(to, "w", encoding="utf-8") as handle:
+        json.dump(summary, handle, sort_keys=True)
+    return summary["n"]
+
+def not_json():
+    return object()
+"#;
+
+/// A project whose python stages hand a list, then a dict, down a chain; `record` writes what
+/// it got to `seen`.
+fn project(dir: &Path, seen: &Path) -> std::path::PathBuf {
+    std::fs::create_dir_all(dir.join("pyfns")).unwrap();
+    std::fs::write(dir.join("pyfns/steps.py"), STEPS).unwrap();
+    let spec = format!(
+        r#"version: 1
+pipelines:
+  values:
+    schedule: null
+    stages:
+      list_files:
+        kind: python
+        callable: steps:list_files
+        python_path: [pyfns]
+        kwargs: {{prefix: "raw/{{{{ ds }}}}"}}
+      count:
+        kind: python
+        callable: steps:count
+        python_path: [pyfns]
+        after: [list_files]
+        kwargs:
+          files: {{output_of: list_files}}
+          label: "it's \"quoted\" \\ end"
+      record:
+        kind: python
+        callable: steps:record
+        python_path: [pyfns]
+        after: [count]
+        kwargs:
+          summary: {{output_of: count}}
+          to: {}
+"#,
+        serde_json::to_string(&seen.display().to_string()).unwrap()
+    );
+    let path = dir.join("p.yaml");
+    std::fs::write(&path, spec).unwrap();
+    path
+}
+
+fn expected(ds: &str) -> serde_json::Value {
+    serde_json::json!({
+        "label": "it's \"quoted\" \\ end",
+        "n": 2,
+        "files": [format!("raw/{ds}/a.json"), format!("raw/{ds}/b.json")],
+    })
+}
+
+#[test]
+fn values_pass_between_callables_under_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let seen = dir.path().join("seen.json");
+    let spec = project(dir.path(), &seen);
+    let python = venv("FHIRFLOW_DBT_VENV").map(|v| v.join("bin/python")).unwrap_or_else(|| "python3".into());
+    let out = fhirflow()
+        .arg("run")
+        .arg(&spec)
+        .args(["--logical-date", "2026-01-01"])
+        .env("FHIRFLOW_PYTHON", python)
+        .timeout(Duration::from_secs(120))
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&seen).unwrap()).unwrap();
+    assert_eq!(got, expected("2026-01-01"));
+}
+
+#[test]
+fn a_return_value_that_is_not_json_fails_the_task_naming_the_stage() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("pyfns")).unwrap();
+    std::fs::write(dir.path().join("pyfns/steps.py"), STEPS).unwrap();
+    let spec = dir.path().join("p.yaml");
+    std::fs::write(
+        &spec,
+        "version: 1\npipelines:\n  p:\n    stages:\n      odd: {kind: python, callable: \"steps:not_json\", python_path: [pyfns]}\n      later: {kind: shell, command: \"true\", after: [odd]}\n",
+    )
+    .unwrap();
+    let out = fhirflow().arg("run").arg(&spec).timeout(Duration::from_secs(120)).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_ne!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("stage `odd` returned a value that is not JSON"), "{stdout}");
+    assert!(stdout.contains("upstream_failed"), "{stdout}");
+}
+
+/// `validate` on a spec, its exit status and stderr.
+fn validate(text: &str) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("p.yaml");
+    std::fs::write(&spec, text).unwrap();
+    let out = fhirflow().arg("validate").arg(&spec).output().unwrap();
+    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn an_import_path_that_is_not_dotted_identifiers_is_a_located_error() {
+    let (code, stderr) =
+        validate("version: 1\npipelines:\n  p:\n    stages:\n      a: {kind: python, callable: \"os:system('x')\"}\n");
+    assert_ne!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("p.yaml:5:35"), "{stderr}");
+    assert!(stderr.contains("`package.module:function`"), "{stderr}");
+}
+
+#[test]
+fn output_references_must_name_an_upstream_python_stage() {
+    let (code, stderr) = validate(
+        "version: 1\npipelines:\n  p:\n    stages:\n      b: {kind: python, callable: \"m:f\", kwargs: {x: {output_of: c}}}\n      c: {kind: python, callable: \"m:f\", after: [b]}\n      d: {kind: shell, command: \"true\"}\n      e: {kind: python, callable: \"m:f\", after: [d], kwargs: {y: {output_of: d}}}\n",
+    );
+    assert_ne!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("error[bad-output-reference]: `c` is not upstream of `b`"), "{stderr}");
+    assert!(stderr.contains("p.yaml:5:"), "{stderr}");
+    assert!(stderr.contains("`d` is not a python stage"), "{stderr}");
+    assert!(stderr.contains("p.yaml:8:"), "{stderr}");
+}
+
+/// The same spec in real Airflow 3.3 (and 2.11): `airflow dags test` runs every callable, and
+/// the values reach `record` through XCom.
+#[test]
+fn values_pass_through_xcom_in_airflow() {
+    for var in ["FHIRFLOW_AIRFLOW_VENV", "FHIRFLOW_AIRFLOW2_VENV"] {
+        let Some(airflow) = venv(var) else { continue };
+        let dir = tempfile::tempdir().unwrap();
+        let seen = dir.path().join("seen.json");
+        let spec = project(dir.path(), &seen);
+        if var == "FHIRFLOW_AIRFLOW2_VENV" {
+            let text = std::fs::read_to_string(&spec).unwrap();
+            std::fs::write(&spec, text.replace("version: 1\n", "version: 1\nairflow: {version: 2}\n")).unwrap();
+        }
+        let out = dir.path().join("out");
+        fhirflow().arg("apply").arg(&spec).arg("--out").arg(&out).assert().success();
+        // `python_path` is relative to the DAG file's folder in Airflow.
+        copy_dir(&dir.path().join("pyfns"), &out.join("dags/pyfns"));
+        let result = Command::new("bash")
+            .arg(common::repo().join("tests/conformance/airflow_dags_test.sh"))
+            .arg(&airflow)
+            .arg(out.join("dags"))
+            .arg("values")
+            .arg("")
+            .output()
+            .unwrap();
+        assert!(
+            result.status.success(),
+            "{var}: {}\n{}",
+            String::from_utf8_lossy(&result.stdout),
+            String::from_utf8_lossy(&result.stderr)
+        );
+        let got: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&seen).unwrap()).unwrap();
+        assert_eq!(got, expected("2026-01-01"), "{var}");
+    }
+}
