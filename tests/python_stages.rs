@@ -181,3 +181,67 @@ fn values_pass_through_xcom_in_airflow() {
         assert_eq!(got, expected("2026-01-01"), "{var}");
     }
 }
+
+/// The four-DAG example, run by real Airflow (`airflow dags test`, 3.3 for every DAG, 2.11 for
+/// the branching one) and by `fhirflow run`: the same state for every task, `skipped` included.
+#[test]
+fn the_example_ends_in_the_same_task_states_in_airflow_and_under_run() {
+    let Some(airflow3) = venv("FHIRFLOW_AIRFLOW_VENV") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&common::repo().join("examples/python_tasks"), dir.path());
+    let spec = dir.path().join("clinic.yaml");
+    let out = fhirflow()
+        .arg("run")
+        .arg(&spec)
+        .args(["--logical-date", "2026-01-01", "--format", "json"])
+        .timeout(Duration::from_secs(300))
+        .output()
+        .unwrap();
+    let summary: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    let mut ran: std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>> = Default::default();
+    for t in summary["tasks"].as_array().unwrap() {
+        ran.entry(t["pipeline"].as_str().unwrap().to_owned())
+            .or_default()
+            .insert(t["task"].as_str().unwrap().to_owned(), t["state"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(ran["upload"]["nothing_to_upload"], "skipped", "{ran:?}");
+    let mut cases: Vec<(&str, &Path)> =
+        ["generate", "upload", "load", "report"].into_iter().map(|p| (p, airflow3.as_path())).collect();
+    let airflow2 = venv("FHIRFLOW_AIRFLOW2_VENV");
+    if let Some(v2) = &airflow2 {
+        cases.push(("upload", v2.as_path()));
+    }
+    for (pipeline, airflow) in cases {
+        let out = dir.path().join(format!("out-{pipeline}-{}", airflow.display().to_string().len()));
+        let spec = if airflow2.as_deref() == Some(airflow) {
+            let text = std::fs::read_to_string(&spec).unwrap();
+            let v2 = dir.path().join("clinic2.yaml");
+            std::fs::write(&v2, text.replace("version: 1\n", "version: 1\nairflow: {version: 2}\n")).unwrap();
+            v2
+        } else {
+            spec.clone()
+        };
+        fhirflow().arg("apply").arg(&spec).arg("--out").arg(&out).assert().success();
+        copy_dir(&dir.path().join("pyfns"), &out.join("dags/pyfns"));
+        let states = out.join("states.json");
+        let result = Command::new("bash")
+            .arg(common::repo().join("tests/conformance/airflow_dags_test.sh"))
+            .arg(airflow)
+            .arg(out.join("dags"))
+            .arg(pipeline)
+            .arg("")
+            .env("FHIRFLOW_DAGS_TEST_STATES", &states)
+            .output()
+            .unwrap();
+        assert!(
+            result.status.success(),
+            "{pipeline}: {}\n{}",
+            String::from_utf8_lossy(&result.stdout),
+            String::from_utf8_lossy(&result.stderr)
+        );
+        let seen: std::collections::BTreeMap<String, String> =
+            serde_json::from_str(&std::fs::read_to_string(&states).unwrap()).unwrap();
+        assert_eq!(seen, ran[pipeline], "{pipeline} under {}", airflow.display());
+    }
+}

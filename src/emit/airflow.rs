@@ -154,6 +154,7 @@ impl<'a> AirflowEmitter<'a> {
         let vars = task_variables(p);
         let mut uses = BTreeSet::new();
         let mut helpers = BTreeSet::new();
+        let mut kind_imports = BTreeSet::new();
         let mut tasks = Vec::new();
         let mut summary = Vec::new();
         let groups = task_groups(p);
@@ -162,7 +163,7 @@ impl<'a> AirflowEmitter<'a> {
         }
         let group_var = |path: &[String]| groups.iter().find(|g| g.path == path).map(|g| g.var.clone());
         for (task, var) in p.tasks.iter().zip(&vars) {
-            let (operator, kwargs) = self.task_kwargs(p, task, &mut uses, &mut helpers);
+            let (operator, kwargs) = self.task_kwargs(p, task, &mut uses, &mut helpers, &mut kind_imports);
             let kwarg_text: String = kwargs.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
             let digest = &sha256(&format!("{operator}\n{kwarg_text}"))[..16];
             summary.push(code(summary_line(task, digest, &kwargs)));
@@ -236,7 +237,7 @@ impl<'a> AirflowEmitter<'a> {
             "dag.py.j2",
             context! {
                 docstring => code(docstring(&doc)),
-                imports => imports(&uses, version).into_iter().map(code).collect::<Vec<_>>(),
+                imports => imports(&uses, version).into_iter().chain(kind_imports.into_iter().map(str::to_owned)).map(code).collect::<Vec<_>>(),
                 skip_import => code(Imports::of(version).skip),
                 fail_import => code(Imports::of(version).fail),
                 dbt => dbt,
@@ -273,6 +274,7 @@ impl<'a> AirflowEmitter<'a> {
         task: &Task,
         uses: &mut BTreeSet<&'static str>,
         helpers: &mut BTreeSet<&'static str>,
+        kind_imports: &mut BTreeSet<&'static str>,
     ) -> (String, Vec<(String, String)>) {
         let lit = |v: serde_json::Value| literal(Language::Python, &v);
         let mut kwargs: Vec<(String, String)> = Vec::new();
@@ -344,6 +346,7 @@ impl<'a> AirflowEmitter<'a> {
             Operation::Kind(kind) => {
                 let task = kind.airflow(self.graph.spec.airflow.version);
                 uses.extend(task.uses);
+                kind_imports.extend(task.imports);
                 if let Some(helper) = task.helper {
                     helpers.insert(helper);
                 }

@@ -25,6 +25,12 @@ pub trait KindTask: Debug + Send + Sync {
         Vec::new()
     }
 
+    /// For a branch: the task ids it follows, given its output; the others directly after it
+    /// are skipped. `None` for a task that is not a branch.
+    fn follows(&self, _output: Option<&serde_json::Value>) -> Option<Result<Vec<String>, String>> {
+        None
+    }
+
     /// The Airflow operator and its keyword arguments.
     fn airflow(&self, version: u32) -> AirflowTask;
 
@@ -41,6 +47,8 @@ pub struct AirflowTask {
     pub kwargs: Vec<(String, String)>,
     /// Import keys of the emitter (`python` for PythonOperator) the task needs.
     pub uses: Vec<&'static str>,
+    /// Further import lines, written after the emitter's own.
+    pub imports: Vec<&'static str>,
     /// Module-level Python code the task calls, written once per DAG file.
     pub helper: Option<&'static str>,
 }

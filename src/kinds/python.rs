@@ -62,6 +62,8 @@ pub struct PythonTask {
     pub python_path: Vec<String>,
     /// The interpreter under `run`.
     pub python: Option<String>,
+    /// A branch (`kind: branch`): the return value names the stages to follow.
+    pub branch: bool,
 }
 
 /// A problem with a python stage, at a JSON pointer under the stage.
@@ -106,7 +108,12 @@ fn ancestors<'a>(pipeline: &'a Pipeline, stage: &StageId) -> BTreeSet<&'a str> {
 }
 
 /// Lowers a python stage of `pipeline`, checking its import path and its output references.
-pub fn lower(pipeline: &Pipeline, stage_id: &StageId, stage: &PythonStage) -> Result<PythonTask, Vec<LowerError>> {
+pub fn lower(
+    pipeline: &Pipeline,
+    stage_id: &StageId,
+    stage: &PythonStage,
+    branch: bool,
+) -> Result<PythonTask, Vec<LowerError>> {
     let mut errors = Vec::new();
     if !is_import_path(&stage.callable) {
         errors.push(LowerError {
@@ -131,7 +138,7 @@ pub fn lower(pipeline: &Pipeline, stage_id: &StageId, stage: &PythonStage) -> Re
                         format!("`{output_of}` is not upstream of `{stage_id}`"),
                         format!("add `{output_of}` to `after` (directly or through another stage)"),
                     ))
-                } else if !matches!(kind, Some(StageKind::Python(_))) {
+                } else if !matches!(kind, Some(StageKind::Python(_) | StageKind::Branch(_))) {
                     Some((
                         format!("`{output_of}` is not a python stage, so it has no output"),
                         "only `kind: python` stages return values".to_owned(),
@@ -163,6 +170,7 @@ pub fn lower(pipeline: &Pipeline, stage_id: &StageId, stage: &PythonStage) -> Re
         outputs,
         python_path: stage.python_path.clone(),
         python: stage.python.clone(),
+        branch,
     })
 }
 
@@ -227,7 +235,23 @@ fn render_strings(
 
 impl KindTask for PythonTask {
     fn kind(&self) -> &'static str {
-        "python"
+        if self.branch { "branch" } else { "python" }
+    }
+
+    fn follows(&self, output: Option<&serde_json::Value>) -> Option<Result<Vec<String>, String>> {
+        use serde_json::Value;
+        if !self.branch {
+            return None;
+        }
+        // As BranchPythonOperator: a task id, a list of them, or None for none.
+        Some(match output {
+            None | Some(Value::Null) => Ok(Vec::new()),
+            Some(Value::String(id)) => Ok(vec![id.clone()]),
+            Some(Value::Array(items)) if items.iter().all(Value::is_string) => {
+                Ok(items.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+            }
+            Some(other) => Err(format!("branch `{}` returned {other}, not a stage id or a list of them", self.stage)),
+        })
     }
 
     fn describe(&self) -> String {
@@ -240,15 +264,24 @@ impl KindTask for PythonTask {
         self.outputs.values().cloned().collect()
     }
 
-    fn airflow(&self, _version: u32) -> AirflowTask {
+    fn airflow(&self, version: u32) -> AirflowTask {
         let call = serde_json::json!({
             "callable": self.callable,
             "python_path": self.python_path,
             "kwargs": self.kwargs,
             "outputs": self.outputs,
         });
+        let (operator, import) = match (self.branch, version) {
+            (false, _) => ("PythonOperator", None),
+            (true, 2) => ("BranchPythonOperator", Some("from airflow.operators.python import BranchPythonOperator")),
+            (true, _) => (
+                "BranchPythonOperator",
+                Some("from airflow.providers.standard.operators.python import BranchPythonOperator"),
+            ),
+        };
         AirflowTask {
-            operator: "PythonOperator",
+            operator,
+            imports: import.into_iter().collect(),
             kwargs: vec![
                 ("python_callable".to_owned(), "_fhirflow_call".to_owned()),
                 (
@@ -256,7 +289,7 @@ impl KindTask for PythonTask {
                     format!("{{{}: {}}}", quoted("fhirflow_call"), literal(Language::Python, &call)),
                 ),
             ],
-            uses: vec!["python"],
+            uses: if self.branch { Vec::new() } else { vec!["python"] },
             helper: Some(AIRFLOW_HELPER),
         }
     }

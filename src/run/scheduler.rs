@@ -772,6 +772,27 @@ impl<'a> Scheduler<'a> {
     }
 
     /// Records a final state for a task that will not run (again) in this invocation.
+    /// After a branch succeeds: skips the tasks directly after it that it did not follow, as
+    /// BranchPythonOperator does, whatever their trigger rules; their own dependents then
+    /// decide by theirs.
+    fn skip_unfollowed(&mut self, index: usize) {
+        let plan = Arc::clone(&self.run.plan);
+        let Operation::Kind(kind) = &plan.tasks[index].task.operation else { return };
+        let Some(Ok(follows)) = kind.follows(self.tasks[index].output.as_ref()) else { return };
+        let branch = &plan.tasks[index].key.task;
+        for &d in &self.dependents[index].clone() {
+            let t = &plan.tasks[d];
+            if t.key.pipeline == plan.tasks[index].key.pipeline
+                && !follows.contains(&t.key.task)
+                && self.tasks[d].state == TaskState::Pending
+                && !self.tasks[d].queued
+            {
+                self.finish_unrun(d, TaskState::Skipped, &format!("branch `{branch}` did not follow it"));
+                self.settle(self.dependents[d].clone());
+            }
+        }
+    }
+
     fn finish_unrun(&mut self, index: usize, state: TaskState, why: &str) {
         let key = &self.run.plan.tasks[index].key;
         let result = self.store.set_task_state(&self.run.run_id, key, state, Some(why));
@@ -928,6 +949,7 @@ impl<'a> Scheduler<'a> {
                 );
                 self.record(result);
                 self.progress.finished(index, &label, TaskState::Success, took, None);
+                self.skip_unfollowed(index);
                 self.settle(self.dependents[index].clone());
             }
             Err(Failure::Skip(why)) => {
@@ -1348,7 +1370,8 @@ impl AttemptJob {
         kind: &dyn KindTask,
         timeout: Option<Duration>,
     ) -> Result<Option<serde_json::Value>, Failure> {
-        let log_path = self.log.path().to_path_buf();
+        // The subprocess runs in the spec's folder, so a relative run folder would miss.
+        let log_path = std::path::absolute(self.log.path()).unwrap_or_else(|_| self.log.path().to_path_buf());
         let input_path = log_path.with_extension("input.json");
         let output_path = log_path.with_extension("output.json");
         let built = {
@@ -1380,15 +1403,53 @@ impl AttemptJob {
         self.subprocess(&line, timeout).await?;
         match std::fs::read_to_string(&output_path) {
             Ok(text) => match serde_json::from_str(&text) {
-                Ok(value) => Ok(Some(value)),
+                Ok(value) => {
+                    self.check_follows(kind, Some(&value))?;
+                    Ok(Some(value))
+                }
                 Err(e) => {
                     let why = format!("the output of task `{}` is not JSON: {e}", self.plan.tasks[self.index].key.task);
                     self.log.note(&why);
                     Err(Failure::Output(why))
                 }
             },
-            Err(_) => Ok(None),
+            Err(_) => {
+                self.check_follows(kind, None)?;
+                Ok(None)
+            }
         }
+    }
+
+    /// A branch may follow only the tasks directly after it, as in Airflow.
+    fn check_follows(&mut self, kind: &dyn KindTask, output: Option<&serde_json::Value>) -> Result<(), Failure> {
+        let Some(follows) = kind.follows(output) else { return Ok(()) };
+        let me = &self.plan.tasks[self.index];
+        let after: Vec<&str> = self
+            .plan
+            .tasks
+            .iter()
+            .filter(|t| t.key.pipeline == me.key.pipeline && t.upstream.contains(&self.index))
+            .map(|t| t.key.task.as_str())
+            .collect();
+        let why = match follows {
+            Err(why) => why,
+            Ok(ids) => match ids.iter().find(|id| !after.contains(&id.as_str())) {
+                None => {
+                    self.log.note(&format!(
+                        "following {}",
+                        if ids.is_empty() { "nothing".to_owned() } else { ids.join(", ") }
+                    ));
+                    return Ok(());
+                }
+                Some(id) => format!(
+                    "branch `{}` returned `{id}`, which is not directly after it (those are: {})",
+                    me.key.task,
+                    after.join(", ")
+                ),
+            },
+        };
+        self.log.note(&why);
+        Err(Failure::Output(why))
     }
 
     async fn subprocess(&mut self, command: &CommandLine, timeout: Option<Duration>) -> Result<(), Failure> {

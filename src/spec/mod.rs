@@ -651,6 +651,8 @@ pub enum StageKind {
     Trigger(TriggerStage),
     /// Call a Python function by import path; its return value is the task's output (Airflow's PythonOperator).
     Python(crate::kinds::python::PythonStage),
+    /// Call a Python function that returns the ids of the stages directly after it to follow; the others are skipped (Airflow's BranchPythonOperator).
+    Branch(crate::kinds::python::PythonStage),
 }
 
 /// A stage that starts a run of another pipeline.
