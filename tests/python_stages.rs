@@ -245,3 +245,56 @@ fn the_example_ends_in_the_same_task_states_in_airflow_and_under_run() {
         assert_eq!(seen, ran[pipeline], "{pipeline} under {}", airflow.display());
     }
 }
+
+/// `run --resume` hands a downstream callable the output its upstream task returned in the
+/// first invocation, which is not run again.
+#[test]
+fn a_resumed_run_reads_the_outputs_of_the_first_invocation() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("pyfns")).unwrap();
+    std::fs::write(
+        dir.path().join("pyfns/steps.py"),
+        "import os\n\ndef make():\n    return {\"n\": 41}\n\ndef use(value):\n    if not os.path.exists(\"ready\"):\n        raise RuntimeError(\"not ready\")\n    return value[\"n\"] + 1\n",
+    )
+    .unwrap();
+    let spec = dir.path().join("p.yaml");
+    std::fs::write(
+        &spec,
+        "version: 1\npipelines:\n  p:\n    stages:\n      make: {kind: python, callable: \"steps:make\", python_path: [pyfns]}\n      use: {kind: python, callable: \"steps:use\", python_path: [pyfns], after: [make], kwargs: {value: {output_of: make}}}\n",
+    )
+    .unwrap();
+    let json = |args: &[&str]| -> serde_json::Value {
+        let out = fhirflow()
+            .arg("run")
+            .arg(&spec)
+            .args(args)
+            .args(["--format", "json"])
+            .timeout(Duration::from_secs(120))
+            .output()
+            .unwrap();
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let first = json(&[]);
+    assert_eq!(first["tasks"][1]["state"], "failed", "{first}");
+    std::fs::write(dir.path().join("ready"), "").unwrap();
+    let run_id = first["run_id"].as_str().unwrap().to_owned();
+    let resumed = json(&["--resume", &run_id]);
+    assert_eq!(resumed["tasks"][0]["attempts"], 1, "{resumed}");
+    assert_eq!(resumed["tasks"][1]["state"], "success", "{resumed}");
+    let outputs: Vec<_> =
+        walk(&dir.path().join(".fhirflow")).into_iter().filter(|p| p.ends_with("use.2.output.json")).collect();
+    assert_eq!(std::fs::read_to_string(&outputs[0]).unwrap(), "42");
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}

@@ -869,7 +869,14 @@ impl<'a> Scheduler<'a> {
                 .filter_map(|id| {
                     let u =
                         plan.tasks.iter().position(|t| t.key.pipeline == planned.key.pipeline && t.key.task == id)?;
-                    self.tasks[u].output.clone().map(|v| (id, v))
+                    // A resumed run finds the output its earlier attempt wrote beside its log.
+                    let saved = || {
+                        let key = &plan.tasks[u].key;
+                        let log = log_path(&self.run.run_dir, &key.pipeline, &key.task, self.tasks[u].attempts);
+                        let text = std::fs::read_to_string(log.with_extension("output.json")).ok()?;
+                        serde_json::from_str(&text).ok()
+                    };
+                    self.tasks[u].output.clone().or_else(saved).map(|v| (id, v))
                 })
                 .collect(),
             _ => BTreeMap::new(),
