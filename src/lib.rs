@@ -17,6 +17,7 @@ pub mod emit;
 pub mod error;
 pub mod graph;
 pub mod init;
+pub mod kinds;
 pub mod parse;
 pub mod plan;
 pub mod run;

@@ -252,3 +252,54 @@ fn no_stage_id_rebinds_a_name_the_dag_module_uses() {
         }
     }
 }
+
+/// Hostile strings as a python stage's keyword arguments (top level and nested) reach the DAG
+/// file's `op_kwargs` unchanged, as Python's parser reads them.
+#[test]
+fn python_kwargs_read_back_every_hostile_string() {
+    let mut runner = TestRunner::default();
+    let strategy = (hostile_text(), hostile_text());
+    let dir = tempfile::tempdir().unwrap();
+    let mut expected = Vec::new();
+    for case in 0..48 {
+        let (a, b) = strategy.new_tree(&mut runner).unwrap().current();
+        let yaml = format!(
+            "version: 1\npipelines:\n  p{case}:\n    stages:\n      s:\n        kind: python\n        callable: m.n:f\n        kwargs: {{a: {}, nested: {{list: [{}, 1, true, null]}}}}\n",
+            serde_json::to_string(&literal(&a)).unwrap(),
+            serde_json::to_string(&literal(&b)).unwrap(),
+        );
+        let compiled = match fhirflow::compile(SourceFile::new("p.yaml", yaml.clone())) {
+            Ok(c) => c,
+            Err(d) if d.sorted().iter().all(|d| d.code == "bad-template") => continue,
+            Err(d) => panic!("case {case} should compile:\n{yaml}\n{}", d.render()),
+        };
+        let layout = Layout::new(Path::new("p.yaml"), Some(dir.path()));
+        for file in emit(&compiled.graph, &layout).unwrap() {
+            let path = dir.path().join(format!("case{case}.py"));
+            std::fs::write(&path, &file.contents).unwrap();
+            expected.push(serde_json::json!({
+                "file": path,
+                "kwargs": {"a": a, "nested": {"list": [b, 1, true, null]}},
+            }));
+        }
+    }
+    let cases = dir.path().join("cases.json");
+    std::fs::write(&cases, serde_json::to_string(&expected).unwrap()).unwrap();
+    let checker = r#"
+import ast, json, sys
+for case in json.load(open(sys.argv[1], encoding="utf-8")):
+    tree = ast.parse(open(case["file"], encoding="utf-8").read())
+    (found,) = [ast.literal_eval(n.value) for n in ast.walk(tree) if isinstance(n, ast.keyword) and n.arg == "op_kwargs"]
+    call = found["fhirflow_call"]
+    assert call["kwargs"] == case["kwargs"], (case["file"], call["kwargs"], case["kwargs"])
+    assert call["callable"] == "m.n:f", call
+print("python kwargs read back")
+"#;
+    let output = Command::new("python3").arg("-c").arg(checker).arg(&cases).output().expect("python3 runs");
+    assert!(
+        output.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

@@ -9,9 +9,12 @@ use fhirflow::source::SourceFile;
 use std::path::Path;
 
 fn snapshot_spec(name: &str) {
-    let spec = repo().join("pipelines").join(name);
-    let compiled = fhirflow::compile_file(&spec).expect("the seed spec compiles");
-    let layout = Layout::new(&spec, Some(Path::new("out")));
+    snapshot_file(&repo().join("pipelines").join(name), name);
+}
+
+fn snapshot_file(spec: &Path, name: &str) {
+    let compiled = fhirflow::compile_file(spec).expect("the seed spec compiles");
+    let layout = Layout::new(spec, Some(Path::new("out")));
     let files = emit(&compiled.graph, &layout).expect("emits");
     assert!(!files.is_empty());
     for file in files {
@@ -28,6 +31,11 @@ fn fhir_files() {
 #[test]
 fn dental_clinic_files() {
     snapshot_spec("dental_clinic.yaml");
+}
+
+#[test]
+fn python_tasks_example_files() {
+    snapshot_file(&repo().join("examples/python_tasks/clinic.yaml"), "python_tasks.yaml");
 }
 
 #[test]

@@ -155,6 +155,8 @@ impl<'a> AirflowEmitter<'a> {
     fn render_pipeline(&self, p: &PipelineTasks) -> Result<String, Error> {
         let vars = task_variables(p);
         let mut uses = BTreeSet::new();
+        let mut helpers = BTreeSet::new();
+        let mut kind_imports = BTreeSet::new();
         let mut tasks = Vec::new();
         let mut summary = Vec::new();
         let groups = task_groups(p);
@@ -163,7 +165,7 @@ impl<'a> AirflowEmitter<'a> {
         }
         let group_var = |path: &[String]| groups.iter().find(|g| g.path == path).map(|g| g.var.clone());
         for (task, var) in p.tasks.iter().zip(&vars) {
-            let (operator, kwargs) = self.task_kwargs(p, task, &mut uses);
+            let (operator, kwargs) = self.task_kwargs(p, task, &mut uses, &mut helpers, &mut kind_imports);
             let kwarg_text: String = kwargs.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
             let digest = &sha256(&format!("{operator}\n{kwarg_text}"))[..16];
             summary.push(code(summary_line(task, digest, &kwargs)));
@@ -237,7 +239,7 @@ impl<'a> AirflowEmitter<'a> {
             "dag.py.j2",
             context! {
                 docstring => code(docstring(&doc)),
-                imports => imports(&uses, version).into_iter().map(code).collect::<Vec<_>>(),
+                imports => imports(&uses, version).into_iter().chain(kind_imports.into_iter().map(str::to_owned)).map(code).collect::<Vec<_>>(),
                 skip_import => code(Imports::of(version).skip),
                 fail_import => code(Imports::of(version).fail),
                 dbt => dbt,
@@ -250,6 +252,7 @@ impl<'a> AirflowEmitter<'a> {
                     parent => g.parent.clone().map(code),
                 }).collect::<Vec<_>>(),
                 uses_load => uses.contains("load"),
+                kind_helpers => helpers.into_iter().map(code).collect::<Vec<_>>(),
                 dag_id => p.id.to_string(),
                 description => p.description.clone(),
                 schedule => code(schedule),
@@ -272,6 +275,8 @@ impl<'a> AirflowEmitter<'a> {
         p: &PipelineTasks,
         task: &Task,
         uses: &mut BTreeSet<&'static str>,
+        helpers: &mut BTreeSet<&'static str>,
+        kind_imports: &mut BTreeSet<&'static str>,
     ) -> (String, Vec<(String, String)>) {
         let lit = |v: serde_json::Value| literal(Language::Python, &v);
         let mut kwargs: Vec<(String, String)> = Vec::new();
@@ -339,6 +344,15 @@ impl<'a> AirflowEmitter<'a> {
             Operation::Load { step, plan } => {
                 uses.insert("load");
                 load_kwargs(*step, plan, uses, &mut kwargs);
+            }
+            Operation::Kind(kind) => {
+                let task = kind.airflow(self.graph.spec.airflow.version);
+                uses.extend(task.uses);
+                kind_imports.extend(task.imports);
+                if let Some(helper) = task.helper {
+                    helpers.insert(helper);
+                }
+                kwargs.extend(task.kwargs);
             }
         }
         if !task.outlets.is_empty() {

@@ -187,5 +187,6 @@ pub fn operator_name(task: &Task) -> &'static str {
         Operation::Sensor(_) => "ExternalTaskSensor",
         Operation::Trigger(_) => "TriggerDagRunOperator",
         Operation::Load { .. } => "PythonOperator",
+        Operation::Kind(kind) => kind.airflow(0).operator,
     }
 }

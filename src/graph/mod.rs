@@ -109,6 +109,8 @@ pub enum Operation {
     Sensor(SensorTarget),
     /// Start a run of another pipeline.
     Trigger(TriggerTarget),
+    /// A task of a kind behind [`crate::kinds::KindTask`].
+    Kind(Arc<dyn crate::kinds::KindTask>),
     /// Nothing: a join point that stands for a stage of many tasks (what sensors and later
     /// stages wait for).
     Join,
@@ -768,8 +770,45 @@ impl Lowering<'_> {
             }
             out.push(lowered);
         }
+        self.check_branches(pipeline_id, &out);
         self.link_after(pipeline_id, &mut out);
         out
+    }
+
+    /// A branch returns stage ids, which Airflow reads as task ids: each stage directly after
+    /// a branch must start with one task named as the stage.
+    fn check_branches(&mut self, pipeline_id: &PipelineId, lowered: &[LoweredStage]) {
+        let pipeline = &self.spec.pipelines[pipeline_id];
+        for (branch_id, branch) in &pipeline.stages {
+            if !matches!(branch.kind, StageKind::Branch(_)) {
+                continue;
+            }
+            let mut any = false;
+            for (id, _) in pipeline.stages.iter().filter(|(_, s)| s.after.contains(branch_id)) {
+                any = true;
+                let Some(l) = lowered.iter().find(|l| &l.stage == id) else { continue };
+                if l.entry != [id.to_string()] {
+                    self.error(
+                        Diagnostic::error(
+                            "branch-target",
+                            format!("stage `{id}` is after branch `{branch_id}` but starts with tasks {:?}", l.entry),
+                        )
+                        .at(self.doc.key_span(&stage_pointer(pipeline_id, id)), "")
+                        .help("put a single-task stage (python, shell, ...) between the branch and this stage"),
+                    );
+                }
+            }
+            if !any {
+                self.error(
+                    Diagnostic::warning(
+                        "branch-without-choices",
+                        format!("branch `{branch_id}` has no stage after it"),
+                    )
+                    .at(self.doc.key_span(&stage_pointer(pipeline_id, branch_id)), "")
+                    .help(format!("add `after: [{branch_id}]` to the stages it chooses between")),
+                );
+            }
+        }
     }
 
     /// Warnings: settings that compile but are probably not what was meant.
@@ -869,6 +908,22 @@ impl Lowering<'_> {
                 }),
                 settings,
             )),
+            StageKind::Python(python) | StageKind::Branch(python) => {
+                let branch = matches!(kind, StageKind::Branch(_));
+                match crate::kinds::python::lower(&self.spec.pipelines[pipeline_id], stage_id, python, branch) {
+                    Ok(task) => Some(single(Operation::Kind(Arc::new(task)), settings)),
+                    Err(errors) => {
+                        for e in errors {
+                            self.error(
+                                Diagnostic::error(e.code, e.message)
+                                    .at(self.doc.span(&format!("{pointer}/{}", e.at)), "")
+                                    .help(e.help),
+                            );
+                        }
+                        None
+                    }
+                }
+            }
             StageKind::Sensor(sensor) => {
                 let [allowed, failed, skipped] = self.sensor_states(&pointer, sensor);
                 Some(single(

@@ -219,6 +219,7 @@ pub fn dry_run_text(plan: &RunPlan) -> String {
                 let wait = if target.wait_for_completion { "; the stages after it wait for that run" } else { "" };
                 format!("starts {} in this run{wait}", target.pipeline)
             }
+            Operation::Kind(kind) => kind.describe(),
             Operation::Load { step, plan: load } => {
                 use crate::graph::{LoadSource, LoadTarget};
                 let from = match &load.source {
@@ -247,6 +248,7 @@ fn kind_name(operation: &Operation) -> &'static str {
         Operation::Sensor(_) => "sensor",
         Operation::Trigger(_) => "trigger",
         Operation::Load { .. } => "copy_into",
+        Operation::Kind(kind) => kind.kind(),
     }
 }
 

@@ -26,6 +26,7 @@ use super::template::{self, TemplateValues};
 use super::trigger_rule::{self, Decision};
 use super::{RunError, RunOptions, RunState, SpecGraph, TaskKey, TaskState, run_dir, state_dir};
 use crate::graph::{DbtArg, DbtInvocation, Operation, Settings};
+use crate::kinds::{KindTask, RunContext as KindContext};
 use crate::spec::SensorMode;
 use chrono::{DateTime, SubsecRound, Utc};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -82,6 +83,8 @@ pub enum Failure {
     /// Not a failure: the attempt found nothing to do and the task is skipped, as a task that
     /// raises Airflow's `AirflowSkipException` is. Never retried.
     Skip(String),
+    /// The task's output could not be read as JSON.
+    Output(String),
 }
 
 impl Failure {
@@ -96,6 +99,7 @@ impl Failure {
             | Failure::Template(_)
             | Failure::AwaitedFailed(_)
             | Failure::SensorTimedOut(_)
+            | Failure::Output(_)
             | Failure::Skip(_) => false,
         }
     }
@@ -111,6 +115,7 @@ impl Failure {
             | Failure::Template(why)
             | Failure::AwaitedFailed(why)
             | Failure::Store(why)
+            | Failure::Output(why)
             | Failure::Skip(why) => why.clone(),
             Failure::SensorTimedOut(after) => format!("sensor timed out after {}", show(*after)),
             Failure::Load(e) => e.to_string(),
@@ -135,6 +140,8 @@ struct AttemptEnd {
     outcome: Result<(), Failure>,
     duration: Duration,
     dbt: Option<DbtRunResults>,
+    /// The attempt's JSON output (a `kind: python` return value), boxed to keep job messages small.
+    output: Option<Box<serde_json::Value>>,
 }
 
 /// What a finished job tells the scheduler.
@@ -160,6 +167,8 @@ struct AttemptJob {
     awaited: Vec<(String, TaskState)>,
     /// For a dbt-results task: the dbt task's results from this run.
     upstream_dbt: Option<DbtRunResults>,
+    /// Outputs of finished upstream tasks this task reads, by task id.
+    outputs: BTreeMap<String, serde_json::Value>,
     pids: mpsc::UnboundedSender<(usize, u32, u32)>,
 }
 
@@ -391,6 +400,7 @@ struct TaskProgress {
     failure: Option<String>,
     log: Option<PathBuf>,
     dbt: Option<DbtRunResults>,
+    output: Option<serde_json::Value>,
 }
 
 /// What the parts of a run share: the plan, the run's id and folders, each pipeline's
@@ -457,6 +467,7 @@ impl<'a> Scheduler<'a> {
                     failure: None,
                     log: None,
                     dbt: None,
+                    output: None,
                 }
             })
             .collect();
@@ -555,6 +566,7 @@ impl<'a> Scheduler<'a> {
                             outcome: Err(Failure::Spawn(format!("internal error: {e}"))),
                             duration: Duration::ZERO,
                             dbt: None,
+                            output: None,
                         };
                         if self.tasks[index].state == TaskState::Running {
                             self.slots_used = self.slots_used.saturating_sub(usize::from(self.holds_slot(index)));
@@ -619,6 +631,7 @@ impl<'a> Scheduler<'a> {
             Operation::Sensor(target) => target.mode == SensorMode::Poke && task.awaits.is_empty(),
             Operation::Shell { .. } | Operation::Dbt(_) | Operation::DbtResults { .. } | Operation::Load { .. } => true,
             Operation::Join | Operation::Trigger(_) => false,
+            Operation::Kind(_) => true,
         }
     }
 
@@ -759,6 +772,27 @@ impl<'a> Scheduler<'a> {
     }
 
     /// Records a final state for a task that will not run (again) in this invocation.
+    /// After a branch succeeds: skips the tasks directly after it that it did not follow, as
+    /// BranchPythonOperator does, whatever their trigger rules; their own dependents then
+    /// decide by theirs.
+    fn skip_unfollowed(&mut self, index: usize) {
+        let plan = Arc::clone(&self.run.plan);
+        let Operation::Kind(kind) = &plan.tasks[index].task.operation else { return };
+        let Some(Ok(follows)) = kind.follows(self.tasks[index].output.as_ref()) else { return };
+        let branch = &plan.tasks[index].key.task;
+        for &d in &self.dependents[index].clone() {
+            let t = &plan.tasks[d];
+            if t.key.pipeline == plan.tasks[index].key.pipeline
+                && !follows.contains(&t.key.task)
+                && self.tasks[d].state == TaskState::Pending
+                && !self.tasks[d].queued
+            {
+                self.finish_unrun(d, TaskState::Skipped, &format!("branch `{branch}` did not follow it"));
+                self.settle(self.dependents[d].clone());
+            }
+        }
+    }
+
     fn finish_unrun(&mut self, index: usize, state: TaskState, why: &str) {
         let key = &self.run.plan.tasks[index].key;
         let result = self.store.set_task_state(&self.run.run_id, key, state, Some(why));
@@ -828,6 +862,25 @@ impl<'a> Scheduler<'a> {
                 .and_then(|u| self.tasks[u].dbt.clone()),
             _ => None,
         };
+        let outputs = match &planned.task.operation {
+            Operation::Kind(kind) => kind
+                .reads_outputs()
+                .into_iter()
+                .filter_map(|id| {
+                    let u =
+                        plan.tasks.iter().position(|t| t.key.pipeline == planned.key.pipeline && t.key.task == id)?;
+                    // A resumed run finds the output its earlier attempt wrote beside its log.
+                    let saved = || {
+                        let key = &plan.tasks[u].key;
+                        let log = log_path(&self.run.run_dir, &key.pipeline, &key.task, self.tasks[u].attempts);
+                        let text = std::fs::read_to_string(log.with_extension("output.json")).ok()?;
+                        serde_json::from_str(&text).ok()
+                    };
+                    self.tasks[u].output.clone().or_else(saved).map(|v| (id, v))
+                })
+                .collect(),
+            _ => BTreeMap::new(),
+        };
         let job = AttemptJob {
             plan: Arc::clone(&self.run.plan),
             index,
@@ -840,6 +893,7 @@ impl<'a> Scheduler<'a> {
             grace: self.options.kill_grace,
             awaited,
             upstream_dbt,
+            outputs,
             pids: self.pid_tx.clone(),
         };
         let handle = self.jobs.spawn(async move {
@@ -881,6 +935,9 @@ impl<'a> Scheduler<'a> {
         if end.dbt.is_some() {
             t.dbt = end.dbt.clone();
         }
+        if let Some(output) = &end.output {
+            t.output = Some((**output).clone());
+        }
         let took = t.first_start.map(|s| s.elapsed());
         match end.outcome {
             Ok(()) => {
@@ -899,6 +956,7 @@ impl<'a> Scheduler<'a> {
                 );
                 self.record(result);
                 self.progress.finished(index, &label, TaskState::Success, took, None);
+                self.skip_unfollowed(index);
                 self.settle(self.dependents[index].clone());
             }
             Err(Failure::Skip(why)) => {
@@ -1033,6 +1091,7 @@ impl AttemptJob {
             self.plan.tasks[self.index].task.settings.execution_timeout.value.map(|t| Duration::from_secs(t.as_secs()));
         let plan = Arc::clone(&self.plan);
         let operation = &plan.tasks[self.index].task.operation;
+        let mut output = None;
         let (outcome, dbt) = match operation {
             Operation::Shell { command, env } => {
                 let outcome = match self.shell(command, env, timeout).await {
@@ -1051,7 +1110,12 @@ impl AttemptJob {
                 let vars = match self.render_dbt_vars(invocation) {
                     Ok(vars) => vars,
                     Err(failure) => {
-                        return AttemptEnd { outcome: Err(failure), duration: started.elapsed(), dbt: None };
+                        return AttemptEnd {
+                            outcome: Err(failure),
+                            duration: started.elapsed(),
+                            dbt: None,
+                            output: None,
+                        };
                     }
                 };
                 let word = |a: &DbtArg| match a {
@@ -1077,7 +1141,12 @@ impl AttemptJob {
                     };
                     if let Err(failure) = self.subprocess(&command, timeout).await {
                         self.log.note("dbt deps failed; the command was not run");
-                        return AttemptEnd { outcome: Err(failure), duration: started.elapsed(), dbt: None };
+                        return AttemptEnd {
+                            outcome: Err(failure),
+                            duration: started.elapsed(),
+                            dbt: None,
+                            output: None,
+                        };
                     }
                 }
                 let command = CommandLine { program: executable, args, cwd: project.clone(), env: self.context_env() };
@@ -1152,6 +1221,16 @@ impl AttemptJob {
                 (outcome, None)
             }
             Operation::Join => (Ok(()), None),
+            Operation::Kind(kind) => {
+                let outcome = self.kind_attempt(kind.as_ref(), timeout).await;
+                match outcome {
+                    Ok(value) => {
+                        output = value.map(Box::new);
+                        (Ok(()), None)
+                    }
+                    Err(failure) => (Err(failure), None),
+                }
+            }
             Operation::Trigger(target) => {
                 // The started pipeline is part of this run; its tasks wait for this one.
                 self.log.note(&format!("triggered {} (conf {})", target.pipeline, serde_json::json!(target.conf)));
@@ -1175,7 +1254,7 @@ impl AttemptJob {
                 (outcome, None)
             }
         };
-        AttemptEnd { outcome, duration: started.elapsed(), dbt }
+        AttemptEnd { outcome, duration: started.elapsed(), dbt, output }
     }
 
     /// The dbt project folder (or profiles folder) on this machine: the spec's local paths,
@@ -1290,6 +1369,94 @@ impl AttemptJob {
             env: all_env,
         };
         self.subprocess(&line, timeout).await
+    }
+
+    /// One attempt of a task behind [`KindTask`]: its subprocess, then its JSON output.
+    async fn kind_attempt(
+        &mut self,
+        kind: &dyn KindTask,
+        timeout: Option<Duration>,
+    ) -> Result<Option<serde_json::Value>, Failure> {
+        // The subprocess runs in the spec's folder, so a relative run folder would miss.
+        let log_path = std::path::absolute(self.log.path()).unwrap_or_else(|_| self.log.path().to_path_buf());
+        let input_path = log_path.with_extension("input.json");
+        let output_path = log_path.with_extension("output.json");
+        let built = {
+            let values = self.template_values();
+            let render = |text: &str| template::render(text, &values);
+            let spec_dir = self.pipeline().spec_dir.clone();
+            let ctx = KindContext {
+                spec_dir: &spec_dir,
+                render: &render,
+                outputs: &self.outputs,
+                input_path: input_path.clone(),
+                output_path: output_path.clone(),
+            };
+            kind.run_command(&ctx)
+        };
+        let command = built.map_err(|why| {
+            self.log.note(&why);
+            Failure::Template(why)
+        })?;
+        if let Some(input) = &command.input
+            && let Err(e) = std::fs::write(&input_path, input)
+        {
+            return Err(Failure::Spawn(format!("cannot write {}: {e}", input_path.display())));
+        }
+        let _ = std::fs::remove_file(&output_path);
+        let mut env = self.context_env();
+        env.extend(command.env);
+        let line = CommandLine { program: command.program, args: command.args, cwd: command.cwd, env };
+        self.subprocess(&line, timeout).await?;
+        match std::fs::read_to_string(&output_path) {
+            Ok(text) => match serde_json::from_str(&text) {
+                Ok(value) => {
+                    self.check_follows(kind, Some(&value))?;
+                    Ok(Some(value))
+                }
+                Err(e) => {
+                    let why = format!("the output of task `{}` is not JSON: {e}", self.plan.tasks[self.index].key.task);
+                    self.log.note(&why);
+                    Err(Failure::Output(why))
+                }
+            },
+            Err(_) => {
+                self.check_follows(kind, None)?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// A branch may follow only the tasks directly after it, as in Airflow.
+    fn check_follows(&mut self, kind: &dyn KindTask, output: Option<&serde_json::Value>) -> Result<(), Failure> {
+        let Some(follows) = kind.follows(output) else { return Ok(()) };
+        let me = &self.plan.tasks[self.index];
+        let after: Vec<&str> = self
+            .plan
+            .tasks
+            .iter()
+            .filter(|t| t.key.pipeline == me.key.pipeline && t.upstream.contains(&self.index))
+            .map(|t| t.key.task.as_str())
+            .collect();
+        let why = match follows {
+            Err(why) => why,
+            Ok(ids) => match ids.iter().find(|id| !after.contains(&id.as_str())) {
+                None => {
+                    self.log.note(&format!(
+                        "following {}",
+                        if ids.is_empty() { "nothing".to_owned() } else { ids.join(", ") }
+                    ));
+                    return Ok(());
+                }
+                Some(id) => format!(
+                    "branch `{}` returned `{id}`, which is not directly after it (those are: {})",
+                    me.key.task,
+                    after.join(", ")
+                ),
+            },
+        };
+        self.log.note(&why);
+        Err(Failure::Output(why))
     }
 
     async fn subprocess(&mut self, command: &CommandLine, timeout: Option<Duration>) -> Result<(), Failure> {

@@ -649,6 +649,10 @@ pub enum StageKind {
     Sensor(SensorStage),
     /// Start a run of another pipeline of the specs compiled together (Airflow's TriggerDagRunOperator).
     Trigger(TriggerStage),
+    /// Call a Python function by import path; its return value is the task's output (Airflow's PythonOperator).
+    Python(crate::kinds::python::PythonStage),
+    /// Call a Python function that returns the ids of the stages directly after it to follow; the others are skipped (Airflow's BranchPythonOperator).
+    Branch(crate::kinds::python::PythonStage),
 }
 
 /// A stage that starts a run of another pipeline.

@@ -55,6 +55,8 @@ fn field(tokens: &[&str], kind: Option<&str>) -> Field {
         ["pipelines", _, "stages", _, "command"] if kind == Some("shell") => Field::Templated,
         ["pipelines", _, "stages", _, "env", _] => Field::Templated,
         ["pipelines", _, "stages", _, "conf", ..] => Field::Templated,
+        // PythonOperator renders `op_kwargs`, strings nested in lists and dicts too.
+        ["pipelines", _, "stages", _, "kwargs", ..] if matches!(kind, Some("python" | "branch")) => Field::Templated,
         ["pipelines", _, "stages", _, "vars", ..] => Field::TemplatedJson,
         ["dbt", "docker" | "kubernetes", "env", _] => Field::Templated,
         ["dbt", "project_dir" | "profiles_dir"] | ["dbt", "deploy", _] | ["dbt", "docker", "mounts", _] => Field::Plain,

@@ -15,6 +15,7 @@
 # no backreferences), or 2.x fails with "invalid perl operator". EXTRA_PATH is
 # prepended to PATH, so BashOperator subprocesses find stub tools there.
 #
+# With FHIRFLOW_DAGS_TEST_STATES set, the run's task-instance states go to that file as JSON.
 # With FHIRFLOW_DAGS_TEST_CONF set, the run gets that JSON as its dag_run.conf (`--conf`, in
 # both versions). With FHIRFLOW_RENDER_CASES set, airflow_render.py first renders every task of
 # DAGS_DIR with `airflow tasks render`'s own code, in the same home (every DAG reserialized into
@@ -64,6 +65,15 @@ row = sqlite3.connect(sys.argv[1]).execute(
     "SELECT state FROM dag_run WHERE dag_id = ? ORDER BY id DESC LIMIT 1", (sys.argv[2],)).fetchone()
 print(row[0] if row else "no-run")'
 state=$("$venv/bin/python" -c "$query" "$AIRFLOW_HOME/airflow.db" "$dag_id" || echo unknown)
+if [[ -n ${FHIRFLOW_DAGS_TEST_STATES:-} ]]; then
+    # Each task instance's state in that run, as {task_id: state}, for tests that compare runs.
+    states='import json, sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+run = db.execute("SELECT run_id FROM dag_run WHERE dag_id = ? ORDER BY id DESC LIMIT 1", (sys.argv[2],)).fetchone()
+rows = db.execute("SELECT task_id, state FROM task_instance WHERE dag_id = ? AND run_id = ?", (sys.argv[2], run[0] if run else "")).fetchall()
+json.dump(dict(sorted(rows)), open(sys.argv[3], "w"))'
+    "$venv/bin/python" -c "$states" "$AIRFLOW_HOME/airflow.db" "$dag_id" "$FHIRFLOW_DAGS_TEST_STATES"
+fi
 
 awk -v d="$dag_id" -v s="$state" -v v="$version" -v rc="$rc" -v t0="$t0" -v t1="$t1" -v t2="$t2" 'BEGIN {
     printf "airflow_dags_test: %s state=%s (cli rc=%s, Airflow %s); db migrate %.1fs, dags test %.1fs\n", d, s, rc, v, t1 - t0, t2 - t1

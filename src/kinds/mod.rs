@@ -1,0 +1,83 @@
+//! Stage kinds behind one interface: each kind is a module holding its spec type, its
+//! lowering, its Airflow rendering and its behaviour under `fhirflow run`. The compiler phases
+//! call a kind only through [`KindTask`], so adding a kind touches neither the scheduler nor
+//! the emitter's core.
+//!
+//! The older kinds (dbt, copy_into, shell, sensor, trigger) still live in the phases' own
+//! `Operation` arms; new kinds go here.
+
+pub mod python;
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::path::{Path, PathBuf};
+
+/// One task of a kind, as every backend sees it.
+pub trait KindTask: Debug + Send + Sync {
+    /// The stage kind's name, as the spec writes it (`kind: python`).
+    fn kind(&self) -> &'static str;
+
+    /// One line saying what the task does, for `run --dry-run` and reports.
+    fn describe(&self) -> String;
+
+    /// Task ids of this pipeline whose outputs the task reads.
+    fn reads_outputs(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// For a branch: the task ids it follows, given its output; the others directly after it
+    /// are skipped. `None` for a task that is not a branch.
+    fn follows(&self, _output: Option<&serde_json::Value>) -> Option<Result<Vec<String>, String>> {
+        None
+    }
+
+    /// The Airflow operator and its keyword arguments.
+    fn airflow(&self, version: u32) -> AirflowTask;
+
+    /// The subprocess that performs one attempt under `fhirflow run`.
+    fn run_command(&self, ctx: &RunContext<'_>) -> Result<RunCommand, String>;
+}
+
+/// A task as the Airflow emitter writes it.
+#[derive(Debug, Clone)]
+pub struct AirflowTask {
+    /// The operator class, as imported by the DAG file.
+    pub operator: &'static str,
+    /// Keyword arguments as Python expressions, in order.
+    pub kwargs: Vec<(String, String)>,
+    /// Import keys of the emitter (`python` for PythonOperator) the task needs.
+    pub uses: Vec<&'static str>,
+    /// Further import lines, written after the emitter's own.
+    pub imports: Vec<&'static str>,
+    /// Module-level Python code the task calls, written once per DAG file.
+    pub helper: Option<&'static str>,
+}
+
+/// What an attempt under `fhirflow run` knows when it builds its command.
+pub struct RunContext<'a> {
+    /// The folder of the spec: relative paths resolve against it.
+    pub spec_dir: &'a Path,
+    /// Renders a string's Airflow `{{ ... }}` templates for this attempt.
+    pub render: &'a dyn Fn(&str) -> Result<String, String>,
+    /// Outputs of this run's finished upstream tasks, by task id.
+    pub outputs: &'a BTreeMap<String, serde_json::Value>,
+    /// A file the attempt may write its input to.
+    pub input_path: PathBuf,
+    /// The file the attempt writes its JSON output to; absent means no output.
+    pub output_path: PathBuf,
+}
+
+/// The subprocess of one attempt.
+#[derive(Debug, Clone)]
+pub struct RunCommand {
+    /// The program.
+    pub program: String,
+    /// Its arguments.
+    pub args: Vec<String>,
+    /// The working directory.
+    pub cwd: PathBuf,
+    /// Extra environment.
+    pub env: BTreeMap<String, String>,
+    /// Written to [`RunContext::input_path`] before the program starts.
+    pub input: Option<String>,
+}
