@@ -14,8 +14,10 @@
 //! - [`store`]: the crash-safe SQLite run store under `.fhirflow/`;
 //! - [`report`]: the progress display, the summary and the `fhirflow runs` listing;
 //! - [`dbt_results`]: `target/run_results.json`, so that a failed dbt task names its failing models.
+//! - [`dbt_watcher`]: one `dbt build` read event by event into per-node states, and its retry selection.
 
 pub mod dbt_results;
+pub mod dbt_watcher;
 pub mod load;
 pub mod process;
 pub mod report;
