@@ -12,7 +12,8 @@ bundle's entries use as resource id or fullUrl is replaced, everywhere in the te
 derived from (seed, copy, old id). So `urn:uuid:` fullUrls, `Type/<id>` references, the
 patient's Synthea identifier and contained references stay consistent within a copy, and
 conditional references to the shared practitioner and hospital files still resolve. The same
-N, sample and seed give the same files byte for byte.
+N, sample and seed give the same files byte for byte, and a larger N the same files and more
+(copy numbers are written with six digits), so a second call adds an incremental batch.
 """
 
 import argparse
@@ -57,13 +58,12 @@ def main(argv) -> int:
         (args.out / f.name).write_bytes(f.read_bytes())
     texts = [f.read_text(encoding="utf-8") for f in patients]
     ids = [entry_ids(json.loads(t)) for t in texts]
-    width = len(str(max(args.n - 1, 1)))
     for copy in range(args.n - len(shared)):
         k = copy % len(patients)
         fresh = {old: str(uuid.uuid5(NAMESPACE, f"{args.seed}:{copy}:{old}")) for old in ids[k]}
         text = UUID.sub(lambda m: fresh.get(m.group(0), m.group(0)), texts[k])
         name = UUID.sub(lambda m: fresh.get(m.group(0), m.group(0)), patients[k].name)
-        (args.out / f"{copy:0{width}d}_{name}").write_text(text, encoding="utf-8")
+        (args.out / f"{copy:06d}_{name}").write_text(text, encoding="utf-8")
     return 0
 
 

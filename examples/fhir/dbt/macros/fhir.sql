@@ -30,7 +30,9 @@
     practitioner files as `batch`, whose entries also carry `request` (POST, ifNoneExist) that is
     ignored here; entries without a resource (DELETE requests, responses) are skipped.
     A resource without an `id` (allowed in transactions) takes the last segment of its fullUrl.
-    The same resource in several files is kept once: the most recently loaded file wins. -#}
+    The same resource in several files is kept once: the most recently loaded file wins (then the
+    greatest file_key). The bundles are parsed twice, once for the winners' keys, so that nothing
+    holds every resource at once. -#}
 {% macro fhir_bundle_entries() -%}
     with bundles as (
         -- Everything taken from the bundle itself is computed here, once per bundle: after the
@@ -49,7 +51,7 @@
         from bundles
     ),
 
-    resources as (
+    resources as not materialized (
         select
             file_key,
             loaded_at,
@@ -62,18 +64,26 @@
             ) as resource_id,
             entry -> 'resource' as resource
         from entries
+    ),
+
+    -- The winner of each resource from its keys alone: a window over the resources themselves
+    -- would hold every resource's JSON in memory at once, this aggregate holds only keys.
+    newest as (
+        select resource_type, resource_id, max((loaded_at, file_key)) as newest
+        from resources
+        where resource_type is not null
+        group by resource_type, resource_id
     )
 
     select
-        file_key, loaded_at, bundle_type, full_url, resource_type, resource_id,
-        resource_type || '/' || resource_id as resource_key,
-        resource
-    from resources
-    where resource_type is not null
-    qualify row_number() over (
-        partition by resource_type, resource_id
-        order by loaded_at desc, file_key desc
-    ) = 1
+        r.file_key, r.loaded_at, r.bundle_type, r.full_url, r.resource_type, r.resource_id,
+        r.resource_type || '/' || r.resource_id as resource_key,
+        r.resource
+    from resources as r
+    inner join newest as n
+        on n.resource_type = r.resource_type
+        and n.resource_id = r.resource_id
+        and n.newest = (r.loaded_at, r.file_key)
 {%- endmacro %}
 
 
