@@ -525,6 +525,79 @@ mod embedded {
         check_marts(&venv, dir.path(), &dir.path().join("bundles"), &database);
     }
 
+    /// Every table of the example's `marts`, `intermediate` and `staging` schemas, each as its
+    /// sorted rows (as text), without the `loaded_at` columns, which differ between runs.
+    fn layers(database: &Path) -> BTreeMap<String, Vec<String>> {
+        let conn = Connection::open(database).unwrap();
+        let tables: Vec<String> = conn
+            .prepare(
+                "SELECT table_schema || '.' || table_name FROM information_schema.tables \
+                 WHERE table_schema IN ('marts', 'intermediate', 'staging') ORDER BY 1",
+            )
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<duckdb::Result<_>>()
+            .unwrap();
+        assert!(tables.len() > 20, "{tables:?}");
+        tables
+            .into_iter()
+            .map(|table| {
+                let sql = format!(
+                    "SELECT CAST(t AS VARCHAR) AS r \
+                     FROM (SELECT COLUMNS(c -> c != 'loaded_at') FROM {table}) AS t ORDER BY r"
+                );
+                let mut statement = conn.prepare(&sql).unwrap();
+                let rows = statement.query_map([], |r| r.get(0)).unwrap().collect::<duckdb::Result<_>>().unwrap();
+                (table, rows)
+            })
+            .collect()
+    }
+
+    /// Incremental staging: the bundles loaded in three batches with a build after each (the
+    /// last batch a file that updates a patient loaded before) give the same tables, row for
+    /// row, as one load and one build of them all, and both check out.
+    #[test]
+    fn the_fhir_example_built_after_each_batch_equals_one_build() {
+        let Some(venv) = common::venv("FHIRFLOW_DBT_VENV") else { return };
+        let mut databases = Vec::new();
+        for (batch_size, runs) in [(1000, 1), (3, 3)] {
+            let dir = tempfile::tempdir().unwrap();
+            copy_example(dir.path());
+            let bundles = dir.path().join("bundles");
+            for entry in std::fs::read_dir(&bundles).unwrap() {
+                let file = std::fs::File::options().write(true).open(entry.unwrap().path()).unwrap();
+                file.set_modified(std::time::UNIX_EPOCH + Duration::from_secs(1_000)).unwrap();
+            }
+            // Remy Baker again, renamed: the newest file wins, in the last batch.
+            let update = bundles.join("zz_update.json");
+            std::fs::write(
+                &update,
+                r#"{"resourceType": "Bundle", "type": "transaction", "entry": [{"fullUrl": "urn:uuid:bd83cc25-468a-5997-bda6-89d360fd83bd", "resource": {"resourceType": "Patient", "id": "bd83cc25-468a-5997-bda6-89d360fd83bd", "name": [{"use": "official", "family": "Baker-Smith", "given": ["Remy"]}], "gender": "female", "birthDate": "1990-01-01"}}]}"#,
+            )
+            .unwrap();
+            let file = std::fs::File::options().write(true).open(&update).unwrap();
+            file.set_modified(std::time::UNIX_EPOCH + Duration::from_secs(2_000)).unwrap();
+            let spec = dir.path().join("fhir.yaml");
+            common::edit(&spec, "batch_size: 1000", &format!("batch_size: {batch_size}"));
+            for run in 0..runs {
+                let stdout = run_example(&venv, &spec, &[]);
+                assert!(stdout.contains("loaded "), "run {run}: {stdout}");
+            }
+            let database = dir.path().join("warehouse.duckdb");
+            check_marts(&venv, dir.path(), &bundles, &database);
+            let tables = layers(&database);
+            let renamed = tables["marts.dim_patients"].iter().filter(|r| r.contains("Baker-Smith")).count();
+            assert_eq!(renamed, 1, "{:?}", tables["marts.dim_patients"]);
+            databases.push((tables, dir));
+        }
+        let (batched, once) = (&databases[1].0, &databases[0].0);
+        assert_eq!(batched.keys().collect::<Vec<_>>(), once.keys().collect::<Vec<_>>());
+        for (table, rows) in once {
+            assert_eq!(&batched[table], rows, "{table}");
+        }
+    }
+
     #[test]
     fn the_fhir_example_runs_on_the_synthea_sample() {
         let sample = repo().join("../shared/data/synthea-sample");

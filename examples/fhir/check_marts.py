@@ -28,28 +28,34 @@ MAX_SHOWN = 10  # differences listed per table
 
 # --- reading the bundles ---------------------------------------------------------------
 
-def bundle_files(bundle_dir: Path) -> dict:
-    """file_key -> parsed bundle, for every *.json under bundle_dir (keys as the loader makes them)."""
-    files = {}
+def bundle_paths(bundle_dir: Path) -> dict:
+    """file_key -> path, for every *.json under bundle_dir (keys as the loader makes them)."""
+    paths = {}
     for root, dirs, names in os.walk(bundle_dir):
-        dirs.sort()
-        for name in sorted(names):
+        for name in names:
             if name.endswith(".json"):
                 path = Path(root, name)
-                with open(path, encoding="utf-8") as f:
-                    files[path.relative_to(bundle_dir).as_posix()] = json.load(f)
-    return files
+                paths[path.relative_to(bundle_dir).as_posix()] = path
+    return paths
+
+
+# The resource types whose content expected() reads; of the others only the id and identifiers
+# are kept, so that memory follows the checked content rather than every bundle's whole text.
+READ_TYPES = {"ExplanationOfBenefit", "Organization", "Claim", "Encounter", "Patient", "Condition",
+              "Medication", "MedicationRequest", "Procedure", "Observation"}
 
 
 class Bundles:
-    """Every resource of every bundle, deduplicated, and an index of every way to reference one."""
+    """Every resource of every bundle, deduplicated, and an index of every way to reference one.
+    The files are read one at a time and not kept."""
 
-    def __init__(self, files: dict):
-        self.files = files
+    def __init__(self, paths: dict):
+        self.files = set(paths)
         self.by_type = defaultdict(dict)  # type -> id -> (resource, file_key, fullUrl)
-        candidates = defaultdict(list)    # reference -> [(file_key, type, id)]
-        for file_key in sorted(files):    # a later file_key wins, as in the models
-            for entry in files[file_key].get("entry") or []:
+        for file_key in sorted(paths):    # a later file_key wins, as in the models
+            with open(paths[file_key], encoding="utf-8") as f:
+                bundle = json.load(f)
+            for entry in bundle.get("entry") or []:
                 resource = entry.get("resource")
                 if not isinstance(resource, dict) or not resource.get("resourceType"):
                     continue
@@ -59,7 +65,12 @@ class Bundles:
                 if rid is None and full_url:
                     match = re.search(r"([^/:]+)$", full_url)
                     rid = match.group(1) if match else None
+                if rtype not in READ_TYPES:
+                    resource = {"identifier": resource.get("identifier")}
                 self.by_type[rtype][rid] = (resource, file_key, full_url)
+            del bundle
+        # reference -> (file_key, type, id) of the newest file, the least (type, id) among ties
+        self.index = {}
         for rtype, resources in self.by_type.items():
             for rid, (resource, file_key, full_url) in resources.items():
                 keys = [full_url, f"{rtype}/{rid}"]
@@ -69,12 +80,12 @@ class Bundles:
                         keys.append(f"{rtype}?identifier=" + (f"{system}|" if system is not None else "")
                                     + ident["value"])
                 for key in keys:
-                    if key is not None:
-                        candidates[key].append((file_key, rtype, rid))
-        self.index = {}
-        for key, found in candidates.items():
-            newest = max(f for f, _, _ in found)
-            self.index[key] = min((t, i) for f, t, i in found if f == newest)
+                    if key is None:
+                        continue
+                    found = self.index.get(key)
+                    if found is None or file_key > found[0] or (file_key == found[0] and (rtype, rid) < found[1:]):
+                        self.index[key] = (file_key, rtype, rid)
+        self.index = {key: (t, i) for key, (_, t, i) in self.index.items()}
 
     def resources(self, rtype):
         """[(id, resource, file_key, fullUrl)] sorted by id."""
@@ -196,6 +207,9 @@ def expected(b: Bundles) -> dict:
         for n, item in enumerate(eob.get("item") or [], start=1):
             lines[f"{rid}:{n}"] = {"paid_amount": adjudication(item, {"line_prvdr_pmt_amt", "benefit"})}
     exp["staging.stg_claims_transactions"] = lines
+    lines_by_eob = defaultdict(list)  # eob id -> its lines' paid amounts
+    for key, line in lines.items():
+        lines_by_eob[key.rsplit(":", 1)[0]].append(line["paid_amount"])
 
     # claims, enriched as int_claims_enriched
     focal_eob = {}  # claim id -> (eob_id, payer) of the first focal insurance by eob id
@@ -212,7 +226,7 @@ def expected(b: Bundles) -> dict:
         eob_id, payer = focal_eob.get(rid, (None, None))
         if payer is None:
             payer = get(focal, "coverage", "display")
-        eob_lines = [v["paid_amount"] for k, v in lines.items() if k.rsplit(":", 1)[0] == eob_id]
+        eob_lines = lines_by_eob.get(eob_id, [])
         paid = sum(p or 0.0 for p in eob_lines) if eob_lines else None
         claims[rid] = {
             "claim_type": code(claim.get("type")),
@@ -230,11 +244,17 @@ def expected(b: Bundles) -> dict:
         present = [v for v in values if v is not None]
         return sum(present) if present else None
 
+    claims_by_encounter = defaultdict(list)
+    claim_totals_by_medication = defaultdict(list)
+    for claim_id, claim in claims.items():
+        claims_by_encounter[claim["encounter_id"]].append((claim_id, claim))
+        claim_totals_by_medication[claim["medication_id"]].append(claim["claim_total"])
+
     # encounters
     encounters = {}
     for rid, enc, _, _ in b.resources("Encounter"):
         performer = next((p.get("individual") for p in enc.get("participant") or [] if p.get("individual")), None)
-        own = sorted((c for c in claims.items() if c[1]["encounter_id"] == rid),
+        own = sorted(claims_by_encounter.get(rid, []),
                      key=lambda c: (c[1]["claim_type"] == "pharmacy", c[0]))
         encounters[rid] = {
             "patient_id": b.resolve_at(enc, "subject", rtype="Patient"),
@@ -292,7 +312,7 @@ def expected(b: Bundles) -> dict:
             "medication_code": drug,
             "reason_condition_id": condition_id,
             "reason_code": reason_code,
-            "claim_total": total(c["claim_total"] for c in claims.values() if c["medication_id"] == rid),
+            "claim_total": total(claim_totals_by_medication.get(rid, [])),
         }
     exp["marts.fct_medications"] = medications
 
@@ -399,14 +419,14 @@ def main(argv):
         return 2
     import duckdb  # here, so that --help-less usage errors need no duckdb
 
-    bundles = Bundles(bundle_files(bundle_dir.resolve()))
+    bundles = Bundles(bundle_paths(bundle_dir.resolve()))
     exp = expected(bundles)
     con = duckdb.connect(db_file, read_only=True)
 
     report, problems = [], []
 
     loaded = {row[0] for row in con.execute("select file_key from raw.fhir_bundles").fetchall()}
-    files = set(bundles.files)
+    files = bundles.files
     report.append(("raw.fhir_bundles (files)", len(files), len(loaded)))
     for name in sorted(files - loaded)[:MAX_SHOWN]:
         problems.append(f"raw.fhir_bundles: file not loaded (or its key differs): {name!r}")

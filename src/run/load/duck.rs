@@ -28,13 +28,53 @@ fn schema(table: &TableName) -> Option<String> {
         .then(|| parts[..parts.len() - 1].iter().map(|p| format!("\"{p}\"")).collect::<Vec<_>>().join("."))
 }
 
-/// Opens (creating it and its folder if missing) `database`, with the load's tables.
+/// The environment variable that caps the memory DuckDB may use, read by the load and by the FHIR
+/// example's dbt profile alike, so that one setting bounds both.
+pub const MEMORY_LIMIT_VAR: &str = "FHIRFLOW_DUCKDB_MEMORY_LIMIT";
+
+/// The load's memory cap unless [`MEMORY_LIMIT_VAR`] sets another: DuckDB's own default is 80% of
+/// the machine's memory, which a load of large batches fills before it spills.
+const DEFAULT_MEMORY_LIMIT: &str = "3GB";
+
+/// The memory cap in force, as DuckDB's `memory_limit` setting takes it (`3GB`, `500MB`).
+fn memory_limit() -> String {
+    std::env::var(MEMORY_LIMIT_VAR)
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .unwrap_or_else(|| DEFAULT_MEMORY_LIMIT.to_owned())
+}
+
+/// A DuckDB error, with the setting to change when it is DuckDB running out of memory.
+fn error_text(error: duckdb::Error) -> String {
+    let text = error.to_string();
+    if text.contains("Out of Memory") {
+        format!(
+            "{text}\nDuckDB's memory_limit is {} here: raise it with {MEMORY_LIMIT_VAR} (such as {MEMORY_LIMIT_VAR}=6GB), \
+             or lower the stage's batch_size",
+            memory_limit()
+        )
+    } else {
+        text
+    }
+}
+
+/// Opens (creating it and its folder if missing) `database`, with the load's tables, its memory
+/// bounded: `memory_limit` (spilling to DuckDB's temporary folder beyond it) and no insertion
+/// order kept, which a load does not need and which makes DuckDB buffer whole results.
 pub fn open(database: &Path, plan: &LoadPlan) -> Result<Connection, String> {
     if let Some(parent) = database.parent() {
         std::fs::create_dir_all(parent).map_err(|e| format!("cannot create its folder: {e}"))?;
     }
     let conn = Connection::open(database).map_err(|e| e.to_string())?;
-    create_tables(&conn, plan).map_err(|e| e.to_string())?;
+    let limit = memory_limit();
+    let invalid = |e: String| format!("{MEMORY_LIMIT_VAR}={limit:?} is not a DuckDB memory_limit (such as 3GB): {e}");
+    // Only digits, `.`, letters and spaces: the value cannot close its quotes.
+    if !limit.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | ' ')) {
+        return Err(invalid("only digits, a unit and spaces are allowed".to_owned()));
+    }
+    conn.execute_batch(&format!("SET memory_limit = '{limit}'")).map_err(|e| invalid(e.to_string()))?;
+    conn.execute_batch("SET preserve_insertion_order = false").map_err(error_text)?;
+    create_tables(&conn, plan).map_err(error_text)?;
     Ok(conn)
 }
 
@@ -115,7 +155,7 @@ pub struct Loaded {
 /// A file that holds no JSON value would get no row, stay "new" and be picked again by every
 /// run, so it fails the batch instead, by name.
 pub fn load(conn: &mut Connection, plan: &LoadPlan, batch: &[SourceFile]) -> Result<Loaded, String> {
-    let text = |e: duckdb::Error| e.to_string();
+    let text = error_text;
     let tx = conn.transaction().map_err(text)?;
     let state = read_state(&tx, plan).map_err(text)?;
     let batch: Vec<&SourceFile> = batch.iter().filter(|f| !state.loaded.contains(&f.key)).collect();

@@ -21,17 +21,19 @@
 {%- endmacro %}
 
 
-{#- One row per bundle entry that carries a resource of one of `resource_types` (a name or a
-    list; none for every type), from raw.fhir_bundles (its columns named by raw_column()):
-      file_key, loaded_at, bundle_type, full_url, resource_type, resource_id, resource (JSON).
+{#- One row per bundle entry that carries a resource, from raw.fhir_bundles (its columns named by
+    raw_column()): file_key, loaded_at, bundle_type, full_url, resource_type, resource_id,
+    resource_key (`<type>/<id>`), resource (JSON). stg_fhir_resources is this, incremental, and
+    the only model that reads the raw bundles: each bundle is parsed and unnested once, when it
+    is new, rather than once per staging model.
     Any bundle type is read: Synthea writes patient bundles as `transaction` and the hospital and
     practitioner files as `batch`, whose entries also carry `request` (POST, ifNoneExist) that is
     ignored here; entries without a resource (DELETE requests, responses) are skipped.
     A resource without an `id` (allowed in transactions) takes the last segment of its fullUrl.
-    The same resource in several files is kept once: the most recently loaded file wins.
-    In an incremental run only bundles loaded in the lookback window are parsed. -#}
-{% macro fhir_resources(resource_types=none) -%}
-    {%- if resource_types is string -%}{%- set resource_types = [resource_types] -%}{%- endif -%}
+    The same resource in several files is kept once: the most recently loaded file wins (then the
+    greatest file_key). The bundles are parsed twice, once for the winners' keys, so that nothing
+    holds every resource at once. -#}
+{% macro fhir_bundle_entries() -%}
     with bundles as (
         -- Everything taken from the bundle itself is computed here, once per bundle: after the
         -- unnest DuckDB would re-parse the whole (up to hundreds of MB) bundle for every entry.
@@ -49,7 +51,7 @@
         from bundles
     ),
 
-    resources as (
+    resources as not materialized (
         select
             file_key,
             loaded_at,
@@ -62,28 +64,56 @@
             ) as resource_id,
             entry -> 'resource' as resource
         from entries
+    ),
+
+    -- The winner of each resource from its keys alone: a window over the resources themselves
+    -- would hold every resource's JSON in memory at once, this aggregate holds only keys.
+    newest as (
+        select resource_type, resource_id, max((loaded_at, file_key)) as newest
+        from resources
+        where resource_type is not null
+        group by resource_type, resource_id
     )
 
-    select *
-    from resources
-    where resource_type is not null
-    {%- if resource_types is not none %}
-        and resource_type in ({% for t in resource_types %}'{{ t }}'{% if not loop.last %}, {% endif %}{% endfor %})
-    {%- endif %}
-    qualify row_number() over (
-        partition by resource_type, resource_id
-        order by loaded_at desc, file_key desc
-    ) = 1
+    select
+        r.file_key, r.loaded_at, r.bundle_type, r.full_url, r.resource_type, r.resource_id,
+        r.resource_type || '/' || r.resource_id as resource_key,
+        r.resource
+    from resources as r
+    inner join newest as n
+        on n.resource_type = r.resource_type
+        and n.resource_id = r.resource_id
+        and n.newest = (r.loaded_at, r.file_key)
 {%- endmacro %}
 
 
-{#- In an incremental run: only the bundles loaded since (newest loaded_at already in this
-    model) minus var('staging_lookback_days'); `loaded_at` is the raw table's column. -#}
+{#- The resources of `resource_types` (a name or a list; none for every type) from
+    stg_fhir_resources: file_key, loaded_at, bundle_type, full_url, resource_type, resource_id,
+    resource (JSON), one row per resource. In an incremental run only the resources loaded since
+    this model's newest `loaded_at` are read, so a run with nothing new reads nothing. -#}
+{% macro fhir_resources(resource_types=none) -%}
+    {%- if resource_types is string -%}{%- set resource_types = [resource_types] -%}{%- endif -%}
+    select file_key, loaded_at, bundle_type, full_url, resource_type, resource_id, resource
+    from {{ ref('stg_fhir_resources') }}
+    where true
+    {%- if resource_types is not none %}
+        and resource_type in ({% for t in resource_types %}'{{ t }}'{% if not loop.last %}, {% endif %}{% endfor %})
+    {%- endif %}
+    {%- if is_incremental() %}
+        and loaded_at > (select coalesce(max(loaded_at), timestamptz '-infinity') from {{ this }})
+    {%- endif %}
+{%- endmacro %}
+
+
+{#- In an incremental run: only the bundles loaded after the newest `loaded_at` already in this
+    model (the raw table's column `loaded_at`). A load commits its files with one `loaded_at`,
+    and loads and builds do not overlap (one writer at a time on a DuckDB file), so every bundle
+    is read by exactly one run. -#}
 {% macro incremental_window(loaded_at='loaded_at') -%}
     {%- if is_incremental() %}
         where {{ loaded_at }} > (
             select coalesce(max(loaded_at), timestamptz '-infinity') from {{ this }}
-        ) - to_days({{ var('staging_lookback_days', 7) | int }})
+        )
     {%- endif -%}
 {%- endmacro %}
 
