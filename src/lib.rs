@@ -377,7 +377,8 @@ pub fn plan_specs(paths: &[PathBuf], out: Option<&Path>) -> Result<(Vec<Compiled
         // Checked here, before emitting, so that an escaping folder is located in the spec.
         let dirs =
             emit::OutputDirs::of(&compiled.graph.spec, &layout, Some(&compiled.document)).map_err(Error::Invalid)?;
-        let files = emit::emit(&compiled.graph, &layout)?;
+        let pools = emit::DuckdbPools::of(&compiled.graph, &layout);
+        let files = emit::emit_with_pools(&compiled.graph, &layout, &pools)?;
         for file in &files {
             let full = layout.root.join(&file.path);
             if let Some(first) = owners.insert(full.clone(), layout.owner.id.clone()) {
@@ -388,7 +389,7 @@ pub fn plan_specs(paths: &[PathBuf], out: Option<&Path>) -> Result<(Vec<Compiled
             }
         }
         let mut plan = plan::plan(&files, &layout, &dirs.managed())?;
-        plan.pools = emit::DuckdbPools::of(&compiled.graph, &layout).pools();
+        plan.pools = pools.pools();
         all = Some(match all {
             None => plan,
             Some(mut merged) => {

@@ -70,13 +70,13 @@ pub struct AirflowEmitter<'a> {
     graph: &'a PipelineGraph,
     layout: &'a Layout,
     /// The pools of the dbt tasks on a DuckDB target.
-    pools: DuckdbPools,
+    pools: &'a DuckdbPools,
 }
 
 impl<'a> AirflowEmitter<'a> {
-    /// An emitter for `graph` into `layout`.
-    pub fn new(graph: &'a PipelineGraph, layout: &'a Layout) -> Self {
-        Self { graph, layout, pools: DuckdbPools::of(graph, layout) }
+    /// An emitter for `graph` into `layout`, its DuckDB dbt tasks in `pools`.
+    pub fn new(graph: &'a PipelineGraph, layout: &'a Layout, pools: &'a DuckdbPools) -> Self {
+        Self { graph, layout, pools }
     }
 
     /// One DAG file per pipeline.

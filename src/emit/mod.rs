@@ -49,7 +49,16 @@ pub struct GeneratedFile {
 
 /// Every file a spec produces, sorted by path.
 pub fn emit(graph: &PipelineGraph, layout: &Layout) -> Result<Vec<GeneratedFile>, Error> {
-    let mut files = AirflowEmitter::new(graph, layout).emit()?;
+    emit_with_pools(graph, layout, &DuckdbPools::of(graph, layout))
+}
+
+/// [`emit`] with the DuckDB pools already read, for a caller that also reports them.
+pub fn emit_with_pools(
+    graph: &PipelineGraph,
+    layout: &Layout,
+    pools: &DuckdbPools,
+) -> Result<Vec<GeneratedFile>, Error> {
+    let mut files = AirflowEmitter::new(graph, layout, pools).emit()?;
     files.extend(DbtEmitter::new(graph, layout).emit()?);
     files.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(files)

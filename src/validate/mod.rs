@@ -66,9 +66,7 @@ pub fn check_partial(document: &Document) -> (Option<Spec>, Diagnostics) {
     let stripped;
     let value = if has_extensions {
         let mut copy = document.value.clone();
-        if let Value::Object(root) = &mut copy {
-            root.retain(|key, _| !key.starts_with("x-"));
-        }
+        strip_extensions(&mut copy);
         stripped = copy;
         &stripped
     } else {
@@ -87,9 +85,7 @@ pub fn check_partial(document: &Document) -> (Option<Spec>, Diagnostics) {
 /// is lowered, so no reference to a stage left out is reported.
 fn values_beside_schema_errors(document: &Document, bad: &[String]) -> Vec<Diagnostic> {
     let mut value = document.value.clone();
-    if let Value::Object(root) = &mut value {
-        root.retain(|key, _| !key.starts_with("x-"));
-    }
+    strip_extensions(&mut value);
     let mut removed: Vec<String> = Vec::new();
     for pointer in bad {
         // The stage holding the error goes as a whole: its kind decides what its keys mean.
@@ -113,6 +109,13 @@ fn values_beside_schema_errors(document: &Document, bad: &[String]) -> Vec<Diagn
     let (_, found) = read_leaving_out_bad_values(document, value, Diagnostics::new());
     // What a value taken away leaves missing follows from its own report.
     found.into_iter().filter(|d| !d.summary.contains("missing field")).collect()
+}
+
+/// Drops the top-level `x-*` keys, which hold YAML anchors and are no part of the spec.
+fn strip_extensions(value: &mut Value) {
+    if let Value::Object(root) = value {
+        root.retain(|key, _| !key.starts_with("x-"));
+    }
 }
 
 /// Removes the value at `pointer` from its mapping or list; false when there is none.
@@ -172,16 +175,10 @@ fn read_leaving_out_bad_values(
 
 /// Removes the scalar at `pointer` from its mapping; false when it is not a scalar in a mapping.
 fn leave_out(value: &mut Value, pointer: &str) -> bool {
-    let Some((parent, token)) = pointer.rsplit_once('/') else {
-        return false;
-    };
-    let key = token.replace("~1", "/").replace("~0", "~");
-    match value.pointer_mut(parent) {
-        Some(Value::Object(map)) if map.get(&key).is_some_and(|v| !v.is_object() && !v.is_array()) => {
-            map.remove(&key).is_some()
-        }
-        _ => false,
-    }
+    let scalar = value.pointer(pointer).is_some_and(|v| !v.is_object() && !v.is_array());
+    let in_mapping =
+        pointer.rsplit_once('/').is_some_and(|(parent, _)| value.pointer(parent).is_some_and(Value::is_object));
+    scalar && in_mapping && remove_at(value, pointer)
 }
 
 fn path_to_pointer(path: &serde_path_to_error::Path) -> String {
