@@ -366,6 +366,42 @@ pipelines:
 }
 
 #[test]
+fn a_resumed_task_gets_all_its_retries_again() {
+    let (dir, spec) = project(
+        r#"
+version: 1
+pipelines:
+  p:
+    stages:
+      flaky:
+        kind: shell
+        retries: 1
+        retry_delay: 0s
+        command: 'n=$(cat count 2>/dev/null || echo 0); n=$((n+1)); echo $n > count; echo "try $n"; [ $n -ge 4 ]'
+      after: {kind: shell, command: "echo after", after: [flaky]}
+"#,
+    );
+    let (code, first) = json_run(&spec, &[]);
+    assert_eq!(code, Some(5), "{first}");
+    assert_eq!(states(&first), ["p.flaky=failed", "p.after=upstream_failed"]);
+    assert_eq!(first["tasks"][0]["attempts"], 2, "one try and one retry");
+    let run_id = first["run_id"].as_str().unwrap().to_owned();
+
+    let (code, resumed) = json_run(&spec, &["--resume", &run_id]);
+    assert_eq!(code, Some(0), "a resumed task retries as often as `retries` says: {resumed}");
+    assert_eq!(states(&resumed), ["p.flaky=success", "p.after=success"]);
+    assert_eq!(resumed["tasks"][0]["attempts"], 4, "attempt numbers go on from the first invocation");
+    let store = store(dir.path());
+    let numbers: Vec<(u32, TaskState)> =
+        store.attempts(&run_id).unwrap().iter().filter(|a| a.number > 0).map(|a| (a.number, a.state)).collect();
+    assert_eq!(
+        &numbers[..4],
+        [(1, TaskState::Failed), (2, TaskState::Failed), (3, TaskState::Failed), (4, TaskState::Success)]
+    );
+    assert_eq!(std::fs::read_to_string(dir.path().join("count")).unwrap(), "4\n");
+}
+
+#[test]
 fn ctrl_c_cancels_running_tasks_and_records_them() {
     let (dir, spec) = project(
         r#"

@@ -393,6 +393,9 @@ async fn begin(
 struct TaskProgress {
     state: TaskState,
     attempts: u32,
+    /// Attempts made by earlier invocations of a resumed run: each invocation gets the task's
+    /// full `retries`, and attempt numbers go on from these.
+    earlier_attempts: u32,
     /// In the ready queue or waiting out a retry delay.
     queued: bool,
     first_start: Option<Instant>,
@@ -461,6 +464,7 @@ impl<'a> Scheduler<'a> {
                 TaskProgress {
                     state,
                     attempts,
+                    earlier_attempts: attempts,
                     queued: false,
                     first_start: None,
                     last_end: None,
@@ -984,9 +988,11 @@ impl<'a> Scheduler<'a> {
                     why = format!("{why}; failing in dbt: {}", results.failures_line());
                 }
                 let retries = settings.retries.value;
+                // Retries count within this invocation, so a resumed task gets all of them again.
+                let this_invocation = number.saturating_sub(t.earlier_attempts);
                 let (state, attempt_state) = if failure == Failure::Cancelled {
                     (TaskState::Cancelled, TaskState::Cancelled)
-                } else if failure.is_retryable() && number <= retries && !cancelled {
+                } else if failure.is_retryable() && this_invocation <= retries && !cancelled {
                     (TaskState::UpForRetry, TaskState::Failed)
                 } else {
                     (TaskState::Failed, TaskState::Failed)
@@ -1006,13 +1012,14 @@ impl<'a> Scheduler<'a> {
                 );
                 self.record(result);
                 if state == TaskState::UpForRetry {
-                    let delay = retry_delay(&settings, number);
-                    let why = format!("attempt {number} of {}: {why}", retries + 1);
+                    let delay = retry_delay(&settings, this_invocation);
+                    let why = format!("attempt {this_invocation} of {}: {why}", retries + 1);
                     self.progress.retrying(index, &label, &why, delay);
                     queue_retry(&mut self.jobs, &mut self.job_tasks, index, delay, self.cancel.0.subscribe());
                     self.tasks[index].queued = true;
                 } else {
-                    let why = if number > 1 { format!("{why} (after {number} attempts)") } else { why };
+                    let why =
+                        if this_invocation > 1 { format!("{why} (after {this_invocation} attempts)") } else { why };
                     self.progress.finished(index, &label, state, took, Some(&why));
                     self.settle(self.dependents[index].clone());
                 }
