@@ -390,6 +390,7 @@ pub fn plan_specs(paths: &[PathBuf], out: Option<&Path>) -> Result<(Vec<Compiled
         }
         let mut plan = plan::plan(&files, &layout, &dirs.managed())?;
         plan.pools = pools.pools();
+        plan.pools.extend(emit::declared_pools(&compiled.graph.spec));
         all = Some(match all {
             None => plan,
             Some(mut merged) => {

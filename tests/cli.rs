@@ -551,6 +551,54 @@ fn explain_shows_where_each_setting_comes_from() {
         .stderr(contains("did you mean `dbt_run_staging`?"));
 }
 
+/// The task settings a hand-written project sets (pool, depends_on_past, email_on_retry, doc_md
+/// and a pipeline's own start_date) each show with where they come from, and the plan says how
+/// to create a declared pool.
+#[test]
+fn explain_and_plan_show_pools_and_task_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("settings.yaml");
+    std::fs::write(
+        &spec,
+        "version: 1\n\
+         pools: {warehouse: {slots: 3, description: one XS warehouse}}\n\
+         defaults: {email: [data@example.com], email_on_retry: false}\n\
+         pipelines:\n  \
+           nightly:\n    \
+             schedule: '0 2 * * *'\n    \
+             start_date: 2026-03-01\n    \
+             defaults: {pool: warehouse, depends_on_past: true}\n    \
+             stages:\n      \
+               load: {kind: shell, command: echo load, doc_md: Copies the day's files}\n",
+    )
+    .unwrap();
+    let row = |name: &str, value: &str, origin: &str, line: u32| {
+        predicate::str::is_match(format!(r"\n    {name} +{value} +{origin} \(settings.yaml:{line}:\d+\)\n")).unwrap()
+    };
+    fhirflow()
+        .current_dir(dir.path())
+        .args(["validate", "settings.yaml", "--explain", "nightly.load"])
+        .assert()
+        .success()
+        .stdout(row("start_date", "2026-03-01", "pipeline `nightly`", 7))
+        .stdout(row("pool", "warehouse", "pipeline `nightly` defaults", 8))
+        .stdout(row("depends_on_past", "true", "pipeline `nightly` defaults", 8))
+        .stdout(row("email_on_retry", "false", "project defaults", 3))
+        .stdout(row("doc_md", "Copies the day's files", "the stage", 10));
+    fhirflow_out("plan", &spec, &dir.path().join("out")).assert().success().stdout(contains(
+        "the DAGs run tasks in Airflow pool `warehouse` (3 slots); Airflow never schedules a task whose pool is \
+         missing, so create it before they run: `airflow pools set 'warehouse' 3 'one XS warehouse'`",
+    ));
+    edit(&spec, "pool: warehouse", "pool: warehose");
+    fhirflow()
+        .current_dir(dir.path())
+        .args(["validate", "settings.yaml"])
+        .assert()
+        .code(1)
+        .stderr(contains("error[unknown-pool]"))
+        .stderr(contains("did you mean `warehouse`?"));
+}
+
 /// `validate --explain --format json` prints one JSON document, the explanation inside it.
 #[test]
 fn explain_as_json_is_one_document() {

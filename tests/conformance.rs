@@ -467,6 +467,19 @@ fn airflow_dags_test_runs_the_per_model_dag_for_real() {
     assert!(dir.path().join("artifacts/state/manifest.json").is_file(), "the state manifest is kept");
 }
 
+/// Runs `command` (the `airflow pools set` line a plan prints) in a fresh Airflow home of `venv`
+/// and returns pool `name` as `airflow pools list` then shows it.
+fn created_pool(venv: &Path, out: &Path, command: &str, name: &str) -> serde_json::Value {
+    let listed = run(Command::new("bash")
+        .arg(repo().join("tests/conformance/airflow_pools.sh"))
+        .arg(venv)
+        .arg(out.join("dags"))
+        .arg(command));
+    let listed: serde_json::Value = serde_json::from_str(&listed).expect("pools list JSON");
+    let found = listed.as_array().unwrap().iter().find(|p| p["pool"] == name).cloned();
+    found.unwrap_or_else(|| panic!("{} has pool {name}: {listed:#}", venv.display()))
+}
+
 /// dbt tasks on one DuckDB file may not run side by side: per_model DAGs put every dbt task in
 /// one Airflow pool (airflow_check compares each task's pool, in 3.3 and 2.11), and the plan
 /// names the pool with the command that creates it, which real Airflow runs as printed.
@@ -502,18 +515,7 @@ fn duckdb_dbt_tasks_share_a_pool_that_the_plan_says_how_to_create() {
             .collect();
         assert!(dbt_tasks.len() > 3 && dbt_tasks.iter().all(|p| p == "fhirflow_duckdb_clinic_dev"), "{dbt_tasks:?}");
         airflow_check(venv, &out);
-        let listed = run(Command::new("bash")
-            .arg(repo().join("tests/conformance/airflow_pools.sh"))
-            .arg(venv)
-            .arg(out.join("dags"))
-            .arg(command));
-        let listed: serde_json::Value = serde_json::from_str(&listed).expect("pools list JSON");
-        let created = listed
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|p| p["pool"] == "fhirflow_duckdb_clinic_dev")
-            .unwrap_or_else(|| panic!("Airflow {version} has the pool: {listed:#}"));
+        let created = created_pool(venv, &out, command, "fhirflow_duckdb_clinic_dev");
         assert_eq!(created["slots"].to_string().trim_matches('"'), "1", "{created}");
         assert_eq!(created["description"], pool["description"], "{created}");
     }
@@ -710,4 +712,67 @@ fn dbt_1_12_sees_every_column_test_under_either_key() {
     assert!(text.contains("(dbt lists 14 tests)"), "{text}");
 
     let _ = modes_tests_survive(&dbt112, ">=1.7");
+}
+
+/// The task settings a hand-written project sets on its operators — a pool it declares, depends_on_past,
+/// email_on_retry, doc_md and a pipeline's own start_date — reach real Airflow 3.3 and 2.11 as
+/// written (airflow_check compares each against the task Airflow loads), and the `airflow pools
+/// set` line the plan prints creates the declared pool with its slots and description.
+#[test]
+fn declared_pools_and_task_settings_reach_airflow() {
+    let (Some(airflow), Some(airflow2)) = (venv("FHIRFLOW_AIRFLOW_VENV"), venv("FHIRFLOW_AIRFLOW2_VENV")) else {
+        return;
+    };
+    for (version, venv) in [(3, &airflow), (2, &airflow2)] {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = dir.path().join("settings.yaml");
+        std::fs::write(
+            &spec,
+            format!(
+                r##"
+version: 1
+airflow: {{version: {version}}}
+pools:
+  warehouse: {{slots: 3, description: "Snowflake's \"XS\" warehouse: 3 queries"}}
+defaults: {{retries: 1, email: [data@example.com], email_on_retry: false}}
+pipelines:
+  nightly:
+    schedule: "0 2 * * *"
+    start_date: 2026-03-01T04:30:00Z
+    defaults: {{pool: warehouse, depends_on_past: true}}
+    stages:
+      load:
+        kind: shell
+        command: "echo load"
+        doc_md: "# Load\nCopies the day's files; `'''` and \"quotes\" stay text."
+      report: {{kind: shell, command: "echo report", after: [load], email_on_retry: true, depends_on_past: false}}
+      free: {{kind: shell, command: "echo free", pool: default_pool}}
+"##
+            ),
+        )
+        .unwrap();
+        let out = dir.path().join("out");
+        let plan =
+            fhirflow().arg("plan").arg(&spec).arg("--out").arg(&out).args(["--format", "json"]).output().unwrap();
+        let plan: serde_json::Value = serde_json::from_slice(&plan.stdout).expect("plan JSON");
+        let note =
+            plan["notes"].as_array().unwrap().iter().filter_map(|n| n.as_str()).find(|n| n.contains("warehouse"));
+        let note = note.unwrap_or_else(|| panic!("a note names the declared pool: {plan:#}"));
+        let command =
+            note.rsplit_once(": `").map(|(_, c)| c.trim_end_matches('`')).expect("the note ends in a command");
+        let expectations = apply(&spec, &out);
+        let tasks = &expectations["dags"]["nightly"]["tasks"];
+        assert_eq!(tasks["load"]["pool"], "warehouse");
+        assert_eq!(tasks["load"]["depends_on_past"], true);
+        assert_eq!(tasks["load"]["email_on_retry"], false);
+        assert_eq!(tasks["report"]["email_on_retry"], true);
+        assert_eq!(tasks["report"]["depends_on_past"], false);
+        assert_eq!(tasks["free"]["pool"], "default_pool");
+        assert!(tasks["load"]["doc_md"].as_str().unwrap().contains("'''"));
+        assert_eq!(expectations["dags"]["nightly"]["start_date"], 1_772_339_400);
+        airflow_check(venv, &out);
+        let created = created_pool(venv, &out, command, "warehouse");
+        assert_eq!(created["slots"].to_string().trim_matches('"'), "3", "{created}");
+        assert_eq!(created["description"], "Snowflake's \"XS\" warehouse: 3 queries", "{created}");
+    }
 }

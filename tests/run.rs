@@ -401,6 +401,76 @@ pipelines:
     assert_eq!(std::fs::read_to_string(dir.path().join("count")).unwrap(), "4\n");
 }
 
+/// Each task holds `lock` (a directory, created atomically) for a moment: two at once fail.
+const HOLDS_LOCK: &str = "mkdir lock || exit 9; sleep 0.4; rmdir lock";
+
+#[test]
+fn a_pool_runs_no_more_tasks_at_once_than_its_slots() {
+    let spec = |pool: &str| {
+        format!(
+            r#"
+version: 1
+pools: {{warehouse: {{slots: 1, description: one query at a time}}}}
+pipelines:
+  p:
+    defaults: {{{pool}}}
+    stages:
+      a: {{kind: shell, command: "{HOLDS_LOCK}"}}
+      b: {{kind: shell, command: "{HOLDS_LOCK}"}}
+      c: {{kind: shell, command: "{HOLDS_LOCK}"}}
+      free: {{kind: shell, command: "echo free", pool: default_pool}}
+"#
+        )
+    };
+    let (_dir, pooled) = project(&spec("pool: warehouse"));
+    let (code, summary) = json_run(&pooled, &["--max-parallel", "4"]);
+    assert_eq!(code, Some(0), "one at a time in a pool of one slot: {summary}");
+    assert_eq!(states(&summary), ["p.a=success", "p.b=success", "p.c=success", "p.free=success"]);
+    // Without the pool the same tasks overlap and fight over the lock, so the test can fail.
+    let (_dir, unpooled) = project(&spec("retries: 0"));
+    let (code, summary) = json_run(&unpooled, &["--max-parallel", "4"]);
+    assert_eq!(code, Some(5), "{summary}");
+    assert!(states(&summary).iter().any(|s| s.ends_with("=failed")), "{summary}");
+}
+
+#[test]
+fn depends_on_past_needs_the_previous_runs_instance_to_have_succeeded() {
+    let (dir, spec) = project(
+        r#"
+version: 1
+pipelines:
+  p:
+    schedule: "@daily"
+    start_date: 2026-03-01
+    stages:
+      load: {kind: shell, command: "test -e ready", depends_on_past: true}
+      report: {kind: shell, command: "echo report", after: [load]}
+      free: {kind: shell, command: "echo free"}
+"#,
+    );
+    let (code, first) = json_run(&spec, &["--logical-date", "2026-03-01"]);
+    assert_eq!(code, Some(5), "{first}");
+    assert_eq!(states(&first), ["p.load=failed", "p.report=upstream_failed", "p.free=success"]);
+    let first_id = first["run_id"].as_str().unwrap().to_owned();
+    std::fs::write(dir.path().join("ready"), "").unwrap();
+
+    let (code, second) = json_run(&spec, &["--logical-date", "2026-03-02"]);
+    assert_eq!(code, Some(5), "the past failed, so load does not run: {second}");
+    assert_eq!(states(&second), ["p.load=upstream_failed", "p.report=upstream_failed", "p.free=success"]);
+    let why = second["tasks"][0]["failure"].as_str().unwrap();
+    assert!(
+        why.contains("depends_on_past") && why.contains(&first_id) && why.contains("2026-03-01"),
+        "the reason names the run to fix: {why}"
+    );
+    assert_eq!(second["tasks"][0]["attempts"], 0, "load never started");
+
+    let (code, fixed) = json_run(&spec, &["--resume", &first_id]);
+    assert_eq!(code, Some(0), "the first run of a task has no past: {fixed}");
+    let (code, again) = json_run(&spec, &["--logical-date", "2026-03-02"]);
+    assert_eq!(code, Some(0), "the past succeeded now: {again}");
+    assert_eq!(states(&again), ["p.load=success", "p.report=success", "p.free=success"]);
+}
+
 #[test]
 fn ctrl_c_cancels_running_tasks_and_records_them() {
     let (dir, spec) = project(

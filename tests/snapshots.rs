@@ -185,6 +185,14 @@ fn diagnostic_texts() {
             "state_and_operator",
             format!("{MODES}pipelines:\n  p:\n    defaults: {{operator: docker}}\n    stages:\n      b: {{kind: dbt, command: build, retries: 1, dbt_mode: single, select: ['state:modified+']}}\n"),
         ),
+        (
+            "unknown_pool",
+            "version: 1\npools: {warehouse: {slots: 2}}\ndefaults: {pool: nightly}\npipelines:\n  p:\n    stages:\n      a: {kind: shell, command: x, pool: warehous}\n".to_owned(),
+        ),
+        (
+            "start_date_twice",
+            "version: 1\npipelines:\n  p:\n    start_date: 2026-01-01\n    defaults: {start_date: 2026-02-01}\n    stages:\n      a: {kind: shell, command: x}\n".to_owned(),
+        ),
     ];
     for (name, text) in cases {
         insta::assert_snapshot!(format!("diagnostic_{name}"), diagnostics(&text));

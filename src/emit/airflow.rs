@@ -7,8 +7,8 @@ use super::snowflake;
 use super::{DuckdbPools, FileKind, GeneratedFile, Layout, OutputDirs, code, render};
 use crate::error::Error;
 use crate::graph::{
-    DbtArg, DbtInvocation, LoadPlan, LoadStep, Operation, PipelineGraph, PipelineTasks, Settings, Task, TriggerRule,
-    expectations::operator_name,
+    DbtArg, DbtInvocation, LoadPlan, LoadStep, Operation, Origin, PipelineGraph, PipelineTasks, Settings, Task,
+    TriggerRule, expectations::operator_name,
 };
 use crate::spec::{AssetCondition, AssetName, OperatorKind, Schedule};
 use minijinja::{Value, context};
@@ -363,10 +363,16 @@ impl<'a> AirflowEmitter<'a> {
         if task.trigger_rule != TriggerRule::AllSuccess {
             kwargs.push(("trigger_rule".into(), quoted(task.trigger_rule.as_str())));
         }
-        if let Some(pool) = self.pools.task_pool(task) {
-            kwargs.push(("pool".into(), quoted(&pool)));
+        let writer_pool = self.pools.task_pool(task);
+        let own = settings_kwargs(&task.settings, Some(&p.defaults));
+        match writer_pool {
+            // One dbt process at a time may write a DuckDB file: its pool replaces the spec's.
+            Some(pool) => {
+                kwargs.push(("pool".into(), quoted(&pool)));
+                kwargs.extend(own.into_iter().filter(|(k, _)| k != "pool"));
+            }
+            None => kwargs.extend(own),
         }
-        kwargs.extend(settings_kwargs(&task.settings, Some(&p.defaults)));
         (operator_name(task).to_owned(), kwargs)
     }
 }
@@ -773,6 +779,27 @@ fn settings_kwargs(settings: &Settings, pipeline: Option<&Settings>) -> Vec<(Str
     }
     if !settings.email.value.is_empty() && differs(p.is_some_and(|p| p.email.value != settings.email.value)) {
         out.push(("email".into(), literal(Language::Python, &json!(settings.email.value))));
+    }
+    // Airflow mails retries by default whenever a task has addresses; fhirflow's default is no.
+    let mails_retries = |s: &Settings| !s.email.value.is_empty() || s.email_on_retry.origin != Origin::Builtin;
+    let retry_mail_differs = p.is_some_and(|p| {
+        p.email_on_retry.value != settings.email_on_retry.value || (!mails_retries(p) && mails_retries(settings))
+    });
+    if (pipeline.is_none() && mails_retries(settings)) || retry_mail_differs {
+        out.push(("email_on_retry".into(), python_bool(settings.email_on_retry.value)));
+    }
+    if let Some(pool) = &settings.pool.value
+        && differs(p.is_some_and(|p| p.pool.value.as_ref() != Some(pool)))
+    {
+        out.push(("pool".into(), quoted(pool.as_str())));
+    }
+    if settings.depends_on_past.value != p.is_some_and(|p| p.depends_on_past.value) {
+        out.push(("depends_on_past".into(), python_bool(settings.depends_on_past.value)));
+    }
+    if let Some(doc) = &settings.doc_md.value
+        && differs(p.is_some_and(|p| p.doc_md.value.as_ref() != Some(doc)))
+    {
+        out.push(("doc_md".into(), quoted(doc)));
     }
     let webhook = &settings.failure_webhook_env.value;
     if differs(p.is_some_and(|p| &p.failure_webhook_env.value != webhook)) {

@@ -16,7 +16,7 @@ pub mod snowflake;
 pub use airflow::AirflowEmitter;
 pub use dbt::DbtEmitter;
 pub use paths::{Layout, ManagedDir, OutputDirs, SpecOwner, place};
-pub use pools::{AirflowPool, DuckdbPools};
+pub use pools::{AirflowPool, DuckdbPools, declared_pools};
 
 use crate::error::Error;
 use crate::graph::PipelineGraph;

@@ -9,6 +9,7 @@
 use super::Layout;
 use crate::dbt::{DuckdbTarget, duckdb_target};
 use crate::graph::{DbtInvocation, Operation, PipelineGraph, Task};
+use crate::spec::Spec;
 use std::collections::BTreeMap;
 
 /// An Airflow pool that emitted DAGs need.
@@ -20,6 +21,22 @@ pub struct AirflowPool {
     pub slots: u32,
     /// What it is for, as `airflow pools set` records it.
     pub description: String,
+    /// Declared in the spec's `pools`, rather than made for a DuckDB file.
+    #[serde(skip)]
+    pub declared: bool,
+}
+
+/// The pools a spec declares in `pools`, in its order.
+pub fn declared_pools(spec: &Spec) -> Vec<AirflowPool> {
+    spec.pools
+        .iter()
+        .map(|(name, pool)| AirflowPool {
+            name: name.as_str().to_owned(),
+            slots: pool.slots,
+            description: pool.description.clone().unwrap_or_else(|| format!("fhirflow: pool `{name}`")),
+            declared: true,
+        })
+        .collect()
 }
 
 impl AirflowPool {
@@ -80,6 +97,7 @@ impl DuckdbPools {
                     "fhirflow: one dbt task at a time writes DuckDB profile {}, target {}",
                     target.profile, target.target
                 ),
+                declared: false,
             });
         }
         pools.into_values().collect()
@@ -92,7 +110,8 @@ mod tests {
 
     #[test]
     fn the_create_command_quotes_what_the_shell_would_read() {
-        let pool = AirflowPool { name: "p'1".to_owned(), slots: 1, description: "it's $HOME".to_owned() };
+        let pool =
+            AirflowPool { name: "p'1".to_owned(), slots: 1, description: "it's $HOME".to_owned(), declared: true };
         assert_eq!(pool.create_command(), r"airflow pools set 'p'\''1' 1 'it'\''s $HOME'");
     }
 }

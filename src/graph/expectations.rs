@@ -81,7 +81,13 @@ impl PipelineGraph {
                         "retry_exponential_backoff": t.settings.retry_exponential_backoff.value,
                         "execution_timeout_seconds": t.settings.execution_timeout.value.map(|d| d.as_secs()),
                         "trigger_rule": t.trigger_rule.as_str(),
-                        "pool": pool_of(t).unwrap_or_else(|| "default_pool".to_owned()),
+                        "pool": pool_of(t)
+                            .or_else(|| t.settings.pool.value.as_ref().map(|p| p.as_str().to_owned()))
+                            .unwrap_or_else(|| super::DEFAULT_POOL.to_owned()),
+                        "depends_on_past": t.settings.depends_on_past.value,
+                        // Airflow's own default mails retries; only tasks with addresses mail.
+                        "email_on_retry": !t.settings.email.value.is_empty() && t.settings.email_on_retry.value,
+                        "doc_md": t.settings.doc_md.value,
                         "outlets": t.outlets.iter().map(|a| a.as_str()).collect::<Vec<_>>(),
                         "sensor": sensor,
                         "trigger": trigger,
@@ -96,6 +102,7 @@ impl PipelineGraph {
                     "file": format!("{}.py", p.id),
                     "schedule": schedule,
                     "catchup": p.catchup,
+                    "start_date": p.start.map(|start| start.timestamp()),
                     "max_active_runs": p.max_active_runs,
                     "tags": p.tags,
                     "tasks": tasks,

@@ -2,7 +2,7 @@
 
 use super::{Origin, PipelineGraph, Settings, setting_pointer};
 use crate::diagnostic::{Diagnostic, did_you_mean};
-use crate::parse::Document;
+use crate::parse::{Document, escape_pointer};
 use serde_json::{Value, json};
 use std::fmt::Write as _;
 
@@ -140,11 +140,23 @@ pub fn explain(graph: &PipelineGraph, doc: &Document, selector: &str) -> Result<
         ),
         ("dbt_mode", settings.dbt_mode.value.map_or(Value::Null, |m| json!(m.as_str())), settings.dbt_mode.origin),
         ("operator", json!(settings.operator.value.as_str()), settings.operator.origin),
+        ("pool", settings.pool.value.as_ref().map_or(Value::Null, |p| json!(p.as_str())), settings.pool.origin),
+        ("depends_on_past", json!(settings.depends_on_past.value), settings.depends_on_past.origin),
+        ("email_on_retry", json!(settings.email_on_retry.value), settings.email_on_retry.origin),
+        ("doc_md", json!(settings.doc_md.value), settings.doc_md.origin),
     ];
     let settings = rows
         .into_iter()
         .map(|(name, value, origin)| {
-            let pointer = setting_pointer(origin, &pipeline.id, Some(&stage), name);
+            // A pipeline's `start_date` may be written on the pipeline itself rather than in its defaults.
+            let direct = origin == Origin::Pipeline
+                && name == "start_date"
+                && graph.spec.pipelines.get(&pipeline.id).is_some_and(|p| p.start_date.is_some());
+            let pointer = if direct {
+                format!("/pipelines/{}/start_date", escape_pointer(pipeline_id))
+            } else {
+                setting_pointer(origin, &pipeline.id, Some(&stage), name)
+            };
             let location = match (origin, doc.key_span(&pointer)) {
                 (Origin::Builtin, _) | (_, None) => None,
                 (_, Some(span)) => Some(SettingLocation {
@@ -153,7 +165,9 @@ pub fn explain(graph: &PipelineGraph, doc: &Document, selector: &str) -> Result<
                     column: span.start.column,
                 }),
             };
-            ExplainedSetting { name, value, origin: origin_name(origin, pipeline_id), location }
+            let origin_name =
+                if direct { format!("pipeline `{pipeline_id}`") } else { origin_name(origin, pipeline_id) };
+            ExplainedSetting { name, value, origin: origin_name, location }
         })
         .collect();
     Ok(Explanation {

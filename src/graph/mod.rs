@@ -24,7 +24,8 @@ use crate::diagnostic::{Diagnostic, Diagnostics, did_you_mean};
 use crate::parse::{Document, escape_pointer};
 use crate::spec::{
     AssetName, AwaitedState, ColumnName, ConnectionKind, DbtCommand, DbtSelector, Duration, Identifier, ParseResults,
-    PipelineId, RawColumns, Schedule, SensorMode, Spec, StageId, StageKind, TableName, TaskSettings, WatermarkColumns,
+    PipelineId, PoolName, RawColumns, Schedule, SensorMode, Spec, StageId, StageKind, TableName, TaskSettings,
+    WatermarkColumns,
 };
 use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
@@ -621,6 +622,9 @@ fn stage_pointer(pipeline: &PipelineId, stage: &StageId) -> String {
     format!("/pipelines/{}/stages/{}", escape_pointer(pipeline.as_str()), escape_pointer(stage.as_str()))
 }
 
+/// Airflow's own pool, which always exists: a task in no other pool runs in it.
+pub const DEFAULT_POOL: &str = "default_pool";
+
 fn setting_pointer(origin: Origin, pipeline: &PipelineId, stage: Option<&StageId>, field: &str) -> String {
     match (origin, stage) {
         (Origin::Stage, Some(stage)) => format!("{}/{field}", stage_pointer(pipeline, stage)),
@@ -652,8 +656,20 @@ impl Lowering<'_> {
     fn pipelines(&mut self) -> (Vec<PipelineTasks>, Vec<Vec<LoweredStage>>) {
         let mut lowered: Vec<PipelineTasks> = Vec::new();
         let mut stage_lists = Vec::new();
+        self.check_pool(self.spec.defaults.pool.as_ref(), "/defaults/pool".to_owned());
         for (id, pipeline) in &self.spec.pipelines {
-            let defaults = Settings::resolve(&self.spec.defaults, &pipeline.defaults, &TaskSettings::default());
+            let pipeline_pointer = format!("/pipelines/{}", escape_pointer(id.as_str()));
+            if pipeline.start_date.is_some() && pipeline.defaults.start_date.is_some() {
+                self.error(
+                    Diagnostic::error("start-date-twice", format!("pipeline `{id}` sets `start_date` twice"))
+                        .at(self.doc.key_span(&format!("{pipeline_pointer}/start_date")), "here")
+                        .also(self.doc.key_span(&format!("{pipeline_pointer}/defaults/start_date")), "and here")
+                        .help("keep one of them"),
+                );
+            }
+            self.check_pool(pipeline.defaults.pool.as_ref(), format!("{pipeline_pointer}/defaults/pool"));
+            let own = pipeline.settings();
+            let defaults = Settings::resolve(&self.spec.defaults, &own, &TaskSettings::default());
             let tz = self.timezone(&defaults, id);
             let start = self.start_date(&defaults, id, tz);
             if self.spec.airflow.version == 2 && pipeline.schedule.is_some() && start.is_none() {
@@ -666,7 +682,7 @@ impl Lowering<'_> {
                     .help("Airflow 2 refuses a scheduled DAG without one; set `start_date` in `defaults`"),
                 );
             }
-            let stages = self.stages(id);
+            let stages = self.stages(id, &own);
             let tasks = self.order_tasks(id, &stages);
             let mut tags: Vec<String> = pipeline.tags.iter().map(|t| t.0.clone()).collect();
             tags.sort();
@@ -709,7 +725,12 @@ impl Lowering<'_> {
         let text = settings.start_date.value.as_ref()?;
         let parsed = parse_start(text, tz);
         if parsed.is_none() {
-            let pointer = setting_pointer(settings.start_date.origin, pipeline, None, "start_date");
+            let pointer = match settings.start_date.origin {
+                Origin::Pipeline if self.spec.pipelines[pipeline].start_date.is_some() => {
+                    format!("/pipelines/{}/start_date", escape_pointer(pipeline.as_str()))
+                }
+                origin => setting_pointer(origin, pipeline, None, "start_date"),
+            };
             self.error(
                 Diagnostic::error("invalid-date", format!("{text:?} is not a date"))
                     .at(self.doc.span(&pointer), "")
@@ -719,7 +740,25 @@ impl Lowering<'_> {
         parsed
     }
 
-    fn stages(&mut self, pipeline_id: &PipelineId) -> Vec<LoweredStage> {
+    /// Checks that `pool`, set at `pointer`, is declared (or is Airflow's own `default_pool`).
+    fn check_pool(&mut self, pool: Option<&PoolName>, pointer: String) {
+        let Some(pool) = pool else { return };
+        if pool.as_str() == DEFAULT_POOL || self.spec.pools.contains_key(pool) {
+            return;
+        }
+        let declared = self.spec.pools.keys().map(PoolName::as_str).chain([DEFAULT_POOL]);
+        let mut d = Diagnostic::error("unknown-pool", format!("pool `{pool}` is not declared"))
+            .at(self.doc.span(&pointer), "not in the spec's `pools`");
+        d = match did_you_mean(pool.as_str(), declared) {
+            Some(guess) => d.help(format!("did you mean `{guess}`?")),
+            None => d.help(format!(
+                "declare it under the top-level `pools:` with its slots, e.g. `pools: {{{pool}: {{slots: 4}}}}`"
+            )),
+        };
+        self.error(d);
+    }
+
+    fn stages(&mut self, pipeline_id: &PipelineId, own: &TaskSettings) -> Vec<LoweredStage> {
         let spec = self.spec;
         let pipeline = &spec.pipelines[pipeline_id];
         let mut out = Vec::new();
@@ -743,7 +782,8 @@ impl Lowering<'_> {
                     );
                 }
             }
-            let settings = Settings::resolve(&spec.defaults, &pipeline.defaults, &stage.settings);
+            self.check_pool(stage.settings.pool.as_ref(), format!("{pointer}/pool"));
+            let settings = Settings::resolve(&spec.defaults, own, &stage.settings);
             self.lint_stage(pipeline_id, stage_id, &stage.kind, &settings);
             let Some(mut lowered) = self.stage(pipeline_id, stage_id, index, &stage.kind, settings) else {
                 continue;

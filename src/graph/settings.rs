@@ -1,6 +1,6 @@
 //! Task settings resolved through project → pipeline → stage, with where each came from.
 
-use crate::spec::{DbtMode, Duration, EnvVarName, OperatorKind, TaskSettings};
+use crate::spec::{DbtMode, Duration, EnvVarName, OperatorKind, PoolName, TaskSettings};
 use serde::Serialize;
 
 /// Which level of the spec a resolved setting came from.
@@ -53,6 +53,14 @@ pub struct Settings {
     pub dbt_mode: Resolved<Option<DbtMode>>,
     /// Where dbt tasks run.
     pub operator: Resolved<OperatorKind>,
+    /// The Airflow pool named in the spec; `None` is Airflow's `default_pool`.
+    pub pool: Resolved<Option<PoolName>>,
+    /// Whether the previous run's instance must have succeeded or been skipped.
+    pub depends_on_past: Resolved<bool>,
+    /// Whether retries send email.
+    pub email_on_retry: Resolved<bool>,
+    /// The task's Markdown documentation.
+    pub doc_md: Resolved<Option<String>>,
 }
 
 fn pick<T: Clone>(levels: [(&Option<T>, Origin); 3], builtin: T) -> Resolved<T> {
@@ -98,6 +106,11 @@ impl Settings {
             failure_webhook_env: pick_opt(levels!(failure_webhook_env)),
             dbt_mode: pick_opt(levels!(dbt_mode)),
             operator: pick(levels!(operator), OperatorKind::Bash),
+            pool: pick_opt(levels!(pool)),
+            depends_on_past: pick(levels!(depends_on_past), false),
+            // Airflow's default: a retry mails when failures do.
+            email_on_retry: pick(levels!(email_on_retry), false),
+            doc_md: pick_opt(levels!(doc_md)),
         }
     }
 }

@@ -268,7 +268,16 @@ impl Plan {
         for kept in &self.kept {
             notes.push(format!("{} is left in place: {}", self.layout.display(&kept.path), kept.reason));
         }
-        for pool in &self.pools {
+        for pool in self.pools.iter().filter(|p| p.declared) {
+            notes.push(format!(
+                "the DAGs run tasks in Airflow pool `{}` ({} slot{}); Airflow never schedules a task whose pool is missing, so create it before they run: `{}`",
+                pool.name,
+                pool.slots,
+                if pool.slots == 1 { "" } else { "s" },
+                pool.create_command()
+            ));
+        }
+        for pool in self.pools.iter().filter(|p| !p.declared) {
             notes.push(format!(
                 "the DAGs run dbt tasks that write one DuckDB file in Airflow pool `{}` ({} slot); Airflow never schedules a task whose pool is missing, so create it before they run: `{}`",
                 pool.name,

@@ -440,6 +440,10 @@ struct Scheduler<'a> {
     table_mismatch: bool,
     /// DuckDB targets a running dbt task writes: one task at a time per target.
     writers: HashSet<Arc<str>>,
+    /// The slots of each spec pool that running tasks hold.
+    pool_slots_used: HashMap<Arc<str>, u32>,
+    /// Why `depends_on_past` keeps a task from running, by task index.
+    past_blocks: HashMap<usize, String>,
 }
 
 impl<'a> Scheduler<'a> {
@@ -482,6 +486,23 @@ impl<'a> Scheduler<'a> {
         let (output_tx, output_rx) = mpsc::unbounded_channel();
         let (pid_tx, pid_rx) = mpsc::unbounded_channel();
         let cancel_rx = cancel.0.subscribe();
+        let mut store_error = None;
+        let mut past_blocks = HashMap::new();
+        for (index, planned) in run.plan.tasks.iter().enumerate() {
+            if !planned.task.settings.depends_on_past.value || tasks[index].state == TaskState::Success {
+                continue;
+            }
+            let date = run.dates[planned.pipeline];
+            match store.past_blocks(&planned.key.pipeline, &planned.key.task, date) {
+                Ok(Some(why)) => {
+                    past_blocks.insert(index, why);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    store_error.get_or_insert(e);
+                }
+            }
+        }
         Self {
             dependents: run.plan.dependents(),
             run,
@@ -499,9 +520,11 @@ impl<'a> Scheduler<'a> {
             output_rx,
             pid_tx,
             pid_rx,
-            store_error: None,
+            store_error,
             table_mismatch: false,
             writers: HashSet::new(),
+            pool_slots_used: HashMap::new(),
+            past_blocks,
         }
     }
 
@@ -574,7 +597,7 @@ impl<'a> Scheduler<'a> {
                         };
                         if self.tasks[index].state == TaskState::Running {
                             self.slots_used = self.slots_used.saturating_sub(usize::from(self.holds_slot(index)));
-                            self.release_writer(index);
+                            self.release(index);
                         }
                         self.attempt_ended(index, number, end);
                     }
@@ -619,14 +642,21 @@ impl<'a> Scheduler<'a> {
         }
     }
 
-    /// Whether task `index` occupies a `--max-parallel` slot while it runs.
-    /// Frees the DuckDB target that task `index` held while it ran.
-    fn release_writer(&mut self, index: usize) {
-        if let Some(writer) = &self.run.plan.tasks[index].writer {
+    /// Frees the DuckDB target and the pool slot that task `index` held while it ran.
+    fn release(&mut self, index: usize) {
+        let task = &self.run.plan.tasks[index];
+        if let Some(writer) = &task.writer {
             self.writers.remove(writer);
+        }
+        if let Some((pool, _)) = &task.pool
+            && self.holds_slot(index)
+            && let Some(used) = self.pool_slots_used.get_mut(pool)
+        {
+            *used = used.saturating_sub(1);
         }
     }
 
+    /// Whether task `index` occupies a `--max-parallel` slot (and its pool's) while it runs.
     fn holds_slot(&self, index: usize) -> bool {
         let task = &self.run.plan.tasks[index];
         match &task.task.operation {
@@ -668,6 +698,10 @@ impl<'a> Scheduler<'a> {
                 Some(gated) => Some(gated),
                 None => match trigger_rule::decide(task.task.trigger_rule, upstream) {
                     Decision::Wait => None,
+                    // Airflow would wait for the past run to be fixed; a run here ends instead.
+                    Decision::Run if self.past_blocks.contains_key(&index) => {
+                        Some((TaskState::UpstreamFailed, self.past_blocks[&index].clone()))
+                    }
                     Decision::Run => {
                         if awaits_done {
                             self.queue(index);
@@ -823,6 +857,12 @@ impl<'a> Scheduler<'a> {
             if holds && self.slots_used >= max {
                 continue;
             }
+            let pool = self.run.plan.tasks[index].pool.clone().filter(|_| holds);
+            if let Some((name, slots)) = &pool
+                && self.pool_slots_used.get(name).copied().unwrap_or(0) >= *slots
+            {
+                continue;
+            }
             let writer = self.run.plan.tasks[index].writer.clone();
             if let Some(writer) = writer {
                 // Another dbt process holds the DuckDB file: wait, rather than fail on its lock.
@@ -833,6 +873,9 @@ impl<'a> Scheduler<'a> {
             self.ready.remove(&index);
             if holds {
                 self.slots_used += 1;
+            }
+            if let Some((name, _)) = pool {
+                *self.pool_slots_used.entry(name).or_insert(0) += 1;
             }
             self.start(index);
         }
@@ -913,7 +956,7 @@ impl<'a> Scheduler<'a> {
                 if self.holds_slot(index) {
                     self.slots_used = self.slots_used.saturating_sub(1);
                 }
-                self.release_writer(index);
+                self.release(index);
                 self.attempt_ended(index, number, end);
             }
             JobDone::RetryDue { index } => {

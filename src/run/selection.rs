@@ -75,6 +75,9 @@ pub struct PlannedTask {
     pub after_run: Option<usize>,
     /// The DuckDB target its dbt commands write, which one task at a time may hold.
     pub writer: Option<Arc<str>>,
+    /// The spec's pool it runs in and that pool's slots; `None` for Airflow's `default_pool` and
+    /// for a DuckDB writer, whose pool replaces the spec's as in emitted DAGs.
+    pub pool: Option<(Arc<str>, u32)>,
 }
 
 /// The tasks of a run in the order they may start: upstream before downstream, ties broken by
@@ -179,6 +182,7 @@ impl RunPlan {
         let mut pipelines = Vec::new();
         let mut tasks: Vec<PlannedTask> = Vec::new();
         let mut writers = HashMap::new();
+        let mut pools: HashMap<&str, Arc<str>> = HashMap::new();
         for spec in specs {
             let folder = spec.path.parent().map(PathBuf::from).unwrap_or_default();
             let spec_dir = std::path::absolute(if folder.as_os_str().is_empty() { PathBuf::from(".") } else { folder })
@@ -201,6 +205,13 @@ impl RunPlan {
                 });
                 for task in &p.tasks {
                     let writer = duckdb_writer_of(&pipelines[index], &task.operation, &mut writers);
+                    let pool = match (&writer, &task.settings.pool.value) {
+                        (None, Some(name)) => spec.graph.spec.pools.get(name).map(|declared| {
+                            let shared = pools.entry(name.as_str()).or_insert_with(|| Arc::from(name.as_str()));
+                            (Arc::clone(shared), declared.slots)
+                        }),
+                        _ => None,
+                    };
                     tasks.push(PlannedTask {
                         key: TaskKey { pipeline: p.id.to_string(), task: task.id.clone() },
                         label: Arc::from(task.id.as_str()),
@@ -210,6 +221,7 @@ impl RunPlan {
                         awaits: Vec::new(),
                         after_run: None,
                         writer,
+                        pool,
                     });
                 }
             }

@@ -743,6 +743,62 @@ impl Store {
         })
     }
 
+    /// Why `depends_on_past` holds `task` of `pipeline` back at `logical_date`, as Airflow's
+    /// `PrevDagrunDep` decides: the pipeline's latest earlier logical date must have an instance
+    /// of the task that succeeded or was skipped (any of the runs at that date). `None` when it
+    /// has, and when the task never ran before (Airflow's `ignore_first_depends_on_past`).
+    pub fn past_blocks(
+        &self,
+        pipeline: &str,
+        task: &str,
+        logical_date: DateTime<Utc>,
+    ) -> Result<Option<String>, StoreError> {
+        let e = self.sqlite();
+        let date = stamp(logical_date);
+        let previous: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT MAX(logical_date) FROM run_pipelines WHERE pipeline = ?1 AND logical_date < ?2",
+                params![pipeline, date],
+                |r| r.get(0),
+            )
+            .map_err(&e)?;
+        let Some(previous) = previous else { return Ok(None) };
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT t.run_id, t.state FROM tasks t
+                 JOIN run_pipelines p ON p.run_id = t.run_id AND p.pipeline = t.pipeline
+                 WHERE t.pipeline = ?1 AND t.task = ?2 AND p.logical_date = ?3 ORDER BY t.run_id",
+            )
+            .map_err(&e)?;
+        let rows: Vec<(String, String)> = stmt
+            .query_map(params![pipeline, task, previous], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(&e)?
+            .collect::<Result<_, _>>()
+            .map_err(&e)?;
+        if rows.iter().any(|(_, state)| state == "success" || state == "skipped") {
+            return Ok(None);
+        }
+        if rows.is_empty() {
+            let ran_before: bool = self
+                .conn
+                .query_row(
+                    "SELECT EXISTS (SELECT 1 FROM tasks t
+                     JOIN run_pipelines p ON p.run_id = t.run_id AND p.pipeline = t.pipeline
+                     WHERE t.pipeline = ?1 AND t.task = ?2 AND p.logical_date < ?3)",
+                    params![pipeline, task, date],
+                    |r| r.get(0),
+                )
+                .map_err(&e)?;
+            return Ok(ran_before.then(|| format!("depends_on_past: the run for {previous} has no `{task}`")));
+        }
+        let (run, state) = rows.last().expect("not empty");
+        Ok(Some(format!(
+            "depends_on_past: `{task}` ended {state} in the previous run ({run}, logical date {previous}); resume or rerun that one first"
+        )))
+    }
+
     /// Whether run `id` exists.
     pub fn has_run(&self, id: &str) -> Result<bool, StoreError> {
         self.conn

@@ -10,7 +10,7 @@ mod schedule;
 
 pub use crate::dbt::DbtVersion;
 pub use duration::Duration;
-pub use names::{AssetName, ColumnName, DbtSelector, Identifier, ModelName, PipelineId, StageId, TableName};
+pub use names::{AssetName, ColumnName, DbtSelector, Identifier, ModelName, PipelineId, PoolName, StageId, TableName};
 pub(crate) use schedule::parse_cron;
 pub use schedule::{AssetCondition, Preset, Schedule};
 
@@ -45,9 +45,24 @@ pub struct Spec {
     /// Assets that something outside this spec folder produces (another team's DAG, an upload), so pipelines may be scheduled on them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub external_assets: Vec<AssetName>,
+    /// Airflow pools that stages name in `pool`, keyed by pool name, with their slots. `fhirflow run` runs at most that many of a pool's tasks at once; `plan` prints the `airflow pools set` line for each.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub pools: IndexMap<PoolName, PoolDeclaration>,
     /// Pipelines, keyed by id. Each one becomes one Airflow DAG with that `dag_id`.
     #[schemars(length(min = 1))]
     pub pipelines: IndexMap<PipelineId, Pipeline>,
+}
+
+/// An Airflow pool: how many of its tasks may run at once.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PoolDeclaration {
+    /// How many of the pool's tasks run at once (each task takes one slot).
+    #[schemars(range(min = 1, max = 100000))]
+    pub slots: u32,
+    /// What the pool is for, as Airflow's pool list shows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
 }
 
 /// Task settings that inherit project → pipeline → stage. Unset fields inherit.
@@ -91,6 +106,18 @@ pub struct TaskSettings {
     /// How a dbt `build` or `run` stage becomes tasks: `single` (one task: deps, then the command), `layered` (one task per layer, in order) or `per_model` (one task per dbt node, with dbt's edges). Unset: the command as written, in one task.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dbt_mode: Option<DbtMode>,
+    /// The Airflow pool the task runs in: one declared in the top-level `pools`, or Airflow's `default_pool`. A dbt task on a DuckDB target runs in that file's one-writer pool instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<PoolName>,
+    /// Run the task only when its instance in the pipeline's previous run (by logical date) succeeded or was skipped. Airflow waits until it has; `fhirflow run` does not wait: it marks the task `upstream_failed`, naming that run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub depends_on_past: Option<bool>,
+    /// Send an email when a task is retried (needs `email`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email_on_retry: Option<bool>,
+    /// Markdown documentation of the task, shown in Airflow's task details. Metadata only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub doc_md: Option<String>,
     /// Where dbt tasks run: `bash` on the Airflow worker (the default), `docker` (DockerOperator) or `kubernetes` (KubernetesPodOperator). The dbt command line is the same in all three.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operator: Option<OperatorKind>,
@@ -550,12 +577,28 @@ pub struct Pipeline {
     /// One-line description shown in Airflow.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// The pipeline's first logical date, as Airflow's `DAG(start_date=...)`: the same as `defaults.start_date`, of which only one may be set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2})?(Z|[+-]\d{2}:\d{2})?)?$"))]
+    pub start_date: Option<String>,
     /// Settings that override the project defaults for every stage of this pipeline.
     #[serde(default)]
     pub defaults: TaskSettings,
     /// The pipeline's stages, keyed by stage id. A stage id is its Airflow task id.
     #[schemars(length(min = 1))]
     pub stages: IndexMap<StageId, Stage>,
+}
+
+impl Pipeline {
+    /// The pipeline's own settings: its `defaults`, with its `start_date` when it is set there.
+    pub fn settings(&self) -> std::borrow::Cow<'_, TaskSettings> {
+        match &self.start_date {
+            Some(start) if self.defaults.start_date.is_none() => {
+                std::borrow::Cow::Owned(TaskSettings { start_date: Some(start.clone()), ..self.defaults.clone() })
+            }
+            _ => std::borrow::Cow::Borrowed(&self.defaults),
+        }
+    }
 }
 
 fn default_max_active_runs() -> u32 {

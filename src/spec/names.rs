@@ -131,6 +131,12 @@ checked_name!(
     r"^[A-Za-z0-9_][A-Za-z0-9_.:/@+=~%-]{0,1499}$",
     "asset name or URI (ASCII letters, digits and _ . : / @ + = ~ % -)"
 );
+checked_name!(
+    /// An Airflow pool name, which `airflow pools set` and the DAG files name as they are.
+    PoolName,
+    r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,255}$",
+    "pool name (letters, digits, underscores, dots or dashes)"
+);
 
 impl TableName {
     /// The table as a Snowflake identifier: each part upper-cased (as Snowflake does for unquoted
