@@ -263,6 +263,38 @@ pub fn compile_specs(paths: &[PathBuf]) -> Result<Vec<(PathBuf, Compiled)>, Erro
     Ok(compiled)
 }
 
+/// The stages of `pipelines` (every pipeline, when empty) that only Airflow can run: a
+/// `kind: operator` stage without a `run:` command. `fhirflow run` refuses a run that has one,
+/// before it starts anything, rather than fail or skip the task halfway through.
+pub fn airflow_only_stages(compiled: &Compiled, pipelines: &[String]) -> Diagnostics {
+    let mut found = Diagnostics::new();
+    for p in &compiled.graph.pipelines {
+        if !pipelines.is_empty() && !pipelines.iter().any(|id| id == p.id.as_str()) {
+            continue;
+        }
+        for task in &p.tasks {
+            let graph::Operation::Kind(kind) = &task.operation else { continue };
+            if !kind.airflow_only() {
+                continue;
+            }
+            let pointer = format!(
+                "/pipelines/{}/stages/{}/kind",
+                parse::escape_pointer(p.id.as_str()),
+                parse::escape_pointer(task.stage.as_str())
+            );
+            found.push(
+                diagnostic::Diagnostic::error(
+                    "airflow-only-stage",
+                    format!("stage `{}` of `{}` is an Airflow operator, which `fhirflow run` cannot run", task.stage, p.id),
+                )
+                .at(compiled.document.span(&pointer), "runs only in Airflow")
+                .help("give the stage a `run:` command that does its work outside Airflow, or leave its pipeline out with `--pipeline`"),
+            );
+        }
+    }
+    found
+}
+
 /// Largest spec read: far beyond any real spec, small enough that a stray huge file fails fast.
 pub const MAX_SPEC_BYTES: u64 = 64 * 1024 * 1024;
 

@@ -562,6 +562,11 @@ fn run(cli: Cli) -> Result<ExitStatus, Error> {
             }
             let (paths, compiled): (Vec<PathBuf>, Vec<fhirflow::Compiled>) =
                 fhirflow::compile_specs(&find_specs(std::slice::from_ref(&spec), verbosity)?)?.into_iter().unzip();
+            let airflow_only: Diagnostics =
+                compiled.iter().flat_map(|c| fhirflow::airflow_only_stages(c, &pipelines)).collect();
+            if airflow_only.has_errors() {
+                return Err(Error::Invalid(airflow_only));
+            }
             warnings(&compiled, deny_warnings)?;
             let specs = paths.into_iter().zip(compiled).map(|(path, c)| SpecGraph { path, graph: c.graph }).collect();
             // With JSON on stdout, the progress goes to stderr.

@@ -258,21 +258,19 @@ fn no_stage_id_rebinds_a_name_the_dag_module_uses() {
     }
 }
 
-/// Hostile strings as a python stage's keyword arguments (top level and nested) reach the DAG
-/// file's `op_kwargs` unchanged, as Python's parser reads them.
-#[test]
-fn python_kwargs_read_back_every_hostile_string() {
+/// Compiles specs whose one stage holds two hostile strings, `a` at the top of a map and `b` in
+/// a nested list (`stage` writes the stage's keys around their YAML literals), emits them, and
+/// has `checker` read them back with Python's parser: the body of a loop over the cases, with
+/// `case["values"]` and the file's syntax `tree`.
+fn hostile_values_read_back(stage: impl Fn(&str, &str) -> String, checker: &str) {
     let mut runner = TestRunner::default();
     let strategy = (hostile_text(), hostile_text());
     let dir = tempfile::tempdir().unwrap();
     let mut expected = Vec::new();
     for case in 0..48 {
         let (a, b) = strategy.new_tree(&mut runner).unwrap().current();
-        let yaml = format!(
-            "version: 1\npipelines:\n  p{case}:\n    stages:\n      s:\n        kind: python\n        callable: m.n:f\n        kwargs: {{a: {}, nested: {{list: [{}, 1, true, null]}}}}\n",
-            serde_json::to_string(&literal(&a)).unwrap(),
-            serde_json::to_string(&literal(&b)).unwrap(),
-        );
+        let keys = stage(&serde_json::to_string(&literal(&a)).unwrap(), &serde_json::to_string(&literal(&b)).unwrap());
+        let yaml = format!("version: 1\npipelines:\n  p{case}:\n    stages:\n      s:\n{keys}");
         let Some(compiled) = compile_case(case, &yaml) else { continue };
         let layout = Layout::new(Path::new("p.yaml"), Some(dir.path()));
         for file in emit(&compiled.graph, &layout).unwrap() {
@@ -280,27 +278,62 @@ fn python_kwargs_read_back_every_hostile_string() {
             std::fs::write(&path, &file.contents).unwrap();
             expected.push(serde_json::json!({
                 "file": path,
-                "kwargs": {"a": a, "nested": {"list": [b, 1, true, null]}},
+                "values": {"a": a, "nested": {"list": [b, 1, true, null]}},
             }));
         }
     }
     let cases = dir.path().join("cases.json");
     std::fs::write(&cases, serde_json::to_string(&expected).unwrap()).unwrap();
-    let checker = r#"
-import ast, json, sys
-for case in json.load(open(sys.argv[1], encoding="utf-8")):
-    tree = ast.parse(open(case["file"], encoding="utf-8").read())
-    (found,) = [ast.literal_eval(n.value) for n in ast.walk(tree) if isinstance(n, ast.keyword) and n.arg == "op_kwargs"]
-    call = found["fhirflow_call"]
-    assert call["kwargs"] == case["kwargs"], (case["file"], call["kwargs"], case["kwargs"])
-    assert call["callable"] == "m.n:f", call
-print("python kwargs read back")
-"#;
+    let checker = format!(
+        "import ast, json, sys\nfor case in json.load(open(sys.argv[1], encoding=\"utf-8\")):\n    tree = ast.parse(open(case[\"file\"], encoding=\"utf-8\").read())\n{checker}"
+    );
     let output = Command::new("python3").arg("-c").arg(checker).arg(&cases).output().expect("python3 runs");
     assert!(
         output.status.success(),
         "{}{}",
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Hostile strings as a python stage's keyword arguments (top level and nested) reach the DAG
+/// file's `op_kwargs` unchanged, as Python's parser reads them.
+#[test]
+fn python_kwargs_read_back_every_hostile_string() {
+    let stage = |a: &str, b: &str| {
+        format!(
+            "        kind: python\n        callable: m.n:f\n        kwargs: {{a: {a}, nested: {{list: [{b}, 1, true, null]}}}}\n"
+        )
+    };
+    hostile_values_read_back(
+        stage,
+        r#"
+    (found,) = [ast.literal_eval(n.value) for n in ast.walk(tree) if isinstance(n, ast.keyword) and n.arg == "op_kwargs"]
+    call = found["fhirflow_call"]
+    assert call["kwargs"] == case["values"], (case["file"], call["kwargs"], case["values"])
+    assert call["callable"] == "m.n:f", call
+print("python kwargs read back")
+"#,
+    );
+}
+
+/// Hostile strings as an operator stage's arguments (top level and nested) reach the operator's
+/// call in the DAG file unchanged, as Python's parser reads them.
+#[test]
+fn operator_arguments_read_back_every_hostile_string() {
+    let stage = |a: &str, b: &str| {
+        format!(
+            "        kind: operator\n        uses: vendor.operators.Op\n        with: {{a: {a}, nested: {{list: [{b}, 1, true, null]}}}}\n"
+        )
+    };
+    hostile_values_read_back(
+        stage,
+        r#"
+    (alias,) = [a.asname for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module == "vendor.operators" for a in n.names if a.name == "Op"]
+    (call,) = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == alias]
+    found = {k.arg: ast.literal_eval(k.value) for k in call.keywords if k.arg in ("a", "nested")}
+    assert found == case["values"], (case["file"], found, case["values"])
+print("operator arguments read back")
+"#,
     );
 }

@@ -193,6 +193,10 @@ fn diagnostic_texts() {
             "start_date_twice",
             "version: 1\npipelines:\n  p:\n    start_date: 2026-01-01\n    defaults: {start_date: 2026-02-01}\n    stages:\n      a: {kind: shell, command: x}\n".to_owned(),
         ),
+        (
+            "operator_stage",
+            "version: 1\npipelines:\n  p:\n    stages:\n      a:\n        kind: operator\n        uses: airflow.operators.import.HttpOperator\n        with: {task_id: a, retries: 2, lambda: 1, endpoint: /x}\n".to_owned(),
+        ),
     ];
     for (name, text) in cases {
         insta::assert_snapshot!(format!("diagnostic_{name}"), diagnostics(&text));

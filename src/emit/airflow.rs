@@ -239,7 +239,7 @@ impl<'a> AirflowEmitter<'a> {
             "dag.py.j2",
             context! {
                 docstring => code(docstring(&doc)),
-                imports => imports(&uses, version).into_iter().chain(kind_imports.into_iter().map(str::to_owned)).map(code).collect::<Vec<_>>(),
+                imports => imports(&uses, version).into_iter().chain(kind_imports).map(code).collect::<Vec<_>>(),
                 skip_import => code(Imports::of(version).skip),
                 fail_import => code(Imports::of(version).fail),
                 dbt => dbt,
@@ -276,10 +276,12 @@ impl<'a> AirflowEmitter<'a> {
         task: &Task,
         uses: &mut BTreeSet<&'static str>,
         helpers: &mut BTreeSet<&'static str>,
-        kind_imports: &mut BTreeSet<&'static str>,
+        kind_imports: &mut BTreeSet<String>,
     ) -> (String, Vec<(String, String)>) {
         let lit = |v: serde_json::Value| literal(Language::Python, &v);
         let mut kwargs: Vec<(String, String)> = Vec::new();
+        // The name the DAG file calls the operator by, where it is not the class name.
+        let mut call = None;
         match &task.operation {
             Operation::Dbt(inv) => {
                 uses.insert("dbt");
@@ -353,6 +355,7 @@ impl<'a> AirflowEmitter<'a> {
                     helpers.insert(helper);
                 }
                 kwargs.extend(task.kwargs);
+                call = task.call;
             }
         }
         if !task.outlets.is_empty() {
@@ -373,7 +376,7 @@ impl<'a> AirflowEmitter<'a> {
             }
             None => kwargs.extend(own),
         }
-        (operator_name(task).to_owned(), kwargs)
+        (call.unwrap_or_else(|| operator_name(task).into_owned()), kwargs)
     }
 }
 

@@ -181,8 +181,8 @@ fn asset_condition(condition: &crate::spec::AssetCondition) -> Value {
 }
 
 /// The Airflow operator class a task becomes.
-pub fn operator_name(task: &Task) -> &'static str {
-    match &task.operation {
+pub fn operator_name(task: &Task) -> std::borrow::Cow<'static, str> {
+    std::borrow::Cow::Borrowed(match &task.operation {
         Operation::Dbt(_) => match task.settings.operator.value {
             OperatorKind::Bash => "BashOperator",
             OperatorKind::Docker => "DockerOperator",
@@ -194,6 +194,6 @@ pub fn operator_name(task: &Task) -> &'static str {
         Operation::Sensor(_) => "ExternalTaskSensor",
         Operation::Trigger(_) => "TriggerDagRunOperator",
         Operation::Load { .. } => "PythonOperator",
-        Operation::Kind(kind) => kind.airflow(0).operator,
-    }
+        Operation::Kind(kind) => return std::borrow::Cow::Owned(kind.airflow(0).operator),
+    })
 }

@@ -948,10 +948,21 @@ impl Lowering<'_> {
                 }),
                 settings,
             )),
-            StageKind::Python(python) | StageKind::Branch(python) => {
-                let branch = matches!(kind, StageKind::Branch(_));
-                match crate::kinds::python::lower(&self.spec.pipelines[pipeline_id], stage_id, python, branch) {
-                    Ok(task) => Some(single(Operation::Kind(Arc::new(task)), settings)),
+            StageKind::Python(_) | StageKind::Branch(_) | StageKind::Operator(_) => {
+                let lowered = match kind {
+                    StageKind::Python(python) | StageKind::Branch(python) => {
+                        let branch = matches!(kind, StageKind::Branch(_));
+                        crate::kinds::python::lower(&self.spec.pipelines[pipeline_id], stage_id, python, branch)
+                            .map(|task| Arc::new(task) as Arc<dyn crate::kinds::KindTask>)
+                    }
+                    other => {
+                        let StageKind::Operator(operator) = other else { return None };
+                        crate::kinds::operator::lower(stage_id.as_str(), operator)
+                            .map(|task| Arc::new(task) as Arc<dyn crate::kinds::KindTask>)
+                    }
+                };
+                match lowered {
+                    Ok(task) => Some(single(Operation::Kind(task), settings)),
                     Err(errors) => {
                         for e in errors {
                             self.error(

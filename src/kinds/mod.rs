@@ -6,11 +6,27 @@
 //! The older kinds (dbt, copy_into, shell, sensor, trigger) still live in the phases' own
 //! `Operation` arms; new kinds go here.
 
+pub mod operator;
 pub mod python;
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::path::{Path, PathBuf};
+
+/// Python's keywords: none can be an import path's part or a keyword argument's name.
+pub(crate) const PYTHON_KEYWORDS: &[&str] = &[
+    "False", "None", "True", "and", "as", "assert", "async", "await", "break", "class", "continue", "def", "del",
+    "elif", "else", "except", "finally", "for", "from", "global", "if", "import", "in", "is", "lambda", "nonlocal",
+    "not", "or", "pass", "raise", "return", "try", "while", "with", "yield",
+];
+
+/// Whether `text` is a Python identifier that is not a keyword (ASCII only, as spec names are).
+pub(crate) fn is_python_name(text: &str) -> bool {
+    let mut chars = text.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !PYTHON_KEYWORDS.contains(&text)
+}
 
 /// One task of a kind, as every backend sees it.
 pub trait KindTask: Debug + Send + Sync {
@@ -34,6 +50,11 @@ pub trait KindTask: Debug + Send + Sync {
     /// The Airflow operator and its keyword arguments.
     fn airflow(&self, version: u32) -> AirflowTask;
 
+    /// Whether the task has no behaviour under `fhirflow run`, which then refuses its pipeline.
+    fn airflow_only(&self) -> bool {
+        false
+    }
+
     /// The subprocess that performs one attempt under `fhirflow run`.
     fn run_command(&self, ctx: &RunContext<'_>) -> Result<RunCommand, String>;
 }
@@ -41,14 +62,16 @@ pub trait KindTask: Debug + Send + Sync {
 /// A task as the Airflow emitter writes it.
 #[derive(Debug, Clone)]
 pub struct AirflowTask {
-    /// The operator class, as imported by the DAG file.
-    pub operator: &'static str,
+    /// The operator's class name, as Airflow reports it.
+    pub operator: String,
+    /// The name the DAG file calls the class by, where its import binds another.
+    pub call: Option<String>,
     /// Keyword arguments as Python expressions, in order.
     pub kwargs: Vec<(String, String)>,
     /// Import keys of the emitter (`python` for PythonOperator) the task needs.
     pub uses: Vec<&'static str>,
     /// Further import lines, written after the emitter's own.
-    pub imports: Vec<&'static str>,
+    pub imports: Vec<String>,
     /// Module-level Python code the task calls, written once per DAG file.
     pub helper: Option<&'static str>,
 }

@@ -79,16 +79,9 @@ pub struct LowerError {
     pub help: String,
 }
 
-/// Whether `text` is `dotted.module:dotted.name`, every part a Python identifier.
+/// Whether `text` is `dotted.module:dotted.name`, every part a Python identifier and no keyword.
 pub fn is_import_path(text: &str) -> bool {
-    let dotted = |s: &str| {
-        !s.is_empty()
-            && s.split('.').all(|part| {
-                let mut chars = part.chars();
-                chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-                    && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-            })
-    };
+    let dotted = |s: &str| s.split('.').all(super::is_python_name);
     text.split_once(':').is_some_and(|(module, name)| dotted(module) && dotted(name))
 }
 
@@ -280,8 +273,9 @@ impl KindTask for PythonTask {
             ),
         };
         AirflowTask {
-            operator,
-            imports: import.into_iter().collect(),
+            operator: operator.to_owned(),
+            call: None,
+            imports: import.into_iter().map(str::to_owned).collect(),
             kwargs: vec![
                 ("python_callable".to_owned(), "_fhirflow_call".to_owned()),
                 (
@@ -346,5 +340,6 @@ mod tests {
         assert!(!is_import_path("os:system('rm')"));
         assert!(!is_import_path("1pkg:f"));
         assert!(!is_import_path(":f"));
+        assert!(!is_import_path("pkg.import:f"));
     }
 }

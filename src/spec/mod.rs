@@ -696,6 +696,8 @@ pub enum StageKind {
     Python(crate::kinds::python::PythonStage),
     /// Call a Python function that returns the ids of the stages directly after it to follow; the others are skipped (Airflow's BranchPythonOperator).
     Branch(crate::kinds::python::PythonStage),
+    /// Any Airflow operator by class path (`uses:`) with its keyword arguments (`with:`). `fhirflow run` runs the stage's `run:` command instead, and refuses a stage without one.
+    Operator(crate::kinds::operator::OperatorStage),
 }
 
 /// A stage that starts a run of another pipeline.
