@@ -80,3 +80,112 @@ fn dbt_1_11_events_become_node_states_and_retries_rerun_what_failed() {
 fn dbt_1_7_events_become_node_states_and_retries_rerun_what_failed() {
     watch_then_retry("FHIRFLOW_DBT17_VENV");
 }
+
+/// The dbt_modes project with generic tests declared, a singular test that fails on
+/// `fct_visits`, and a table `stg_flaky` whose first build fails (a pre-hook outside its transaction counts the
+/// tries)
+/// with `fct_flaky` after it; parsed, so that its manifest lists them all.
+fn flaky_project(venv: &Path, dir: &Path) -> std::path::PathBuf {
+    let project = dir.join("dbt");
+    common::copy_dir(&common::repo().join("tests/fixtures/dbt_modes"), &project);
+    let write = |path: &str, text: &str| std::fs::write(project.join(path), text).expect("write");
+    write(
+        "models/staging/schema.yml",
+        "version: 2\nmodels:\n  - name: stg_patients\n    columns:\n      - name: patient_id\n        data_tests: [not_null, unique]\n",
+    );
+    write(
+        "models/staging/stg_flaky.sql",
+        "{{ config(materialized='table', pre_hook=[{'sql': 'create table if not exists main.flaky_tries (n integer)', 'transaction': false}, {'sql': 'insert into main.flaky_tries values (1)', 'transaction': false}]) }}\nselect case when (select count(*) from main.flaky_tries) < 2 then error('the first try fails') else 1 end as ok\n",
+    );
+    write("models/marts/fct_flaky.sql", "select ok from {{ ref('stg_flaky') }}\n");
+    write("tests/assert_no_visits.sql", "select * from {{ ref('fct_visits') }}\n");
+    let parsed = Command::new(venv.join("bin/dbt"))
+        .args(["parse", "--project-dir"])
+        .arg(&project)
+        .arg("--profiles-dir")
+        .arg(&project)
+        .env("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
+        .output()
+        .expect("dbt runs");
+    assert!(parsed.status.success(), "{}", String::from_utf8_lossy(&parsed.stdout));
+    project
+}
+
+/// `fhirflow run` of the flaky project's per-model stage, watched or node by node: each task's
+/// state and attempts, and the run's folder.
+fn run_per_model(
+    venv: &Path,
+    dir: &Path,
+    watcher: bool,
+) -> (std::collections::BTreeMap<String, (String, u64)>, std::path::PathBuf) {
+    let spec = dir.join("p.yaml");
+    std::fs::write(
+        &spec,
+        format!(
+            "version: 1\ndbt: {{project_dir: dbt, executable: {}, manifest: dbt/target/manifest.json}}\npipelines:\n  nightly:\n    stages:\n      dbt: {{kind: dbt, command: build, dbt_mode: per_model, tests: after_each, watcher: {watcher}, retries: 1, retry_delay: 1s}}\n",
+            venv.join("bin/dbt").display()
+        ),
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let out = common::fhirflow()
+        .arg("run")
+        .arg(&spec)
+        .args(["--max-parallel", "4", "--format", "json"])
+        .env("DBT_DUCKDB_PATH", dir.join("clinic.duckdb"))
+        .env("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
+        .timeout(std::time::Duration::from_secs(600))
+        .output()
+        .unwrap();
+    println!("watcher: {watcher}: {:?}", started.elapsed());
+    let summary: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(out.status.code(), Some(5), "a test fails: {summary}");
+    let states = summary["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            let state = (t["state"].as_str().unwrap().to_owned(), t["attempts"].as_u64().unwrap());
+            (t["task"].as_str().unwrap().to_owned(), state)
+        })
+        .collect();
+    let run_dir = dir.join(".fhirflow/runs").join(summary["run_id"].as_str().unwrap()).join("nightly");
+    (states, run_dir)
+}
+
+/// A watched per-model stage runs as few `dbt build`s, each task taking its state, attempts
+/// and node log lines from dbt's events; a retry builds only what failed and what it blocked;
+/// and every task ends as it does when the stage runs node by node.
+#[test]
+fn a_watched_per_model_stage_ends_as_node_by_node_with_few_builds() {
+    let Some(venv) = common::venv("FHIRFLOW_DBT_VENV") else { return };
+    let watched_dir = tempfile::tempdir().unwrap();
+    flaky_project(&venv, watched_dir.path());
+    let (watched, run_dir) = run_per_model(&venv, watched_dir.path(), true);
+    let get = |id: &str| watched.get(id).cloned().unwrap_or_else(|| panic!("no task {id}: {watched:?}"));
+    assert_eq!(get("staging.stg_flaky_run"), ("success".to_owned(), 2), "{watched:?}");
+    assert_eq!(get("marts.fct_flaky_run"), ("success".to_owned(), 1), "{watched:?}");
+    assert_eq!(get("staging.stg_patients_test"), ("success".to_owned(), 1), "{watched:?}");
+    assert_eq!(get("marts.fct_visits_test"), ("failed".to_owned(), 2), "{watched:?}");
+    assert_eq!(get("marts.fct_visits_run").0, "success");
+
+    let builds: Vec<String> = (1..10)
+        .map(|n| run_dir.join(format!("dbt.build.{n}.log")))
+        .take_while(|p| p.exists())
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect();
+    assert!((2..=3).contains(&builds.len()), "one build, then the retries: {} builds", builds.len());
+    assert!(builds[0].contains("main.stg_patients"), "the first build builds the stage");
+    for later in &builds[1..] {
+        assert!(!later.contains("model main.stg_patients"), "a retry build rebuilds only what failed");
+    }
+    assert!(builds[1..].iter().any(|b| b.contains("main.fct_flaky")), "the retry rebuilds what the failure blocked");
+    let log = std::fs::read_to_string(run_dir.join("staging.stg_patients_run.1.log")).unwrap();
+    assert!(log.contains("OK created sql view model main.stg_patients"), "the node's lines: {log}");
+
+    let by_node_dir = tempfile::tempdir().unwrap();
+    flaky_project(&venv, by_node_dir.path());
+    let (by_node, _) = run_per_model(&venv, by_node_dir.path(), false);
+    assert_eq!(watched, by_node, "the same states and attempts, watched or node by node");
+}

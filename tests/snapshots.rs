@@ -194,6 +194,10 @@ fn diagnostic_texts() {
             "version: 1\npipelines:\n  p:\n    start_date: 2026-01-01\n    defaults: {start_date: 2026-02-01}\n    stages:\n      a: {kind: shell, command: x}\n".to_owned(),
         ),
         (
+            "watcher_modes",
+            format!("{MODES}layers:\n  staging: {{models: [stg_patients, stg_visits]}}\npipelines:\n  p:\n    stages:\n      one: {{kind: dbt, command: build, retries: 1, watcher: true}}\n      layers: {{kind: dbt, command: build, retries: 1, dbt_mode: per_model, tests: after_layer, watcher: true}}\n"),
+        ),
+        (
             "operator_stage",
             "version: 1\npipelines:\n  p:\n    stages:\n      a:\n        kind: operator\n        uses: airflow.operators.import.HttpOperator\n        with: {task_id: a, retries: 2, lambda: 1, endpoint: /x}\n".to_owned(),
         ),

@@ -9,7 +9,7 @@
 use super::dbt_selection::CliSelection;
 use super::{
     DbtArg, DbtInvocation, LoweredStage, Lowering, Operation, Origin, Resolved, Settings, Task, TriggerRule,
-    stage_pointer,
+    WatchedNodes, stage_pointer,
 };
 use crate::dbt::{
     CommandLine, IndirectSelection, LoadError, Manifest, ManifestError, ParseCommand, ResourceType, Selectors,
@@ -112,6 +112,7 @@ impl DbtLine<'_> {
             deps_first: false,
             tolerate_failure: false,
             save_artifacts: self.project.artifacts.is_some() && command != DbtCommand::Deps,
+            watch: None,
         }
     }
 }
@@ -476,6 +477,9 @@ impl Lowering<'_> {
         let spec = self.spec;
         let project = spec.dbt.as_ref()?;
         self.check_state_selection(&pointer, dbt);
+        if dbt.watcher && mode != DbtMode::PerModel {
+            self.watcher_needs_per_model(&pointer);
+        }
         let line = DbtLine { project, stage: dbt };
         let stage_select: Vec<&DbtSelector> = dbt.select.iter().collect();
         let stage_exclude: Vec<&DbtSelector> = dbt.exclude.iter().collect();
@@ -694,6 +698,18 @@ impl Lowering<'_> {
     }
 
     /// One task per selected dbt node, with dbt's edges and the stage's test placement.
+    /// `watcher` on a stage that is not `per_model`.
+    pub(super) fn watcher_needs_per_model(&mut self, pointer: &str) {
+        self.error(
+            Diagnostic::error(
+                "watcher-needs-per-model",
+                "`watcher` watches the tasks of a `dbt_mode: per_model` stage",
+            )
+            .at(self.doc.span(&format!("{pointer}/watcher")), "")
+            .help("set `dbt_mode: per_model` on the stage, or remove `watcher`"),
+        );
+    }
+
     fn per_model_tasks(
         &mut self,
         pointer: &str,
@@ -719,6 +735,17 @@ impl Lowering<'_> {
         } else {
             TestPlacement::None
         });
+        if dbt.watcher && placement == TestPlacement::AfterLayer {
+            self.error(
+                Diagnostic::error(
+                    "watcher-after-layer",
+                    "one watched `dbt build` runs each model's tests right after it, not after its layer",
+                )
+                .at(self.doc.span(&format!("{pointer}/watcher")), "")
+                .help("use `tests: after_each` or `tests: build` with `watcher`"),
+            );
+            return None;
+        }
         let runnable: BTreeSet<String> = selected
             .iter()
             .filter(|id| manifest.get(id).is_some_and(|n| n.is_task() && n.resource_type != ResourceType::Test))
@@ -793,6 +820,8 @@ impl Lowering<'_> {
         };
         let mut planned: Vec<Planned> = Vec::new();
         let mut task_of: HashMap<String, String> = HashMap::new();
+        // Under a watcher, the dbt nodes (unique id, selector) each task stands for.
+        let mut watched: HashMap<String, Vec<(String, String)>> = HashMap::new();
         for id in &runnable {
             let Some(n) = manifest.get(id) else { continue };
             let selector = selector_of(id);
@@ -820,6 +849,7 @@ impl Lowering<'_> {
             }
             inv.deps_first = in_container;
             let task = Planned::new(group_of(id), &format!("{}_{suffix}", id_part(&n.name)), Operation::Dbt(inv));
+            watched.entry(task.id.clone()).or_default().push((id.clone(), selector.clone()));
             task_of.insert(id.clone(), task.id.clone());
             planned.push(task);
         }
@@ -827,7 +857,10 @@ impl Lowering<'_> {
         // that when it runs every table it reads has been built.
         let mut attached: BTreeMap<String, Vec<&str>> = BTreeMap::new();
         let mut standalone: Vec<&str> = Vec::new();
-        if matches!(placement, TestPlacement::AfterEach | TestPlacement::AfterLayer) {
+        let attaches = matches!(placement, TestPlacement::AfterEach | TestPlacement::AfterLayer);
+        // `tests: build` runs a model's tests in its own task (buildable), so a watched build
+        // needs to know which those are.
+        if attaches || (dbt.watcher && placement == TestPlacement::Build) {
             let mut ancestors: HashMap<String, BTreeSet<String>> = HashMap::new();
             for test in &tests {
                 let Some(t) = manifest.get(test) else { continue };
@@ -838,7 +871,7 @@ impl Lowering<'_> {
                 });
                 match home {
                     Some(p) => attached.entry((*p).clone()).or_default().push(test),
-                    None if !parents.is_empty() => standalone.push(test),
+                    None if !parents.is_empty() && attaches => standalone.push(test),
                     None => {}
                 }
             }
@@ -851,6 +884,16 @@ impl Lowering<'_> {
                 .into_iter()
                 .collect()
         };
+        let test_nodes = |ids: &[&str]| -> Vec<(String, String)> {
+            ids.iter().filter_map(|id| manifest.get(id).map(|t| ((*id).to_owned(), t.name.clone()))).collect()
+        };
+        if placement == TestPlacement::Build {
+            for (model, ids) in &attached {
+                if let Some(task) = task_of.get(model) {
+                    watched.entry(task.clone()).or_default().extend(test_nodes(ids));
+                }
+            }
+        }
         // Where a child of each node waits: the node's test task when its tests run after it.
         let mut gate_of: HashMap<String, String> = task_of.clone();
         if placement == TestPlacement::AfterEach {
@@ -862,6 +905,7 @@ impl Lowering<'_> {
                 inv.deps_first = in_container;
                 let mut task =
                     Planned::new(group_of(model), &format!("{}_test", id_part(&n.name)), Operation::Dbt(inv));
+                watched.entry(task.id.clone()).or_default().extend(test_nodes(ids));
                 task.upstream.insert(task_of[model].clone());
                 gate_of.insert(model.clone(), task.id.clone());
                 planned.push(task);
@@ -908,6 +952,7 @@ impl Lowering<'_> {
             let parents: BTreeSet<String> =
                 t.depends_on.iter().filter(|p| runnable.contains(*p)).map(|p| task_of[p].clone()).collect();
             let mut task = Planned::new(Vec::new(), &format!("{}_test", id_part(&t.name)), Operation::Dbt(inv));
+            watched.entry(task.id.clone()).or_default().extend(test_nodes(&[test]));
             task.upstream = parents;
             planned.push(task);
         }
@@ -923,6 +968,14 @@ impl Lowering<'_> {
                 .help("a model of each feeds the other; use `tests: after_each`, or group so that layers run in one direction"),
             );
             return None;
+        }
+        if dbt.watcher {
+            let build = Arc::new(line.invocation(DbtCommand::Build, &[], &[], true));
+            for task in &mut planned {
+                if let (Operation::Dbt(inv), Some(nodes)) = (&mut task.operation, watched.remove(&task.id)) {
+                    inv.watch = Some(WatchedNodes { build: Arc::clone(&build), nodes });
+                }
+            }
         }
         Some(planned)
     }

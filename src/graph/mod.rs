@@ -139,6 +139,18 @@ pub struct DbtInvocation {
     pub tolerate_failure: bool,
     /// Copy `target/` artifacts and logs to `dbt.artifacts` afterwards, whatever the outcome.
     pub save_artifacts: bool,
+    /// A task of a `watcher: true` per-model stage: the dbt nodes whose events give it its state
+    /// under `fhirflow run`, where one `dbt build` runs them all.
+    pub watch: Option<WatchedNodes>,
+}
+
+/// The dbt nodes one task of a watched per-model stage stands for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatchedNodes {
+    /// `dbt build` with the stage's folders, target, threads and vars, but no selection.
+    pub build: Arc<DbtInvocation>,
+    /// Each node's `unique_id` and the selector that picks exactly it.
+    pub nodes: Vec<(String, String)>,
 }
 
 impl DbtInvocation {
@@ -1004,6 +1016,9 @@ impl Lowering<'_> {
                         self.dbt_invocation(&pointer, dbt)?;
                     }
                     return self.dbt_mode_stage(pipeline_id, stage_id, index, dbt, settings, mode);
+                }
+                if dbt.watcher {
+                    self.watcher_needs_per_model(&pointer);
                 }
                 let invocation = self.dbt_invocation(&pointer, dbt)?;
                 let mut lowered = single(Operation::Dbt(invocation), settings.clone());

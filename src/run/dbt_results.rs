@@ -8,6 +8,21 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+/// What a run-results file looked like before a dbt invocation (modified time, inode, size), so
+/// that afterwards an unchanged file is known as an earlier invocation's. A stamp, not a time
+/// comparison: file times come from a coarser clock than `SystemTime::now`, so a file written
+/// just after an attempt started can look older than the attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResultsStamp(Option<(SystemTime, u64, u64)>);
+
+impl ResultsStamp {
+    /// The file at `path` as it is now; a missing file has a stamp too.
+    pub fn of(path: &Path) -> Self {
+        use std::os::unix::fs::MetadataExt as _;
+        Self(std::fs::metadata(path).ok().and_then(|m| Some((m.modified().ok()?, m.ino(), m.len()))))
+    }
+}
+
 /// The part of a dbt run's results fhirflow reports.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct DbtRunResults {
@@ -89,18 +104,16 @@ impl DbtRunResults {
         Ok(out)
     }
 
-    /// Reads the file at `path`; `Ok(None)` when it does not exist, or when it is older than
-    /// `not_before` and so left by an earlier dbt invocation.
-    pub fn read(path: &Path, not_before: Option<SystemTime>) -> Result<Option<Self>, DbtResultsError> {
+    /// Reads the file at `path`; `Ok(None)` when it does not exist, or when it is still the
+    /// file `before` saw, left by an earlier dbt invocation.
+    pub fn read(path: &Path, before: Option<&ResultsStamp>) -> Result<Option<Self>, DbtResultsError> {
         let io = |source| DbtResultsError::Io { path: path.to_owned(), source };
-        let metadata = match std::fs::metadata(path) {
-            Ok(m) => m,
+        match std::fs::metadata(path) {
+            Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(io(e)),
-        };
-        if let (Some(not_before), Ok(modified)) = (not_before, metadata.modified())
-            && modified < not_before
-        {
+        }
+        if before.is_some_and(|b| *b == ResultsStamp::of(path)) {
             return Ok(None);
         }
         let text = std::fs::read_to_string(path).map_err(io)?;
@@ -153,8 +166,10 @@ mod tests {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, SAMPLE).unwrap();
         assert!(DbtRunResults::read(&path, None).unwrap().is_some());
-        let later = SystemTime::now() + std::time::Duration::from_secs(60);
-        assert_eq!(DbtRunResults::read(&path, Some(later)).unwrap(), None, "older than the attempt");
+        let before = ResultsStamp::of(&path);
+        assert_eq!(DbtRunResults::read(&path, Some(&before)).unwrap(), None, "left by an earlier invocation");
+        std::fs::write(&path, SAMPLE.replace("error", "fail")).unwrap();
+        assert!(DbtRunResults::read(&path, Some(&before)).unwrap().is_some(), "rewritten at once, still new");
         std::fs::write(&path, "[1, 2]").unwrap();
         assert!(matches!(DbtRunResults::read(&path, None), Err(DbtResultsError::Json { .. })));
     }

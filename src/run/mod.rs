@@ -28,6 +28,7 @@ pub mod store;
 pub mod task_log;
 pub mod template;
 pub mod trigger_rule;
+pub mod watched_build;
 
 use crate::graph::PipelineGraph;
 use chrono::{DateTime, Utc};

@@ -24,8 +24,9 @@ use super::store::{NewRun, PipelineRun, Store, StoreError};
 use super::task_log::{OutputLine, TaskLog, log_path};
 use super::template::{self, TemplateValues};
 use super::trigger_rule::{self, Decision};
+use super::watched_build::{BuildEnd, BuildView};
 use super::{RunError, RunOptions, RunState, SpecGraph, TaskKey, TaskState, run_dir, state_dir};
-use crate::graph::{DbtArg, DbtInvocation, Operation, Settings};
+use crate::graph::{DbtArg, DbtInvocation, Operation, Settings, WatchedNodes};
 use crate::kinds::{KindTask, RunContext as KindContext};
 use crate::spec::SensorMode;
 use chrono::{DateTime, SubsecRound, Utc};
@@ -33,7 +34,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
@@ -85,15 +86,20 @@ pub enum Failure {
     Skip(String),
     /// The task's output could not be read as JSON.
     Output(String),
+    /// A watched dbt build failed the task's nodes, skipped them or did not report them.
+    Watched(String),
 }
 
 impl Failure {
     /// Whether another attempt could go differently, so retries apply.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Failure::Exit(_) | Failure::Signal(_) | Failure::TimedOut(_) | Failure::Spawn(_) | Failure::Store(_) => {
-                true
-            }
+            Failure::Exit(_)
+            | Failure::Signal(_)
+            | Failure::TimedOut(_)
+            | Failure::Spawn(_)
+            | Failure::Store(_)
+            | Failure::Watched(_) => true,
             Failure::Load(e) => e.is_retryable(),
             Failure::Cancelled
             | Failure::Template(_)
@@ -116,6 +122,7 @@ impl Failure {
             | Failure::AwaitedFailed(why)
             | Failure::Store(why)
             | Failure::Output(why)
+            | Failure::Watched(why)
             | Failure::Skip(why) => why.clone(),
             Failure::SensorTimedOut(after) => format!("sensor timed out after {}", show(*after)),
             Failure::Load(e) => e.to_string(),
@@ -150,6 +157,8 @@ enum JobDone {
     Attempt { index: usize, number: u32, end: AttemptEnd },
     /// Task `index`'s retry delay is over (or the run was cancelled meanwhile).
     RetryDue { index: usize },
+    /// A watched stage's `dbt build` ended; it held a slot and, on DuckDB, the target.
+    BuildEnded { writer: Option<Arc<str>> },
 }
 
 /// Everything an attempt needs, owned, so that it runs as its own tokio task.
@@ -170,6 +179,8 @@ struct AttemptJob {
     /// Outputs of finished upstream tasks this task reads, by task id.
     outputs: BTreeMap<String, serde_json::Value>,
     pids: mpsc::UnboundedSender<(usize, u32, u32)>,
+    /// For a task of a watched stage: the stage's builds, and the build its nodes are in.
+    watching: Option<(watch::Receiver<BuildView>, u64)>,
 }
 
 /// Cancels a run: the first call stops tasks gracefully, the second at once.
@@ -444,6 +455,10 @@ struct Scheduler<'a> {
     pool_slots_used: HashMap<Arc<str>, u32>,
     /// Why `depends_on_past` keeps a task from running, by task index.
     past_blocks: HashMap<usize, String>,
+    /// The builds of each watched per-model stage, by pipeline index and stage id.
+    builds: HashMap<(usize, String), watch::Sender<BuildView>>,
+    /// The build whose results each task of a watched stage last waited for.
+    consumed: HashMap<usize, u64>,
 }
 
 impl<'a> Scheduler<'a> {
@@ -525,6 +540,8 @@ impl<'a> Scheduler<'a> {
             writers: HashSet::new(),
             pool_slots_used: HashMap::new(),
             past_blocks,
+            builds: HashMap::new(),
+            consumed: HashMap::new(),
         }
     }
 
@@ -644,6 +661,10 @@ impl<'a> Scheduler<'a> {
 
     /// Frees the DuckDB target and the pool slot that task `index` held while it ran.
     fn release(&mut self, index: usize) {
+        if self.watched(index).is_some() {
+            // Its build holds the slot and the target, until the build ends.
+            return;
+        }
         let task = &self.run.plan.tasks[index];
         if let Some(writer) = &task.writer {
             self.writers.remove(writer);
@@ -656,6 +677,115 @@ impl<'a> Scheduler<'a> {
         }
     }
 
+    /// The dbt nodes task `index` stands for, when it is a task of a watched stage.
+    fn watched(&self, index: usize) -> Option<&WatchedNodes> {
+        match &self.run.plan.tasks[index].task.operation {
+            Operation::Dbt(inv) => inv.watch.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// The key of the watched stage task `index` belongs to.
+    fn build_key(&self, index: usize) -> (usize, String) {
+        let planned = &self.run.plan.tasks[index];
+        (planned.pipeline, planned.task.stage.to_string())
+    }
+
+    /// Starts a task of a watched stage: it waits for its nodes in the running build when
+    /// that build selects them; else, once no build of its stage runs and a slot (and its
+    /// DuckDB target) is free, it starts a build of itself and of every task that can run
+    /// after it.
+    fn start_watched(&mut self, index: usize, max: usize) {
+        let key = self.build_key(index);
+        let Some(nodes) = self.watched(index).map(|w| w.nodes.clone()) else { return };
+        let view = self.builds.entry(key.clone()).or_default();
+        let (running, fresh) = {
+            let v = view.borrow();
+            let covered = v.generation > 0 && nodes.iter().all(|(id, _)| v.covering.contains(id));
+            // A build's results serve one attempt: a retry needs a build of its own.
+            (v.running, covered && self.consumed.get(&index) != Some(&v.generation))
+        };
+        if !fresh && running {
+            return;
+        }
+        if !fresh {
+            if self.slots_used >= max {
+                return;
+            }
+            let writer = self.run.plan.tasks[index].writer.clone();
+            if let Some(writer) = &writer
+                && !self.writers.insert(Arc::clone(writer))
+            {
+                return;
+            }
+            self.slots_used += 1;
+            self.launch_build(index, &key, writer);
+        }
+        self.ready.remove(&index);
+        self.start(index);
+    }
+
+    /// Starts a `dbt build` of the watched stage of task `index`: its nodes, and those of the
+    /// stage's pending tasks whose upstream tasks in the stage have succeeded or are selected.
+    fn launch_build(&mut self, index: usize, key: &(usize, String), writer: Option<Arc<str>>) {
+        let plan = Arc::clone(&self.run.plan);
+        let stage: Vec<usize> =
+            (0..plan.tasks.len()).filter(|&i| self.watched(i).is_some() && &self.build_key(i) == key).collect();
+        let mut selected: BTreeSet<usize> = BTreeSet::from([index]);
+        loop {
+            let before = selected.len();
+            for &i in &stage {
+                let t = &self.tasks[i];
+                // Due retries join too: one build serves every task that can run now.
+                let due = t.state == TaskState::UpForRetry && t.queued;
+                let waiting = t.state == TaskState::Pending || due || i == index;
+                let clear = plan.tasks[i]
+                    .upstream
+                    .iter()
+                    .filter(|u| stage.contains(u))
+                    .all(|u| selected.contains(u) || self.tasks[*u].state == TaskState::Success);
+                if waiting && clear && !selected.contains(&i) {
+                    selected.insert(i);
+                }
+            }
+            if selected.len() == before {
+                break;
+            }
+        }
+        let mut nodes: Vec<(String, String)> = Vec::new();
+        for &i in &selected {
+            nodes.extend(self.watched(i).map(|w| w.nodes.clone()).unwrap_or_default());
+        }
+        let Some(build) = self.watched(index).map(|w| Arc::clone(&w.build)) else { return };
+        let view = self.builds.entry(key.clone()).or_default();
+        let mut generation = 0;
+        view.send_modify(|v| {
+            v.generation += 1;
+            v.running = true;
+            v.covering = nodes.iter().map(|(id, _)| id.clone()).collect();
+            v.builds.insert(v.generation, Default::default());
+            generation = v.generation;
+        });
+        let planned = &plan.tasks[index];
+        let path = self.run.run_dir.join(&planned.key.pipeline).join(format!("{}.build.{generation}.log", key.1));
+        view.send_modify(|v| {
+            v.logs.insert(generation, path.clone());
+        });
+        let end = BuildEnd { view: view.clone(), generation, exit: None };
+        let feed = view.clone();
+        let log = TaskLog::create(path, Arc::clone(&planned.label), None).observed_by(move |line| {
+            feed.send_if_modified(|v| v.builds.get_mut(&generation).and_then(|w| w.feed(line)).is_some());
+        });
+        let mut job = self.job(index, self.tasks[index].attempts + 1, log);
+        // The build is no attempt of the task: its process id is not the attempt's.
+        job.pids = mpsc::unbounded_channel().0;
+        let selectors: Vec<String> = nodes.into_iter().map(|(_, selector)| selector).collect();
+        self.jobs.spawn(async move {
+            job.build(&build, selectors, end).await;
+            JobDone::BuildEnded { writer }
+        });
+    }
+
     /// Whether task `index` occupies a `--max-parallel` slot (and its pool's) while it runs.
     fn holds_slot(&self, index: usize) -> bool {
         let task = &self.run.plan.tasks[index];
@@ -663,7 +793,9 @@ impl<'a> Scheduler<'a> {
             // Airflow's reschedule mode frees the worker slot between pokes; a sensor
             // satisfied in this run returns at once.
             Operation::Sensor(target) => target.mode == SensorMode::Poke && task.awaits.is_empty(),
-            Operation::Shell { .. } | Operation::Dbt(_) | Operation::DbtResults { .. } | Operation::Load { .. } => true,
+            // A task of a watched stage only waits: its build holds the slot.
+            Operation::Dbt(inv) => inv.watch.is_none(),
+            Operation::Shell { .. } | Operation::DbtResults { .. } | Operation::Load { .. } => true,
             Operation::Join | Operation::Trigger(_) => false,
             Operation::Kind(_) => true,
         }
@@ -853,6 +985,10 @@ impl<'a> Scheduler<'a> {
             .filter(|&i| self.tasks[i].state == TaskState::Pending || self.tasks[i].state == TaskState::UpForRetry)
             .collect();
         for index in startable {
+            if self.watched(index).is_some() {
+                self.start_watched(index, max);
+                continue;
+            }
             let holds = self.holds_slot(index);
             if holds && self.slots_used >= max {
                 continue;
@@ -928,7 +1064,24 @@ impl<'a> Scheduler<'a> {
                 .collect(),
             _ => BTreeMap::new(),
         };
-        let job = AttemptJob {
+        let watching = self.watched(index).is_some().then(|| {
+            let view = self.builds.entry(self.build_key(index)).or_default().subscribe();
+            let generation = view.borrow().generation;
+            self.consumed.insert(index, generation);
+            (view, generation)
+        });
+        let job = AttemptJob { awaited, upstream_dbt, outputs, watching, ..self.job(index, number, log) };
+        let handle = self.jobs.spawn(async move {
+            let end = job.run().await;
+            JobDone::Attempt { index, number, end }
+        });
+        self.job_tasks.insert(handle.id(), index);
+    }
+
+    /// A job for attempt `number` of task `index`, writing to `log`, with nothing from upstream.
+    fn job(&self, index: usize, number: u32, log: TaskLog) -> AttemptJob {
+        let planned = &self.run.plan.tasks[index];
+        AttemptJob {
             plan: Arc::clone(&self.run.plan),
             index,
             number,
@@ -938,16 +1091,12 @@ impl<'a> Scheduler<'a> {
             log,
             cancel: self.cancel.0.subscribe(),
             grace: self.options.kill_grace,
-            awaited,
-            upstream_dbt,
-            outputs,
+            awaited: Vec::new(),
+            upstream_dbt: None,
+            outputs: BTreeMap::new(),
             pids: self.pid_tx.clone(),
-        };
-        let handle = self.jobs.spawn(async move {
-            let end = job.run().await;
-            JobDone::Attempt { index, number, end }
-        });
-        self.job_tasks.insert(handle.id(), index);
+            watching: None,
+        }
     }
 
     fn job_done(&mut self, done: JobDone) {
@@ -958,6 +1107,12 @@ impl<'a> Scheduler<'a> {
                 }
                 self.release(index);
                 self.attempt_ended(index, number, end);
+            }
+            JobDone::BuildEnded { writer } => {
+                self.slots_used = self.slots_used.saturating_sub(1);
+                if let Some(writer) = writer {
+                    self.writers.remove(&writer);
+                }
             }
             JobDone::RetryDue { index } => {
                 if self.cancelled() {
@@ -1153,12 +1308,14 @@ impl AttemptJob {
                 };
                 (outcome, None)
             }
+            Operation::Dbt(invocation) if invocation.watch.is_some() && self.watching.is_some() => {
+                let nodes = invocation.watch.as_ref().map(|w| w.nodes.as_slice()).unwrap_or_default();
+                self.wait_for_nodes(nodes, timeout).await
+            }
             Operation::Dbt(invocation) => {
                 let project = self.dbt_dir(false);
-                let profiles = self.dbt_dir(true);
-                let state = self.dbt_state_dir();
-                let vars = match self.render_dbt_vars(invocation) {
-                    Ok(vars) => vars,
+                let word = match self.dbt_words(invocation) {
+                    Ok(word) => word,
                     Err(failure) => {
                         return AttemptEnd {
                             outcome: Err(failure),
@@ -1168,24 +1325,12 @@ impl AttemptJob {
                         };
                     }
                 };
-                let word = |a: &DbtArg| match a {
-                    DbtArg::Literal(s) => s.clone(),
-                    // One argument, no shell: the rendered text cannot become a command.
-                    DbtArg::Vars(_) => vars.clone().unwrap_or_default(),
-                    DbtArg::ProjectDir => project.display().to_string(),
-                    DbtArg::ProfilesDir => profiles.display().to_string(),
-                    DbtArg::StateDir => state.display().to_string(),
-                };
-                let args: Vec<String> = invocation.args.iter().map(word).collect();
-                let executable = if invocation.executable.contains('/') {
-                    self.pipeline().spec_dir.join(&invocation.executable).display().to_string()
-                } else {
-                    invocation.executable.clone()
-                };
+                let args: Vec<String> = invocation.args.iter().map(&word).collect();
+                let executable = self.dbt_program(invocation);
                 if invocation.deps_first {
                     let command = CommandLine {
                         program: executable.clone(),
-                        args: DbtInvocation::deps_args().iter().map(word).collect(),
+                        args: DbtInvocation::deps_args().iter().map(&word).collect(),
                         cwd: project.clone(),
                         env: self.context_env(),
                     };
@@ -1200,7 +1345,8 @@ impl AttemptJob {
                     }
                 }
                 let command = CommandLine { program: executable, args, cwd: project.clone(), env: self.context_env() };
-                let not_before = SystemTime::now();
+                let path = dbt_results::results_path(&project);
+                let before = dbt_results::ResultsStamp::of(&path);
                 let mut outcome = self.subprocess(&command, timeout).await;
                 if invocation.save_artifacts {
                     self.save_dbt_artifacts(&project, outcome.is_ok());
@@ -1209,9 +1355,8 @@ impl AttemptJob {
                     self.log.note("dbt failed; tolerated (freshness policy: warn)");
                     outcome = Ok(());
                 }
-                let path = dbt_results::results_path(&project);
                 let results = if invocation.command.writes_run_results() {
-                    match DbtRunResults::read(&path, Some(not_before)) {
+                    match DbtRunResults::read(&path, Some(&before)) {
                         Ok(results) => results,
                         Err(e) => {
                             self.log.note(&e.to_string());
@@ -1305,6 +1450,112 @@ impl AttemptJob {
             }
         };
         AttemptEnd { outcome, duration: started.elapsed(), dbt, output }
+    }
+
+    /// Runs a watched stage's `dbt build` of the nodes `selectors` pick, exactly those
+    /// (`--indirect-selection empty`), with dbt's JSON log, which the log's observer reads.
+    async fn build(mut self, build: &DbtInvocation, selectors: Vec<String>, mut end: BuildEnd) {
+        let project = self.dbt_dir(false);
+        let word = match self.dbt_words(build) {
+            Ok(word) => word,
+            Err(failure) => {
+                end.exit = Some(failure.describe());
+                return;
+            }
+        };
+        let mut args: Vec<String> = build.args.iter().map(word).collect();
+        args.push("--select".to_owned());
+        args.extend(selectors);
+        args.extend(["--indirect-selection".to_owned(), "empty".to_owned()]);
+        let program = self.dbt_program(build);
+        let mut env = self.context_env();
+        let (name, value) = super::dbt_watcher::LOG_FORMAT_ENV;
+        env.insert(name.to_owned(), value.to_owned());
+        let command = CommandLine { program, args, cwd: project.clone(), env };
+        let ended = process::run(&command, None, self.grace, &mut self.log, self.cancel.clone(), |_| {}).await;
+        let succeeded = matches!(ended, ProcessEnd::Exited(0));
+        let exit = match ended {
+            ProcessEnd::Exited(code) => format!("exit status {code}"),
+            ProcessEnd::Signalled(signal) => format!("killed by signal {signal}"),
+            ProcessEnd::TimedOut(after) => format!("timed out after {}", show(after)),
+            ProcessEnd::Cancelled => "cancelled".to_owned(),
+            ProcessEnd::SpawnFailed(e) => format!("cannot start {}: {e}", command.program),
+        };
+        self.log.note(&format!("dbt build ended: {exit}"));
+        if build.save_artifacts {
+            self.save_dbt_artifacts(&project, succeeded);
+        }
+        end.exit = Some(exit);
+    }
+
+    /// Waits until each of `nodes` ends in the build this attempt watches, or the build ends,
+    /// and takes the task's outcome and its nodes' log lines from it.
+    async fn wait_for_nodes(
+        &mut self,
+        nodes: &[(String, String)],
+        timeout: Option<Duration>,
+    ) -> (Result<(), Failure>, Option<DbtRunResults>) {
+        let Some((mut view, generation)) = self.watching.take() else {
+            return (Err(Failure::Watched("no watched build to wait for".to_owned())), None);
+        };
+        if let Some(path) = view.borrow().logs.get(&generation) {
+            self.log.note(&format!("watching build {generation} of the stage; its dbt log: {}", path.display()));
+        }
+        let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+        loop {
+            if view.borrow_and_update().settled(generation, nodes) {
+                break;
+            }
+            let expired = async {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                changed = view.changed() => if changed.is_err() { break },
+                Ok(()) = self.cancel.changed() => if *self.cancel.borrow() != CancelLevel::None {
+                    return (Err(Failure::Cancelled), None);
+                },
+                () = expired => return (Err(Failure::TimedOut(timeout.unwrap_or_default())), None),
+            }
+        }
+        let (outcome, results) = {
+            let v = view.borrow();
+            for (id, _) in nodes {
+                for line in v.builds.get(&generation).map(|w| w.log(id)).unwrap_or_default() {
+                    self.log.line(line);
+                }
+            }
+            super::watched_build::task_outcome(&v, generation, nodes)
+        };
+        self.log.note(&format!("dbt results: {}", results.counts_line()));
+        (outcome.map_err(Failure::Watched), Some(results))
+    }
+
+    /// Turns a dbt argument into its word on this machine: the folders placed, `--vars` rendered.
+    fn dbt_words(&mut self, invocation: &DbtInvocation) -> Result<impl Fn(&DbtArg) -> String + use<>, Failure> {
+        let project = self.dbt_dir(false);
+        let profiles = self.dbt_dir(true);
+        let state = self.dbt_state_dir();
+        let vars = self.render_dbt_vars(invocation)?;
+        Ok(move |a: &DbtArg| match a {
+            DbtArg::Literal(s) => s.clone(),
+            // One argument, no shell: the rendered text cannot become a command.
+            DbtArg::Vars(_) => vars.clone().unwrap_or_default(),
+            DbtArg::ProjectDir => project.display().to_string(),
+            DbtArg::ProfilesDir => profiles.display().to_string(),
+            DbtArg::StateDir => state.display().to_string(),
+        })
+    }
+
+    /// The dbt executable: a path with a `/` is relative to the spec's folder.
+    fn dbt_program(&self, invocation: &DbtInvocation) -> String {
+        if invocation.executable.contains('/') {
+            self.pipeline().spec_dir.join(&invocation.executable).display().to_string()
+        } else {
+            invocation.executable.clone()
+        }
     }
 
     /// The dbt project folder (or profiles folder) on this machine: the spec's local paths,

@@ -15,12 +15,17 @@ pub struct OutputLine {
     pub text: String,
 }
 
+/// A callback on each line written to a log.
+type LineObserver = Box<dyn FnMut(&str) + Send + Sync>;
+
 /// Where an attempt's output goes: its log file, and the display.
 pub struct TaskLog {
     file: Option<std::fs::File>,
     path: PathBuf,
     label: Arc<str>,
     echo: Option<mpsc::UnboundedSender<OutputLine>>,
+    /// Sees every line as it is written: a watched dbt build reads its events here.
+    observer: Option<LineObserver>,
 }
 
 /// The log file of attempt `attempt` of `task` in `pipeline`, under the run's folder.
@@ -33,7 +38,7 @@ impl TaskLog {
     /// reported on the display, and the task runs on: its output is still shown.
     pub fn create(path: PathBuf, label: Arc<str>, echo: Option<mpsc::UnboundedSender<OutputLine>>) -> Self {
         let file = path.parent().map_or(Ok(()), std::fs::create_dir_all).and_then(|()| std::fs::File::create(&path));
-        let mut log = Self { file: None, path, label, echo };
+        let mut log = Self { file: None, path, label, echo, observer: None };
         match file {
             Ok(file) => log.file = Some(file),
             Err(e) => log.note(&format!("cannot write the log {}: {e}", log.path.display())),
@@ -43,7 +48,13 @@ impl TaskLog {
 
     /// A log that only shows lines, for tests and for tasks that write no file.
     pub fn display_only(label: Arc<str>, echo: Option<mpsc::UnboundedSender<OutputLine>>) -> Self {
-        Self { file: None, path: PathBuf::new(), label, echo }
+        Self { file: None, path: PathBuf::new(), label, echo, observer: None }
+    }
+
+    /// The same log, with `observer` called on every line written to it.
+    pub fn observed_by(mut self, observer: impl FnMut(&str) + Send + Sync + 'static) -> Self {
+        self.observer = Some(Box::new(observer));
+        self
     }
 
     /// The log file.
@@ -53,6 +64,9 @@ impl TaskLog {
 
     /// A line of the task's own output.
     pub fn line(&mut self, text: &str) {
+        if let Some(observer) = &mut self.observer {
+            observer(text);
+        }
         if let Some(file) = &mut self.file {
             // One write per line: the OS keeps it even if fhirflow is killed a moment later.
             let mut bytes = Vec::with_capacity(text.len() + 1);
