@@ -290,17 +290,6 @@ impl<'a> AirflowEmitter<'a> {
             Operation::Join => {
                 uses.insert("empty");
             }
-            Operation::Shell { command, env } => {
-                uses.insert("bash");
-                kwargs.push(("bash_command".into(), templated(command, BASH_TEMPLATE_EXT)));
-                if !env.is_empty() {
-                    kwargs.push((
-                        "env".into(),
-                        env_dict(env.iter().map(|(k, v)| (k.as_str(), v.as_str())), BASH_TEMPLATE_EXT),
-                    ));
-                    kwargs.push(("append_env".into(), "True".into()));
-                }
-            }
             Operation::DbtResults { .. } => {
                 uses.insert("results");
                 uses.insert("python");
@@ -593,7 +582,7 @@ impl AirflowEmitter<'_> {
 }
 
 /// The extensions after which BashOperator reads a templated string as a template file's name.
-const BASH_TEMPLATE_EXT: &[&str] = &[".sh", ".bash"];
+pub(crate) const BASH_TEMPLATE_EXT: &[&str] = &[".sh", ".bash"];
 
 /// DockerOperator's extensions (its `template_ext`).
 const DOCKER_TEMPLATE_EXT: &[&str] = &[".sh", ".bash", ".env"];
@@ -607,12 +596,12 @@ const VARS_ENV: &str = "FHIRFLOW_DBT_VARS";
 
 /// `text` as a Python string for a field Airflow renders: a string ending in one of `ext` gets
 /// [`NOT_A_FILE`], so that Airflow renders it to `text` instead of looking for a file so named.
-fn templated(text: &str, ext: &[&str]) -> String {
+pub(crate) fn templated(text: &str, ext: &[&str]) -> String {
     if ext.iter().any(|e| text.ends_with(e)) { quoted(&format!("{text}{NOT_A_FILE}")) } else { quoted(text) }
 }
 
 /// Environment variables as a Python dict whose values Airflow renders.
-fn env_dict<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>, ext: &[&str]) -> String {
+pub(crate) fn env_dict<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>, ext: &[&str]) -> String {
     let pairs: Vec<(String, String)> = pairs.map(|(k, v)| (quoted(k), templated(v, ext))).collect();
     python_dict(&pairs)
 }

@@ -5,7 +5,7 @@
 //! file starts with a [`header`] naming the spec and hashing the body, which is how `apply`
 //! knows a file is its own and whether someone edited it.
 
-mod airflow;
+pub(crate) mod airflow;
 mod dbt;
 pub mod header;
 pub mod literal;

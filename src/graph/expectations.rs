@@ -188,7 +188,6 @@ pub fn operator_name(task: &Task) -> std::borrow::Cow<'static, str> {
             OperatorKind::Docker => "DockerOperator",
             OperatorKind::Kubernetes => "KubernetesPodOperator",
         },
-        Operation::Shell { .. } => "BashOperator",
         Operation::Join => "EmptyOperator",
         Operation::DbtResults { .. } => "PythonOperator",
         Operation::Sensor(_) => "ExternalTaskSensor",

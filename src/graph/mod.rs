@@ -99,13 +99,6 @@ pub enum Operation {
         /// The dbt task whose results are read.
         dbt_task: String,
     },
-    /// Run a shell command.
-    Shell {
-        /// The command.
-        command: String,
-        /// Extra environment.
-        env: BTreeMap<String, String>,
-    },
     /// Wait for another pipeline.
     Sensor(SensorTarget),
     /// Start a run of another pipeline.
@@ -944,13 +937,9 @@ impl Lowering<'_> {
             }],
         };
         match kind {
-            StageKind::Shell(shell) => Some(single(
-                Operation::Shell {
-                    command: shell.command.clone(),
-                    env: shell.env.iter().map(|(k, v)| (k.0.clone(), v.clone())).collect(),
-                },
-                settings,
-            )),
+            StageKind::Shell(shell) => {
+                Some(single(Operation::Kind(Arc::new(crate::kinds::shell::lower(shell))), settings))
+            }
             StageKind::Trigger(trigger) => Some(single(
                 Operation::Trigger(TriggerTarget {
                     pipeline: trigger.pipeline.clone(),

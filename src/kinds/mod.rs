@@ -3,11 +3,13 @@
 //! call a kind only through [`KindTask`], so adding a kind touches neither the scheduler nor
 //! the emitter's core.
 //!
-//! The older kinds (dbt, copy_into, shell, sensor, trigger) still live in the phases' own
-//! `Operation` arms; new kinds go here.
+//! The older kinds (dbt, copy_into, sensor, trigger) still live in the phases' own `Operation`
+//! arms: each touches the scheduler (a sensor waits on the run store, a trigger starts a pipeline
+//! of the run, dbt and loads have their own artifacts). New kinds go here.
 
 pub mod operator;
 pub mod python;
+pub mod shell;
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
@@ -49,6 +51,11 @@ pub trait KindTask: Debug + Send + Sync {
 
     /// The Airflow operator and its keyword arguments.
     fn airflow(&self, version: u32) -> AirflowTask;
+
+    /// The exit status that skips the task rather than fail it, if any.
+    fn skip_exit_code(&self) -> Option<i32> {
+        None
+    }
 
     /// Whether the task has no behaviour under `fhirflow run`, which then refuses its pipeline.
     fn airflow_only(&self) -> bool {

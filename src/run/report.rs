@@ -179,10 +179,6 @@ pub fn dry_run_text(plan: &RunPlan) -> String {
         out.push('\n');
         let pipeline = &plan.pipelines[t.pipeline];
         let detail = match &t.task.operation {
-            Operation::Shell { command, env } => {
-                let env: String = env.iter().map(|(k, v)| format!("{k}={} ", shell_word(v))).collect();
-                format!("$ {env}{}", command.trim_end().replace('\n', "\n       "))
-            }
             Operation::Dbt(inv) => {
                 let (project, profiles) = match &pipeline.spec.dbt {
                     Some(d) => (d.project_dir.0.clone(), d.profiles_dir.as_ref().unwrap_or(&d.project_dir).0.clone()),
@@ -241,7 +237,6 @@ pub fn dry_run_text(plan: &RunPlan) -> String {
 /// The kind of task, as the spec names stage kinds.
 fn kind_name(operation: &Operation) -> &'static str {
     match operation {
-        Operation::Shell { .. } => "shell",
         Operation::Dbt(_) => "dbt",
         Operation::DbtResults { .. } => "dbt results",
         Operation::Join => "join",

@@ -38,9 +38,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
-/// The exit status that skips a shell task instead of failing it, as Airflow's BashOperator
-/// `skip_on_exit_code` default does.
-pub const SKIP_EXIT_CODE: i32 = 99;
+/// The exit status that skips a shell task instead of failing it.
+pub use crate::kinds::shell::SKIP_EXIT_CODE;
 
 /// The longest retry delay exponential backoff reaches: Airflow's cap, one day.
 pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(24 * 60 * 60);
@@ -795,7 +794,7 @@ impl<'a> Scheduler<'a> {
             Operation::Sensor(target) => target.mode == SensorMode::Poke && task.awaits.is_empty(),
             // A task of a watched stage only waits: its build holds the slot.
             Operation::Dbt(inv) => inv.watch.is_none(),
-            Operation::Shell { .. } | Operation::DbtResults { .. } | Operation::Load { .. } => true,
+            Operation::DbtResults { .. } | Operation::Load { .. } => true,
             Operation::Join | Operation::Trigger(_) => false,
             Operation::Kind(_) => true,
         }
@@ -1298,16 +1297,6 @@ impl AttemptJob {
         let operation = &plan.tasks[self.index].task.operation;
         let mut output = None;
         let (outcome, dbt) = match operation {
-            Operation::Shell { command, env } => {
-                let outcome = match self.shell(command, env, timeout).await {
-                    // BashOperator's skip_on_exit_code: exit 99 skips the task.
-                    Err(Failure::Exit(SKIP_EXIT_CODE)) => {
-                        Err(Failure::Skip(format!("the command exited {SKIP_EXIT_CODE}, which skips the task")))
-                    }
-                    other => other,
-                };
-                (outcome, None)
-            }
             Operation::Dbt(invocation) if invocation.watch.is_some() && self.watching.is_some() => {
                 let nodes = invocation.watch.as_ref().map(|w| w.nodes.as_slice()).unwrap_or_default();
                 self.wait_for_nodes(nodes, timeout).await
@@ -1644,34 +1633,6 @@ impl AttemptJob {
         })
     }
 
-    async fn shell(
-        &mut self,
-        command: &str,
-        env: &BTreeMap<String, String>,
-        timeout: Option<Duration>,
-    ) -> Result<(), Failure> {
-        // BashOperator renders `env` as well as the command.
-        let rendered = {
-            let values = self.template_values();
-            let env: Result<Vec<(String, String)>, String> =
-                env.iter().map(|(k, v)| template::render(v, &values).map(|v| (k.clone(), v))).collect();
-            template::render(command, &values).and_then(|command| env.map(|env| (command, env)))
-        };
-        let (rendered, env) = rendered.map_err(|why| {
-            self.log.note(&why);
-            Failure::Template(why)
-        })?;
-        let mut all_env = self.context_env();
-        all_env.extend(env);
-        let line = CommandLine {
-            program: "bash".to_owned(),
-            args: vec!["-c".to_owned(), rendered],
-            cwd: self.pipeline().spec_dir.clone(),
-            env: all_env,
-        };
-        self.subprocess(&line, timeout).await
-    }
-
     /// One attempt of a task behind [`KindTask`]: its subprocess, then its JSON output.
     async fn kind_attempt(
         &mut self,
@@ -1708,7 +1669,13 @@ impl AttemptJob {
         let mut env = self.context_env();
         env.extend(command.env);
         let line = CommandLine { program: command.program, args: command.args, cwd: command.cwd, env };
-        self.subprocess(&line, timeout).await?;
+        match self.subprocess(&line, timeout).await {
+            // BashOperator's skip_on_exit_code: exit 99 skips the task.
+            Err(Failure::Exit(code)) if kind.skip_exit_code() == Some(code) => {
+                return Err(Failure::Skip(format!("the command exited {code}, which skips the task")));
+            }
+            other => other?,
+        }
         match std::fs::read_to_string(&output_path) {
             Ok(text) => match serde_json::from_str(&text) {
                 Ok(value) => {

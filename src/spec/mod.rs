@@ -678,6 +678,8 @@ impl TriggerRule {
     }
 }
 
+pub use crate::kinds::shell::ShellStage;
+
 /// The kinds of stage.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -1067,17 +1069,6 @@ impl Default for WatermarkColumns {
             updated_at: Self::default_updated_at(),
         }
     }
-}
-
-/// A shell command stage.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
-pub struct ShellStage {
-    /// The command, run by bash. Airflow renders `{{ ... }}` templates in it.
-    #[schemars(length(min = 1, max = 65536))]
-    pub command: String,
-    /// Extra environment variables for the command. Airflow renders `{{ ... }}` templates in the values.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub env: BTreeMap<EnvVarName, String>,
 }
 
 /// A stage that waits for another pipeline.
