@@ -111,13 +111,8 @@ fn flaky_project(venv: &Path, dir: &Path) -> std::path::PathBuf {
     project
 }
 
-/// `fhirflow run` of the flaky project's per-model stage, watched or node by node: each task's
-/// state and attempts, and the run's folder.
-fn run_per_model(
-    venv: &Path,
-    dir: &Path,
-    watcher: bool,
-) -> (std::collections::BTreeMap<String, (String, u64)>, std::path::PathBuf) {
+/// The flaky project's spec: one per-model stage, its tests after each model, one retry.
+fn per_model_spec(venv: &Path, dir: &Path, watcher: bool) -> std::path::PathBuf {
     let spec = dir.join("p.yaml");
     std::fs::write(
         &spec,
@@ -127,6 +122,17 @@ fn run_per_model(
         ),
     )
     .unwrap();
+    spec
+}
+
+/// `fhirflow run` of the flaky project's per-model stage, watched or node by node: each task's
+/// state and attempts, and the run's folder.
+fn run_per_model(
+    venv: &Path,
+    dir: &Path,
+    watcher: bool,
+) -> (std::collections::BTreeMap<String, (String, u64)>, std::path::PathBuf) {
+    let spec = per_model_spec(venv, dir, watcher);
     let started = std::time::Instant::now();
     let out = common::fhirflow()
         .arg("run")
@@ -188,4 +194,97 @@ fn a_watched_per_model_stage_ends_as_node_by_node_with_few_builds() {
     flaky_project(&venv, by_node_dir.path());
     let (by_node, _) = run_per_model(&venv, by_node_dir.path(), false);
     assert_eq!(watched, by_node, "the same states and attempts, watched or node by node");
+}
+
+/// {task: [state, try number]} as airflow_clear_rerun.sh writes it.
+type AirflowStates = std::collections::BTreeMap<String, (Option<String>, u64)>;
+
+/// The watched stage in real Airflow: the DagBag holds what the graph says (one `dbt_build`
+/// task, every other task a sensor with its own dbt line); `airflow dags test` ends every task
+/// in the state and with the tries it has under `fhirflow run` (the flaky model passes on its
+/// retry, which builds it alone; the failing test fails twice), while `dbt_build` runs once; then
+/// `airflow tasks clear` of a model task and its downstream makes that model and the tests that
+/// gate it build again, in their own dbt processes, and leaves the build task alone.
+fn watched_in_airflow(var: &str) {
+    let Some(airflow) = common::venv(var) else { return };
+    let Some(dbt) = common::venv("FHIRFLOW_DBT_VENV") else { return };
+    let run_dir = tempfile::tempdir().unwrap();
+    flaky_project(&dbt, run_dir.path());
+    let (under_run, _) = run_per_model(&dbt, run_dir.path(), true);
+
+    let dir = tempfile::tempdir().unwrap();
+    let project = flaky_project(&dbt, dir.path());
+    let spec = per_model_spec(&dbt, dir.path(), true);
+    let version = if var == "FHIRFLOW_AIRFLOW2_VENV" { 2 } else { 3 };
+    let text = std::fs::read_to_string(&spec).unwrap();
+    std::fs::write(&spec, format!("{text}airflow: {{version: {version}}}\n")).unwrap();
+    common::fhirflow().arg("apply").arg(&spec).assert().success();
+    let dags = dir.path().join("dags");
+    let compiled = fhirflow::compile_file(&spec).expect("the spec compiles");
+    let pools = fhirflow::emit::DuckdbPools::of(&compiled.graph, &fhirflow::emit::Layout::new(&spec, None));
+    let expect = dir.path().join("expect.json");
+    std::fs::write(&expect, compiled.graph.expectations_with_pools(|t| pools.task_pool(t)).to_string()).unwrap();
+    let check = Command::new(airflow.join("bin/python"))
+        .arg(common::repo().join("tests/conformance/airflow_check.py"))
+        .arg(&dags)
+        .arg(&expect)
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "{var}: {}", String::from_utf8_lossy(&check.stdout));
+
+    let (before, after) = (dir.path().join("before.json"), dir.path().join("after.json"));
+    let out = Command::new("bash")
+        .arg(common::repo().join("tests/conformance/airflow_clear_rerun.sh"))
+        .arg(&airflow)
+        .arg(&dags)
+        .args(["nightly", "staging.stg_patients_run"])
+        .arg(&before)
+        .arg(&after)
+        .env("DBT_DUCKDB_PATH", dir.path().join("clinic.duckdb"))
+        .env("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{var}: {stderr}");
+    let read = |path: &Path| -> AirflowStates {
+        let rows: std::collections::BTreeMap<String, (Option<String>, u64)> =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        rows
+    };
+    let (before, after) = (read(&before), read(&after));
+    let build = ("dbt_build".to_owned(), (Some("success".to_owned()), 1));
+    assert_eq!(before.get(&build.0), Some(&build.1), "{var}: {before:?}");
+    let in_airflow: std::collections::BTreeMap<String, (String, u64)> = before
+        .iter()
+        .filter(|(task, _)| **task != build.0)
+        .map(|(task, (state, tries))| (task.clone(), (state.clone().unwrap_or_default(), *tries)))
+        .collect();
+    assert_eq!(in_airflow, under_run, "{var}: Airflow's states and tries, then fhirflow run's");
+
+    let rerun = ["staging.stg_patients_run", "staging.stg_patients_test", "marts.dim_patients_run"];
+    for task in rerun {
+        let (state, tries) = &before[task];
+        assert_eq!(after[task], (state.clone(), tries + 1), "{var}: {task} ran again: {after:?}");
+    }
+    for task in ["dbt_build", "staging.stg_visits_run", "staging.stg_flaky_run"] {
+        assert_eq!(after[task], before[task], "{var}: {task} is not downstream of the cleared task");
+    }
+    let log = std::fs::read_to_string(project.join("logs/dbt.log")).unwrap();
+    for line in [
+        "1 of 1 OK created sql view model main.stg_patients",
+        "of 2 PASS not_null_stg_patients_patient_id",
+        "of 2 PASS unique_stg_patients_patient_id",
+    ] {
+        assert!(log.contains(line), "{var}: the cleared model and its tests ran on their own: no `{line}`");
+    }
+}
+
+#[test]
+fn a_watched_stage_in_airflow_3_ends_as_under_run_and_a_cleared_model_builds_again() {
+    watched_in_airflow("FHIRFLOW_AIRFLOW_VENV");
+}
+
+#[test]
+fn a_watched_stage_in_airflow_2_ends_as_under_run_and_a_cleared_model_builds_again() {
+    watched_in_airflow("FHIRFLOW_AIRFLOW2_VENV");
 }

@@ -195,7 +195,7 @@ fn diagnostic_texts() {
         ),
         (
             "watcher_modes",
-            format!("{MODES}layers:\n  staging: {{models: [stg_patients, stg_visits]}}\npipelines:\n  p:\n    stages:\n      one: {{kind: dbt, command: build, retries: 1, watcher: true}}\n      layers: {{kind: dbt, command: build, retries: 1, dbt_mode: per_model, tests: after_layer, watcher: true}}\n"),
+            format!("{MODES}layers:\n  staging: {{models: [stg_patients, stg_visits]}}\npipelines:\n  p:\n    stages:\n      one: {{kind: dbt, command: build, retries: 1, watcher: true}}\n      layers: {{kind: dbt, command: build, retries: 1, dbt_mode: per_model, tests: after_layer, watcher: true}}\n      boxed: {{kind: dbt, command: build, retries: 1, dbt_mode: per_model, operator: docker, watcher: true}}\n"),
         ),
         (
             "operator_stage",

@@ -1,5 +1,7 @@
 //! The Airflow 3 emitter: one static DAG file per pipeline.
 
+mod dbt_watcher;
+
 use super::header::{self, sha256};
 use super::literal::{Language, docstring, literal, quoted};
 use super::paths::relative;
@@ -27,6 +29,7 @@ const RESERVED: &[&str] = &[
     "BashOperator",
     "PythonOperator",
     "ExternalTaskSensor",
+    "PythonSensor",
     "TriggerDagRunOperator",
     "Asset",
     "AssetAll",
@@ -229,6 +232,10 @@ impl<'a> AirflowEmitter<'a> {
             || p.tasks.iter().any(|t| t.settings.failure_webhook_env.value.is_some())
         {
             uses.insert("webhook");
+        }
+        if uses.contains("watcher") {
+            helpers.insert(dbt_watcher::HELPERS);
+            helpers.insert(dbt_watcher::task_finished(version));
         }
         let dbt = if uses.contains("dbt") || uses.contains("results") {
             self.dbt_dirs(uses.contains("state"))?
@@ -455,6 +462,14 @@ impl AirflowEmitter<'_> {
             }
         };
         match task.settings.operator.value {
+            OperatorKind::Bash if inv.watch.is_some() => {
+                let mut env = Vec::new();
+                vars_var(&mut env);
+                let command = if program.is_some() { line } else { script };
+                if let Some(watch) = &inv.watch {
+                    dbt_watcher::kwargs(watch, task.stage.as_str(), command, &env, uses, kwargs);
+                }
+            }
             OperatorKind::Bash => {
                 uses.insert("bash");
                 let command = match &program {
@@ -607,7 +622,7 @@ pub(crate) fn env_dict<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>, ext:
 }
 
 /// A Python dict of (key, value) expressions.
-fn python_dict(pairs: &[(String, String)]) -> String {
+pub(crate) fn python_dict(pairs: &[(String, String)]) -> String {
     let items: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}: {v}")).collect();
     format!("{{{}}}", items.join(", "))
 }
@@ -813,6 +828,7 @@ struct Imports {
     bash: &'static str,
     python: &'static str,
     sensor: &'static str,
+    python_sensor: &'static str,
     trigger: &'static str,
     skip: &'static str,
     fail: &'static str,
@@ -828,6 +844,7 @@ impl Imports {
                 bash: "from airflow.operators.bash import BashOperator",
                 python: "from airflow.operators.python import PythonOperator",
                 sensor: "from airflow.sensors.external_task import ExternalTaskSensor",
+                python_sensor: "from airflow.sensors.python import PythonSensor",
                 trigger: "from airflow.operators.trigger_dagrun import TriggerDagRunOperator",
                 skip: "from airflow.exceptions import AirflowSkipException",
                 fail: "from airflow.exceptions import AirflowFailException",
@@ -840,6 +857,7 @@ impl Imports {
                 bash: "from airflow.providers.standard.operators.bash import BashOperator",
                 python: "from airflow.providers.standard.operators.python import PythonOperator",
                 sensor: "from airflow.providers.standard.sensors.external_task import ExternalTaskSensor",
+                python_sensor: "from airflow.providers.standard.sensors.python import PythonSensor",
                 trigger: "from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator",
                 skip: "from airflow.sdk.exceptions import AirflowSkipException",
                 fail: "from airflow.sdk.exceptions import AirflowFailException",
@@ -858,7 +876,7 @@ fn imports(uses: &BTreeSet<&'static str>, version: u32) -> Vec<String> {
     if has("webhook") {
         stdlib.push("import functools");
     }
-    if has("results") || has("load") || has("webhook") {
+    if has("results") || has("load") || has("webhook") || has("watcher") {
         stdlib.push("import json");
         stdlib.push("import logging");
     }
@@ -894,6 +912,9 @@ fn imports(uses: &BTreeSet<&'static str>, version: u32) -> Vec<String> {
     }
     if has("sensor") {
         third.push(paths.sensor);
+    }
+    if has("watcher") {
+        third.push(paths.python_sensor);
     }
     if has("trigger") {
         third.push(paths.trigger);

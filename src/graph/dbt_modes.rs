@@ -565,7 +565,7 @@ impl Lowering<'_> {
                     return None;
                 }
                 let manifest = self.manifest(&format!("{pointer}/dbt_mode"))?;
-                let nodes = self.per_model_tasks(&pointer, dbt, &line, &manifest, in_container)?;
+                let nodes = self.per_model_tasks(stage_id, &pointer, dbt, &line, &manifest, in_container)?;
                 for mut task in nodes {
                     if task.upstream.is_empty()
                         && let Some(h) = &head
@@ -712,6 +712,7 @@ impl Lowering<'_> {
 
     fn per_model_tasks(
         &mut self,
+        stage_id: &StageId,
         pointer: &str,
         dbt: &DbtStage,
         line: &DbtLine,
@@ -970,12 +971,37 @@ impl Lowering<'_> {
             return None;
         }
         if dbt.watcher {
+            if in_container {
+                self.error(
+                    Diagnostic::error(
+                        "watcher-in-container",
+                        "a watched stage's tasks read the events of one `dbt build` from a shared folder, which containers do not share",
+                    )
+                    .at(self.doc.span(&format!("{pointer}/watcher")), "")
+                    .help("run the stage with `operator: bash`, or remove `watcher`"),
+                );
+                return None;
+            }
             let build = Arc::new(line.invocation(DbtCommand::Build, &[], &[], true));
+            let build_task = format!("{stage_id}_build");
+            let mut all = Vec::new();
             for task in &mut planned {
                 if let (Operation::Dbt(inv), Some(nodes)) = (&mut task.operation, watched.remove(&task.id)) {
-                    inv.watch = Some(WatchedNodes { build: Arc::clone(&build), nodes });
+                    all.extend(nodes.iter().cloned());
+                    let build = Arc::clone(&build);
+                    inv.watch = Some(WatchedNodes { build, nodes, build_task: build_task.clone(), is_build: false });
                 }
             }
+            // Airflow's producer: the same `dbt build` that `fhirflow run` starts itself.
+            let mut inv = (*build).clone();
+            inv.args.push(DbtArg::Literal("--select".to_owned()));
+            inv.args.extend(all.iter().map(|(_, selector)| DbtArg::Literal(selector.clone())));
+            inv.args.extend(["--indirect-selection", "empty"].map(|w| DbtArg::Literal(w.to_owned())));
+            inv.watch = Some(WatchedNodes { build, nodes: all, build_task: build_task.clone(), is_build: true });
+            let mut producer = Planned::new(Vec::new(), &build_task, Operation::Dbt(inv));
+            // A build dbt could not run falls back to the tasks building their own nodes.
+            producer.no_retries = true;
+            planned.push(producer);
         }
         Some(planned)
     }

@@ -183,6 +183,9 @@ fn asset_condition(condition: &crate::spec::AssetCondition) -> Value {
 /// The Airflow operator class a task becomes.
 pub fn operator_name(task: &Task) -> std::borrow::Cow<'static, str> {
     std::borrow::Cow::Borrowed(match &task.operation {
+        // A watched stage: its build as a Python callable, the others as sensors reading it.
+        Operation::Dbt(inv) if inv.watch.as_ref().is_some_and(|w| w.is_build) => "PythonOperator",
+        Operation::Dbt(inv) if inv.watch.is_some() => "PythonSensor",
         Operation::Dbt(_) => match task.settings.operator.value {
             OperatorKind::Bash => "BashOperator",
             OperatorKind::Docker => "DockerOperator",

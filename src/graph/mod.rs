@@ -132,8 +132,8 @@ pub struct DbtInvocation {
     pub tolerate_failure: bool,
     /// Copy `target/` artifacts and logs to `dbt.artifacts` afterwards, whatever the outcome.
     pub save_artifacts: bool,
-    /// A task of a `watcher: true` per-model stage: the dbt nodes whose events give it its state
-    /// under `fhirflow run`, where one `dbt build` runs them all.
+    /// A task of a `watcher: true` per-model stage: the dbt nodes whose events give it its state,
+    /// where one `dbt build` runs them all (or, in Airflow, that build's own task).
     pub watch: Option<WatchedNodes>,
 }
 
@@ -144,6 +144,18 @@ pub struct WatchedNodes {
     pub build: Arc<DbtInvocation>,
     /// Each node's `unique_id` and the selector that picks exactly it.
     pub nodes: Vec<(String, String)>,
+    /// The stage's build task (`<stage>_build`): in Airflow it runs the one `dbt build` whose
+    /// events the other tasks read; `fhirflow run` starts its builds itself and leaves it out.
+    pub build_task: String,
+    /// Whether this is that task, whose `nodes` are the whole stage's.
+    pub is_build: bool,
+}
+
+impl WatchedNodes {
+    /// Whether `operation` is a watched stage's build task, which only Airflow runs.
+    pub fn is_build_task(operation: &Operation) -> bool {
+        matches!(operation, Operation::Dbt(DbtInvocation { watch: Some(w), .. }) if w.is_build)
+    }
 }
 
 impl DbtInvocation {

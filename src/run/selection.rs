@@ -9,7 +9,7 @@
 use super::{RunError, SpecGraph, TaskKey};
 use crate::diagnostic::did_you_mean;
 use crate::graph::sensor::Clock;
-use crate::graph::{Operation, PipelineTasks, Task};
+use crate::graph::{Operation, PipelineTasks, Task, WatchedNodes};
 use crate::spec::{AssetCondition, Schedule, Spec};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
@@ -203,7 +203,8 @@ impl RunPlan {
                     },
                     triggered_by: Vec::new(),
                 });
-                for task in &p.tasks {
+                // A watched stage's build task is Airflow's; the scheduler starts its builds itself.
+                for task in p.tasks.iter().filter(|t| !WatchedNodes::is_build_task(&t.operation)) {
                     let writer = duckdb_writer_of(&pipelines[index], &task.operation, &mut writers);
                     let pool = match (&writer, &task.settings.pool.value) {
                         (None, Some(name)) => spec.graph.spec.pools.get(name).map(|declared| {

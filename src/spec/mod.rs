@@ -744,7 +744,7 @@ pub struct DbtStage {
     /// `per_model`: where data tests run. `after_each` (a test task after each model), `after_layer` (one test task per layer), `build` (`dbt build` per node) or `none`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tests: Option<TestPlacement>,
-    /// `per_model` under `fhirflow run`: run the stage's nodes as one `dbt build` and give each task its state from dbt's events as they come, instead of one dbt process per task (Cosmos' watcher mode). A failed task's retry builds what failed and what it blocked. Airflow runs the tasks node by node.
+    /// `per_model`: run the stage's nodes as one `dbt build` and give each task its state from dbt's events as they come, instead of one dbt process per task (Cosmos' watcher mode). A failed task's retry builds what failed and what it blocked. In Airflow the build is the task `<stage>_build` and the others are sensors reading its events; a retried or cleared task builds its own nodes. Needs `operator: bash`.
     #[serde(default)]
     pub watcher: bool,
     /// `per_model`: group tasks by spec layer (`layer`), by folder under `models/` (`folder`), or not at all (`none`).

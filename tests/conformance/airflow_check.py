@@ -187,6 +187,11 @@ def command_words(task) -> list[str] | None:
         return list(command) if isinstance(command, (list, tuple)) else shlex.split(command)
     if name == "KubernetesPodOperator":
         return list(task.cmds or []) + list(task.arguments or [])
+    # A watched per-model stage: its build and its sensors run their dbt lines from Python.
+    if name in ("PythonOperator", "PythonSensor") and getattr(task.python_callable, "__name__", "").startswith(
+        "_dbt_watched_"
+    ):
+        return shlex.split(task.op_kwargs["command"])
     return None
 
 
