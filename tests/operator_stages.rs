@@ -243,3 +243,26 @@ fn the_run_command_runs_with_templates_and_retries() {
     assert_eq!(summary["tasks"][0]["attempts"], 2, "{summary}");
     assert_eq!(std::fs::read_to_string(dir.path().join("ran")).unwrap(), "2026-03-04\n2026-03-04\n");
 }
+
+/// A `run:` command that exits 99 skips its task, as a shell stage's command does, and the skip
+/// reaches the task after it by its trigger rule.
+#[test]
+fn a_run_command_exiting_99_skips_its_task() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("p.yaml");
+    std::fs::write(
+        &spec,
+        "version: 1\npipelines:\n  p:\n    stages:\n      op:\n        kind: operator\n        uses: airflow.providers.standard.operators.bash.BashOperator\n        with: {bash_command: echo airflow}\n        run: exit 99\n      after: {kind: shell, command: 'true', after: [op]}\n      always: {kind: shell, command: 'true', after: [op], trigger_rule: none_failed}\n",
+    )
+    .unwrap();
+    let out =
+        fhirflow().arg("run").arg(&spec).args(["--format", "json"]).timeout(Duration::from_secs(60)).output().unwrap();
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let state = |task: &str| {
+        summary["tasks"].as_array().unwrap().iter().find(|t| t["task"] == task).map(|t| t["state"].clone())
+    };
+    assert_eq!(state("op"), Some("skipped".into()), "{summary}");
+    assert_eq!(state("after"), Some("skipped".into()), "{summary}");
+    assert_eq!(state("always"), Some("success".into()), "{summary}");
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+}

@@ -111,3 +111,16 @@ pub struct RunCommand {
     /// Written to [`RunContext::input_path`] before the program starts.
     pub input: Option<String>,
 }
+
+/// A problem a kind finds while lowering its stage, at a JSON pointer under the stage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LowerError {
+    /// Diagnostic code.
+    pub code: &'static str,
+    /// The key under the stage, such as `callable` or `kwargs/files`.
+    pub at: String,
+    /// What is wrong.
+    pub message: String,
+    /// How to fix it.
+    pub help: String,
+}

@@ -21,7 +21,7 @@ pub struct OperatorStage {
     /// The operator's keyword arguments, written as literals (strings, numbers, booleans, null, lists, maps). Airflow renders `{{ ... }}` in the operator's templated fields. The keys fhirflow sets itself (`task_id`, `retries`, `pool`, `trigger_rule`, ...) are stage settings instead.
     #[serde(default, rename = "with", skip_serializing_if = "IndexMap::is_empty")]
     pub arguments: IndexMap<Identifier, serde_json::Value>,
-    /// The shell command `fhirflow run` runs in place of the operator (bash, in the spec's folder, `{{ ... }}` rendered as for `kind: shell`). Without it, `fhirflow run` refuses the pipeline: the stage runs only in Airflow.
+    /// The shell command `fhirflow run` runs in place of the operator (bash, in the spec's folder, `{{ ... }}` rendered as for `kind: shell`; exit status 99 skips the task, as there). Without it, `fhirflow run` refuses the pipeline: the stage runs only in Airflow.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run: Option<String>,
 }
@@ -64,8 +64,8 @@ const RESERVED: &[(&str, &str)] = &[
 ];
 
 /// Lowers an operator stage: checks its class path and its arguments' names.
-pub fn lower(stage_id: &str, stage: &OperatorStage) -> Result<OperatorTask, Vec<super::python::LowerError>> {
-    use super::python::LowerError;
+pub fn lower(stage_id: &str, stage: &OperatorStage) -> Result<OperatorTask, Vec<super::LowerError>> {
+    use super::LowerError;
     let mut errors = Vec::new();
     let parts: Vec<&str> = stage.uses.split('.').collect();
     if parts.len() < 2 || !parts.iter().all(|p| is_python_name(p)) {
@@ -143,6 +143,11 @@ impl KindTask for OperatorTask {
 
     fn airflow_only(&self) -> bool {
         self.run.is_none()
+    }
+
+    /// The `run:` command stands in for the operator as a shell stage's command does, exit 99 included.
+    fn skip_exit_code(&self) -> Option<i32> {
+        self.run.as_ref().map(|_| super::shell::SKIP_EXIT_CODE)
     }
 
     fn run_command(&self, ctx: &RunContext<'_>) -> Result<RunCommand, String> {

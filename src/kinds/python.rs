@@ -2,7 +2,7 @@
 //! which later stages read with `{output_of: stage}`: an XCom pull in Airflow, a JSON value that
 //! `fhirflow run` hands over.
 
-use super::{AirflowTask, KindTask, RunCommand, RunContext};
+use super::{AirflowTask, KindTask, LowerError, RunCommand, RunContext};
 use crate::emit::literal::{Language, literal, quoted};
 use crate::spec::{Identifier, Pipeline, StageId, StageKind};
 use schemars::JsonSchema;
@@ -64,19 +64,6 @@ pub struct PythonTask {
     pub python: Option<String>,
     /// A branch (`kind: branch`): the return value names the stages to follow.
     pub branch: bool,
-}
-
-/// A problem with a python stage, at a JSON pointer under the stage.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LowerError {
-    /// Diagnostic code.
-    pub code: &'static str,
-    /// The key under the stage, such as `callable` or `kwargs/files`.
-    pub at: String,
-    /// What is wrong.
-    pub message: String,
-    /// How to fix it.
-    pub help: String,
 }
 
 /// Whether `text` is `dotted.module:dotted.name`, every part a Python identifier and no keyword.
