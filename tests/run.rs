@@ -710,7 +710,8 @@ pipelines:
 
 /// The per-model graph runs directly: one dbt process per node in dbt's order, tests after
 /// their models, every task's artifacts saved, and the marts built for real, with parallel
-/// slots to spare and one DuckDB file.
+/// slots to spare and one DuckDB file; a test the manifest lists but the project lacks fails
+/// its task rather than pass having run nothing.
 #[test]
 fn per_model_mode_runs_each_dbt_node_in_order() {
     let Some(venv) = std::env::var_os("FHIRFLOW_DBT_VENV").map(PathBuf::from) else {
@@ -742,13 +743,39 @@ pipelines:
     .unwrap();
     // Four slots, but DuckDB lets one process write the file: fhirflow reads the profile's
     // `type: duckdb` and runs the dbt tasks on it one at a time instead of failing on the lock.
-    let out = fhirflow()
-        .arg("run")
-        .arg(&spec)
-        .args(["--quiet", "--max-parallel", "4", "--format", "json"])
-        .env("DBT_DUCKDB_PATH", dir.path().join("clinic.duckdb"))
-        .output()
-        .unwrap();
+    let run_stage = || {
+        fhirflow()
+            .arg("run")
+            .arg(&spec)
+            .args(["--quiet", "--max-parallel", "4", "--format", "json"])
+            .env("DBT_DUCKDB_PATH", dir.path().join("clinic.duckdb"))
+            .output()
+            .unwrap()
+    };
+    // The manifest lists generic tests of YAML files the project does not have yet: dbt would
+    // select nothing for them and pass; their tasks fail instead.
+    let out = run_stage();
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(5), "{stdout}\n{}", text(&out.stderr));
+    let stale = states(&serde_json::from_str(&stdout).unwrap());
+    for state in ["nightly.staging.stg_visits_test=failed", "nightly.staging.stg_visits_run=success"] {
+        assert!(stale.contains(&state.to_owned()), "{state}: {stale:?}");
+    }
+    let log = dir.path().join(".fhirflow/runs");
+    let found = walk_text(&log).into_iter().any(|t| t.contains("does not match any enabled nodes"));
+    assert!(found, "dbt's own message is in the failed task's log");
+
+    std::fs::write(
+        dir.path().join("dbt/models/staging/schema.yml"),
+        "version: 2\nmodels:\n  - name: stg_patients\n    columns:\n      - name: patient_id\n        data_tests: [not_null, unique]\n  - name: stg_visits\n    columns:\n      - name: visit_id\n        data_tests: [not_null, unique]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("dbt/models/marts/schema.yml"),
+        "version: 2\nmodels:\n  - name: dim_patients\n    columns:\n      - name: patient_id\n        data_tests: [unique]\n",
+    )
+    .unwrap();
+    let out = run_stage();
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", text(&out.stderr));
     let summary: serde_json::Value = serde_json::from_str(&stdout).unwrap();
@@ -787,4 +814,80 @@ pipelines:
     let args = std::fs::read_to_string(spec_dir.join("args.txt")).unwrap();
     assert!(args.lines().any(|l| l == r#"{"day":"2026-02-03","q":"a'; touch pwned; '"}"#), "{args}");
     assert!(!spec_dir.join("pwned").exists() && !dir.path().join("pwned").exists());
+}
+
+/// The text of every file under `dir`.
+fn walk_text(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk_text(&path));
+        } else if let Ok(text) = std::fs::read_to_string(&path) {
+            out.push(text);
+        }
+    }
+    out
+}
+
+/// dbt 1.7 (the seed's pin) reads the strict-selection flag under its own key: a per-model test
+/// task whose test the project no longer has fails, and with the test back the stage passes.
+#[test]
+fn per_model_on_dbt_1_7_fails_a_task_whose_node_is_gone() {
+    let Some(venv) = std::env::var_os("FHIRFLOW_DBT17_VENV").map(PathBuf::from) else {
+        eprintln!("skipped: FHIRFLOW_DBT17_VENV is not set (scripts/test.sh sets it to the dbt 1.7 venv)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path().join("dbt");
+    copy_dir(&repo().join("tests/fixtures/dbt_modes"), &project);
+    let schema = project.join("models/staging/schema.yml");
+    let tests =
+        "version: 2\nmodels:\n  - name: stg_visits\n    columns:\n      - name: visit_id\n        tests: [not_null]\n";
+    std::fs::write(&schema, tests).unwrap();
+    let dbt = venv.join("bin/dbt");
+    let parse = || {
+        let parsed = std::process::Command::new(&dbt)
+            .args(["parse", "--project-dir"])
+            .arg(&project)
+            .arg("--profiles-dir")
+            .arg(&project)
+            .env("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
+            .output()
+            .unwrap();
+        assert!(parsed.status.success(), "{}", text(&parsed.stdout));
+    };
+    parse();
+    let spec = dir.path().join("p.yaml");
+    std::fs::write(
+        &spec,
+        format!(
+            "version: 1\ndbt: {{project_dir: dbt, executable: {}, version: '1.7', manifest: dbt/target/manifest.json}}\npipelines:\n  nightly:\n    stages:\n      dbt: {{kind: dbt, command: build, dbt_mode: per_model, tests: after_each, select: [raw_visits, stg_visits]}}\n",
+            dbt.display()
+        ),
+    )
+    .unwrap();
+    let run_stage = || {
+        let out = fhirflow()
+            .arg("run")
+            .arg(&spec)
+            .args(["--quiet", "--format", "json"])
+            .env("DBT_DUCKDB_PATH", dir.path().join("clinic.duckdb"))
+            .env("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
+            .output()
+            .unwrap();
+        let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        (out.status.code(), states(&summary))
+    };
+    std::fs::remove_file(&schema).unwrap();
+    let (code, gone) = run_stage();
+    assert_eq!(code, Some(5), "{gone:?}");
+    assert!(gone.contains(&"nightly.staging.stg_visits_test=failed".to_owned()), "{gone:?}");
+    assert!(gone.contains(&"nightly.staging.stg_visits_run=success".to_owned()), "{gone:?}");
+    // dbt rewrote the manifest without the test; parsed again, the spec plans it again.
+    std::fs::write(&schema, tests).unwrap();
+    parse();
+    let (code, back) = run_stage();
+    assert_eq!(code, Some(0), "{back:?}");
+    assert!(back.contains(&"nightly.staging.stg_visits_test=success".to_owned()), "{back:?}");
 }

@@ -12,7 +12,7 @@ use super::{
     WatchedNodes, stage_pointer,
 };
 use crate::dbt::{
-    CommandLine, IndirectSelection, LoadError, Manifest, ManifestError, ParseCommand, ResourceType, Selectors,
+    CommandLine, IndirectSelection, LoadError, Manifest, ManifestError, ParseCommand, Release, ResourceType, Selectors,
     read_manifest,
 };
 use crate::diagnostic::Diagnostic;
@@ -580,6 +580,19 @@ impl Lowering<'_> {
     }
 }
 
+/// dbt's global flag (before the command, where dbt 1.7 takes it) that turns a selector matching
+/// no node, or a selection of nothing, into an error. dbt 1.10 renamed the list `include` to
+/// `error` and warns about the old name; 1.7 reads only `include`.
+fn strict_selection(manifest: &Manifest) -> [DbtArg; 2] {
+    let renamed =
+        manifest.dbt_version.as_deref().and_then(Release::parse_lenient).is_none_or(|r| (r.major, r.minor) >= (1, 10));
+    let key = if renamed { "error" } else { "include" };
+    [
+        DbtArg::Literal("--warn-error-options".to_owned()),
+        DbtArg::Literal(format!("{{\"{key}\": [\"NoNodesForSelectionCriteria\", \"NothingToDo\"]}}")),
+    ]
+}
+
 /// The layers' selections made exclusive, so that each test runs once, with the layer that
 /// builds the last of its parents, as in one `dbt build`: dbt's default (eager) indirect
 /// selection adds every test touching a layer, and excluding the later layers' nodes takes out,
@@ -970,6 +983,14 @@ impl Lowering<'_> {
             );
             return None;
         }
+        // A node the project no longer has (a manifest older than the project) selects nothing,
+        // and dbt would pass the task having run nothing: make dbt fail it instead.
+        let strict = strict_selection(manifest);
+        for task in &mut planned {
+            if let Operation::Dbt(inv) = &mut task.operation {
+                inv.args.splice(0..0, strict.iter().cloned());
+            }
+        }
         if dbt.watcher {
             if in_container {
                 self.error(
@@ -1219,7 +1240,11 @@ mod tests {
         );
         // The singular test has two parents, neither upstream of the other: it runs on
         // its own once both are built.
-        assert_eq!(argv(&g, "staging.stg_patients_run"), "run --project-dir --profiles-dir --select stg_patients");
+        assert_eq!(
+            argv(&g, "staging.stg_patients_run"),
+            r#"--warn-error-options {"error": ["NoNodesForSelectionCriteria", "NothingToDo"]} run --project-dir --profiles-dir --select stg_patients"#,
+            "a selector that matches nothing fails the task (the fixture's manifest is dbt 1.11's)"
+        );
         assert_eq!(p.task("staging.stg_patients_run").unwrap().group, ["staging"]);
     }
 

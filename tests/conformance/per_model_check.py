@@ -103,7 +103,11 @@ def main(argv: list[str]) -> int:
         words = found[0][-1] if found else []
         if len(words) < 2 or "--project-dir" not in words:
             continue
-        command = words[1]
+        # dbt's own global flags (`--warn-error-options JSON`) come before the command.
+        rest = words[1:]
+        while len(rest) > 1 and rest[0].startswith("--"):
+            rest = rest[2:]
+        command = rest[0] if rest else ""
         picks = selected(words)
         if command in ("run", "seed", "snapshot", "build"):
             if len(picks) != 1:
