@@ -99,15 +99,7 @@ fn flaky_project(venv: &Path, dir: &Path) -> std::path::PathBuf {
     );
     write("models/marts/fct_flaky.sql", "select ok from {{ ref('stg_flaky') }}\n");
     write("tests/assert_no_visits.sql", "select * from {{ ref('fct_visits') }}\n");
-    let parsed = Command::new(venv.join("bin/dbt"))
-        .args(["parse", "--project-dir"])
-        .arg(&project)
-        .arg("--profiles-dir")
-        .arg(&project)
-        .env("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
-        .output()
-        .expect("dbt runs");
-    assert!(parsed.status.success(), "{}", String::from_utf8_lossy(&parsed.stdout));
+    common::dbt_parse(venv, &project);
     project
 }
 

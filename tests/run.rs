@@ -846,18 +846,7 @@ fn per_model_on_dbt_1_7_fails_a_task_whose_node_is_gone() {
         "version: 2\nmodels:\n  - name: stg_visits\n    columns:\n      - name: visit_id\n        tests: [not_null]\n";
     std::fs::write(&schema, tests).unwrap();
     let dbt = venv.join("bin/dbt");
-    let parse = || {
-        let parsed = std::process::Command::new(&dbt)
-            .args(["parse", "--project-dir"])
-            .arg(&project)
-            .arg("--profiles-dir")
-            .arg(&project)
-            .env("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
-            .output()
-            .unwrap();
-        assert!(parsed.status.success(), "{}", text(&parsed.stdout));
-    };
-    parse();
+    common::dbt_parse(&venv, &project);
     let spec = dir.path().join("p.yaml");
     std::fs::write(
         &spec,
@@ -886,7 +875,7 @@ fn per_model_on_dbt_1_7_fails_a_task_whose_node_is_gone() {
     assert!(gone.contains(&"nightly.staging.stg_visits_run=success".to_owned()), "{gone:?}");
     // dbt rewrote the manifest without the test; parsed again, the spec plans it again.
     std::fs::write(&schema, tests).unwrap();
-    parse();
+    common::dbt_parse(&venv, &project);
     let (code, back) = run_stage();
     assert_eq!(code, Some(0), "{back:?}");
     assert!(back.contains(&"nightly.staging.stg_visits_test=success".to_owned()), "{back:?}");

@@ -461,15 +461,14 @@ impl AirflowEmitter<'_> {
                 env.push((quoted(VARS_ENV), quoted(json)));
             }
         };
+        if let (OperatorKind::Bash, Some(watch)) = (task.settings.operator.value, &inv.watch) {
+            let mut env = Vec::new();
+            vars_var(&mut env);
+            let command = if program.is_some() { line } else { script };
+            dbt_watcher::kwargs(watch, task.stage.as_str(), command, &env, uses, kwargs);
+            return;
+        }
         match task.settings.operator.value {
-            OperatorKind::Bash if inv.watch.is_some() => {
-                let mut env = Vec::new();
-                vars_var(&mut env);
-                let command = if program.is_some() { line } else { script };
-                if let Some(watch) = &inv.watch {
-                    dbt_watcher::kwargs(watch, task.stage.as_str(), command, &env, uses, kwargs);
-                }
-            }
             OperatorKind::Bash => {
                 uses.insert("bash");
                 let command = match &program {

@@ -14,6 +14,19 @@ def _watch_folder(root, stage, context):
     return os.path.join(root, quote(ti.dag_id, safe=""), quote(ti.run_id, safe=""), quote(stage, safe=""))
 
 
+def _newest_build(folder):
+    """The number of the newest build-N in folder; 0 before the first."""
+    names = os.listdir(folder) if os.path.isdir(folder) else []
+    return max((int(n[6:]) for n in names if n.startswith("build-") and n[6:].isdigit()), default=0)
+
+
+def _write_whole(path, text):
+    """Write text to path by rename, so that a reader sees all of it or nothing."""
+    with open(path + ".tmp", "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.replace(path + ".tmp", path)
+
+
 def _dbt_event(line):
     """(unique_id, node_status, message) of one line of dbt's JSON log; a line that is not
     JSON is its own message.
@@ -67,7 +80,7 @@ def _dbt_watched_build(command, env, root, stage, **context):
     log = logging.getLogger("airflow.task")
     folder = _watch_folder(root, stage, context)
     os.makedirs(folder, exist_ok=True)
-    number = 1 + max((int(n[6:]) for n in os.listdir(folder) if n.startswith("build-") and n[6:].isdigit()), default=0)
+    number = 1 + _newest_build(folder)
     while True:
         build = os.path.join(folder, f"build-{number}")
         try:
@@ -84,9 +97,7 @@ def _dbt_watched_build(command, env, root, stage, **context):
             log.info("%s", _dbt_event(line)[2])
 
         status = _run_dbt_lines(command, env, take)
-    with open(os.path.join(build, ".exit"), "w", encoding="utf-8") as handle:
-        handle.write(str(status))
-    os.replace(os.path.join(build, ".exit"), os.path.join(build, "exit"))
+    _write_whole(os.path.join(build, "exit"), str(status))
     if status not in (0, 1):
         raise RuntimeError(f"dbt build exited {status}; the stage's tasks build their own nodes")
     log.info("fhirflow: dbt build exited %d; each task of the stage reports its own nodes", status)
@@ -127,8 +138,7 @@ def _dbt_watched_node(build_task, nodes, command, env, root, stage, **context):
             seen = int(handle.read().strip() or 0)
     except (FileNotFoundError, ValueError):
         seen = 0
-    names = os.listdir(folder) if os.path.isdir(folder) else []
-    number = max((int(n[6:]) for n in names if n.startswith("build-") and n[6:].isdigit()), default=0)
+    number = _newest_build(folder)
     build = os.path.join(folder, f"build-{number}")
     finished = _watched_task_finished(context, build_task)
     exit_path = os.path.join(build, "exit")
@@ -138,9 +148,7 @@ def _dbt_watched_node(build_task, nodes, command, env, root, stage, **context):
         if not ended and not all(states.get(n) in _WATCHED_FINAL for n in nodes):
             return False
         os.makedirs(os.path.dirname(mark), exist_ok=True)
-        with open(mark + ".tmp", "w", encoding="utf-8") as handle:
-            handle.write(str(number))
-        os.replace(mark + ".tmp", mark)
+        _write_whole(mark, str(number))
         for unique_id in nodes:
             for line in lines.get(unique_id, []):
                 log.info("%s", line)

@@ -42,6 +42,19 @@ pub fn edit(path: &Path, from: &str, to: &str) {
     std::fs::write(path, text.replacen(from, to, 1)).expect("write");
 }
 
+/// `dbt parse` of `project` (its own profiles) with the dbt of `venv`, which must succeed.
+pub fn dbt_parse(venv: &Path, project: &Path) {
+    let parsed = std::process::Command::new(venv.join("bin/dbt"))
+        .args(["parse", "--project-dir"])
+        .arg(project)
+        .arg("--profiles-dir")
+        .arg(project)
+        .env("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
+        .output()
+        .expect("dbt runs");
+    assert!(parsed.status.success(), "{}", String::from_utf8_lossy(&parsed.stdout));
+}
+
 /// The venv named by `var` (set by scripts/test.sh); `None` when the conformance tests are
 /// skipped on purpose with `FHIRFLOW_SKIP_CONFORMANCE=1`, a failure when it is simply missing.
 pub fn venv(var: &str) -> Option<PathBuf> {
