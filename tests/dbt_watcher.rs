@@ -223,6 +223,41 @@ fn watched_in_airflow(var: &str) {
         .output()
         .unwrap();
     assert!(check.status.success(), "{var}: {}", String::from_utf8_lossy(&check.stdout));
+    // With one pool slot, the scheduler takes the highest priority first: sensors that come back
+    // every 5 s must never outrank the build they wait for (`dbt deps`, before both, may tie).
+    let probe = r#"
+import json, os, sys, tempfile
+os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp()
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+try:
+    from airflow.dag_processing.dagbag import DagBag
+except ImportError:
+    from airflow.models.dagbag import DagBag
+bag = DagBag(sys.argv[1])
+assert not bag.import_errors, bag.import_errors
+dag = bag.dags["nightly"]
+try:
+    # Airflow 3 computes priorities on the scheduler's side, from the serialized DAG.
+    from airflow.serialization.serialized_objects import DagSerialization
+    dag = DagSerialization.deserialize_dag(DagSerialization.serialize_dag(dag))
+except ImportError:
+    pass
+def weight(task):
+    if hasattr(task, "priority_weight_total"):  # Airflow 2
+        return task.priority_weight_total
+    # Airflow 3: the scheduler asks the task's weight rule, per task instance.
+    from types import SimpleNamespace
+    return task.weight_rule.get_weight(SimpleNamespace(task=task))
+watched = ("PythonSensor", "PythonOperator")
+print(json.dumps({t.task_id: weight(t) for t in dag.tasks if t.task_type in watched}))
+"#;
+    let out = Command::new(airflow.join("bin/python")).args(["-c", probe]).arg(&dags).output().unwrap();
+    assert!(out.status.success(), "{var}: {}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let priorities: std::collections::BTreeMap<String, i64> =
+        serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap();
+    let top = priorities.iter().filter(|(task, _)| *task != "dbt_build").map(|(_, w)| *w).max().unwrap();
+    assert!(priorities["dbt_build"] > top, "{var}: the build task outranks its sensors: {priorities:?}");
 
     let (before, after) = (dir.path().join("before.json"), dir.path().join("after.json"));
     let out = Command::new("bash")

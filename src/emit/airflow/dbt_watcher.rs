@@ -38,6 +38,10 @@ pub(super) fn task_finished(version: u32) -> &'static str {
 /// Seconds between a watched task's looks at the build's events.
 const POKE_SECONDS: u32 = 5;
 
+/// The build task's priority: the highest Airflow stores, so a one-slot DuckDB pool full of the
+/// stage's rescheduled sensors (whose downstream weights are larger) cannot keep it waiting.
+const BUILD_PRIORITY: &str = "2147483647";
+
 /// The keyword arguments of one task of a watched stage: `command` is the task's own dbt command
 /// line as a Python expression (the build's, for the build task), `env` its environment pairs.
 pub(super) fn kwargs(
@@ -56,6 +60,8 @@ pub(super) fn kwargs(
         uses.insert("python");
         kwargs.push(("python_callable".into(), "_dbt_watched_build".into()));
         kwargs.push(("op_kwargs".into(), format!("{{{common}}}")));
+        kwargs.push(("priority_weight".into(), BUILD_PRIORITY.into()));
+        kwargs.push(("weight_rule".into(), quoted("absolute")));
     } else {
         let nodes: Vec<&str> = watch.nodes.iter().map(|(id, _)| id.as_str()).collect();
         kwargs.push(("python_callable".into(), "_dbt_watched_node".into()));
