@@ -673,7 +673,7 @@ impl Lowering<'_> {
     fn pipelines(&mut self) -> (Vec<PipelineTasks>, Vec<Vec<LoweredStage>>) {
         let mut lowered: Vec<PipelineTasks> = Vec::new();
         let mut stage_lists = Vec::new();
-        self.check_pool(self.spec.defaults.pool.as_ref(), "/defaults/pool".to_owned());
+        self.check_pool(self.spec.defaults.pool.as_ref(), || "/defaults/pool".to_owned());
         for (id, pipeline) in &self.spec.pipelines {
             let pipeline_pointer = format!("/pipelines/{}", escape_pointer(id.as_str()));
             if pipeline.start_date.is_some() && pipeline.defaults.start_date.is_some() {
@@ -684,7 +684,7 @@ impl Lowering<'_> {
                         .help("keep one of them"),
                 );
             }
-            self.check_pool(pipeline.defaults.pool.as_ref(), format!("{pipeline_pointer}/defaults/pool"));
+            self.check_pool(pipeline.defaults.pool.as_ref(), || format!("{pipeline_pointer}/defaults/pool"));
             let own = pipeline.settings();
             let defaults = Settings::resolve(&self.spec.defaults, &own, &TaskSettings::default());
             let tz = self.timezone(&defaults, id);
@@ -758,11 +758,13 @@ impl Lowering<'_> {
     }
 
     /// Checks that `pool`, set at `pointer`, is declared (or is Airflow's own `default_pool`).
-    fn check_pool(&mut self, pool: Option<&PoolName>, pointer: String) {
+    /// `pointer` is built only for a diagnostic: most settings name no pool, or a declared one.
+    fn check_pool(&mut self, pool: Option<&PoolName>, pointer: impl FnOnce() -> String) {
         let Some(pool) = pool else { return };
         if pool.as_str() == DEFAULT_POOL || self.spec.pools.contains_key(pool) {
             return;
         }
+        let pointer = pointer();
         let declared = self.spec.pools.keys().map(PoolName::as_str).chain([DEFAULT_POOL]);
         let mut d = Diagnostic::error("unknown-pool", format!("pool `{pool}` is not declared"))
             .at(self.doc.span(&pointer), "not in the spec's `pools`");
@@ -799,10 +801,10 @@ impl Lowering<'_> {
                     );
                 }
             }
-            self.check_pool(stage.settings.pool.as_ref(), format!("{pointer}/pool"));
+            self.check_pool(stage.settings.pool.as_ref(), || format!("{pointer}/pool"));
             let settings = Settings::resolve(&spec.defaults, own, &stage.settings);
-            self.lint_stage(pipeline_id, stage_id, &stage.kind, &settings);
-            let Some(mut lowered) = self.stage(pipeline_id, stage_id, index, &stage.kind, settings) else {
+            self.lint_stage(pipeline_id, stage_id, &pointer, &stage.kind, &settings);
+            let Some(mut lowered) = self.stage(pipeline_id, stage_id, &pointer, index, &stage.kind, settings) else {
                 continue;
             };
             let produces = self.produces(stage);
@@ -869,8 +871,14 @@ impl Lowering<'_> {
     }
 
     /// Warnings: settings that compile but are probably not what was meant.
-    fn lint_stage(&mut self, pipeline_id: &PipelineId, stage_id: &StageId, kind: &StageKind, settings: &Settings) {
-        let pointer = stage_pointer(pipeline_id, stage_id);
+    fn lint_stage(
+        &mut self,
+        pipeline_id: &PipelineId,
+        stage_id: &StageId,
+        pointer: &str,
+        kind: &StageKind,
+        settings: &Settings,
+    ) {
         let writes = match kind {
             StageKind::CopyInto(_) => Some("loads into the warehouse"),
             StageKind::Dbt(d)
@@ -926,11 +934,11 @@ impl Lowering<'_> {
         &mut self,
         pipeline_id: &PipelineId,
         stage_id: &StageId,
+        pointer: &str,
         index: usize,
         kind: &StageKind,
         settings: Settings,
     ) -> Option<LoweredStage> {
-        let pointer = stage_pointer(pipeline_id, stage_id);
         let single = |operation: Operation, settings: Settings| LoweredStage {
             stage: stage_id.clone(),
             index,
