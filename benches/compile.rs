@@ -21,6 +21,10 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Duration;
 
+// The allocator the CLI uses (src/main.rs), so the figures are the CLI's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Spec sizes, in stages.
 const SIZES: [usize; 4] = [10, 100, 1_000, 10_000];
 

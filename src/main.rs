@@ -12,6 +12,11 @@ use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+// Compiling a large spec is mostly small allocations (value trees, ids, settings): mimalloc
+// serves them in a fraction of glibc malloc's instructions (ruff ships it for the same reason).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const EXIT_CODES: &str = "\
 Exit status:
   0  success (plan --detailed-exitcode: no changes)
