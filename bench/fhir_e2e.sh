@@ -7,23 +7,9 @@
 #                                      example's own bundles; RUNS=3)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${FHIRFLOW_CACHE:-$HOME/.cache/fhirflow}/target}"
 runs=${RUNS:-3}
-bundles=${1:-}
-if [[ -z $bundles ]]; then
-    bundles=../shared/data/synthea-sample
-    [[ -d $bundles ]] || bundles=examples/fhir/bundles
-fi
-DUCKDB_LIB_DIR=$(bash scripts/ensure_libduckdb.sh | tail -n 1)
-export DUCKDB_LIB_DIR
-cargo build --release --locked -q --features duckdb
-bin="$CARGO_TARGET_DIR/release/fhirflow"
-dbt_venv=${FHIRFLOW_DBT_VENV:-$(bash tests/conformance/ensure_venv.sh dbt tests/conformance/requirements-dbt.lock | tail -n 1)}
-dir=$(mktemp -d)
-trap 'rm -rf "$dir"' EXIT
-# A copy, so that nothing is written next to the source bundles.
-cp -R "$bundles" "$dir/bundles"
-count=$(find "$dir/bundles" -name '*.json' | wc -l)
+source bench/fhir_setup.sh
+fhir_setup "${1:-}"
 
 best=
 for ((r = 0; r < runs; r++)); do
