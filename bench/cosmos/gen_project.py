@@ -15,6 +15,7 @@ writes, deterministically for a given N:
     OUT_DIR/project/models/intermediate/   ~30% of N: int_NNNN, each ref()s 1-3 staging models
     OUT_DIR/project/models/marts/          the rest:  mart_NNNN, each ref()s 1-3 intermediate models
     OUT_DIR/project/models/*/_<layer>.yml  column `id` of every third model: `unique` and `not_null`
+    OUT_DIR/project/packages.yml           `packages: []`, so that the DAGs start with `dbt deps`
 
 Sources rather than seeds feed the staging layer, so every Airflow task in every DAG is a model
 or a test (Cosmos renders no source nodes by default, and fhirflow's DAG has no seed tasks).
@@ -23,7 +24,8 @@ or a test (Cosmos renders no source nodes by default, and fhirflow's DAG has no 
 
 writes the same graph for a real `dbt build` (bench/dbt_modes.sh): each staging model makes its
 own 100 rows instead of reading a raw table, and the other models number their rows, so every
-`unique` test holds although parents share ancestors.
+`unique` test holds although parents share ancestors; it has no packages file, so fhirflow's
+per-model stage has no `dbt deps` task.
 """
 
 from __future__ import annotations
@@ -153,6 +155,10 @@ def generate(n: int, out: Path, buildable: bool = False) -> dict[str, int]:
         (folder / f"_{layer}.yml").write_text(tests_yaml(names[layer]))
         previous = names[layer]
     (project / "models" / "staging" / "_sources.yml").write_text(sources_yaml())
+    if not buildable:
+        # As in most real projects, a packages file: fhirflow's DAG (and the static one) then
+        # starts with `dbt deps`. It lists none, since `dbt parse` here reaches no package hub.
+        (project / "packages.yml").write_text("packages: []\n")
     return sizes
 
 

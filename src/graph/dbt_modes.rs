@@ -306,6 +306,16 @@ impl Lowering<'_> {
         loaded
     }
 
+    /// Whether `dbt deps` has anything to install: false only for a project folder that is here
+    /// and declares no packages (dbt reads `packages.yml` or, since 1.6, `dependencies.yml`), so
+    /// a project without packages starts no dbt process for nothing, as Cosmos skips it too.
+    fn project_may_have_packages(&self) -> bool {
+        let Some(project) = self.spec.dbt.as_ref() else { return true };
+        let dir = self.spec_dir().join(&project.project_dir.0);
+        !dir.join("dbt_project.yml").is_file()
+            || ["packages.yml", "dependencies.yml"].iter().any(|f| dir.join(f).exists())
+    }
+
     fn spec_dir(&self) -> PathBuf {
         Path::new(&self.doc.source.name).parent().map(Path::to_owned).unwrap_or_default()
     }
@@ -500,7 +510,7 @@ impl Lowering<'_> {
             inv.deps_first = in_container;
             inv
         };
-        if mode != DbtMode::Single && !in_container {
+        if mode != DbtMode::Single && !in_container && self.project_may_have_packages() {
             let inv = line.invocation(DbtCommand::Deps, &[], &[], false);
             chain(&mut planned, Planned::new(Vec::new(), &format!("{stage_id}_deps"), Operation::Dbt(inv)), &mut head);
         }
@@ -1075,6 +1085,7 @@ mod tests {
     use crate::dbt::CommandLine;
     use crate::graph::dbt_selection::CliSelection;
     use crate::source::SourceFile;
+    use std::path::Path;
 
     /// The fixture project's layers, in the order its models depend on each other.
     const LAYERS: &str = "layers:\n  staging: {models: [stg_patients, stg_visits]}\n  intermediate: {models: [int_visit_counts]}\n  marts: {models: [dim_patients, fct_visits]}\n";
@@ -1136,7 +1147,6 @@ mod tests {
         assert_eq!(
             edges(&g),
             [
-                "dbt_deps -> dbt_staging",
                 "dbt_intermediate -> dbt_intermediate_gate",
                 "dbt_intermediate_gate -> dbt_marts",
                 "dbt_marts -> dbt_marts_gate",
@@ -1221,8 +1231,6 @@ mod tests {
             edges(&g),
             [
                 "assert_visits_have_patients_test -> dbt_done",
-                "dbt_deps -> seeds.raw_patients_seed",
-                "dbt_deps -> seeds.raw_visits_seed",
                 "marts.dim_patients_run -> assert_visits_have_patients_test",
                 "marts.dim_patients_run -> marts.dim_patients_test",
                 "marts.dim_patients_test -> dbt_done",
@@ -1248,6 +1256,29 @@ mod tests {
         assert_eq!(p.task("staging.stg_patients_run").unwrap().group, ["staging"]);
     }
 
+    /// `dbt deps` runs once before a stage's tasks when the project declares packages, and not
+    /// at all when its folder is here without `packages.yml` or `dependencies.yml`.
+    #[test]
+    fn the_deps_task_is_there_when_the_project_has_packages() {
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/dbt_modes");
+        for packages in [None, Some("packages.yml"), Some("dependencies.yml")] {
+            let dir = tempfile::tempdir().unwrap();
+            let project = dir.path().join("proj");
+            std::fs::create_dir(&project).unwrap();
+            for file in ["dbt_project.yml", "manifest.json"] {
+                std::fs::copy(fixture.join(file), project.join(file)).unwrap();
+            }
+            if let Some(file) = packages {
+                std::fs::write(project.join(file), "packages:\n  - package: dbt-labs/dbt_utils\n").unwrap();
+            }
+            let spec = "version: 1\ndbt: {project_dir: proj, manifest: proj/manifest.json}\npipelines:\n  p:\n    stages:\n      dbt: {kind: dbt, command: build, dbt_mode: per_model}\n";
+            let name = dir.path().join("spec.yaml").to_string_lossy().into_owned();
+            let g = crate::compile(SourceFile::new(&name, spec.to_owned())).map(|c| c.graph).unwrap();
+            let deps = g.pipeline("p").unwrap().task("dbt_deps").is_some();
+            assert_eq!(deps, packages.is_some(), "{packages:?}");
+        }
+    }
+
     #[test]
     fn per_model_selection_matches_dbt_and_build_placement_has_no_test_tasks() {
         let g = compile(
@@ -1257,7 +1288,7 @@ mod tests {
         .unwrap();
         let p = g.pipeline("p").unwrap();
         let ids: Vec<&str> = p.tasks.iter().map(|t| t.id.as_str()).collect();
-        assert_eq!(ids, ["dbt_deps", "raw_visits_build", "stg_visits_build", "fct_visits_build"]);
+        assert_eq!(ids, ["raw_visits_build", "stg_visits_build", "fct_visits_build"]);
         assert!(argv(&g, "fct_visits_build").ends_with("--select fct_visits --indirect-selection buildable"));
     }
 
