@@ -425,9 +425,10 @@ fn one_setting_switches_between_the_three_modes() {
         airflow_check(&airflow, &out);
         task_counts.push(expectations["dags"]["modes"]["tasks"].as_object().unwrap().len());
     }
-    // single: deps + build in one task; layered: deps + 3 layers; per_model: deps, 2 seeds,
-    // 4 models, 1 snapshot, 3 test tasks, the two-parent relationships test, and the join.
-    assert_eq!(task_counts, [1, 4, 13]);
+    // single: deps + build in one task; layered: 3 layers; per_model: 2 seeds, 4 models, 1
+    // snapshot, 3 test tasks, the two-parent relationships test, and the join. The project
+    // declares no packages, so neither has a `dbt deps` task.
+    assert_eq!(task_counts, [1, 3, 12]);
 }
 
 /// `airflow dags test` runs the per-model DAG for real: each task runs dbt against DuckDB,
@@ -662,7 +663,8 @@ fn modes_tests_survive(dbt: &Path, range: &str) -> (tempfile::TempDir, std::path
     let tests: Vec<&String> = tasks.keys().filter(|t| t.ends_with("_test")).collect();
     // One task per tested model (stg_patients, stg_visits, dim_patients), and the two-parent test.
     assert_eq!(tests.len(), 4, "{tests:?}");
-    assert_eq!(tasks.len(), 13, "{:?}", tasks.keys().collect::<Vec<_>>());
+    // With the seeds, models, snapshot and join (no `dbt deps`: the project has no packages).
+    assert_eq!(tasks.len(), 12, "{:?}", tasks.keys().collect::<Vec<_>>());
     // 5 column tests from the spec's YAML, and the project's singular test.
     let listed = dbt_ls_tests(dbt, dir.path());
     assert_eq!(listed.len(), 6, "{listed:?}");
