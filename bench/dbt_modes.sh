@@ -45,17 +45,22 @@ label() { [[ $1 == watcher ]] && echo "per_model watcher" || echo "$1"; }
 # --- The FHIR example: one copy per mode, the build stage's keys edited.
 layers='        layers:\n          - {name: staging, select: [path:models/staging]}\n          - {name: intermediate, select: [path:models/intermediate]}\n          - {name: marts, select: [path:models/marts]}'
 fhir_variant() {
-    local name=$1 keys=$2
+    local name=$1 keys
     cp -R examples/fhir "$dir/$name"
     rm -rf "$dir/$name/.fhirflow" "$dir/$name/warehouse.duckdb"
     case $name in
-    layered) sed -i "s|^        command: build$|        command: build\n        dbt_mode: layered\n$layers|" "$dir/$name/fhir.yaml" ;;
-    per_model | watcher)
+    layered) keys="        dbt_mode: layered\n$layers" ;;
+    per_model) keys="        dbt_mode: per_model\n        tests: after_each" ;;
+    watcher) keys="        dbt_mode: per_model\n        tests: after_each\n        watcher: true" ;;
+    *) return ;;
+    esac
+    if [[ $name == layered ]]; then
+        sed -i "s|^        command: build$|        command: build\n$keys|" "$dir/$name/fhir.yaml"
+    else
         # per_model reads dbt's graph from a `dbt parse` at compile time.
         sed -i "s|^  project_dir: dbt$|  project_dir: dbt\n  parse_manifest: true|; /^        parse_results: true$/d; s|^        command: build$|        command: build\n$keys|" \
             "$dir/$name/fhir.yaml"
-        ;;
-    esac
+    fi
 }
 fhir_reset() { rm -rf "$dir/$mode/.fhirflow" "$dir/$mode/dbt/target" "$dir/warehouse.duckdb" "$dir/warehouse.duckdb.wal"; }
 fhir_run() {
@@ -66,11 +71,7 @@ fhir_run() {
 echo "| project | mode | tasks | fhirflow run, best of $runs |"
 echo "|---|---|---:|---:|"
 for mode in $fhir_modes; do
-    case $mode in
-    per_model) fhir_variant per_model "        dbt_mode: per_model\n        tests: after_each" ;;
-    watcher) fhir_variant watcher "        dbt_mode: per_model\n        tests: after_each\n        watcher: true" ;;
-    *) fhir_variant "$mode" "" ;;
-    esac
+    fhir_variant "$mode"
     time=$(best_of fhir_reset fhir_run)
     cp "$dir/last.log" "$dir/$mode.json"
     "$dbt_venv/bin/python" examples/fhir/check_marts.py "$dir/bundles" "$dir/warehouse.duckdb" >/dev/null

@@ -224,7 +224,8 @@ fn watched_in_airflow(var: &str) {
         .unwrap();
     assert!(check.status.success(), "{var}: {}", String::from_utf8_lossy(&check.stdout));
     // With one pool slot, the scheduler takes the highest priority first: sensors that come back
-    // every 5 s must never outrank the build they wait for (`dbt deps`, before both, may tie).
+    // every 5 s must never outrank the build they wait for. Only the stage's Python tasks are
+    // compared: a `dbt deps` task, upstream of them all, sums their weights under its own rule.
     let probe = r#"
 import json, os, sys, tempfile
 os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp()

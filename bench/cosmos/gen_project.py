@@ -163,13 +163,14 @@ def generate(n: int, out: Path, buildable: bool = False) -> dict[str, int]:
 
 
 def main() -> None:
+    buildable = "--buildable" in sys.argv[1:]
     args = [a for a in sys.argv[1:] if a != "--buildable"]
     if len(args) != 2 or not args[0].isdigit() or int(args[0]) < 3:
         sys.exit("usage: gen_project.py [--buildable] N OUT_DIR   (N >= 3)")
     n, out = int(args[0]), Path(args[1])
     if (out / "project" / "models").exists():
         sys.exit(f"{out}/project/models exists; generate into a fresh folder")
-    sizes = generate(n, out, buildable="--buildable" in sys.argv[1:])
+    sizes = generate(n, out, buildable)
     print(f"gen_project: {n} models ({', '.join(f'{k} {v}' for k, v in sizes.items())}) in {out}", file=sys.stderr)
 
 
